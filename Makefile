@@ -1,0 +1,34 @@
+# Every target sets itself up: `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint types check clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install jaxdiff with its test tools
+
+demo: $(STAMP)  ## the main job on an example spec: the seed polynomial's JVP and VJP
+	$(BIN)/jaxdiff jvp configs/seed000_poly.yaml
+	$(BIN)/jaxdiff vjp configs/seed000_poly.yaml
+
+test: $(STAMP)  ## the test suite
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check jaxdiff_cli tests configs
+	$(BIN)/ruff format --check jaxdiff_cli tests configs
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+check: lint types test  ## lint + types + tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

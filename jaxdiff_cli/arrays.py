@@ -1,0 +1,430 @@
+"""Spec values -> NumPy arrays (pytrees of them), checked before anything is traced.
+
+A value is a number, a nested list (a rectangular array), a constructor mapping (one of
+``random``, ``zeros``, ``ones``, ``eye``, ``linspace``, ``arange``, ``file``), or a pytree: a
+mapping that is not a constructor, or a list holding mappings. Numbers in lists are read as the
+spec's float dtype; ``nan``, ``inf`` and ``-inf`` (and YAML's ``.nan``, ``.inf``) are IEEE values.
+
+Tangents, cotangents and expected values are read *guided* by the structure they must match
+(the primals, the function's output), so every mismatch is caught here with both shapes named.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxdiff_cli.errors import SpecError
+from jaxdiff_cli.spec import join, suggest, where
+
+# Constructor name -> the other keys it accepts.
+CONSTRUCTORS: dict[str, frozenset[str]] = {
+    "random": frozenset({"shape", "seed", "split", "partitionable", "low", "high", "dtype"}),
+    "zeros": frozenset({"dtype"}),
+    "ones": frozenset({"dtype"}),
+    "eye": frozenset({"dtype"}),
+    "linspace": frozenset({"dtype"}),
+    "arange": frozenset({"dtype"}),
+    "file": frozenset({"key", "shape", "dtype"}),
+}
+VALUE_DTYPES = ("float32", "float64", "int32", "int64", "bool")
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What reading a value needs: the float dtype, where relative files live, where we are."""
+
+    dtype: str
+    base_dir: Path
+    source: str
+
+    def at(self, keypath: str) -> str:
+        return where(self.source, keypath)
+
+    def error(self, keypath: str, message: str, hint: str | None = None) -> SpecError:
+        return SpecError(message, where=self.at(keypath), hint=hint)
+
+
+def shape_str(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+# --------------------------------------------------------------------------- unguided values
+
+
+def is_constructor(raw: Any) -> bool:
+    return isinstance(raw, dict) and any(k in CONSTRUCTORS for k in raw)
+
+
+def build_value(raw: Any, ctx: Context, keypath: str) -> Any:
+    """A primal value: an array, or a pytree (dict / list) of arrays."""
+    if is_constructor(raw):
+        return construct(raw, ctx, keypath)
+    if isinstance(raw, dict):
+        if not raw:
+            raise ctx.error(keypath, "empty mapping: a pytree needs at least one leaf")
+        return {str(k): build_value(v, ctx, join(keypath, k)) for k, v in raw.items()}
+    if isinstance(raw, list) and any(isinstance(v, dict) for v in raw):
+        return [build_value(v, ctx, join(keypath, i)) for i, v in enumerate(raw)]
+    return to_array(raw, ctx, keypath)
+
+
+def to_array(raw: Any, ctx: Context, keypath: str) -> np.ndarray:
+    """A number or a rectangular nested list -> an array of the spec dtype (or bool)."""
+    flat: list[Any] = []
+    shape = _walk(raw, ctx, keypath, flat)
+    if flat and all(isinstance(v, bool) for v in flat):
+        return np.array(flat, dtype=bool).reshape(shape)
+    if any(isinstance(v, bool) for v in flat):
+        raise ctx.error(keypath, "mixes true/false with numbers")
+    values = np.array(flat, dtype=np.float64).reshape(shape)
+    return cast_float(values, ctx, keypath)
+
+
+def cast_float(values: np.ndarray, ctx: Context, keypath: str) -> np.ndarray:
+    """Cast to the spec float dtype, refusing finite values that overflow it."""
+    out = values.astype(ctx.dtype)
+    with np.errstate(invalid="ignore"):
+        overflow = np.isfinite(values) & ~np.isfinite(out)
+    if overflow.any():
+        idx = tuple(int(i) for i in np.argwhere(overflow)[0])
+        raise ctx.error(
+            join(keypath, list(idx)) if idx else keypath,
+            f"{values[idx]:g} overflows {ctx.dtype}",
+            hint="set dtype: float64" if ctx.dtype == "float32" else None,
+        )
+    return out
+
+
+def _walk(raw: Any, ctx: Context, keypath: str, flat: list[Any]) -> tuple[int, ...]:
+    if isinstance(raw, list):
+        if not raw:
+            return (0,)
+        shapes = [_walk(v, ctx, join(keypath, i), flat) for i, v in enumerate(raw)]
+        for i, s in enumerate(shapes):
+            if s != shapes[0]:
+                raise ctx.error(
+                    join(keypath, i),
+                    f"ragged nested list: item has shape {shape_str(s)} but item 0 has {shape_str(shapes[0])}",
+                    hint="arrays must be rectangular; use a mapping for a pytree of arrays",
+                )
+        return (len(raw), *shapes[0])
+    flat.append(_scalar(raw, ctx, keypath))
+    return ()
+
+
+def _scalar(raw: Any, ctx: Context, keypath: str) -> float | bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, (int, float)):
+        try:
+            return float(raw)
+        except OverflowError:  # a Python int beyond float64
+            raise ctx.error(keypath, "integer overflows float64") from None
+    if isinstance(raw, str):
+        text = raw.strip().lower()
+        if text in _NONFINITE:
+            return _NONFINITE[text]
+        try:
+            value = float(text)
+        except ValueError:
+            raise ctx.error(keypath, f"{raw!r} is not a number", hint="numbers, nan, inf or -inf") from None
+        if math.isinf(value):
+            raise ctx.error(keypath, f"{raw} overflows float64", hint="write inf if you mean infinity")
+        return value
+    if isinstance(raw, dict):
+        raise ctx.error(keypath, "a mapping inside a numeric list", hint="a pytree list must hold only mappings or arrays")
+    if raw is None:
+        raise ctx.error(keypath, "missing value (null)")
+    raise ctx.error(keypath, f"a {type(raw).__name__} is not a number")
+
+
+# --------------------------------------------------------------------------- constructors
+
+
+def construct(raw: dict[str, Any], ctx: Context, keypath: str) -> Any:
+    names = [k for k in raw if k in CONSTRUCTORS]
+    if len(names) > 1:
+        raise ctx.error(keypath, f"a value can have one constructor, not {' and '.join(names)}")
+    name = names[0]
+    path = join(keypath, name)
+    extra = set(raw) - {name} - CONSTRUCTORS[name]
+    if extra:
+        bad = sorted(map(str, extra))[0]
+        allowed = sorted(CONSTRUCTORS[name])
+        raise ctx.error(
+            join(keypath, bad),
+            f"unknown option {bad!r} for the {name!r} constructor",
+            hint=suggest(bad, allowed) or f"options: {', '.join(allowed) or 'none'}",
+        )
+    dtype = raw.get("dtype", ctx.dtype)
+    if dtype not in VALUE_DTYPES:
+        raise ctx.error(join(keypath, "dtype"), f"unknown dtype {dtype!r}", hint=", ".join(VALUE_DTYPES))
+    builders: dict[str, Callable[[dict[str, Any], Context, str, str], Any]] = {
+        "random": _random,
+        "zeros": _filled,
+        "ones": _filled,
+        "eye": _eye,
+        "linspace": _linspace,
+        "arange": _arange,
+        "file": _file,
+    }
+    try:
+        return builders[name](raw, ctx, keypath, dtype)
+    except (ValueError, OverflowError, MemoryError) as exc:
+        raise ctx.error(path, f"cannot build the value: {exc}") from None
+
+
+MAX_ELEMENTS = 2**31
+
+
+def _shape(raw: Any, ctx: Context, keypath: str) -> tuple[int, ...]:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw):
+        raise ctx.error(keypath, f"a shape is a list of whole numbers >= 0, got {raw!r}")
+    if math.prod(raw) > MAX_ELEMENTS:
+        raise ctx.error(keypath, f"shape {shape_str(raw)} has more than {MAX_ELEMENTS} elements")
+    return tuple(raw)
+
+
+def _number(raw: Any, ctx: Context, keypath: str) -> float:
+    value = _scalar(raw, ctx, keypath)
+    if isinstance(value, bool) or not math.isfinite(value):
+        raise ctx.error(keypath, f"expected a finite number, got {raw!r}")
+    return float(value)
+
+
+def _random(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.ndarray:
+    import jax
+
+    kind = raw["random"]
+    if kind not in ("normal", "uniform"):
+        raise ctx.error(join(keypath, "random"), f"unknown distribution {kind!r}", hint="normal or uniform")
+    if "shape" not in raw:
+        raise ctx.error(keypath, "the random constructor needs a shape", hint="e.g. {random: normal, shape: [3], seed: 0}")
+    shape = _shape(raw["shape"], ctx, join(keypath, "shape"))
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ctx.error(join(keypath, "seed"), "a seed is a whole number from 0 to 2**32 - 1")
+    if dtype not in ("float32", "float64"):
+        raise ctx.error(join(keypath, "dtype"), "random values are floats")
+    partitionable = raw.get("partitionable", True)
+    if not isinstance(partitionable, bool):
+        raise ctx.error(join(keypath, "partitionable"), "must be true or false")
+    split = raw.get("split", [])
+    steps = _split_steps(split, ctx, join(keypath, "split"))
+    # JAX 0.5 changed the default threefry stream; partitionable: false reproduces older output.
+    with jax.threefry_partitionable(partitionable):
+        key = jax.random.PRNGKey(seed)
+        for num, index in steps:
+            key = jax.random.split(key, num)[index]
+        if kind == "normal":
+            if "low" in raw or "high" in raw:
+                raise ctx.error(keypath, "low/high go with uniform, not normal")
+            out = jax.random.normal(key, shape, dtype=dtype)
+        else:
+            low = _number(raw.get("low", 0.0), ctx, join(keypath, "low"))
+            high = _number(raw.get("high", 1.0), ctx, join(keypath, "high"))
+            if not low < high:
+                raise ctx.error(keypath, f"low ({low:g}) must be below high ({high:g})")
+            out = jax.random.uniform(key, shape, dtype=dtype, minval=low, maxval=high)
+    return np.asarray(out)
+
+
+def _split_steps(split: Any, ctx: Context, keypath: str) -> list[tuple[int, int]]:
+    if not isinstance(split, list):
+        raise ctx.error(keypath, "a list of [num, index] pairs: key = split(key, num)[index], in order")
+    steps = []
+    for i, step in enumerate(split):
+        ok = isinstance(step, list) and len(step) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in step)
+        if not ok or not (1 <= step[0] <= 2**16 and 0 <= step[1] < step[0]):
+            raise ctx.error(join(keypath, i), f"expected [num, index] with 0 <= index < num, got {step!r}")
+        steps.append((step[0], step[1]))
+    return steps
+
+
+def _filled(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.ndarray:
+    name = "zeros" if "zeros" in raw else "ones"
+    shape = _shape(raw[name], ctx, join(keypath, name))
+    return (np.zeros if name == "zeros" else np.ones)(shape, dtype=dtype)
+
+
+def _eye(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.ndarray:
+    shape = _shape(raw["eye"], ctx, join(keypath, "eye"))
+    if len(shape) not in (1, 2):
+        raise ctx.error(join(keypath, "eye"), "eye takes n or [n, m]")
+    return np.eye(shape[0], shape[-1], dtype=dtype)
+
+
+def _numbers(raw: Any, ctx: Context, keypath: str, sizes: tuple[int, ...], form: str) -> list[float]:
+    if not isinstance(raw, list):
+        raw = [raw]
+    if len(raw) not in sizes:
+        raise ctx.error(keypath, f"expected {form}, got {raw!r}")
+    return [_number(v, ctx, join(keypath, i)) for i, v in enumerate(raw)]
+
+
+def _linspace(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.ndarray:
+    path = join(keypath, "linspace")
+    start, stop, num = _numbers(raw["linspace"], ctx, path, (3,), "[start, stop, num]")
+    if num != int(num) or not 0 <= num <= MAX_ELEMENTS:
+        raise ctx.error(path, "num must be a whole number >= 0")
+    return np.linspace(start, stop, int(num), dtype=dtype)
+
+
+def _arange(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.ndarray:
+    path = join(keypath, "arange")
+    args = _numbers(raw["arange"], ctx, path, (1, 2, 3), "stop, [start, stop] or [start, stop, step]")
+    if len(args) == 3 and args[2] == 0:
+        raise ctx.error(path, "step must not be 0")
+    start, stop, step = (0.0, args[0], 1.0) if len(args) == 1 else (args[0], args[1], args[2] if len(args) == 3 else 1.0)
+    if (stop - start) / step > MAX_ELEMENTS:
+        raise ctx.error(path, f"more than {MAX_ELEMENTS} elements")
+    return np.arange(start, stop, step, dtype=dtype)
+
+
+def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
+    path_text = raw["file"]
+    fpath = join(keypath, "file")
+    if not isinstance(path_text, str) or not path_text:
+        raise ctx.error(fpath, "must be a file path")
+    path = Path(path_text).expanduser()
+    if not path.is_absolute():
+        path = ctx.base_dir / path
+    if not path.is_file():
+        raise ctx.error(fpath, f"no such file: {path}")
+    suffix = path.suffix.lower()
+    key = raw.get("key")
+    if key is not None and suffix != ".npz":
+        raise ctx.error(join(keypath, "key"), "'key' goes with .npz files")
+    try:
+        if suffix == ".npy":
+            value: Any = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                if key is None:
+                    value = {name: archive[name] for name in archive.files}
+                elif key not in archive.files:
+                    raise ctx.error(
+                        join(keypath, "key"),
+                        f"{path.name} has no array {key!r}; it has {', '.join(archive.files)}",
+                        hint=suggest(str(key), archive.files),
+                    )
+                else:
+                    value = archive[key]
+        elif suffix == ".csv":
+            value = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=1, comments="#")
+        else:
+            raise ctx.error(fpath, f"unknown file type {suffix!r}", hint=".npy, .npz or .csv")
+    except SpecError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise ctx.error(fpath, f"cannot read {path.name}: {exc}") from None
+
+    def finish(arr: np.ndarray, kp: str) -> np.ndarray:
+        if arr.dtype == object or arr.dtype.kind not in "biuf":
+            raise ctx.error(kp, f"{path.name} holds {arr.dtype} data, not numbers")
+        if "shape" in raw:
+            want = _shape(raw["shape"], ctx, join(keypath, "shape"))
+            if arr.shape != want:
+                raise ctx.error(join(keypath, "shape"), f"{path.name} has shape {shape_str(arr.shape)}, expected {shape_str(want)}")
+        if "dtype" in raw:
+            return arr.astype(dtype)
+        if arr.dtype.kind == "f":
+            return cast_float(arr.astype(np.float64), ctx, kp)
+        return arr  # integers and bools stay as they are (indices, labels)
+
+    if isinstance(value, dict):
+        if "shape" in raw:
+            raise ctx.error(join(keypath, "shape"), "'shape' needs 'key' for an .npz file")
+        return {k: finish(v, join(keypath, k)) for k, v in value.items()}
+    return finish(value, fpath)
+
+
+# --------------------------------------------------------------------------- guided values
+
+
+@dataclass(frozen=True)
+class Guided:
+    """A value read to match a structure; ``batch`` is the leading batch size, if any."""
+
+    value: Any
+    batch: int | None
+
+
+def leaf_shape(leaf: Any) -> tuple[int, ...]:
+    return tuple(leaf.shape)
+
+
+def build_like(raw: Any, like: Any, ctx: Context, keypath: str, what: str) -> Guided:
+    """Read ``raw`` with the pytree structure of ``like`` (arrays or ShapeDtypeStructs).
+
+    Each leaf must have the shape of its ``like`` leaf, or that shape behind one leading batch
+    axis of the same size for every leaf.
+    """
+    leaves: list[tuple[str, np.ndarray, Any]] = []
+    value = _guided(raw, like, ctx, keypath, what, leaves)
+    batch: int | None = None
+    first: str | None = None
+    for kp, arr, ref in leaves:
+        want = leaf_shape(ref)
+        if arr.shape == want:
+            this = None
+        elif arr.ndim == len(want) + 1 and arr.shape[1:] == want:
+            this = arr.shape[0]
+        else:
+            raise ctx.error(kp, f"shape {shape_str(arr.shape)} does not match {what} {shape_str(want)}")
+        if first is None:
+            batch, first = this, kp
+        elif this != batch:
+            said = "unbatched" if batch is None else f"batch {batch}"
+            now = "unbatched" if this is None else f"batch {this}"
+            raise ctx.error(kp, f"{now} but {first} is {said}; every leaf needs the same leading batch axis")
+    return Guided(value=value, batch=batch)
+
+
+def _guided(raw: Any, like: Any, ctx: Context, keypath: str, what: str, leaves: list[tuple[str, np.ndarray, Any]]) -> Any:
+    if isinstance(like, Mapping):
+        if not isinstance(raw, dict) or is_constructor(raw):
+            raise ctx.error(keypath, f"expected a mapping with keys {', '.join(map(str, like))} like the {what}")
+        missing = [k for k in like if k not in raw]
+        extra = [k for k in raw if k not in like]
+        if missing or extra:
+            parts = ([f"missing {', '.join(map(str, missing))}"] if missing else []) + (
+                [f"unexpected {', '.join(map(str, extra))}"] if extra else []
+            )
+            raise ctx.error(keypath, f"keys do not match the {what}: {'; '.join(parts)}")
+        return {k: _guided(raw[k], like[k], ctx, join(keypath, k), what, leaves) for k in like}
+    if isinstance(like, (list, tuple)):
+        if not isinstance(raw, list) or len(raw) != len(like):
+            raise ctx.error(keypath, f"expected a list of {len(like)} values like the {what}")
+        out = [_guided(r, lk, ctx, join(keypath, i), what, leaves) for i, (r, lk) in enumerate(zip(raw, like))]
+        return tuple(out) if isinstance(like, tuple) else out
+    arr = construct(raw, ctx, keypath) if is_constructor(raw) else to_array(raw, ctx, keypath)
+    if isinstance(arr, dict):
+        raise ctx.error(keypath, f"an .npz without 'key' gives a mapping, but the {what} here is one array")
+    dtype = np.dtype(like.dtype)
+    if dtype.kind == "f":
+        arr = cast_float(np.asarray(arr, dtype=np.float64), Context(str(dtype), ctx.base_dir, ctx.source), keypath)
+    leaves.append((keypath, arr, like))
+    return arr
+
+
+def per_argument(raw: Any, names: Sequence[str], ctx: Context, keypath: str) -> list[tuple[str, Any, str]]:
+    """Split a per-argument value (tangents, expected grads): keyed by argument, or bare for one.
+
+    Returns (name, raw value, key path) per argument.
+    """
+    if isinstance(raw, dict) and not is_constructor(raw) and set(raw) == set(names):
+        return [(n, raw[n], join(keypath, n)) for n in names]
+    if len(names) == 1:
+        return [(names[0], raw, keypath)]
+    got = f"keys {', '.join(map(str, raw))}" if isinstance(raw, dict) else "one value"
+    raise ctx.error(keypath, f"give one entry per differentiated argument ({', '.join(names)}); got {got}")

@@ -1,0 +1,378 @@
+"""The Typer app: the only module that imports typer, and the one place errors become exit codes.
+
+Everything heavy (JAX, NumPy, the engine) is imported inside the commands, so ``jaxdiff``,
+``jaxdiff --help``, ``jaxdiff COMMAND --help`` and ``jaxdiff --version`` never import JAX.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from jaxdiff_cli import __version__
+from jaxdiff_cli.errors import ExitCode, JaxdiffError, NonFiniteError
+
+app = typer.Typer(
+    name="jaxdiff",
+    help=(
+        "Derivatives of your functions with JAX: JVPs, VJPs, gradients, Jacobians, Hessians and HVPs,"
+        " from a YAML spec or straight from the shell.\n\n"
+        "Example: jaxdiff grad -f 'lambda x: jnp.sum(jnp.tanh(x)**2)' -p x=[1,2,3]"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# ---------------------------------------------------------------- options shared by the commands
+# Declared once as Annotated types so that their help is written once.
+
+SpecArg = Annotated[
+    str | None,
+    typer.Argument(help="YAML spec file, or - to read it from stdin. Without it, give --fn and --primal.", show_default=False),
+]
+FnOpt = Annotated[
+    str | None,
+    typer.Option("--fn", "-f", help="The function: 'lambda x: ...', an expression over the primal names, module:function or file.py:function.", show_default=False),
+]
+PrimalOpt = Annotated[
+    list[str] | None,
+    typer.Option("--primal", "-p", help="NAME=VALUE, VALUE in YAML/JSON (e.g. x=[1,2,3] or 'x={random: normal, shape: [3]}'). Repeatable; overrides the spec.", show_default=False),
+]
+WrtOpt = Annotated[
+    list[str] | None,
+    typer.Option("--wrt", "-w", help="Argument(s) to differentiate: a name, or names separated by commas. Default: the spec's, else the first.", show_default=False),
+]
+TangentOpt = Annotated[
+    list[str] | None,
+    typer.Option("--tangent", "-t", help="NAME=VALUE tangent for a differentiated argument; a leading batch axis gives a batch.", show_default=False),
+]
+CotangentOpt = Annotated[
+    str | None,
+    typer.Option("--cotangent", "-c", help="Cotangent VALUE shaped like the output (or with a leading batch axis).", show_default=False),
+]
+DtypeOpt = Annotated[str | None, typer.Option("--dtype", help="float32 or float64 (float64 enables x64).", show_default=False)]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, gpu, tpu or auto.", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (schema in the README).")]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Save results: .npz (all arrays), .npy (the main result), .json (as --json). Written atomically.", show_default=False),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no result on the terminal (use with -o).")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Skip the persistent XLA compilation cache.")]
+FiniteOpt = Annotated[bool, typer.Option("--check-finite", help="Exit 5 if a result holds NaN or Inf.")]
+
+
+@dataclass(frozen=True)
+class Common:
+    spec: str | None
+    fn: str | None
+    primal: list[str] | None
+    wrt: list[str] | None
+    tangent: list[str] | None
+    cotangent: str | None
+    dtype: str | None
+    device: str | None
+    json: bool
+    output: Path | None
+    quiet: bool
+    debug: bool
+    no_cache: bool
+    check_finite: bool
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"jaxdiff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Derivatives of your functions with JAX."""
+
+
+# ---------------------------------------------------------------- the one shared runner
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _fail(exc: JaxdiffError, debug: bool) -> None:
+    if debug:
+        raise exc
+    _stderr_console().print(f"error: {exc.render()}", markup=False, soft_wrap=True)
+    raise typer.Exit(int(exc.exit_code))
+
+
+def _guarded(debug: bool, body: Any) -> None:
+    """Run ``body``; turn our errors into one line and an exit code, and Ctrl-C into 130."""
+    try:
+        body()
+    except typer.Exit:
+        raise
+    except JaxdiffError as exc:
+        _fail(exc, debug)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _stderr_console().print("interrupted", markup=False)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as exc:  # never a traceback without --debug
+        if debug:
+            raise
+        _stderr_console().print(
+            f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", markup=False, soft_wrap=True
+        )
+        raise typer.Exit(int(ExitCode.FUNCTION)) from None
+
+
+def _run(command: str, c: Common, *, mode: str | None = None, chunk_size: int | None = None, with_value: bool = True) -> None:
+    _guarded(c.debug, lambda: _compute(command, c, mode=mode, chunk_size=chunk_size, with_value=with_value))
+
+
+def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | None, with_value: bool) -> None:
+    from jaxdiff_cli import pipeline, render, save
+    from jaxdiff_cli.spec import Overrides, load_spec
+
+    if c.output is not None:
+        save.check_output_path(c.output)  # fail before any work, not after
+    overrides = Overrides(
+        function=c.fn,
+        primals=tuple(c.primal or ()),
+        wrt=tuple(c.wrt or ()),
+        tangents=tuple(c.tangent or ()),
+        cotangent=c.cotangent,
+        dtype=c.dtype,
+        device=c.device,
+    )
+    if c.spec is None and c.fn is None:
+        from jaxdiff_cli.errors import UsageError
+
+        raise UsageError("give a SPEC file, or --fn and --primal", hint=f"see jaxdiff {command} --help")
+    spec = load_spec(c.spec, overrides)
+    progress = _progress(c)
+    with progress(f"preparing {command}"):
+        prep = pipeline.prepare(spec, use_cache=not c.no_cache)
+    with progress(f"compiling and running {command} on {prep.runtime.device_name}"):
+        result = pipeline.run_operation(prep, command, pipeline.Options(mode=mode, chunk_size=chunk_size, with_value=with_value))
+
+    from jaxdiff_cli.engine import first_nonfinite
+    from jaxdiff_cli.runtime import versions
+
+    timing = {"compile_s": result.timing.compile_s, "run_s": result.timing.run_s}
+    doc = render.document(
+        command=command,
+        function=spec.function,
+        spec=None if spec.source.startswith("<") else spec.source,
+        device=prep.runtime.device_name,
+        dtype=spec.dtype,
+        inputs=prep.inputs,
+        outputs=result.outputs,
+        info={"wrt": list(spec.wrt), **result.info},
+        timing=timing,
+        versions=versions(),
+    )
+    if c.output is not None:
+        suffix = c.output.suffix.lower()
+        tree = result.outputs if suffix != ".npy" else {pipeline.PRIMARY[command]: result.outputs[pipeline.PRIMARY[command]]}
+        save.save(c.output, dict(render.named_leaves(tree)), doc)
+    if c.json:
+        sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
+    elif not c.quiet:
+        from rich.console import Console
+
+        console = Console(highlight=False)
+        footer = {
+            "device": prep.runtime.device_name,
+            "dtype": spec.dtype,
+            "compile": f"{timing['compile_s'] * 1e3:.1f} ms",
+            "run": f"{timing['run_s'] * 1e3:.2f} ms",
+        }
+        if c.output is not None:
+            footer["saved"] = str(c.output)
+        fn_text = " ".join(spec.function.split())
+        fn_text = fn_text if len(fn_text) <= 80 else fn_text[:77] + "..."
+        title = f"{command} of {fn_text}  (wrt {', '.join(spec.wrt)})"
+        console.print(render.rich_result(title=title, outputs=result.outputs, info=result.info, footer=footer, width=console.width))
+    bad = first_nonfinite(result.outputs)
+    if bad is not None:
+        name, idx, value = bad
+        message = f"{name}{list(idx) if idx else ''} is {value} (the first non-finite entry)"
+        if c.check_finite:
+            raise NonFiniteError(message, where="--check-finite")
+        if not c.quiet and not c.json:
+            _stderr_console().print(f"warning: {message}", markup=False)
+
+
+def _progress(c: Common) -> Any:
+    """A spinner on stderr, only on a terminal, never with --json or --quiet."""
+    import contextlib
+
+    console = _stderr_console()
+    if c.json or c.quiet or not console.is_terminal:
+        return lambda text: contextlib.nullcontext()
+    return lambda text: console.status(text)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _common(**kw: Any) -> Common:
+    return Common(**kw)
+
+
+@app.command("eval")
+def eval_(
+    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, dtype: DtypeOpt = None, device: DeviceOpt = None,
+    json_: JsonOpt = False, output: OutputOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
+    no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
+) -> None:  # fmt: skip
+    """Evaluate f at the primals.
+
+    Example: jaxdiff eval -f "(x + w) * x**2" -p x=3.0 -p w=1.0
+    """
+    _run("eval", _common(spec=spec, fn=fn, primal=primal, wrt=None, tangent=None, cotangent=None, dtype=dtype, device=device,
+                         json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite))  # fmt: skip
+
+
+@app.command()
+def jvp(
+    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, wrt: WrtOpt = None, tangent: TangentOpt = None,
+    dtype: DtypeOpt = None, device: DeviceOpt = None, json_: JsonOpt = False, output: OutputOpt = None,
+    quiet: QuietOpt = False, debug: DebugOpt = False, no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
+) -> None:  # fmt: skip
+    """Forward mode: f(x) and the Jacobian-vector product J(x)·v.
+
+    Tangents with one more leading axis than the primals are a batch: J·V is computed with
+    jax.vmap in one program.
+
+    Example: jaxdiff jvp configs/seed000_poly.yaml
+    """
+    _run("jvp", _common(spec=spec, fn=fn, primal=primal, wrt=wrt, tangent=tangent, cotangent=None, dtype=dtype, device=device,
+                        json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite))  # fmt: skip
+
+
+@app.command()
+def vjp(
+    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, wrt: WrtOpt = None, cotangent: CotangentOpt = None,
+    dtype: DtypeOpt = None, device: DeviceOpt = None, json_: JsonOpt = False, output: OutputOpt = None,
+    quiet: QuietOpt = False, debug: DebugOpt = False, no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
+) -> None:  # fmt: skip
+    """Reverse mode: f(x) and the vector-Jacobian product uᵀ·J(x), one result per differentiated argument.
+
+    Cotangents with one more leading axis than the output are a batch (Uᵀ·J via jax.vmap).
+
+    Example: jaxdiff vjp configs/seed000_poly.yaml
+    """
+    _run("vjp", _common(spec=spec, fn=fn, primal=primal, wrt=wrt, tangent=None, cotangent=cotangent, dtype=dtype, device=device,
+                        json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite))  # fmt: skip
+
+
+@app.command()
+def grad(
+    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, wrt: WrtOpt = None,
+    value: Annotated[bool, typer.Option("--value", help="Also show f(x).")] = False,
+    dtype: DtypeOpt = None, device: DeviceOpt = None, json_: JsonOpt = False, output: OutputOpt = None,
+    quiet: QuietOpt = False, debug: DebugOpt = False, no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
+) -> None:  # fmt: skip
+    """Gradient ∇f(x) of a scalar-valued f, per differentiated argument.
+
+    Example: jaxdiff grad -f "lambda x: jnp.sum(jnp.tanh(x)**2)" -p x=[1,2,3]
+    """
+    _run("grad", _common(spec=spec, fn=fn, primal=primal, wrt=wrt, tangent=None, cotangent=None, dtype=dtype, device=device,
+                         json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite),
+         with_value=value)  # fmt: skip
+
+
+@app.command()
+def jacobian(
+    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, wrt: WrtOpt = None,
+    mode: Annotated[str | None, typer.Option("--mode", "-m", help="fwd (jacfwd), rev (jacrev) or auto: forward when inputs <= outputs, else reverse.", show_default=False)] = None,
+    chunk_size: Annotated[int | None, typer.Option("--chunk-size", min=1, help="Push or pull N basis vectors at a time (lax.map) to bound memory.", show_default=False)] = None,
+    dtype: DtypeOpt = None, device: DeviceOpt = None, json_: JsonOpt = False, output: OutputOpt = None,
+    quiet: QuietOpt = False, debug: DebugOpt = False, no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
+) -> None:  # fmt: skip
+    """The Jacobian ∂f(x), output axes first, per differentiated argument.
+
+    Example: jaxdiff jacobian configs/seed001_simplefun_vector.yaml --mode rev
+    """
+    _run("jacobian", _common(spec=spec, fn=fn, primal=primal, wrt=wrt, tangent=None, cotangent=None, dtype=dtype, device=device,
+                             json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite),
+         mode=mode, chunk_size=chunk_size)  # fmt: skip
+
+
+@app.command()
+def hessian(
+    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, wrt: WrtOpt = None,
+    dtype: DtypeOpt = None, device: DeviceOpt = None, json_: JsonOpt = False, output: OutputOpt = None,
+    quiet: QuietOpt = False, debug: DebugOpt = False, no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
+) -> None:  # fmt: skip
+    """The Hessian ∂²f(x) of a scalar-valued f (forward-over-reverse).
+
+    Example: jaxdiff hessian -f "lambda x: jnp.sum(x**3)" -p x=[1,2]
+    """
+    _run("hessian", _common(spec=spec, fn=fn, primal=primal, wrt=wrt, tangent=None, cotangent=None, dtype=dtype, device=device,
+                            json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite))  # fmt: skip
+
+
+@app.command()
+def hvp(
+    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, wrt: WrtOpt = None, tangent: TangentOpt = None,
+    mode: Annotated[str | None, typer.Option("--mode", "-m", help="fwd-rev (forward-over-reverse, default), rev-fwd or rev-rev.", show_default=False)] = None,
+    dtype: DtypeOpt = None, device: DeviceOpt = None, json_: JsonOpt = False, output: OutputOpt = None,
+    quiet: QuietOpt = False, debug: DebugOpt = False, no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
+) -> None:  # fmt: skip
+    """Hessian-vector product ∂²f(x)·v of a scalar-valued f, without forming the Hessian.
+
+    Example: jaxdiff hvp configs/seed003_tanh_hvp.yaml --mode rev-rev
+    """
+    _run("hvp", _common(spec=spec, fn=fn, primal=primal, wrt=wrt, tangent=tangent, cotangent=None, dtype=dtype, device=device,
+                        json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite),
+         mode=mode)  # fmt: skip
+
+
+@app.command()
+def devices(
+    json_: JsonOpt = False, debug: DebugOpt = False,
+    device: Annotated[str | None, typer.Option("--platform", help="Only this platform: cpu, gpu or tpu.", show_default=False)] = None,
+) -> None:  # fmt: skip
+    """List the devices JAX sees (the first is the default for device: auto).
+
+    Example: jaxdiff devices --json
+    """
+
+    def body() -> None:
+        from jaxdiff_cli import render
+        from jaxdiff_cli.runtime import pick_device
+
+        import jax
+
+        chosen = [pick_device(device, "--platform")] if device else []
+        found = jax.devices(chosen[0].platform) if chosen else jax.devices()
+        default = jax.devices()[0]
+        rows = [{"id": d.id, "platform": d.platform, "kind": d.device_kind, "default": d == default} for d in found]
+        if json_:
+            sys.stdout.write(json.dumps({"schema": 1, "jaxdiff_version": __version__, "devices": rows}) + "\n")
+        else:
+            from rich.console import Console
+
+            Console().print(render.devices_table(rows))
+
+    _guarded(debug, body)
+
+
+def main() -> None:
+    app(prog_name="jaxdiff")

@@ -1,0 +1,76 @@
+"""Results -> .npz / .npy / .json, written atomically.
+
+Each file is written to a temporary file in the same folder and renamed over the target, so
+a run killed mid-write leaves the old file or none, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from jaxdiff_cli.errors import OutputError
+
+FORMATS = (".npz", ".npy", ".json")
+
+
+def check_output_path(path: Path) -> None:
+    """Fail before any work if the output cannot be written (checked again when writing)."""
+    if path.suffix.lower() not in FORMATS:
+        raise OutputError(f"unknown output format {path.suffix or '(none)'!r}", where=f"-o {path}", hint=", ".join(FORMATS))
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"folder {folder} does not exist", where=f"-o {path}")
+    if path.is_dir():
+        raise OutputError("is a folder", where=f"-o {path}")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"folder {folder} is not writable", where=f"-o {path}")
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def save(path: Path, arrays: Mapping[str, Any], doc: Mapping[str, Any]) -> None:
+    """Save named arrays (.npz all, .npy one) or the JSON document (.json)."""
+    check_output_path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            with atomic_open(path, "w") as f:
+                json.dump(doc, f, indent=2, allow_nan=False)
+                f.write("\n")
+        elif suffix == ".npy":
+            if len(arrays) != 1:
+                names = ", ".join(arrays)
+                raise OutputError(
+                    f".npy holds one array but there are {len(arrays)} ({names})",
+                    where=f"-o {path}",
+                    hint="use .npz for several",
+                )
+            with atomic_open(path) as f:
+                np.save(f, np.asarray(next(iter(arrays.values()))), allow_pickle=False)
+        else:
+            with atomic_open(path) as f:
+                np.savez(f, **{name: np.asarray(a) for name, a in arrays.items()})
+    except OSError as exc:
+        raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"-o {path}") from None

@@ -1,0 +1,339 @@
+"""YAML spec -> a frozen :class:`Spec`, every error naming the file and the key path.
+
+No JAX here: values stay as parsed YAML (lists, numbers, constructor mappings) until
+``arrays.py`` turns them into arrays, after the runtime (x64, device) is configured.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jaxdiff_cli.errors import SpecError
+
+DTYPES = ("float32", "float64")
+DEVICES = ("cpu", "gpu", "tpu", "auto")
+
+# Top-level keys of a spec, with what each is for (used in "did you mean" and docs).
+SPEC_KEYS: dict[str, str] = {
+    "function": "the function: a lambda, an expression, module:function or file.py:function",
+    "primals": "the inputs, named in the function's argument order",
+    "wrt": "names of the arguments to differentiate (default: the first)",
+    "argnums": "positions of the arguments to differentiate (alternative to wrt)",
+    "tangents": "tangents for jvp / hvp, shaped like the wrt primals",
+    "cotangents": "cotangents for vjp, shaped like the output",
+    "dtype": "float32 or float64",
+    "device": "cpu, gpu, tpu or auto",
+    "mode": "jacobian mode (fwd, rev, auto) or hvp mode (fwd-rev, rev-fwd, rev-rev)",
+    "chunk_size": "jacobian: number of basis vectors pushed or pulled at a time",
+    "expect": "expected results, for `jaxdiff check` and the tests",
+    "description": "free text",
+}
+
+
+def where(source: str, keypath: str) -> str:
+    """Where an error is, as ``file: key.path`` (the key path may be empty)."""
+    return f"{source}: {keypath}" if keypath else source
+
+
+def join(keypath: str, key: object) -> str:
+    """Extend a key path: ``primals`` + ``x`` -> ``primals.x``; + 2 -> ``primals.x[2]``."""
+    if isinstance(key, int):
+        return f"{keypath}[{key}]"
+    return f"{keypath}.{key}" if keypath else str(key)
+
+
+def suggest(name: str, choices: Sequence[str]) -> str | None:
+    """A "did you mean" hint, or None."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+# --------------------------------------------------------------------------- YAML loading
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader (no python tags) that reads YAML 1.2 floats and rejects duplicate keys."""
+
+
+# PyYAML follows YAML 1.1, where `1e-5` (no dot) is a string; users mean a number.
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+class _Overflow(yaml.YAMLError):
+    pass
+
+
+def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
+    text = str(loader.construct_scalar(node))
+    value = float(yaml.SafeLoader.construct_yaml_float(loader, node))
+    # float('1e400') is inf without a word; a finite literal that overflows is a typo.
+    if math.isinf(value) and "inf" not in text.lower():
+        mark = node.start_mark
+        raise _Overflow(
+            f"line {mark.line + 1}: {text} overflows float64 (largest is about 1.8e308);"
+            " write .inf if you mean infinity"
+        )
+    return value
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; any problem is a one-line SpecError naming ``source``."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except _Overflow as exc:
+        raise SpecError(str(exc), where=source) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        if "could not determine a constructor" in str(exc):
+            problem = f"{problem}; YAML tags such as !!python/... are not allowed in a spec"
+        raise SpecError(f"{line}{problem}", where=source) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"invalid YAML: {exc}", where=source) from None
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated spec. Values are raw YAML, checked for form but not yet arrays."""
+
+    source: str
+    base_dir: Path
+    function: str
+    primals: dict[str, Any]
+    wrt: tuple[str, ...]
+    tangents: Any = None
+    cotangents: Any = None
+    dtype: str = "float32"
+    device: str = "auto"
+    mode: str | None = None
+    chunk_size: int | None = None
+    expect: dict[str, Any] = field(default_factory=dict)
+
+    def where(self, keypath: str) -> str:
+        return where(self.source, keypath)
+
+    @property
+    def argnums(self) -> tuple[int, ...]:
+        names = list(self.primals)
+        return tuple(names.index(n) for n in self.wrt)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line options that override (or, without a SPEC, make up) the spec."""
+
+    function: str | None = None
+    primals: tuple[str, ...] = ()
+    wrt: tuple[str, ...] = ()
+    tangents: tuple[str, ...] = ()
+    cotangent: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+
+
+CLI = "<command line>"
+
+
+def read_source(spec_path: str | None) -> tuple[dict[str, Any], str, Path]:
+    """Read a spec file (or stdin for ``-``) into a mapping; no spec gives an empty one."""
+    if spec_path is None:
+        return {}, CLI, Path.cwd()
+    if spec_path == "-":
+        text, source, base = sys.stdin.read(), "<stdin>", Path.cwd()
+    else:
+        path = Path(spec_path)
+        source = str(path)
+        if not path.exists():
+            raise SpecError("no such file", where=source)
+        if path.is_dir():
+            raise SpecError("is a folder, not a spec file", where=source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"cannot read: {exc}", where=source) from None
+        base = path.resolve().parent
+    data = parse_yaml(text, source)
+    if data is None:
+        raise SpecError("the spec is empty; it needs at least 'function' and 'primals'", where=source)
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
+        raise SpecError(f"the spec must be a mapping of keys (function, primals, ...), not {kind}", where=source)
+    return data, source, base
+
+
+def _name_value(text: str, option: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise SpecError(f"expected NAME=VALUE, got {text!r}", where=where(CLI, option))
+    return name, parse_yaml(value, where(CLI, f"{option} {name}"))
+
+
+def _string_list(value: Any, source: str, key: str) -> list[str]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError("must be a list of argument names", where=where(source, key))
+    return value
+
+
+def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrides) -> Spec:
+    """Check a parsed spec mapping, apply command-line overrides, return a Spec."""
+    for key in data:
+        if not isinstance(key, str) or key not in SPEC_KEYS:
+            raise SpecError(
+                f"unknown key {key!r}",
+                where=source,
+                hint=suggest(str(key), list(SPEC_KEYS)) or f"known keys: {', '.join(SPEC_KEYS)}",
+            )
+
+    function = ov.function if ov.function is not None else data.get("function")
+    if function is None:
+        raise SpecError("no function: give 'function:' in the spec or --fn", where=where(source, "function"))
+    if not isinstance(function, str) or not function.strip():
+        raise SpecError("must be a string (a lambda, an expression or module:function)", where=where(source, "function"))
+
+    primals = data.get("primals", {})
+    if primals is None:
+        primals = {}
+    if not isinstance(primals, dict):
+        raise SpecError("must be a mapping of argument names to values", where=where(source, "primals"))
+    primals = dict(primals)
+    for name in primals:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise SpecError(f"{name!r} is not a valid argument name", where=where(source, "primals"))
+    for text in ov.primals:
+        name, value = _name_value(text, "--primal")
+        primals[name] = value
+    if not primals:
+        raise SpecError("no primals: give 'primals:' in the spec or --primal NAME=VALUE", where=where(source, "primals"))
+
+    wrt = _resolve_wrt(data, source, ov, list(primals))
+
+    tangents = data.get("tangents")
+    if ov.tangents:
+        given = dict(tangents) if isinstance(tangents, dict) and set(tangents) <= set(wrt) else {}
+        for text in ov.tangents:
+            name, value = _name_value(text, "--tangent")
+            given[name] = value
+        tangents = given
+    cotangents = parse_yaml(ov.cotangent, where(CLI, "--cotangent")) if ov.cotangent is not None else data.get("cotangents")
+
+    dtype = ov.dtype or data.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise SpecError(f"unknown dtype {dtype!r}", where=where(source if not ov.dtype else CLI, "dtype"), hint="float32 or float64")
+    device = ov.device or data.get("device", "auto")
+    if device not in DEVICES:
+        raise SpecError(f"unknown device {device!r}", where=where(source if not ov.device else CLI, "device"), hint="cpu, gpu, tpu or auto")
+
+    mode = data.get("mode")
+    if mode is not None and not isinstance(mode, str):
+        raise SpecError("must be a string", where=where(source, "mode"))
+    chunk = data.get("chunk_size")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise SpecError("must be a positive whole number", where=where(source, "chunk_size"))
+    expect = data.get("expect") or {}
+    if not isinstance(expect, dict):
+        raise SpecError("must be a mapping of operation names to values", where=where(source, "expect"))
+
+    return Spec(
+        source=source,
+        base_dir=base_dir,
+        function=function.strip(),
+        primals=primals,
+        wrt=tuple(wrt),
+        tangents=tangents,
+        cotangents=cotangents,
+        dtype=dtype,
+        device=device,
+        mode=mode,
+        chunk_size=chunk,
+        expect=expect,
+    )
+
+
+def _resolve_wrt(data: Mapping[str, Any], source: str, ov: Overrides, names: list[str]) -> list[str]:
+    if ov.wrt:
+        wrt, key, src = [w for item in ov.wrt for w in _string_list(item, CLI, "--wrt")], "--wrt", CLI
+    elif "wrt" in data and "argnums" in data:
+        raise SpecError("give 'wrt' or 'argnums', not both", where=where(source, "wrt"))
+    elif "argnums" in data:
+        nums = data["argnums"]
+        nums = [nums] if isinstance(nums, int) and not isinstance(nums, bool) else nums
+        if not isinstance(nums, list) or not nums or not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):
+            raise SpecError("must be a whole number or a list of them", where=where(source, "argnums"))
+        for n in nums:
+            if not -len(names) <= n < len(names):
+                raise SpecError(
+                    f"argument {n} is out of range: the function has {len(names)} primals ({', '.join(names)})",
+                    where=where(source, "argnums"),
+                )
+        return [names[n] for n in nums]
+    elif "wrt" in data:
+        wrt, key, src = _string_list(data["wrt"], source, "wrt"), "wrt", source
+    else:
+        return names[:1]
+    if not wrt:
+        raise SpecError("names no argument", where=where(src, key))
+    for name in wrt:
+        if name not in names:
+            raise SpecError(
+                f"{name!r} is not a primal; primals are {', '.join(names)}",
+                where=where(src, key),
+                hint=suggest(name, names),
+            )
+    if len(set(wrt)) != len(wrt):
+        raise SpecError("names an argument twice", where=where(src, key))
+    return wrt
+
+
+def load_spec(spec_path: str | None, ov: Overrides) -> Spec:
+    """Read, check and override a spec: the one entry point of this module."""
+    data, source, base = read_source(spec_path)
+    return build_spec(data, source, base, ov)
+
+
+def with_overrides(spec: Spec, **changes: Any) -> Spec:
+    """A copy of ``spec`` with some fields changed."""
+    return replace(spec, **changes)
