@@ -391,8 +391,10 @@ def build_like(raw: Any, like: Any, ctx: Context, keypath: str, what: str) -> Gu
 
 
 def _guided(raw: Any, like: Any, ctx: Context, keypath: str, what: str, leaves: list[tuple[str, np.ndarray, Any]]) -> Any:
+    if is_constructor(raw) and isinstance(like, (Mapping, list, tuple)):
+        raw = construct(raw, ctx, keypath)  # e.g. an .npz holding a whole parameter pytree
     if isinstance(like, Mapping):
-        if not isinstance(raw, dict) or is_constructor(raw):
+        if not isinstance(raw, dict):
             raise ctx.error(keypath, f"expected a mapping with keys {', '.join(map(str, like))} like the {what}")
         missing = [k for k in like if k not in raw]
         extra = [k for k in raw if k not in like]
@@ -407,7 +409,10 @@ def _guided(raw: Any, like: Any, ctx: Context, keypath: str, what: str, leaves: 
             raise ctx.error(keypath, f"expected a list of {len(like)} values like the {what}")
         out = [_guided(r, lk, ctx, join(keypath, i), what, leaves) for i, (r, lk) in enumerate(zip(raw, like))]
         return tuple(out) if isinstance(like, tuple) else out
-    arr = construct(raw, ctx, keypath) if is_constructor(raw) else to_array(raw, ctx, keypath)
+    if isinstance(raw, np.ndarray):
+        arr = raw
+    else:
+        arr = construct(raw, ctx, keypath) if is_constructor(raw) else to_array(raw, ctx, keypath)
     if isinstance(arr, dict):
         raise ctx.error(keypath, f"an .npz without 'key' gives a mapping, but the {what} here is one array")
     dtype = np.dtype(like.dtype)
