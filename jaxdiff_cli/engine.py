@@ -214,7 +214,7 @@ def jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None = None
             return _chunked_jacobian(h, diff, mode, chunk_size)
         jac = (jax.jacfwd if mode == "fwd" else jax.jacrev)(h, argnums=argnums)(*diff)
         # jax nests the per-argument tuple inside each output leaf; flip it to per argument.
-        return jax.tree.transpose(out_tree, jax.tree.structure(argnums), jac)
+        return jax.tree.transpose(out_tree, jax.tree.structure(diff), jac)
 
     jac, timing = compile_and_run(g, (problem.primals,), problem.where)
     return Result("jacobian", {"jacobian": _by_arg(problem, jac)}, info=info, timing=timing)

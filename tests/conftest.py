@@ -1,0 +1,64 @@
+"""Shared fixtures: a fixed terminal width, a private compilation cache, and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+# Rich reads these when the console is created: pin them so output is the same everywhere.
+os.environ["COLUMNS"] = "100"
+os.environ["TERM"] = "dumb"
+os.environ.pop("FORCE_COLOR", None)
+os.environ["NO_COLOR"] = "1"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["JAXDIFF_CACHE_DIR"] = str(tmp_path_factory.mktemp("xla-cache"))
+
+
+@dataclass
+class Ran:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.stdout)
+
+    def outputs(self) -> dict[str, Any]:
+        import numpy as np
+
+        return {k: np.asarray(_decode(v["data"]), dtype=v["dtype"]) for k, v in self.json()["outputs"].items()}
+
+
+def _decode(data: Any) -> Any:
+    if isinstance(data, list):
+        return [_decode(d) for d in data]
+    return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}.get(data, data) if isinstance(data, str) else data
+
+
+@pytest.fixture
+def cli() -> Callable[..., Ran]:
+    """Run the CLI in-process: cli("jvp", "spec.yaml", "--json", input=...)."""
+    from typer.testing import CliRunner
+
+    from jaxdiff_cli.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None) -> Ran:
+        result = runner.invoke(app, [str(a) for a in args], input=input)
+        return Ran(result.exit_code, result.stdout, result.stderr)
+
+    return run
