@@ -95,7 +95,7 @@ def cast_float(values: np.ndarray, ctx: Context, keypath: str) -> np.ndarray:
     if overflow.any():
         idx = tuple(int(i) for i in np.argwhere(overflow)[0])
         raise ctx.error(
-            join(keypath, list(idx)) if idx else keypath,
+            keypath + "".join(f"[{i}]" for i in idx),
             f"{values[idx]:g} overflows {ctx.dtype}",
             hint="set dtype: float64" if ctx.dtype == "float32" else None,
         )

@@ -38,6 +38,14 @@ class Problem:
     argnums: tuple[int, ...]
     where: str = "function"  # for error messages: the spec's function key
 
+    def call(self, *args: Any) -> Any:
+        """The user's function, with its output checked to be a pytree of arrays."""
+        out = self.fn(*args)
+        for leaf in jax.tree.leaves(out):
+            if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, float, int)):
+                raise FunctionError(f"the function returned a {type(leaf).__name__}, not an array", where=self.where)
+        return out
+
     @property
     def wrt(self) -> tuple[str, ...]:
         return tuple(self.names[i] for i in self.argnums)
@@ -52,7 +60,7 @@ class Problem:
             args = list(primals)
             for i, d in zip(self.argnums, diff):
                 args[i] = d
-            return self.fn(*args)
+            return self.call(*args)
 
         return h
 
@@ -100,12 +108,11 @@ def compile_and_run(g: Callable[..., Any], args: tuple[Any, ...], where: str) ->
 def output_shape(problem: Problem) -> Any:
     """The output's structure (ShapeDtypeStructs), by abstract evaluation: no compile, no FLOPs."""
     try:
-        out = jax.eval_shape(problem.fn, *problem.primals)
+        out = jax.eval_shape(problem.call, *problem.primals)
+    except FunctionError:
+        raise
     except Exception as exc:
         raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=problem.where) from None
-    for leaf in jax.tree.leaves(out):
-        if not hasattr(leaf, "dtype"):
-            raise FunctionError(f"the function returned a {type(leaf).__name__}, not an array", where=problem.where)
     if not jax.tree.leaves(out):
         raise FunctionError("the function returned no arrays", where=problem.where)
     return out
@@ -142,7 +149,7 @@ def _batched(batch: int | None, one: Callable[[Any], Any]) -> Callable[[Any], An
 
 
 def evaluate(problem: Problem) -> Result:
-    out, timing = compile_and_run(lambda p: problem.fn(*p), (problem.primals,), problem.where)
+    out, timing = compile_and_run(lambda p: problem.call(*p), (problem.primals,), problem.where)
     return Result("eval", {"value": out}, timing=timing)
 
 
@@ -213,8 +220,10 @@ def jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None = None
         if chunk_size is not None:
             return _chunked_jacobian(h, diff, mode, chunk_size)
         jac = (jax.jacfwd if mode == "fwd" else jax.jacrev)(h, argnums=argnums)(*diff)
-        # jax nests the per-argument tuple inside each output leaf; flip it to per argument.
-        return jax.tree.transpose(out_tree, jax.tree.structure(diff), jac)
+        # jax nests a tuple over arguments inside each output leaf; lift that tuple outward,
+        # keeping each argument's block as jax lays it out (output tree, then input tree).
+        per_leaf = out_tree.flatten_up_to(jac)
+        return tuple(out_tree.unflatten([blocks[k] for blocks in per_leaf]) for k in argnums)
 
     jac, timing = compile_and_run(g, (problem.primals,), problem.where)
     return Result("jacobian", {"jacobian": _by_arg(problem, jac)}, info=info, timing=timing)

@@ -289,7 +289,9 @@ def compile_expression(text: str, argnames: Sequence[str], where: str, *, is_lam
         )
         tree = ast.fix_missing_locations(ast.Expression(body=lam))
     code = compile(tree, "<jaxdiff expression>", "eval")
-    scope: dict[str, Any] = {"__builtins__": {}, **namespace()}
+    # No builtins but __import__: JAX's own lazy imports can resolve through the calling frame's
+    # builtins. The checker has already refused every underscore name, so the text cannot reach it.
+    scope: dict[str, Any] = {"__builtins__": {"__import__": __import__}, **namespace()}
     fn = eval(code, scope)  # noqa: S307 - the tree passed the checker above
     if is_lambda:
         nargs = len(tree.body.args.args) if isinstance(tree.body, ast.Lambda) else 0  # type: ignore[union-attr]

@@ -53,7 +53,8 @@ def join(keypath: str, key: object) -> str:
 
 def suggest(name: str, choices: Sequence[str]) -> str | None:
     """A "did you mean" hint, or None."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    same_case = [c for c in choices if c.lower() == name.lower()]
+    close = same_case or difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
 
 
