@@ -22,8 +22,8 @@ test: $(STAMP)  ## the test suite
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check jaxdiff_cli tests configs
-	$(BIN)/ruff format --check jaxdiff_cli tests configs
+	$(BIN)/ruff check jaxdiff_cli tests configs benchmarks
+	$(BIN)/ruff format --check jaxdiff_cli tests configs benchmarks
 
 types: $(STAMP)
 	$(BIN)/mypy

@@ -334,7 +334,9 @@ def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
         if "shape" in raw:
             want = _shape(raw["shape"], ctx, join(keypath, "shape"))
             if arr.shape != want:
-                raise ctx.error(join(keypath, "shape"), f"{path.name} has shape {shape_str(arr.shape)}, expected {shape_str(want)}")
+                raise ctx.error(
+                    join(keypath, "shape"), f"{path.name} has shape {shape_str(arr.shape)}, expected {shape_str(want)}"
+                )
         if "dtype" in raw:
             return arr.astype(dtype)
         if arr.dtype.kind == "f":

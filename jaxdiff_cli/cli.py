@@ -39,30 +39,57 @@ SpecArg = Annotated[
 ]
 FnOpt = Annotated[
     str | None,
-    typer.Option("--fn", "-f", help="The function: 'lambda x: ...', an expression over the primal names, module:function or file.py:function.", show_default=False),
+    typer.Option(
+        "--fn",
+        "-f",
+        help="The function: 'lambda x: ...', an expression over the primal names, module:function or file.py:function.",
+        show_default=False,
+    ),
 ]
 PrimalOpt = Annotated[
     list[str] | None,
-    typer.Option("--primal", "-p", help="NAME=VALUE, VALUE in YAML/JSON (e.g. x=[1,2,3] or 'x={random: normal, shape: [3]}'). Repeatable; overrides the spec.", show_default=False),
+    typer.Option(
+        "--primal",
+        "-p",
+        help="NAME=VALUE, VALUE in YAML/JSON (x=[1,2,3], 'x={random: normal, shape: [3]}'). Repeatable; overrides the spec.",
+        show_default=False,
+    ),
 ]
 WrtOpt = Annotated[
     list[str] | None,
-    typer.Option("--wrt", "-w", help="Argument(s) to differentiate: a name, or names separated by commas. Default: the spec's, else the first.", show_default=False),
+    typer.Option(
+        "--wrt",
+        "-w",
+        help="Argument(s) to differentiate: a name, or names separated by commas. Default: the spec's, else the first.",
+        show_default=False,
+    ),
 ]
 TangentOpt = Annotated[
     list[str] | None,
-    typer.Option("--tangent", "-t", help="NAME=VALUE tangent for a differentiated argument; a leading batch axis gives a batch.", show_default=False),
+    typer.Option(
+        "--tangent",
+        "-t",
+        help="NAME=VALUE tangent for a differentiated argument; a leading batch axis gives a batch.",
+        show_default=False,
+    ),
 ]
 CotangentOpt = Annotated[
     str | None,
-    typer.Option("--cotangent", "-c", help="Cotangent VALUE shaped like the output (or with a leading batch axis).", show_default=False),
+    typer.Option(
+        "--cotangent", "-c", help="Cotangent VALUE shaped like the output (or with a leading batch axis).", show_default=False
+    ),
 ]
 DtypeOpt = Annotated[str | None, typer.Option("--dtype", help="float32 or float64 (float64 enables x64).", show_default=False)]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, gpu, tpu or auto.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (schema in the README).")]
 OutputOpt = Annotated[
     Path | None,
-    typer.Option("--output", "-o", help="Save results: .npz (all arrays), .npy (the main result), .json (as --json). Written atomically.", show_default=False),
+    typer.Option(
+        "--output",
+        "-o",
+        help="Save results: .npz (all arrays), .npy (the main result), .json (as --json). Written atomically.",
+        show_default=False,
+    ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no result on the terminal (use with -o).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")]
@@ -96,7 +123,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Derivatives of your functions with JAX."""
 
@@ -206,7 +235,9 @@ def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | Non
         fn_text = " ".join(spec.function.split())
         fn_text = fn_text if len(fn_text) <= 80 else fn_text[:77] + "..."
         title = f"{command} of {fn_text}  (wrt {', '.join(spec.wrt)})"
-        console.print(render.rich_result(title=title, outputs=result.outputs, info=result.info, footer=footer, width=console.width))
+        console.print(
+            render.rich_result(title=title, outputs=result.outputs, info=result.info, footer=footer, width=console.width)
+        )
     bad = first_nonfinite(result.outputs)
     if bad is not None:
         name, idx, value = bad
@@ -236,24 +267,59 @@ def _common(**kw: Any) -> Common:
 
 @app.command("eval")
 def eval_(
-    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, dtype: DtypeOpt = None, device: DeviceOpt = None,
-    json_: JsonOpt = False, output: OutputOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
-    no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
-) -> None:  # fmt: skip
+    spec: SpecArg = None,
+    fn: FnOpt = None,
+    primal: PrimalOpt = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    no_cache: NoCacheOpt = False,
+    check_finite: FiniteOpt = False,
+) -> None:
     """Evaluate f at the primals.
 
     Example: jaxdiff eval -f "(x + w) * x**2" -p x=3.0 -p w=1.0
     """
-    _run("eval", _common(spec=spec, fn=fn, primal=primal, wrt=None, tangent=None, cotangent=None, dtype=dtype, device=device,
-                         json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite))  # fmt: skip
+    _run(
+        "eval",
+        _common(
+            spec=spec,
+            fn=fn,
+            primal=primal,
+            wrt=None,
+            tangent=None,
+            cotangent=None,
+            dtype=dtype,
+            device=device,
+            json=json_,
+            output=output,
+            quiet=quiet,
+            debug=debug,
+            no_cache=no_cache,
+            check_finite=check_finite,
+        ),
+    )
 
 
 @app.command()
 def jvp(
-    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, wrt: WrtOpt = None, tangent: TangentOpt = None,
-    dtype: DtypeOpt = None, device: DeviceOpt = None, json_: JsonOpt = False, output: OutputOpt = None,
-    quiet: QuietOpt = False, debug: DebugOpt = False, no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
-) -> None:  # fmt: skip
+    spec: SpecArg = None,
+    fn: FnOpt = None,
+    primal: PrimalOpt = None,
+    wrt: WrtOpt = None,
+    tangent: TangentOpt = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    no_cache: NoCacheOpt = False,
+    check_finite: FiniteOpt = False,
+) -> None:
     """Forward mode: f(x) and the Jacobian-vector product J(x)·v.
 
     Tangents with one more leading axis than the primals are a batch: J·V is computed with
@@ -261,104 +327,273 @@ def jvp(
 
     Example: jaxdiff jvp configs/seed000_poly.yaml
     """
-    _run("jvp", _common(spec=spec, fn=fn, primal=primal, wrt=wrt, tangent=tangent, cotangent=None, dtype=dtype, device=device,
-                        json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite))  # fmt: skip
+    _run(
+        "jvp",
+        _common(
+            spec=spec,
+            fn=fn,
+            primal=primal,
+            wrt=wrt,
+            tangent=tangent,
+            cotangent=None,
+            dtype=dtype,
+            device=device,
+            json=json_,
+            output=output,
+            quiet=quiet,
+            debug=debug,
+            no_cache=no_cache,
+            check_finite=check_finite,
+        ),
+    )
 
 
 @app.command()
 def vjp(
-    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, wrt: WrtOpt = None, cotangent: CotangentOpt = None,
-    dtype: DtypeOpt = None, device: DeviceOpt = None, json_: JsonOpt = False, output: OutputOpt = None,
-    quiet: QuietOpt = False, debug: DebugOpt = False, no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
-) -> None:  # fmt: skip
+    spec: SpecArg = None,
+    fn: FnOpt = None,
+    primal: PrimalOpt = None,
+    wrt: WrtOpt = None,
+    cotangent: CotangentOpt = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    no_cache: NoCacheOpt = False,
+    check_finite: FiniteOpt = False,
+) -> None:
     """Reverse mode: f(x) and the vector-Jacobian product uᵀ·J(x), one result per differentiated argument.
 
     Cotangents with one more leading axis than the output are a batch (Uᵀ·J via jax.vmap).
 
     Example: jaxdiff vjp configs/seed000_poly.yaml
     """
-    _run("vjp", _common(spec=spec, fn=fn, primal=primal, wrt=wrt, tangent=None, cotangent=cotangent, dtype=dtype, device=device,
-                        json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite))  # fmt: skip
+    _run(
+        "vjp",
+        _common(
+            spec=spec,
+            fn=fn,
+            primal=primal,
+            wrt=wrt,
+            tangent=None,
+            cotangent=cotangent,
+            dtype=dtype,
+            device=device,
+            json=json_,
+            output=output,
+            quiet=quiet,
+            debug=debug,
+            no_cache=no_cache,
+            check_finite=check_finite,
+        ),
+    )
 
 
 @app.command()
 def grad(
-    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, wrt: WrtOpt = None,
+    spec: SpecArg = None,
+    fn: FnOpt = None,
+    primal: PrimalOpt = None,
+    wrt: WrtOpt = None,
     value: Annotated[bool, typer.Option("--value", help="Also show f(x).")] = False,
-    dtype: DtypeOpt = None, device: DeviceOpt = None, json_: JsonOpt = False, output: OutputOpt = None,
-    quiet: QuietOpt = False, debug: DebugOpt = False, no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
-) -> None:  # fmt: skip
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    no_cache: NoCacheOpt = False,
+    check_finite: FiniteOpt = False,
+) -> None:
     """Gradient ∇f(x) of a scalar-valued f, per differentiated argument.
 
     Example: jaxdiff grad -f "lambda x: jnp.sum(jnp.tanh(x)**2)" -p x=[1,2,3]
     """
-    _run("grad", _common(spec=spec, fn=fn, primal=primal, wrt=wrt, tangent=None, cotangent=None, dtype=dtype, device=device,
-                         json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite),
-         with_value=value)  # fmt: skip
+    _run(
+        "grad",
+        _common(
+            spec=spec,
+            fn=fn,
+            primal=primal,
+            wrt=wrt,
+            tangent=None,
+            cotangent=None,
+            dtype=dtype,
+            device=device,
+            json=json_,
+            output=output,
+            quiet=quiet,
+            debug=debug,
+            no_cache=no_cache,
+            check_finite=check_finite,
+        ),
+        with_value=value,
+    )
 
 
 @app.command()
 def jacobian(
-    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, wrt: WrtOpt = None,
-    mode: Annotated[str | None, typer.Option("--mode", "-m", help="fwd (jacfwd), rev (jacrev) or auto: forward when inputs <= outputs, else reverse.", show_default=False)] = None,
-    chunk_size: Annotated[int | None, typer.Option("--chunk-size", min=1, help="Push or pull N basis vectors at a time (lax.map) to bound memory.", show_default=False)] = None,
-    dtype: DtypeOpt = None, device: DeviceOpt = None, json_: JsonOpt = False, output: OutputOpt = None,
-    quiet: QuietOpt = False, debug: DebugOpt = False, no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
-) -> None:  # fmt: skip
+    spec: SpecArg = None,
+    fn: FnOpt = None,
+    primal: PrimalOpt = None,
+    wrt: WrtOpt = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            "-m",
+            help="fwd (jacfwd), rev (jacrev) or auto: forward when inputs <= outputs, else reverse.",
+            show_default=False,
+        ),
+    ] = None,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-size", min=1, help="Push or pull N basis vectors at a time (lax.map) to bound memory.", show_default=False
+        ),
+    ] = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    no_cache: NoCacheOpt = False,
+    check_finite: FiniteOpt = False,
+) -> None:
     """The Jacobian ∂f(x), output axes first, per differentiated argument.
 
     Example: jaxdiff jacobian configs/seed001_simplefun_vector.yaml --mode rev
     """
-    _run("jacobian", _common(spec=spec, fn=fn, primal=primal, wrt=wrt, tangent=None, cotangent=None, dtype=dtype, device=device,
-                             json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite),
-         mode=mode, chunk_size=chunk_size)  # fmt: skip
+    _run(
+        "jacobian",
+        _common(
+            spec=spec,
+            fn=fn,
+            primal=primal,
+            wrt=wrt,
+            tangent=None,
+            cotangent=None,
+            dtype=dtype,
+            device=device,
+            json=json_,
+            output=output,
+            quiet=quiet,
+            debug=debug,
+            no_cache=no_cache,
+            check_finite=check_finite,
+        ),
+        mode=mode,
+        chunk_size=chunk_size,
+    )
 
 
 @app.command()
 def hessian(
-    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, wrt: WrtOpt = None,
-    dtype: DtypeOpt = None, device: DeviceOpt = None, json_: JsonOpt = False, output: OutputOpt = None,
-    quiet: QuietOpt = False, debug: DebugOpt = False, no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
-) -> None:  # fmt: skip
+    spec: SpecArg = None,
+    fn: FnOpt = None,
+    primal: PrimalOpt = None,
+    wrt: WrtOpt = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    no_cache: NoCacheOpt = False,
+    check_finite: FiniteOpt = False,
+) -> None:
     """The Hessian ∂²f(x) of a scalar-valued f (forward-over-reverse).
 
     Example: jaxdiff hessian -f "lambda x: jnp.sum(x**3)" -p x=[1,2]
     """
-    _run("hessian", _common(spec=spec, fn=fn, primal=primal, wrt=wrt, tangent=None, cotangent=None, dtype=dtype, device=device,
-                            json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite))  # fmt: skip
+    _run(
+        "hessian",
+        _common(
+            spec=spec,
+            fn=fn,
+            primal=primal,
+            wrt=wrt,
+            tangent=None,
+            cotangent=None,
+            dtype=dtype,
+            device=device,
+            json=json_,
+            output=output,
+            quiet=quiet,
+            debug=debug,
+            no_cache=no_cache,
+            check_finite=check_finite,
+        ),
+    )
 
 
 @app.command()
 def hvp(
-    spec: SpecArg = None, fn: FnOpt = None, primal: PrimalOpt = None, wrt: WrtOpt = None, tangent: TangentOpt = None,
-    mode: Annotated[str | None, typer.Option("--mode", "-m", help="fwd-rev (forward-over-reverse, default), rev-fwd or rev-rev.", show_default=False)] = None,
-    dtype: DtypeOpt = None, device: DeviceOpt = None, json_: JsonOpt = False, output: OutputOpt = None,
-    quiet: QuietOpt = False, debug: DebugOpt = False, no_cache: NoCacheOpt = False, check_finite: FiniteOpt = False,
-) -> None:  # fmt: skip
+    spec: SpecArg = None,
+    fn: FnOpt = None,
+    primal: PrimalOpt = None,
+    wrt: WrtOpt = None,
+    tangent: TangentOpt = None,
+    mode: Annotated[
+        str | None,
+        typer.Option("--mode", "-m", help="fwd-rev (forward-over-reverse, default), rev-fwd or rev-rev.", show_default=False),
+    ] = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    no_cache: NoCacheOpt = False,
+    check_finite: FiniteOpt = False,
+) -> None:
     """Hessian-vector product ∂²f(x)·v of a scalar-valued f, without forming the Hessian.
 
     Example: jaxdiff hvp configs/seed003_tanh_hvp.yaml --mode rev-rev
     """
-    _run("hvp", _common(spec=spec, fn=fn, primal=primal, wrt=wrt, tangent=tangent, cotangent=None, dtype=dtype, device=device,
-                        json=json_, output=output, quiet=quiet, debug=debug, no_cache=no_cache, check_finite=check_finite),
-         mode=mode)  # fmt: skip
+    _run(
+        "hvp",
+        _common(
+            spec=spec,
+            fn=fn,
+            primal=primal,
+            wrt=wrt,
+            tangent=tangent,
+            cotangent=None,
+            dtype=dtype,
+            device=device,
+            json=json_,
+            output=output,
+            quiet=quiet,
+            debug=debug,
+            no_cache=no_cache,
+            check_finite=check_finite,
+        ),
+        mode=mode,
+    )
 
 
 @app.command()
 def devices(
-    json_: JsonOpt = False, debug: DebugOpt = False,
-    device: Annotated[str | None, typer.Option("--platform", help="Only this platform: cpu, gpu or tpu.", show_default=False)] = None,
-) -> None:  # fmt: skip
+    json_: JsonOpt = False,
+    debug: DebugOpt = False,
+    device: Annotated[
+        str | None, typer.Option("--platform", help="Only this platform: cpu, gpu or tpu.", show_default=False)
+    ] = None,
+) -> None:
     """List the devices JAX sees (the first is the default for device: auto).
 
     Example: jaxdiff devices --json
     """
 
     def body() -> None:
+        import jax
+
         from jaxdiff_cli import render
         from jaxdiff_cli.runtime import pick_device
-
-        import jax
 
         chosen = [pick_device(device, "--platform")] if device else []
         found = jax.devices(chosen[0].platform) if chosen else jax.devices()

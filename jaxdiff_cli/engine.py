@@ -210,7 +210,7 @@ def jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None = None
     else:
         output_shape(problem)  # a clean error for a bad function before jacfwd's own
     argnums = tuple(range(len(problem.argnums)))
-    out_tree = jax.tree.structure(output_shape(problem))
+    out_tree: Any = jax.tree.structure(output_shape(problem))
     if chunk_size is not None:
         info["chunk_size"] = chunk_size
 
@@ -238,7 +238,7 @@ def _chunked_jacobian(h: Callable[..., Any], diff: tuple[Any, ...], mode: str, c
 
     x_flat, unravel_in = ravel_pytree(diff)
     out_struct = jax.eval_shape(lambda *d: h(*d), *diff)
-    y_flat_struct, unravel_out = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_struct))
+    y_flat_struct, _ = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_struct))
     n, m = x_flat.size, y_flat_struct.size
 
     def flat_f(x: Any) -> Any:

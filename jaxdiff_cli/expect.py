@@ -109,7 +109,8 @@ def compare(outputs: Mapping[str, Any], expectations: list[Expectation]) -> list
         if not close.all():
             idx = tuple(int(i) for i in np.argwhere(~close)[0])
             bad.append(
-                Mismatch(e.name, f"at {list(idx)}: got {actual[idx]!r}, expected {e.value[idx]!r} (rtol {e.rtol:g}, atol {e.atol:g})")
+                Mismatch(
+                    e.name, f"at {list(idx)}: got {actual[idx]!r}, expected {e.value[idx]!r} (rtol {e.rtol:g}, atol {e.atol:g})"
+                )
             )
     return bad
-

@@ -294,7 +294,7 @@ def compile_expression(text: str, argnames: Sequence[str], where: str, *, is_lam
     scope: dict[str, Any] = {"__builtins__": {"__import__": __import__}, **namespace()}
     fn = eval(code, scope)  # noqa: S307 - the tree passed the checker above
     if is_lambda:
-        nargs = len(tree.body.args.args) if isinstance(tree.body, ast.Lambda) else 0  # type: ignore[union-attr]
+        nargs = len(tree.body.args.args) if isinstance(tree.body, ast.Lambda) else 0
         if nargs != len(argnames):
             raise FunctionError(
                 f"the lambda takes {nargs} argument(s) but the spec has {len(argnames)} primal(s) ({', '.join(argnames)})",
@@ -346,7 +346,9 @@ def _load_from_module(modname: str, attr: str, base_dir: Path, where: str) -> Ca
             module = importlib.import_module(modname)
     except ModuleNotFoundError as exc:
         if exc.name and modname.startswith(exc.name):
-            raise FunctionError(f"no module named {exc.name!r}", where=where, hint="is it installed, or next to the spec?") from None
+            raise FunctionError(
+                f"no module named {exc.name!r}", where=where, hint="is it installed, or next to the spec?"
+            ) from None
         raise FunctionError(f"module {modname!r} failed to import: {describe_user_error(exc)}", where=where) from None
     except Exception as exc:  # the user's module raised while importing
         raise FunctionError(f"module {modname!r} failed to import: {describe_user_error(exc)}", where=where) from None

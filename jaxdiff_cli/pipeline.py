@@ -17,7 +17,15 @@ from jaxdiff_cli.spec import Spec
 
 OPERATIONS = ("eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp")
 # The result an operation is about (what `-o x.npy` saves).
-PRIMARY = {"eval": "value", "jvp": "jvp", "vjp": "vjp", "grad": "grad", "jacobian": "jacobian", "hessian": "hessian", "hvp": "hvp"}
+PRIMARY = {
+    "eval": "value",
+    "jvp": "jvp",
+    "vjp": "vjp",
+    "grad": "grad",
+    "jacobian": "jacobian",
+    "hessian": "hessian",
+    "hvp": "hvp",
+}
 
 
 @dataclass(frozen=True)
@@ -76,15 +84,13 @@ def _tangents(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
             hint=f"add 'tangents: {{{example}}}' or --tangent NAME=VALUE",
         )
     parts = per_argument(spec.tangents, spec.wrt, prep.ctx, "tangents")
-    built = []
+    built: list[Any] = []
     batch: int | None = None
     first = ""
     for (name, raw, keypath), primal in zip(parts, problem.diff(problem.primals)):
         g = build_like(raw, primal, prep.ctx, keypath, f"primal {name}")
         if built and g.batch != batch:
-            raise SpecError(
-                f"batch {g.batch} does not match batch {batch} of {first}", where=spec.where(keypath)
-            )
+            raise SpecError(f"batch {g.batch} does not match batch {batch} of {first}", where=spec.where(keypath))
         batch, first = g.batch, keypath
         built.append(g.value)
     import jax

@@ -130,7 +130,7 @@ def rich_result(
         head = Text.assemble((name, "bold green"), "  ", (shape_text(a), "magenta"), "  ", (str(a.dtype), "yellow"))
         parts.append(Panel(Text(format_array(a, width - 6)), title=head, title_align="left", expand=False))
     table = Table.grid(padding=(0, 2))
-    for k, v in footer.items():
+    for _ in footer:
         table.add_column()
     table.add_row(*[Text.assemble((f"{k} ", "dim"), v) for k, v in footer.items()])
     parts.append(table)

@@ -12,8 +12,6 @@ from typing import Any
 
 from jaxdiff_cli.errors import DeviceError
 
-PLATFORMS = {"cpu": "cpu", "gpu": "cuda,rocm", "tpu": "tpu"}
-
 
 def cache_dir() -> Path:
     """Where compiled programs are kept between runs: $JAXDIFF_CACHE_DIR, else the user cache."""
@@ -36,12 +34,12 @@ class Runtime:
 
 def configure(dtype: str, device: str, use_cache: bool, where: str = "device") -> Runtime:
     """Configure JAX for this run and return the device to run on."""
-    # Only ask for the requested platform: probing for a GPU that is not there costs time
-    # and prints warnings. Must be set before JAX initialises its backends.
-    if device in PLATFORMS and "JAX_PLATFORMS" not in os.environ:
-        os.environ["JAX_PLATFORMS"] = PLATFORMS[device] if device != "gpu" else "cuda,rocm,cpu"
     import jax
 
+    if device == "cpu" and "JAX_PLATFORMS" not in os.environ:
+        # Skip probing for accelerators that were not asked for: faster start, no warnings.
+        # (jax.config, not os.environ: the setting must not leak into child processes.)
+        jax.config.update("jax_platforms", "cpu")
     jax.config.update("jax_enable_x64", dtype == "float64")
     cache: Path | None = None
     if use_cache:
@@ -81,7 +79,6 @@ def pick_device(device: str, where: str = "device") -> Any:
 
 
 def versions() -> dict[str, str]:
-    import jax
-    import jaxlib
+    from importlib.metadata import version
 
-    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__}
+    return {"jax": version("jax"), "jaxlib": version("jaxlib")}

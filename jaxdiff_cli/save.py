@@ -71,6 +71,7 @@ def save(path: Path, arrays: Mapping[str, Any], doc: Mapping[str, Any]) -> None:
                 np.save(f, np.asarray(next(iter(arrays.values()))), allow_pickle=False)
         else:
             with atomic_open(path) as f:
-                np.savez(f, **{name: np.asarray(a) for name, a in arrays.items()})
+                savez: Any = np.savez  # numpy's stub types **kwds as its own options
+                savez(f, **{name: np.asarray(a) for name, a in arrays.items()})
     except OSError as exc:
         raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"-o {path}") from None

@@ -92,8 +92,7 @@ def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
     if math.isinf(value) and "inf" not in text.lower():
         mark = node.start_mark
         raise _Overflow(
-            f"line {mark.line + 1}: {text} overflows float64 (largest is about 1.8e308);"
-            " write .inf if you mean infinity"
+            f"line {mark.line + 1}: {text} overflows float64 (largest is about 1.8e308); write .inf if you mean infinity"
         )
     return value
 
@@ -101,11 +100,9 @@ def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=True)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -263,10 +260,14 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
 
     dtype = ov.dtype or data.get("dtype", "float32")
     if dtype not in DTYPES:
-        raise SpecError(f"unknown dtype {dtype!r}", where=where(source if not ov.dtype else CLI, "dtype"), hint="float32 or float64")
+        raise SpecError(
+            f"unknown dtype {dtype!r}", where=where(source if not ov.dtype else CLI, "dtype"), hint="float32 or float64"
+        )
     device = ov.device or data.get("device", "auto")
     if device not in DEVICES:
-        raise SpecError(f"unknown device {device!r}", where=where(source if not ov.device else CLI, "device"), hint="cpu, gpu, tpu or auto")
+        raise SpecError(
+            f"unknown device {device!r}", where=where(source if not ov.device else CLI, "device"), hint="cpu, gpu, tpu or auto"
+        )
 
     mode = data.get("mode")
     if mode is not None and not isinstance(mode, str):

@@ -45,7 +45,11 @@ class Ran:
 def _decode(data: Any) -> Any:
     if isinstance(data, list):
         return [_decode(d) for d in data]
-    return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}.get(data, data) if isinstance(data, str) else data
+    return (
+        {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}.get(data, data)
+        if isinstance(data, str)
+        else data
+    )
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ ESCAPES = [
     "().__class__.__bases__[0].__subclasses__()",
     "x.__class__",
     "getattr(x, '__class__')",
-    "lambda x: exec('open(\"CANARY\", \"w\")')",
+    'lambda x: exec(\'open("CANARY", "w")\')',
     "lambda x: eval('1')",
     "open('CANARY', 'w')",
     "jax.config.update('jax_enable_x64', True)",

@@ -87,7 +87,10 @@ def test_lists_scalars_and_nonfinite_strings(tmp_path: Path) -> None:
         ([True, 2.0], "mixes true/false with numbers"),
         ({"random": "normal"}, "needs a shape"),
         ({"random": "gauss", "shape": [2]}, "primals.x.random: unknown distribution"),
-        ({"random": "normal", "shape": [2], "sed": 1}, "primals.x.sed: unknown option 'sed' for the 'random' constructor (did you mean 'seed'?)"),
+        (
+            {"random": "normal", "shape": [2], "sed": 1},
+            "primals.x.sed: unknown option 'sed' for the 'random' constructor (did you mean 'seed'?)",
+        ),
         ({"zeros": [2], "ones": [2]}, "one constructor"),
         ({"zeros": [-1]}, "a shape is a list of whole numbers"),
         ({"eye": [1, 2, 3]}, "eye takes n or [n, m]"),
@@ -141,7 +144,7 @@ def test_files(tmp_path: Path) -> None:
     tree = build_value({"file": "p.npz"}, c, "p")
     assert set(tree) == {"W", "n"} and tree["n"].dtype.kind == "i"
     np.testing.assert_array_equal(build_value({"file": "p.npz", "key": "W"}, c, "p"), np.ones((2, 2)))
-    with pytest.raises(SpecError, match="has no array 'w'.*did you mean 'W'"):
+    with pytest.raises(SpecError, match=r"has no array 'w'.*did you mean 'W'"):
         build_value({"file": "p.npz", "key": "w"}, c, "p")
     np.testing.assert_array_equal(build_value({"file": "m.csv"}, c, "p"), [[1, 2], [3, 4]])
 

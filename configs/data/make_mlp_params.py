@@ -1,6 +1,6 @@
 """Regenerate data/mlp_params.npz and data/mlp_tangent.npz (seed 004's model case).
 
-    python configs/data/make_mlp_params.py
+python configs/data/make_mlp_params.py
 """
 
 from pathlib import Path

@@ -1,0 +1,224 @@
+"""Commands in-process through Typer's CliRunner: exit codes, stdout, stderr, files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from jaxdiff_cli import __version__
+from jaxdiff_cli.errors import ExitCode
+
+from .conftest import ASSETS, CONFIGS
+
+POLY = CONFIGS / "seed000_poly.yaml"
+COMMANDS = ["eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "devices"]
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_version_and_help(cli: Any) -> None:
+    ran = cli("--version")
+    assert ran.exit_code == 0 and ran.stdout.strip() == f"jaxdiff {__version__}"
+    ran = cli("--help")
+    assert ran.exit_code == 0
+    for command in COMMANDS:
+        assert command in ran.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(cli: Any, command: str) -> None:
+    ran = cli(command, "--help")
+    assert ran.exit_code == 0
+    assert "Example: jaxdiff" in ran.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["jvp", "--help"], ["--version"], []])
+def test_help_does_not_import_jax(args: list[str]) -> None:
+    code = (
+        "import sys\n"
+        f"sys.argv = ['jaxdiff', *{args!r}]\n"
+        "from jaxdiff_cli.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('JAX IMPORTED' if 'jax' in sys.modules or 'numpy' in sys.modules else 'NO JAX')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().endswith("NO JAX"), out.stdout + out.stderr
+
+
+def test_rich_output_names_shapes_dtypes_and_footer(cli: Any) -> None:
+    ran = cli("jvp", POLY)
+    assert ran.exit_code == 0, ran.stderr
+    for text in ("value", "jvp", "(3,)", "float32", "65.353714", "device cpu", "compile", "run"):
+        assert text in ran.stdout
+
+
+def test_large_arrays_are_summarised(cli: Any) -> None:
+    ran = cli("eval", "-f", "x * 2", "-p", "x={ones: [1000]}")
+    assert ran.exit_code == 0
+    assert "..." in ran.stdout and len(ran.stdout) < 3000
+
+
+def test_json_schema(cli: Any) -> None:
+    doc = cli("vjp", POLY, "--json").json()
+    assert set(doc) == {
+        "schema",
+        "jaxdiff_version",
+        "command",
+        "function",
+        "spec",
+        "device",
+        "dtype",
+        "info",
+        "inputs",
+        "outputs",
+        "timing",
+        "versions",
+    }
+    assert doc["command"] == "vjp" and doc["dtype"] == "float32" and doc["jaxdiff_version"] == __version__
+    assert set(doc["inputs"]) == {"primals.x", "cotangents"}
+    assert doc["outputs"]["vjp.x"] == {"shape": [4], "dtype": "float32", "data": [83.697365, 194.49492, 88.94971, 39.546825]}
+    assert set(doc["timing"]) == {"compile_s", "run_s"} and set(doc["versions"]) == {"jax", "jaxlib"}
+
+
+def test_json_float32_values_read_back_bit_exact(cli: Any) -> None:
+    doc = cli("jvp", POLY, "--json").json()
+    out = doc["outputs"]["jvp"]["data"]
+    assert np.array_equal(np.asarray(out, dtype=np.float32), np.asarray([65.353714, 35.943752, 80.87344], dtype=np.float32))
+
+
+def test_stdin_spec(cli: Any) -> None:
+    ran = cli("jvp", "-", "--json", input=POLY.read_text())
+    assert ran.exit_code == 0, ran.stderr
+    assert ran.json()["spec"] is None
+    assert ran.json()["outputs"]["jvp"]["data"] == [65.353714, 35.943752, 80.87344]
+
+
+def test_command_line_only(cli: Any) -> None:
+    ran = cli("grad", "-f", "lambda x: jnp.sum(jnp.tanh(x)**2)", "-p", "x=[1,2,3]", "--json", "--dtype", "float64")
+    assert ran.exit_code == 0, ran.stderr
+    x = np.array([1.0, 2.0, 3.0])
+    expected = 2 * np.tanh(x) * (1 - np.tanh(x) ** 2)
+    np.testing.assert_allclose(ran.outputs()["grad.x"], expected, rtol=1e-14)
+    assert "value" not in ran.outputs()
+    ran = cli("jvp", "-f", "x * w", "-p", "x=[1,2]", "-p", "w=[3,4]", "--wrt", "x,w", "-t", "x=[1,0]", "-t", "w=[0,1]", "--json")
+    assert ran.outputs()["jvp"].tolist() == [3.0, 2.0]
+
+
+def test_overrides_win_over_the_spec(cli: Any) -> None:
+    ran = cli("jvp", POLY, "-t", "x=[1,0,0,0]", "--json")
+    np.testing.assert_allclose(ran.outputs()["jvp"], [57.66504, 15.1875, 42.714844], rtol=1e-6)
+
+
+def test_auto_mode_reports_its_choice(cli: Any) -> None:
+    text = " ".join(cli("jacobian", POLY).stdout.split())
+    assert "auto chose rev (4 inputs > 3 outputs: reverse mode pulls one cotangent per output)" in text
+    doc = cli("jacobian", CONFIGS / "seed002_exp_reducer.yaml", "--mode", "auto", "--json").json()
+    assert doc["info"]["mode"] == "rev" and doc["info"]["auto"] is True
+
+
+def test_grad_value_flag(cli: Any) -> None:
+    out = cli("grad", CONFIGS / "seed001_simplefun_scalar.yaml", "--value", "--json").outputs()
+    assert float(out["value"]) == 36.0 and float(out["grad.x"]) == 33.0 and float(out["grad.w"]) == 9.0
+
+
+def test_outputs_to_files(cli: Any, tmp_path: Path) -> None:
+    ran = cli("vjp", POLY, "-o", tmp_path / "r.npz", "-q")
+    assert ran.exit_code == 0 and ran.stdout == ""
+    with np.load(tmp_path / "r.npz") as f:
+        assert set(f.files) == {"value", "vjp.x"}
+        np.testing.assert_allclose(f["vjp.x"], [83.697365, 194.49492, 88.94971, 39.546825], rtol=1e-7)
+    assert cli("jvp", POLY, "-o", tmp_path / "j.npy", "-q").exit_code == 0
+    np.testing.assert_allclose(np.load(tmp_path / "j.npy"), [65.353714, 35.943752, 80.87344], rtol=1e-7)
+    assert cli("jvp", POLY, "-o", tmp_path / "j.json", "-q").exit_code == 0
+    assert json.loads((tmp_path / "j.json").read_text())["command"] == "jvp"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.json", "j.npy", "r.npz"]  # no temp files left
+
+
+def test_npy_needs_a_single_result(cli: Any, tmp_path: Path) -> None:
+    ran = cli("vjp", CONFIGS / "seed001_dot_vjp.yaml", "-o", tmp_path / "two.npy")
+    assert ran.exit_code == ExitCode.BAD_INPUT
+    assert ".npy holds one array but there are 2" in ran.stderr and "use .npz" in ran.stderr
+    assert not (tmp_path / "two.npy").exists()
+
+
+def test_nonfinite_results(cli: Any) -> None:
+    args = ("eval", "-f", "jnp.log(x)", "-p", "x=[1.0, -1.0, 0.0]")
+    ran = cli(*args, "--json")
+    assert ran.exit_code == 0
+    assert ran.json()["outputs"]["value"]["data"] == [0.0, "NaN", "-Infinity"]
+    ran = cli(*args, "--check-finite")
+    assert ran.exit_code == ExitCode.NON_FINITE
+    assert "value[1] is nan" in ran.stderr
+    assert "warning: value[1] is nan" in cli(*args).stderr
+
+
+ERRORS = [
+    # (args, exit code, text in the one-line message)
+    (["jvp", "--frobnicate"], 2, "No such option"),
+    (["jvp"], 2, "give a SPEC file, or --fn and --primal"),
+    (["jvp", "missing.yaml"], 3, "missing.yaml: no such file"),
+    (["jvp", "{tmp}/bad.yaml"], 3, "bad.yaml: line 2, column 1: expected ',' or ']'"),
+    (["jvp", "{tmp}/list.yaml"], 3, "the spec must be a mapping"),
+    (["jvp", "{tmp}/shape.yaml"], 3, "shape.yaml: tangents: shape (4,) does not match primal x (3,)"),
+    (["jvp", "{tmp}/notan.yaml"], 3, "notan.yaml: tangents: jvp needs tangents"),
+    (["vjp", "{tmp}/notan.yaml"], 3, "notan.yaml: cotangents: vjp needs cotangents shaped like the output ((3,))"),
+    (["grad", "{tmp}/notan.yaml"], 3, "grad needs a function with a scalar output"),
+    (["jvp", "{tmp}/int.yaml"], 3, "int.yaml: primals.x: int32 values cannot be differentiated"),
+    (["eval", "-f", "lambda x: x.__class__", "-p", "x=1"], 4, "<command line>: function: expression rejected"),
+    (["eval", "-f", "nosuch.mod:f", "-p", "x=1"], 4, "no module named 'nosuch'"),
+    (["eval", "-f", "{assets}/funcs.py:raises", "-p", "x=1"], 4, "RuntimeError: user code failed here (funcs.py, line 9)"),
+    (["eval", "-f", "{assets}/funcs.py:returns_text", "-p", "x=1"], 4, "returned a str, not an array"),
+    (["eval", "-f", "x @ y", "-p", "x=[1,2]", "-p", "y=[1,2,3]"], 4, "failed to trace"),
+    (["eval", "-f", "x", "-p", "x=[1,2]", "--device", "tpu"], 3, "device 'tpu' requested but JAX sees only: cpu"),
+    (["eval", "-f", "x", "-p", "x=[1,2]", "-o", "{tmp}/nope/out.npz"], 3, "does not exist"),
+    (["eval", "-f", "x", "-p", "x=[1,2]", "-o", "{tmp}/out.txt"], 3, "unknown output format"),
+    (["jacobian", POLY, "--mode", "sideways"], 2, "--mode: unknown mode 'sideways'"),
+    (["hvp", "{tmp}/badmode.yaml"], 3, "badmode.yaml: mode: unknown mode 'fwd' for this command"),
+    (["eval", "-f", "x", "-p", "x"], 3, "--primal: expected NAME=VALUE"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "text"), ERRORS, ids=[str(e[2]) for e in ERRORS])
+def test_errors_are_one_line_with_exit_code(cli: Any, tmp_path: Path, args: list[Any], code: int, text: str) -> None:
+    write(tmp_path, "function: [unclosed\n", "bad.yaml")
+    write(tmp_path, "- 1\n- 2\n", "list.yaml")
+    write(tmp_path, "function: x\nprimals: {x: [1, 2, 3]}\ntangents: [1, 2, 3, 4]\n", "shape.yaml")
+    write(tmp_path, "function: x * 2\nprimals: {x: [1, 2, 3]}\n", "notan.yaml")
+    write(tmp_path, "function: x\nprimals: {x: {arange: 3, dtype: int32}}\ntangents: [1, 2, 3]\n", "int.yaml")
+    write(tmp_path, "function: jnp.sum(x**2)\nprimals: {x: [1, 2]}\ntangents: [1, 0]\nmode: fwd\n", "badmode.yaml")
+    argv = [str(a).format(tmp=tmp_path, assets=ASSETS) for a in args]
+    ran = cli(*argv)
+    assert ran.exit_code == code, (ran.stdout, ran.stderr)
+    assert text in ran.stderr, ran.stderr
+    assert "Traceback" not in ran.stderr and "Traceback" not in ran.stdout
+    if code != 2:
+        assert ran.stderr.startswith("error: ") and ran.stderr.count("\n") == 1
+        assert ran.stdout == ""
+
+
+def test_debug_shows_the_traceback(cli: Any) -> None:
+    ran = cli("eval", "-f", f"{ASSETS}/funcs.py:raises", "-p", "x=1", "--debug")
+    assert ran.exit_code != 0
+    assert ran.stderr == "" or "error:" not in ran.stderr  # the exception propagates instead
+
+
+def test_devices(cli: Any) -> None:
+    doc = cli("devices", "--json").json()
+    assert doc["devices"][0]["platform"] == "cpu" and doc["devices"][0]["default"] is True
+    ran = cli("devices", "--platform", "tpu")
+    assert ran.exit_code == 3 and "tpu" in ran.stderr
+
+
+def test_float64_turns_on_x64(cli: Any) -> None:
+    ran = cli("eval", "-f", "x / 3", "-p", "x=1", "--dtype", "float64", "--json")
+    assert ran.json()["outputs"]["value"] == {"shape": [], "dtype": "float64", "data": 1 / 3}
