@@ -89,7 +89,8 @@ def to_array(raw: Any, ctx: Context, keypath: str) -> np.ndarray:
 
 def cast_float(values: np.ndarray, ctx: Context, keypath: str) -> np.ndarray:
     """Cast to the spec float dtype, refusing finite values that overflow it."""
-    out = values.astype(ctx.dtype)
+    with np.errstate(over="ignore"):  # overflow is detected and reported just below
+        out = values.astype(ctx.dtype)
     with np.errstate(invalid="ignore"):
         overflow = np.isfinite(values) & ~np.isfinite(out)
     if overflow.any():
