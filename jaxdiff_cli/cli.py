@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -99,20 +99,27 @@ FiniteOpt = Annotated[bool, typer.Option("--check-finite", help="Exit 5 if a res
 
 @dataclass(frozen=True)
 class Common:
-    spec: str | None
-    fn: str | None
-    primal: list[str] | None
-    wrt: list[str] | None
-    tangent: list[str] | None
-    cotangent: str | None
-    dtype: str | None
-    device: str | None
-    json: bool
-    output: Path | None
-    quiet: bool
-    debug: bool
-    no_cache: bool
-    check_finite: bool
+    """The shared options, as each command received them (absent ones keep their defaults)."""
+
+    spec: str | None = None
+    fn: str | None = None
+    primal: list[str] | None = None
+    wrt: list[str] | None = None
+    tangent: list[str] | None = None
+    cotangent: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+    json_: bool = False
+    output: Path | None = None
+    quiet: bool = False
+    debug: bool = False
+    no_cache: bool = False
+    check_finite: bool = False
+
+    @classmethod
+    def of(cls, params: dict[str, Any]) -> Common:
+        """From a command's ``locals()``: its own options (mode, value, ...) are left out."""
+        return cls(**{f.name: params[f.name] for f in fields(cls) if f.name in params})
 
 
 def _version(value: bool) -> None:
@@ -218,7 +225,7 @@ def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | Non
         suffix = c.output.suffix.lower()
         tree = result.outputs if suffix != ".npy" else {pipeline.PRIMARY[command]: result.outputs[pipeline.PRIMARY[command]]}
         save.save(c.output, dict(render.named_leaves(tree)), doc)
-    if c.json:
+    if c.json_:
         sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
     elif not c.quiet:
         from rich.console import Console
@@ -244,7 +251,7 @@ def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | Non
         message = f"{name}{list(idx) if idx else ''} is {value} (the first non-finite entry)"
         if c.check_finite:
             raise NonFiniteError(message, where="--check-finite")
-        if not c.quiet and not c.json:
+        if not c.quiet and not c.json_:
             _stderr_console().print(f"warning: {message}", markup=False)
 
 
@@ -253,16 +260,12 @@ def _progress(c: Common) -> Any:
     import contextlib
 
     console = _stderr_console()
-    if c.json or c.quiet or not console.is_terminal:
+    if c.json_ or c.quiet or not console.is_terminal:
         return lambda text: contextlib.nullcontext()
     return lambda text: console.status(text)
 
 
 # ---------------------------------------------------------------- commands
-
-
-def _common(**kw: Any) -> Common:
-    return Common(**kw)
 
 
 @app.command("eval")
@@ -283,25 +286,7 @@ def eval_(
 
     Example: jaxdiff eval -f "(x + w) * x**2" -p x=3.0 -p w=1.0
     """
-    _run(
-        "eval",
-        _common(
-            spec=spec,
-            fn=fn,
-            primal=primal,
-            wrt=None,
-            tangent=None,
-            cotangent=None,
-            dtype=dtype,
-            device=device,
-            json=json_,
-            output=output,
-            quiet=quiet,
-            debug=debug,
-            no_cache=no_cache,
-            check_finite=check_finite,
-        ),
-    )
+    _run("eval", Common.of(locals()))
 
 
 @app.command()
@@ -327,25 +312,7 @@ def jvp(
 
     Example: jaxdiff jvp configs/seed000_poly.yaml
     """
-    _run(
-        "jvp",
-        _common(
-            spec=spec,
-            fn=fn,
-            primal=primal,
-            wrt=wrt,
-            tangent=tangent,
-            cotangent=None,
-            dtype=dtype,
-            device=device,
-            json=json_,
-            output=output,
-            quiet=quiet,
-            debug=debug,
-            no_cache=no_cache,
-            check_finite=check_finite,
-        ),
-    )
+    _run("jvp", Common.of(locals()))
 
 
 @app.command()
@@ -370,25 +337,7 @@ def vjp(
 
     Example: jaxdiff vjp configs/seed000_poly.yaml
     """
-    _run(
-        "vjp",
-        _common(
-            spec=spec,
-            fn=fn,
-            primal=primal,
-            wrt=wrt,
-            tangent=None,
-            cotangent=cotangent,
-            dtype=dtype,
-            device=device,
-            json=json_,
-            output=output,
-            quiet=quiet,
-            debug=debug,
-            no_cache=no_cache,
-            check_finite=check_finite,
-        ),
-    )
+    _run("vjp", Common.of(locals()))
 
 
 @app.command()
@@ -411,26 +360,7 @@ def grad(
 
     Example: jaxdiff grad -f "lambda x: jnp.sum(jnp.tanh(x)**2)" -p x=[1,2,3]
     """
-    _run(
-        "grad",
-        _common(
-            spec=spec,
-            fn=fn,
-            primal=primal,
-            wrt=wrt,
-            tangent=None,
-            cotangent=None,
-            dtype=dtype,
-            device=device,
-            json=json_,
-            output=output,
-            quiet=quiet,
-            debug=debug,
-            no_cache=no_cache,
-            check_finite=check_finite,
-        ),
-        with_value=value,
-    )
+    _run("grad", Common.of(locals()), with_value=value)
 
 
 @app.command()
@@ -467,27 +397,7 @@ def jacobian(
 
     Example: jaxdiff jacobian configs/seed001_simplefun_vector.yaml --mode rev
     """
-    _run(
-        "jacobian",
-        _common(
-            spec=spec,
-            fn=fn,
-            primal=primal,
-            wrt=wrt,
-            tangent=None,
-            cotangent=None,
-            dtype=dtype,
-            device=device,
-            json=json_,
-            output=output,
-            quiet=quiet,
-            debug=debug,
-            no_cache=no_cache,
-            check_finite=check_finite,
-        ),
-        mode=mode,
-        chunk_size=chunk_size,
-    )
+    _run("jacobian", Common.of(locals()), mode=mode, chunk_size=chunk_size)
 
 
 @app.command()
@@ -509,25 +419,7 @@ def hessian(
 
     Example: jaxdiff hessian -f "lambda x: jnp.sum(x**3)" -p x=[1,2]
     """
-    _run(
-        "hessian",
-        _common(
-            spec=spec,
-            fn=fn,
-            primal=primal,
-            wrt=wrt,
-            tangent=None,
-            cotangent=None,
-            dtype=dtype,
-            device=device,
-            json=json_,
-            output=output,
-            quiet=quiet,
-            debug=debug,
-            no_cache=no_cache,
-            check_finite=check_finite,
-        ),
-    )
+    _run("hessian", Common.of(locals()))
 
 
 @app.command()
@@ -554,26 +446,7 @@ def hvp(
 
     Example: jaxdiff hvp configs/seed003_tanh_hvp.yaml --mode rev-rev
     """
-    _run(
-        "hvp",
-        _common(
-            spec=spec,
-            fn=fn,
-            primal=primal,
-            wrt=wrt,
-            tangent=tangent,
-            cotangent=None,
-            dtype=dtype,
-            device=device,
-            json=json_,
-            output=output,
-            quiet=quiet,
-            debug=debug,
-            no_cache=no_cache,
-            check_finite=check_finite,
-        ),
-        mode=mode,
-    )
+    _run("hvp", Common.of(locals()), mode=mode)
 
 
 @app.command()

@@ -11,7 +11,7 @@ import math
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -334,8 +334,3 @@ def load_spec(spec_path: str | None, ov: Overrides) -> Spec:
     """Read, check and override a spec: the one entry point of this module."""
     data, source, base = read_source(spec_path)
     return build_spec(data, source, base, ov)
-
-
-def with_overrides(spec: Spec, **changes: Any) -> Spec:
-    """A copy of ``spec`` with some fields changed."""
-    return replace(spec, **changes)
