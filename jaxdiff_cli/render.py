@@ -146,3 +146,85 @@ def devices_table(rows: list[dict[str, Any]]) -> Any:
     for r in rows:
         table.add_row(str(r["id"]), r["platform"], r["kind"], "yes" if r["default"] else "")
     return table
+
+
+# --------------------------------------------------------------------------- check reports
+
+
+def _num(v: float) -> str:
+    return f"{v:.7g}"
+
+
+def check_json(reports: list[Any], versions: Mapping[str, str]) -> dict[str, Any]:
+    """The `check --json` document: every spec, every finding, the worst entry of each failure."""
+
+    def finding(f: Any) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": f.name, "passed": f.passed, "skipped": f.skipped, "detail": f.detail}
+        if f.worst is not None:
+            w = f.worst
+            d["worst"] = {
+                "output": w.output,
+                "index": list(w.index),
+                "ad": _json_number(w.ad, np.dtype(np.float64)),
+                "reference": _json_number(w.reference, np.dtype(np.float64)),
+                "error_estimate": _json_number(w.error, np.dtype(np.float64)),
+                "bound": _json_number(w.bound, np.dtype(np.float64)),
+            }
+        return d
+
+    specs = []
+    for r in reports:
+        item: dict[str, Any] = {"spec": r.spec, "passed": r.passed, "checks": [finding(f) for f in r.findings]}
+        if r.error is not None:
+            item["error"] = {"exit_code": int(r.error.exit_code), "message": r.error.render()}
+        specs.append(item)
+    return {
+        "schema": SCHEMA_VERSION,
+        "jaxdiff_version": __version__,
+        "command": "check",
+        "passed": all(r.passed for r in reports),
+        "specs": specs,
+        "versions": dict(versions),
+    }
+
+
+def check_table(reports: list[Any]) -> Any:
+    """A Rich table per spec: one row per check; a failure shows its worst entry, AD value, reference
+    and the reference's error estimate."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list[Any] = []
+    for r in reports:
+        mark = (
+            Text("ERROR", style="bold red")
+            if r.error
+            else Text("pass", style="green")
+            if r.passed
+            else Text("FAIL", style="bold red")
+        )
+        parts.append(Text.assemble(mark, "  ", (r.spec, "bold")))
+        if r.error is not None:
+            parts.append(Text(f"  {r.error.render()}"))
+            continue
+        table = Table(box=None, padding=(0, 1), pad_edge=False, show_header=any(not f.passed for f in r.findings))
+        for col in ("", "check", "detail", "worst", "AD", "reference", "± est."):
+            table.add_column(col, overflow="fold")
+        for f in r.findings:
+            status = (
+                Text("skip", style="yellow")
+                if f.skipped
+                else Text("ok", style="green")
+                if f.passed
+                else Text("FAIL", style="bold red")
+            )
+            w = f.worst
+            cells = (
+                ["", "", "", ""] if w is None else [f"{w.output}{list(w.index)}", _num(w.ad), _num(w.reference), f"{w.error:.2g}"]
+            )
+            table.add_row(status, f.name, f.detail, *cells)
+        parts.append(table)
+    failed = sum(not r.passed for r in reports)
+    parts.append(Text(f"{len(reports) - failed} of {len(reports)} spec(s) passed", style="bold"))
+    return Group(*parts)

@@ -1,0 +1,361 @@
+"""``jaxdiff check``: a spec's expected values, and its derivatives against independent references.
+
+For one spec:
+- each ``expect:`` entry against the operation that produces it;
+- the Jacobian from forward mode and from reverse mode, each against central finite differences
+  with Richardson extrapolation (``fd.py``) evaluated in float64. Entry by entry when the input has
+  at most ``FULL_COLUMNS`` entries, else along seeded random directions (and uᵀJv for reverse mode);
+- the adjoint identity ⟨u, J v⟩ = ⟨Jᵀ u, v⟩ for seeded random u, v;
+- for a scalar function, the three HVP modes against each other and against differences of the gradient;
+- that every result is finite.
+
+An entry fails only when |AD − reference| > atol + rtol·|reference| + 10·(error estimate of the
+reference) + 32·eps(dtype)·(largest |reference| in its output row): the last term is the rounding
+that computing the AD value in the spec's dtype can carry.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from jaxdiff_cli import expect as expect_mod
+from jaxdiff_cli import fd
+from jaxdiff_cli.errors import JaxdiffError
+from jaxdiff_cli.spec import Spec
+
+FULL_COLUMNS = 64  # inputs up to this size are differenced column by column
+DIRECTIONS = 6
+ERR_MULTIPLE = 10.0
+ROUNDING_MULTIPLE = 32.0
+DEFAULT_TOL = {"float32": (1e-4, 1e-6), "float64": (1e-7, 1e-12)}  # (rtol, atol) for AD vs FD
+# expect names -> the command that produces them
+PRODUCER = {
+    "value": "eval",
+    "jvp": "jvp",
+    "vjp": "vjp",
+    "grad": "grad",
+    "jacobian": "jacobian",
+    "hessian": "hessian",
+    "hvp": "hvp",
+}
+
+
+@dataclass(frozen=True)
+class Worst:
+    """The entry furthest outside its bound."""
+
+    output: str
+    index: tuple[int, ...]
+    ad: float
+    reference: float
+    error: float  # error estimate of the reference (0 for exact references)
+    bound: float
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    passed: bool
+    detail: str = ""
+    worst: Worst | None = None
+    skipped: bool = False
+
+
+@dataclass
+class Report:
+    spec: str
+    findings: list[Finding] = field(default_factory=list)
+    error: JaxdiffError | None = None
+    # what the operations computed, by output name (for --update)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(f.passed for f in self.findings)
+
+
+@dataclass(frozen=True)
+class Settings:
+    rtol: float | None = None
+    atol: float | None = None
+    seed: int = 0
+    use_cache: bool = True
+
+
+def compare_arrays(
+    name: str, output: str, ad: np.ndarray, ref: np.ndarray, err: np.ndarray, dtype: str, tol: tuple[float, float]
+) -> Finding:
+    """Entry-wise AD vs reference; a failure names the worst entry."""
+    ad = np.asarray(ad, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    err = np.broadcast_to(np.asarray(err, dtype=np.float64), ref.shape)
+    rtol, atol = tol
+    eps = float(np.finfo(dtype).eps)
+    finite_ref = np.where(np.isfinite(ref), np.abs(ref), 0.0)
+    row = np.max(finite_ref, axis=tuple(range(1, ref.ndim)), keepdims=True) if ref.ndim > 1 else np.max(finite_ref, initial=0.0)
+    bound = atol + rtol * np.abs(ref) + ERR_MULTIPLE * err + ROUNDING_MULTIPLE * eps * row
+    with np.errstate(invalid="ignore"):
+        gap = np.abs(ad - ref)
+        bad = ~(gap <= bound)  # NaN anywhere fails
+        bad &= np.isfinite(err) | ~np.isfinite(ref)  # an unusable reference (inf error) cannot convict
+        ratio = np.where(bound > 0, gap / np.where(bound > 0, bound, 1), np.where(gap > 0, np.inf, 0))
+    unusable = int(np.sum(~np.isfinite(err)))
+    note = f"{ad.size} entries" + (f", {unusable} without a usable reference" if unusable else "")
+    if not bad.any():
+        return Finding(name, True, note)
+    ratio = np.where(bad, np.nan_to_num(ratio, nan=np.inf), -1)
+    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ad.shape))
+    worst = Worst(output, idx, float(ad[idx]), float(ref[idx]), float(err[idx]), float(bound[idx]))
+    return Finding(name, False, f"{int(bad.sum())} of {ad.size} entries outside tolerance", worst)
+
+
+# --------------------------------------------------------------------------- expectations
+
+
+def check_expectations(prep: Any, report: Report) -> None:
+    from jaxdiff_cli import pipeline
+    from jaxdiff_cli.render import named_leaves
+
+    spec: Spec = prep.spec
+    if not spec.expect:
+        return
+    expectations = expect_mod.parse(spec.expect, prep.ctx)
+    ops = sorted({PRODUCER.get(e.name.split(".")[0].split("[")[0], "") for e in expectations})
+    for op in ops:
+        if not op:
+            continue
+        result = pipeline.run_operation(prep, op, pipeline.Options(mode=spec.mode))
+        for name, arr in named_leaves(result.outputs):
+            report.results.setdefault(name, np.asarray(arr))
+    for e in expectations:
+        prefix = e.name.split(".")[0].split("[")[0]
+        if prefix not in PRODUCER or e.name not in report.results:
+            known = ", ".join(sorted(report.results)) or "none"
+            report.findings.append(Finding(f"expect {e.name}", False, f"no output named {e.name!r}; outputs: {known}"))
+            continue
+        try:
+            actual = e.select(report.results[e.name])
+        except (IndexError, ValueError) as exc:
+            report.findings.append(Finding(f"expect {e.name}", False, f"cannot select: {exc}"))
+            continue
+        if actual.shape != e.value.shape:
+            report.findings.append(Finding(f"expect {e.name}", False, f"shape {actual.shape}, expected {e.value.shape}"))
+            continue
+        report.findings.append(
+            compare_arrays(f"expect {e.name}", e.name, actual, e.value, np.zeros(()), "float64", (e.rtol, e.atol))
+        )
+
+
+# --------------------------------------------------------------------------- AD vs FD
+
+
+@dataclass
+class Flat:
+    """f as a function of one flat vector: in the spec's dtype and in float64."""
+
+    f: Callable[[Any], Any]
+    x: Any
+    n: int
+    m: int
+    dtype: str
+    f64_batch: Callable[[Any], Any]
+    scalar: bool
+    forward: bool  # forward mode available (not for custom_vjp functions)
+    forward_note: str = ""
+
+
+def flatten_problem(problem: Any, dtype: str) -> Flat:
+    import jax
+    from jax.flatten_util import ravel_pytree
+
+    diff = problem.diff(problem.primals)
+    x, unravel = ravel_pytree(diff)
+    h = problem.of_diff(problem.primals)
+
+    def f(v: Any) -> Any:
+        return ravel_pytree(h(*unravel(v)))[0]
+
+    out = jax.eval_shape(f, x)
+    scalar = jax.tree.leaves(jax.eval_shape(lambda v: h(*unravel(v)), x))[0].shape == ()
+    forward, note = True, ""
+    try:
+        # eval_shape does not reach custom_vjp's refusal of forward mode; lowering does.
+        jax.jit(lambda v: jax.jvp(f, (v,), (v,))).lower(x)
+    except TypeError as exc:  # custom_vjp functions have no forward mode
+        forward, note = False, f"forward mode not available ({str(exc).splitlines()[0][:80]})"
+
+    f64_batch = _float64_batch(problem, lambda y: ravel_pytree(y)[0])
+    return Flat(
+        f=f,
+        x=x,
+        n=int(x.size),
+        m=int(out.size),
+        dtype=dtype,
+        f64_batch=f64_batch,
+        scalar=scalar,
+        forward=forward,
+        forward_note=note,
+    )
+
+
+def check_derivatives(prep: Any, report: Report, settings: Settings) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    spec: Spec = prep.spec
+    flat = flatten_problem(prep.problem, spec.dtype)
+    rtol0, atol0 = DEFAULT_TOL[spec.dtype]
+    tol = (settings.rtol if settings.rtol is not None else rtol0, settings.atol if settings.atol is not None else atol0)
+    rng = np.random.default_rng(settings.seed)
+    x64 = np.asarray(flat.x, dtype=np.float64)
+    ad_results: list[tuple[str, Any]] = []
+
+    if flat.n <= FULL_COLUMNS:
+        ref = fd.jacobian(flat.f64_batch, x64)
+        modes = [("fwd", jax.jacfwd)] if flat.forward else []
+        modes.append(("rev", jax.jacrev))
+        for mode, jac in modes:
+            ad = np.asarray(jax.jit(jac(flat.f))(flat.x))
+            ad_results.append((f"jacobian ({mode})", ad))
+            report.findings.append(
+                compare_arrays(f"jacobian {mode} vs FD", "jacobian", ad, ref.value, ref.error, spec.dtype, tol)
+            )
+    else:
+        dirs = rng.standard_normal((DIRECTIONS, flat.n))
+        ref = fd.directional(flat.f64_batch, x64, dirs)  # (k, m)
+        v = jnp.asarray(dirs, flat.x.dtype)
+        if flat.forward:
+            jv = np.asarray(jax.jit(jax.vmap(lambda d: jax.jvp(flat.f, (flat.x,), (d,))[1]))(v))
+            ad_results.append(("jvp", jv))
+            report.findings.append(
+                compare_arrays(f"jvp vs FD ({DIRECTIONS} random directions)", "jvp", jv, ref.value, ref.error, spec.dtype, tol)
+            )
+        u = rng.standard_normal((DIRECTIONS, flat.m))
+        _, pull = jax.vjp(flat.f, flat.x)
+        jtu = np.asarray(jax.jit(jax.vmap(lambda c: pull(c)[0]))(jnp.asarray(u, flat.x.dtype)), dtype=np.float64)
+        ad_results.append(("vjp", jtu))
+        ad_scalar = np.einsum("kn,kn->k", jtu, dirs)  # (Jᵀu)·v
+        ref_scalar = np.einsum("km,km->k", u, ref.value)  # u·(J v)
+        ref_err = np.einsum("km,km->k", np.abs(u), ref.error)
+        report.findings.append(
+            compare_arrays(f"vjp vs FD (uᵀJv, {DIRECTIONS} random pairs)", "vjp", ad_scalar, ref_scalar, ref_err, spec.dtype, tol)
+        )
+
+    if flat.forward:
+        report.findings.append(_adjoint(flat, rng, tol))
+    else:
+        report.findings.append(Finding("adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩", True, flat.forward_note, skipped=True))
+    if flat.scalar:
+        report.findings.extend(_hvp_checks(prep, flat, rng, tol))
+    report.findings.append(_finite(ad_results))
+
+
+def _adjoint(flat: Flat, rng: np.random.Generator, tol: tuple[float, float]) -> Finding:
+    import jax
+    import jax.numpy as jnp
+
+    k = 4
+    u = jnp.asarray(rng.standard_normal((k, flat.m)), flat.x.dtype)
+    v = jnp.asarray(rng.standard_normal((k, flat.n)), flat.x.dtype)
+    jv = np.asarray(jax.jit(jax.vmap(lambda d: jax.jvp(flat.f, (flat.x,), (d,))[1]))(v), np.float64)
+    _, pull = jax.vjp(flat.f, flat.x)
+    jtu = np.asarray(jax.jit(jax.vmap(lambda c: pull(c)[0]))(u), np.float64)
+    u64, v64 = np.asarray(u, np.float64), np.asarray(v, np.float64)
+    lhs = np.einsum("km,km->k", u64, jv)
+    rhs = np.einsum("kn,kn->k", jtu, v64)
+    # The sums' own rounding scales with the sum of absolute products, not with the result.
+    scale = np.einsum("km,km->k", np.abs(u64), np.abs(jv)) + np.einsum("kn,kn->k", np.abs(jtu), np.abs(v64))
+    eps = float(np.finfo(flat.dtype).eps)
+    rounding = ROUNDING_MULTIPLE * eps * scale * math.sqrt(max(flat.n, flat.m))
+    return compare_arrays("adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩", "⟨Jᵀu, v⟩", rhs, lhs, rounding / ERR_MULTIPLE, flat.dtype, (tol[0], 0.0))
+
+
+def _hvp_checks(prep: Any, flat: Flat, rng: np.random.Generator, tol: tuple[float, float]) -> list[Finding]:
+    import jax
+    import jax.numpy as jnp
+
+    k = 2
+    v = jnp.asarray(rng.standard_normal((k, flat.n)), flat.x.dtype)
+
+    def s(x: Any) -> Any:
+        return flat.f(x)[0]
+
+    modes: dict[str, Callable[[Any], Any]] = {
+        "fwd-rev": lambda d: jax.jvp(jax.grad(s), (flat.x,), (d,))[1],
+        "rev-fwd": lambda d: jax.grad(lambda x: jax.jvp(s, (x,), (d,))[1])(flat.x),
+        "rev-rev": lambda d: jax.grad(lambda x: jnp.vdot(jax.grad(s)(x), d))(flat.x),
+    }
+    if not flat.forward:
+        modes = {"rev-rev": modes["rev-rev"]}
+    out = {name: np.asarray(jax.jit(jax.vmap(g))(v), np.float64) for name, g in modes.items()}
+    findings = []
+    base_name = next(iter(out))
+    base = out[base_name]
+    for name, hv in out.items():
+        if name != base_name:
+            findings.append(compare_arrays(f"hvp {name} vs {base_name}", "hvp", hv, base, np.zeros(()), flat.dtype, tol))
+    # Differences of the float64 gradient along v are a reference for H v that no HVP mode shares.
+    ref = fd.directional(
+        _float64_batch(prep.problem, lambda y: y, grad=True), np.asarray(flat.x, np.float64), np.asarray(v, np.float64)
+    )
+    findings.append(compare_arrays(f"hvp {base_name} vs FD of the gradient", "hvp", base, ref.value, ref.error, flat.dtype, tol))
+    return findings
+
+
+def _float64_batch(problem: Any, post: Callable[[Any], Any], grad: bool = False) -> Callable[[Any], Any]:
+    """A vmapped, jitted float64 version of f of the flat inputs (or of its gradient), for FD."""
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    with jax.enable_x64(True):
+        primals64 = jax.tree.map(
+            lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, problem.primals
+        )
+        _, unravel64 = ravel_pytree(problem.diff(primals64))
+        h64 = problem.of_diff(primals64)
+
+        def f64(v: Any) -> Any:
+            return jnp.asarray(post(h64(*unravel64(v))), jnp.float64)
+
+        batched = jax.jit(jax.vmap(jax.grad(lambda v: jnp.sum(f64(v))) if grad else f64))
+
+    def run(points: Any) -> Any:
+        with jax.enable_x64(True):
+            return np.asarray(batched(jnp.asarray(points, jnp.float64)))
+
+    return run
+
+
+def _finite(results: list[tuple[str, Any]]) -> Finding:
+    for name, arr in results:
+        a = np.asarray(arr)
+        bad = np.argwhere(~np.isfinite(a))
+        if bad.size:
+            idx = tuple(int(i) for i in bad[0])
+            return Finding(
+                "finite", False, f"{name} is {a[idx]} at {list(idx)}", Worst(name, idx, float(a[idx]), math.nan, 0.0, 0.0)
+            )
+    return Finding("finite", True, "all results finite")
+
+
+# --------------------------------------------------------------------------- one spec
+
+
+def check_spec(spec: Spec, settings: Settings) -> Report:
+    """Every check of one spec; errors (bad spec, failing function) are kept in the report."""
+    from jaxdiff_cli import pipeline
+
+    report = Report(spec=spec.source)
+    try:
+        prep = pipeline.prepare(spec, use_cache=settings.use_cache)
+        check_expectations(prep, report)
+        check_derivatives(prep, report, settings)
+    except JaxdiffError as exc:
+        report.error = exc
+    return report

@@ -1,0 +1,128 @@
+"""`jaxdiff check` has teeth: wrong derivative rules are flagged, right ones pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from jaxdiff_cli import fd
+
+from .conftest import ASSETS, CONFIGS
+
+WRONG = [
+    # (function, primal, what must fail)
+    ("sin_factor", "[0.3, -1.2, 2.0]", "jacobian fwd vs FD"),
+    ("exp_sign", "[0.1, 0.5]", "jacobian fwd vs FD"),
+    ("matvec_transposed", "[1.0, -2.0, 0.5]", "jacobian fwd vs FD"),
+    ("square_one_entry", "[1.0, 2.0, 3.0, 4.0]", "jacobian fwd vs FD"),
+    ("tanh_bad_reverse", "[0.3, -0.7, 1.1]", "jacobian rev vs FD"),
+    ("scale_bad_reverse_one_entry", "[1.0, 2.0, 3.0, 4.0, 5.0]", "jacobian rev vs FD"),
+    ("big_sum_wrong", "{random: normal, shape: [10, 10], seed: 3}", "jvp vs FD"),
+]
+RIGHT = [
+    ("softplus", "[-3.0, 0.0, 2.5]", "float32"),
+    ("tanh_good", "[0.3, -0.7, 1.1]", "float32"),
+    ("ill_scaled", "[1.0e-5, 3.0]", "float64"),
+    ("ill_scaled", "[1.0e-5, 3.0]", "float32"),
+    ("near_kink", "[0.0, 1.0e-4]", "float64"),
+    ("near_kink", "[0.0, 1.0e-4]", "float32"),
+]
+
+
+def spec(tmp_path: Path, fn: str, primal: str, dtype: str = "float32") -> Path:
+    path = tmp_path / f"{fn}_{dtype}.yaml"
+    path.write_text(f"function: {ASSETS}/teeth.py:{fn}\nprimals:\n  x: {primal}\ndtype: {dtype}\n")
+    return path
+
+
+@pytest.mark.parametrize(("fn", "primal", "failing"), WRONG, ids=[w[0] for w in WRONG])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_wrong_rules_are_flagged(cli: Any, tmp_path: Path, fn: str, primal: str, failing: str, dtype: str) -> None:
+    ran = cli("check", spec(tmp_path, fn, primal, dtype), "--json")
+    assert ran.exit_code == 1, ran.stderr
+    doc = ran.json()
+    assert doc["passed"] is False
+    checks = {c["name"].split(" (")[0]: c for c in doc["specs"][0]["checks"]}
+    assert checks[failing]["passed"] is False, checks
+    worst = checks[failing]["worst"]
+    assert worst["ad"] != pytest.approx(worst["reference"], rel=1e-4)
+
+
+def test_wrong_in_one_entry_names_that_entry(cli: Any, tmp_path: Path) -> None:
+    doc = cli("check", spec(tmp_path, "square_one_entry", "[1.0, 2.0, 3.0, 4.0]", "float64"), "--json").json()
+    worst = next(c for c in doc["specs"][0]["checks"] if c["name"] == "jacobian fwd vs FD")["worst"]
+    assert worst["index"] == [2, 2] and worst["ad"] == pytest.approx(2.02 * 3) and worst["reference"] == pytest.approx(6.0)
+    doc = cli("check", spec(tmp_path, "scale_bad_reverse_one_entry", "[1.0, 2.0, 3.0, 4.0, 5.0]"), "--json").json()
+    worst = next(c for c in doc["specs"][0]["checks"] if c["name"] == "jacobian rev vs FD")["worst"]
+    assert worst["index"] == [3, 3]
+
+
+def test_reverse_only_rule_skips_forward_checks_with_a_reason(cli: Any, tmp_path: Path) -> None:
+    doc = cli("check", spec(tmp_path, "tanh_good", "[0.3]"), "--json").json()
+    checks = doc["specs"][0]["checks"]
+    assert all(c["name"] != "jacobian fwd vs FD" for c in checks)
+    adjoint = next(c for c in checks if c["name"].startswith("adjoint"))
+    assert adjoint["skipped"] and "forward mode not available" in adjoint["detail"]
+
+
+@pytest.mark.parametrize(("fn", "primal", "dtype"), RIGHT, ids=[f"{r[0]}-{r[2]}" for r in RIGHT])
+def test_right_rules_pass(cli: Any, tmp_path: Path, fn: str, primal: str, dtype: str) -> None:
+    ran = cli("check", spec(tmp_path, fn, primal, dtype), "--json")
+    assert ran.exit_code == 0, ran.stdout
+    assert ran.json()["passed"] is True
+
+
+def test_every_config_passes_check(cli: Any) -> None:
+    ran = cli("check", str(CONFIGS / "*.yaml"), "--json")
+    failed = [
+        (s["spec"], [c for c in s["checks"] if not c["passed"]], s.get("error")) for s in ran.json()["specs"] if not s["passed"]
+    ]
+    assert ran.exit_code == 0, failed
+    assert len(ran.json()["specs"]) == len(list(CONFIGS.glob("*.yaml")))
+
+
+def test_expect_mismatch_fails_with_the_entry(cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "function: x**2\nprimals: {x: [1.0, 2.0]}\ntangents: [1.0, 1.0]\nexpect:\n  jvp: [2.0, 4.5]\n  jvp.y: [1.0]\n"
+    )
+    ran = cli("check", path)
+    assert ran.exit_code == 1
+    text = " ".join(ran.stdout.split())
+    assert "FAIL expect jvp" in text and "jvp[1] 4 4.5" in text
+    assert "no output named 'jvp.y'" in text
+
+
+def test_nonfinite_results_fail(cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("function: jnp.sqrt(x)\nprimals: {x: [0.0, 1.0]}\n")
+    doc = cli("check", path, "--json").json()
+    finite = next(c for c in doc["specs"][0]["checks"] if c["name"] == "finite")
+    assert finite["passed"] is False and "inf" in finite["detail"]
+
+
+def test_bad_spec_among_good_ones_exits_3_and_reports_each(cli: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("function: x\nprimals: {x: [1, 2]}\nwrt: [y]\n")
+    ran = cli("check", CONFIGS / "seed002_adder.yaml", bad, "--json")
+    assert ran.exit_code == 3
+    specs = ran.json()["specs"]
+    assert specs[0]["passed"] is True and specs[1]["error"]["exit_code"] == 3
+    assert cli("check", str(tmp_path / "none*.yaml")).exit_code == 3
+
+
+def test_fd_estimates_are_accurate_and_honest() -> None:
+    """The FD reference alone, on closed forms: error within its estimate, estimate small."""
+
+    def f(points: np.ndarray) -> np.ndarray:
+        x = points
+        return np.stack([np.sin(x[:, 0]) * x[:, 1], np.exp(x[:, 1] / 3), np.abs(x[:, 0] - 1e-3)], axis=1)
+
+    x = np.array([0.0, 2.0])
+    est = fd.jacobian(f, x)
+    exact = np.array([[np.cos(0.0) * 2.0, np.sin(0.0)], [0.0, np.exp(2 / 3) / 3], [-1.0, 0.0]])
+    assert np.all(np.abs(est.value - exact) <= 10 * est.error + 1e-15)
+    assert np.max(est.error) < 1e-8
