@@ -73,6 +73,7 @@ class Report:
     error: JaxdiffError | None = None
     # what the operations computed, by output name (for --update)
     results: dict[str, Any] = field(default_factory=dict)
+    updated: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -85,6 +86,7 @@ class Settings:
     atol: float | None = None
     seed: int = 0
     use_cache: bool = True
+    update: bool = False  # record the current results as the spec's expect block
 
 
 def compare_arrays(
@@ -347,6 +349,40 @@ def _finite(results: list[tuple[str, Any]]) -> Finding:
 # --------------------------------------------------------------------------- one spec
 
 
+RECORD_MAX = 10**6  # largest Jacobian / Hessian (entries) that --update records
+
+
+def environment(prep: Any) -> dict[str, str]:
+    from jaxdiff_cli.runtime import versions
+
+    return {**versions(), "device": prep.runtime.device.platform, "dtype": prep.spec.dtype}
+
+
+def collect_results(prep: Any, report: Report) -> None:
+    """Run every operation the spec supports and keep its outputs (what --update records)."""
+    import jax
+
+    from jaxdiff_cli import pipeline
+    from jaxdiff_cli.engine import output_shape
+    from jaxdiff_cli.render import named_leaves
+
+    spec = prep.spec
+    out_leaves = jax.tree.leaves(output_shape(prep.problem))
+    n = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(prep.problem.diff(prep.problem.primals)))
+    m = sum(int(np.prod(leaf.shape)) for leaf in out_leaves)
+    scalar = len(out_leaves) == 1 and out_leaves[0].shape == ()
+    ops = ["eval"]
+    ops += ["jvp"] if spec.tangents is not None else []
+    ops += ["vjp"] if spec.cotangents is not None or scalar else []
+    ops += ["jacobian"] if n * m <= RECORD_MAX else []
+    if scalar:
+        ops += ["grad"] + (["hessian"] if n * n <= RECORD_MAX else []) + (["hvp"] if spec.tangents is not None else [])
+    for op in ops:
+        result = pipeline.run_operation(prep, op, pipeline.Options(mode=spec.mode if op in ("jacobian", "hvp") else None))
+        for name, arr in named_leaves(result.outputs):
+            report.results.setdefault(name, np.asarray(arr))
+
+
 def check_spec(spec: Spec, settings: Settings) -> Report:
     """Every check of one spec; errors (bad spec, failing function) are kept in the report."""
     from jaxdiff_cli import pipeline
@@ -355,7 +391,33 @@ def check_spec(spec: Spec, settings: Settings) -> Report:
     try:
         prep = pipeline.prepare(spec, use_cache=settings.use_cache)
         check_expectations(prep, report)
+        _note_environment(prep, report)
         check_derivatives(prep, report, settings)
+        if settings.update:
+            from pathlib import Path
+
+            from jaxdiff_cli.golden import update_spec
+
+            if spec.path is None:
+                raise JaxdiffError("--update rewrites a spec file without cases: record this one by hand", where=spec.source)
+            collect_results(prep, report)
+            report.updated = update_spec(Path(spec.path), report.results, environment(prep), spec.expect)
     except JaxdiffError as exc:
         report.error = exc
     return report
+
+
+def _note_environment(prep: Any, report: Report) -> None:
+    """When recorded values fail, say whether jax, the device or the dtype changed since."""
+    recorded = prep.spec.expect.get("recorded")
+    if not isinstance(recorded, dict):
+        return
+    now = environment(prep)
+    changed = [f"{k} {recorded.get(k)} -> {v}" for k, v in now.items() if str(recorded.get(k)) != v]
+    if not changed:
+        return
+    note = "; recorded in another environment: " + ", ".join(changed)
+    report.findings = [
+        f if f.passed or not f.name.startswith("expect ") else Finding(f.name, f.passed, f.detail + note, f.worst, f.skipped)
+        for f in report.findings
+    ]

@@ -461,6 +461,13 @@ def check(
         typer.Option("--atol", help="Absolute tolerance of AD vs FD (default 1e-6 float32, 1e-12 float64).", show_default=False),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random directions and vectors.")] = 0,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Record the current results as each spec's expect: block (golden values), with jax version, device, dtype.",
+        ),
+    ] = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -477,18 +484,23 @@ def check(
     def body() -> None:
         from jaxdiff_cli import render
         from jaxdiff_cli.check import Report, Settings, check_spec
-        from jaxdiff_cli.spec import Overrides, load_spec
+        from jaxdiff_cli.spec import Overrides, load_cases
 
         paths = _expand(specs)
-        settings = Settings(rtol=rtol, atol=atol, seed=seed, use_cache=not no_cache)
+        settings = Settings(rtol=rtol, atol=atol, seed=seed, use_cache=not no_cache, update=update)
         progress = _progress(Common(json_=json_, quiet=quiet))
         reports: list[Report] = []
         for path in paths:
             with progress(f"checking {path}"):
                 try:
-                    reports.append(check_spec(load_spec(path, Overrides()), settings))
+                    cases = load_cases(path, Overrides(), need_steps=False)
                 except JaxdiffError as exc:
                     reports.append(Report(spec=path, error=exc))
+                    continue
+                for case in cases:
+                    report = check_spec(case.spec, settings)
+                    report.spec += f" ({case.name})" if len(cases) > 1 else ""
+                    reports.append(report)
         from jaxdiff_cli.runtime import versions
 
         if json_:
@@ -504,6 +516,127 @@ def check(
             raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
     _guarded(debug, body)
+
+
+@app.command()
+def run(
+    spec: Annotated[
+        str, typer.Argument(help="A spec with 'run:' (and optionally 'cases:'), or - for stdin.", show_default=False)
+    ],
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    no_cache: NoCacheOpt = False,
+    check_finite: FiniteOpt = False,
+) -> None:
+    """Run every operation a spec lists, for each of its cases; one JSON document for all.
+
+    A spec's top-level keys are shared defaults; each entry of 'cases:' overrides them, and
+    'run:' lists the operations (e.g. [jvp, vjp, {jacobian: {mode: rev}}]).
+
+    Example: jaxdiff run configs/cases_seed001_simplefun.yaml --json
+    """
+    common = Common.of(locals())
+    _guarded(debug, lambda: _run_cases(spec, common))
+
+
+def _run_cases(spec_path: str, c: Common) -> None:
+    from jaxdiff_cli import pipeline, render, save
+    from jaxdiff_cli.engine import first_nonfinite
+    from jaxdiff_cli.runtime import versions
+    from jaxdiff_cli.spec import Overrides, load_cases
+
+    if c.output is not None:
+        save.check_output_path(c.output)
+    cases = load_cases(spec_path, Overrides())
+    total = sum(len(case.steps) for case in cases)
+    items: list[dict[str, Any]] = []
+    arrays: dict[str, Any] = {}
+    first_error: JaxdiffError | None = None
+    bad_finite: str | None = None
+    with _bar(c, total) as advance:
+        for case in cases:
+            item: dict[str, Any] = {"name": case.name, "function": case.spec.function, "dtype": case.spec.dtype, "results": []}
+            items.append(item)
+            try:
+                prep = pipeline.prepare(case.spec, use_cache=not c.no_cache)
+                item["device"] = prep.runtime.device_name
+                for step in case.steps:
+                    advance(f"{case.name}: {step.op}")
+                    result = pipeline.run_operation(prep, step.op, pipeline.Options(mode=step.mode, chunk_size=step.chunk_size))
+                    item["results"].append(
+                        {
+                            "op": step.op,
+                            "info": {k: v for k, v in result.info.items() if v is not None},
+                            "outputs": {n: render.array_json(a) for n, a in render.named_leaves(result.outputs)},
+                            "timing": {"compile_s": round(result.timing.compile_s, 6), "run_s": round(result.timing.run_s, 6)},
+                        }
+                    )
+                    arrays.update({f"{case.name}/{step.op}/{n}": a for n, a in render.named_leaves(result.outputs)})
+                    bad = first_nonfinite(result.outputs)
+                    if bad is not None and bad_finite is None:
+                        bad_finite = f"{case.name}: {step.op}: {bad[0]}{list(bad[1])} is {bad[2]}"
+                    if not c.json_ and not c.quiet:
+                        _print_result(f"{case.name}: {step.op}", result, prep)
+            except JaxdiffError as exc:
+                item["error"] = {"exit_code": int(exc.exit_code), "message": exc.render()}
+                first_error = first_error or exc
+                _stderr_console().print(f"error: {exc.render()}", markup=False, soft_wrap=True)
+    doc = {
+        "schema": 1,
+        "jaxdiff_version": __version__,
+        "command": "run",
+        "spec": spec_path if spec_path != "-" else None,
+        "cases": items,
+        "versions": versions(),
+    }
+    if c.output is not None:
+        save.save(c.output, arrays, doc)
+    if c.json_:
+        sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
+    if first_error is not None:
+        raise typer.Exit(int(first_error.exit_code))
+    if bad_finite and c.check_finite:
+        raise NonFiniteError(bad_finite, where="--check-finite")
+
+
+def _print_result(title: str, result: Any, prep: Any) -> None:
+    from rich.console import Console
+
+    from jaxdiff_cli import render
+
+    console = Console(highlight=False)
+    footer = {
+        "device": prep.runtime.device_name,
+        "dtype": prep.spec.dtype,
+        "compile": f"{result.timing.compile_s * 1e3:.1f} ms",
+        "run": f"{result.timing.run_s * 1e3:.2f} ms",
+    }
+    console.print(render.rich_result(title=title, outputs=result.outputs, info=result.info, footer=footer, width=console.width))
+
+
+def _bar(c: Common, total: int) -> Any:
+    """A progress bar on stderr over a run's operations, only on a terminal."""
+    import contextlib
+
+    console = _stderr_console()
+    if c.json_ or c.quiet or not console.is_terminal:
+        return contextlib.nullcontext(lambda text: None)
+
+    @contextlib.contextmanager
+    def bar() -> Any:
+        from rich.progress import Progress
+
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("running", total=total)
+
+            def advance(text: str) -> None:
+                progress.update(task, advance=1, description=text)
+
+            yield advance
+
+    return bar()
 
 
 def _expand(patterns: list[str]) -> list[str]:

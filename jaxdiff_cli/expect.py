@@ -6,6 +6,8 @@
       jacobian.x: {einsum: "ijij->ij", value: ...}  # part of it: np.einsum("ijij->ij", result)
       rtol: 1.0e-6                                  # optional; atol too
       jacobian.w: {value: ..., rtol: 1.0e-3}        # a tolerance for one entry
+      hessian.x.x: {file: s.golden.npz, key: hessian.x.x}   # a value from a file
+      recorded: {jax: 0.10.2, ...}                  # written by `check --update`; not compared
 
 Default tolerances follow the dtype: rtol 1e-5 / atol 1e-6 for float32, 1e-12 / 1e-14 for float64.
 """
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxdiff_cli.arrays import Context, to_array
+from jaxdiff_cli.arrays import Context, construct, is_constructor, to_array
 from jaxdiff_cli.spec import join
 
 DEFAULT_TOL = {"float32": (1e-5, 1e-6), "float64": (1e-12, 1e-14)}
@@ -65,10 +67,10 @@ def parse(expect: Mapping[str, Any], ctx: Context) -> list[Expectation]:
     wide = Context("float64", ctx.base_dir, ctx.source)
     out = []
     for name, raw in expect.items():
-        if name in ("rtol", "atol"):
+        if name in ("rtol", "atol", "recorded"):
             continue
         kp = join("expect", name)
-        entry = raw if isinstance(raw, dict) and "value" in raw else {"value": raw}
+        entry = raw if isinstance(raw, dict) and "value" in raw and not is_constructor(raw) else {"value": raw}
         extra = set(entry) - _ENTRY_KEYS
         if extra:
             raise ctx.error(join(kp, sorted(extra)[0]), "unknown key", hint=f"an entry takes {', '.join(sorted(_ENTRY_KEYS))}")
@@ -78,10 +80,18 @@ def parse(expect: Mapping[str, Any], ctx: Context) -> list[Expectation]:
         einsum = entry.get("einsum")
         if einsum is not None and (not isinstance(einsum, str) or not _EINSUM.match(einsum)):
             raise ctx.error(join(kp, "einsum"), "an einsum selection such as 'ijij->ij'")
+        value_path = join(kp, "value") if entry is raw else kp
+        value = entry["value"]
+        # A recorded golden value may live in a sidecar file: {file: spec.golden.npz, key: name}.
+        array = (
+            np.asarray(construct(value, wide, value_path), np.float64)
+            if is_constructor(value)
+            else to_array(value, wide, value_path)
+        )
         out.append(
             Expectation(
                 name=str(name),
-                value=to_array(entry["value"], wide, join(kp, "value") if entry is raw else kp),
+                value=array,
                 rtol=_tol(entry["rtol"], ctx, join(kp, "rtol")) if "rtol" in entry else rtol,
                 atol=_tol(entry["atol"], ctx, join(kp, "atol")) if "atol" in entry else atol,
                 index=tuple(index) if index is not None else None,

@@ -13,9 +13,8 @@ import numpy as np
 
 from jaxdiff_cli.arrays import Context, build_like, build_value, per_argument
 from jaxdiff_cli.errors import SpecError, UsageError
-from jaxdiff_cli.spec import Spec
+from jaxdiff_cli.spec import OPERATIONS, Spec
 
-OPERATIONS = ("eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp")
 # The result an operation is about (what `-o x.npy` saves).
 PRIMARY = {
     "eval": "value",

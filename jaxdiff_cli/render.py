@@ -174,7 +174,12 @@ def check_json(reports: list[Any], versions: Mapping[str, str]) -> dict[str, Any
 
     specs = []
     for r in reports:
-        item: dict[str, Any] = {"spec": r.spec, "passed": r.passed, "checks": [finding(f) for f in r.findings]}
+        item: dict[str, Any] = {
+            "spec": r.spec,
+            "passed": r.passed,
+            "checks": [finding(f) for f in r.findings],
+            "updated": r.updated,
+        }
         if r.error is not None:
             item["error"] = {"exit_code": int(r.error.exit_code), "message": r.error.render()}
         specs.append(item)
@@ -225,6 +230,8 @@ def check_table(reports: list[Any]) -> Any:
             )
             table.add_row(status, f.name, f.detail, *cells)
         parts.append(table)
+        if r.updated:
+            parts.append(Text(f"  recorded golden values in {', '.join(r.updated)}", style="cyan"))
     failed = sum(not r.passed for r in reports)
     parts.append(Text(f"{len(reports) - failed} of {len(reports)} spec(s) passed", style="bold"))
     return Group(*parts)

@@ -35,8 +35,13 @@ SPEC_KEYS: dict[str, str] = {
     "mode": "jacobian mode (fwd, rev, auto) or hvp mode (fwd-rev, rev-fwd, rev-rev)",
     "chunk_size": "jacobian: number of basis vectors pushed or pulled at a time",
     "expect": "expected results, for `jaxdiff check` and the tests",
+    "run": "for `jaxdiff run`: the operations to compute, e.g. [jvp, {jacobian: {mode: rev}}]",
+    "cases": "for `jaxdiff run` and `check`: a list of cases, each overriding the keys above",
+    "name": "a case's name",
     "description": "free text",
 }
+OPERATIONS = ("eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp")
+STEP_OPTIONS = ("mode", "chunk_size")
 
 
 def where(source: str, keypath: str) -> str:
@@ -147,6 +152,7 @@ class Spec:
     mode: str | None = None
     chunk_size: int | None = None
     expect: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # the spec file, when there is one (a case's source names the case too)
 
     def where(self, keypath: str) -> str:
         return where(self.source, keypath)
@@ -216,7 +222,7 @@ def _string_list(value: Any, source: str, key: str) -> list[str]:
     return value
 
 
-def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrides) -> Spec:
+def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrides, path: Path | None = None) -> Spec:
     """Check a parsed spec mapping, apply command-line overrides, return a Spec."""
     for key in data:
         if not isinstance(key, str) or key not in SPEC_KEYS:
@@ -226,6 +232,10 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
                 hint=suggest(str(key), list(SPEC_KEYS)) or f"known keys: {', '.join(SPEC_KEYS)}",
             )
 
+    if "cases" in data:
+        raise SpecError(
+            "this spec holds several cases", where=where(source, "cases"), hint="run them with `jaxdiff run` or `jaxdiff check`"
+        )
     function = ov.function if ov.function is not None else data.get("function")
     if function is None:
         raise SpecError("no function: give 'function:' in the spec or --fn", where=where(source, "function"))
@@ -292,6 +302,7 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         mode=mode,
         chunk_size=chunk,
         expect=expect,
+        path=path,
     )
 
 
@@ -333,4 +344,88 @@ def _resolve_wrt(data: Mapping[str, Any], source: str, ov: Overrides, names: lis
 def load_spec(spec_path: str | None, ov: Overrides) -> Spec:
     """Read, check and override a spec: the one entry point of this module."""
     data, source, base = read_source(spec_path)
-    return build_spec(data, source, base, ov)
+    return build_spec(data, source, base, ov, _file(spec_path))
+
+
+def _file(spec_path: str | None) -> Path | None:
+    return Path(spec_path) if spec_path not in (None, "-") else None
+
+
+# --------------------------------------------------------------------------- cases (jaxdiff run)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One operation of a case, with its own mode / chunk size."""
+
+    op: str
+    mode: str | None = None
+    chunk_size: int | None = None
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    spec: Spec
+    steps: tuple[Step, ...]
+
+
+def _steps(raw: Any, source: str, keypath: str) -> tuple[Step, ...]:
+    if raw is None:
+        raise SpecError(
+            "which operations to run?", where=where(source, keypath), hint="e.g. run: [jvp, vjp, {jacobian: {mode: rev}}]"
+        )
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise SpecError("must be a list of operations", where=where(source, keypath))
+    steps = []
+    for i, item in enumerate(raw):
+        kp = join(keypath, i)
+        options: Any = {}
+        if isinstance(item, dict) and len(item) == 1:
+            item, options = next(iter(item.items()))
+            options = options or {}
+        if not isinstance(item, str) or item not in OPERATIONS:
+            raise SpecError(
+                f"unknown operation {item!r}",
+                where=where(source, kp),
+                hint=suggest(str(item), OPERATIONS) or ", ".join(OPERATIONS),
+            )
+        if not isinstance(options, dict) or set(options) - set(STEP_OPTIONS):
+            raise SpecError(f"options of {item} are {', '.join(STEP_OPTIONS)}", where=where(source, kp))
+        chunk = options.get("chunk_size")
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+            raise SpecError("chunk_size must be a positive whole number", where=where(source, join(kp, item)))
+        steps.append(Step(item, options.get("mode"), chunk))
+    return tuple(steps)
+
+
+def load_cases(spec_path: str | None, ov: Overrides, *, need_steps: bool = True) -> list[Case]:
+    """The cases of a spec: its ``cases:`` list over the shared top-level keys, or the spec itself."""
+    data, source, base = read_source(spec_path)
+    shared = {k: v for k, v in data.items() if k != "cases"}
+    raw_cases = data.get("cases")
+    if raw_cases is None:
+        cases_in: list[Any] = [{}]
+    elif not isinstance(raw_cases, list) or not raw_cases:
+        raise SpecError("must be a non-empty list of cases", where=where(source, "cases"))
+    else:
+        cases_in = raw_cases
+    out = []
+    names: set[str] = set()
+    for i, case in enumerate(cases_in):
+        kp = f"cases[{i}]" if raw_cases is not None else ""
+        if not isinstance(case, dict):
+            raise SpecError("a case must be a mapping", where=where(source, kp))
+        merged = {**shared, **case}
+        name = str(merged.pop("name", f"case {i}" if raw_cases is not None else Path(source).stem))
+        if name in names:
+            raise SpecError(f"two cases are named {name!r}", where=where(source, kp))
+        names.add(name)
+        run = merged.pop("run", None)
+        case_source = f"{source}: {kp}" if kp else source
+        steps = _steps(run, case_source, "run") if need_steps or run is not None else ()
+        path = _file(spec_path) if raw_cases is None else None  # --update rewrites whole-file specs only
+        out.append(Case(name=name, spec=build_spec(merged, case_source, base, ov, path), steps=steps))
+    return out

@@ -43,6 +43,7 @@ RUNS: dict[str, list[list[str]]] = {
     "seed003_batched_jvp.yaml": [["jvp"]],
     "seed004_mlp.yaml": [["jvp"], ["vjp"], ["jacobian", "--mode", "fwd"], ["jacobian", "--mode", "rev", "--chunk-size", "2"]],
     "seed004_mlp_batched.yaml": [["jvp"], ["vjp"]],
+    "cases_seed001_simplefun.yaml": [],  # a `run` spec: test_cases_config_matches_seed
 }
 CASES = [(name, args) for name, runs in RUNS.items() for args in runs]
 
@@ -172,3 +173,20 @@ def test_configs_readme_lists_every_config() -> None:
     readme = (CONFIGS / "README.md").read_text()
     for p in Path(CONFIGS).glob("*.yaml"):
         assert p.name in readme, p.name
+
+
+def test_cases_config_matches_seed(cli: Any) -> None:
+    path = CONFIGS / "cases_seed001_simplefun.yaml"
+    ran = cli("run", path, "--json")
+    assert ran.exit_code == 0, ran.stderr
+    spec = yaml.safe_load(path.read_text())
+    doc = ran.json()
+    assert [c["name"] for c in doc["cases"]] == [c["name"] for c in spec["cases"]]
+    for case, raw in zip(doc["cases"], spec["cases"], strict=True):
+        expectations = parse(raw["expect"], Context("float32", CONFIGS, str(path)))
+        covered = set()
+        for result in case["results"]:
+            outputs = {k: np.asarray(v["data"], dtype=v["dtype"]) for k, v in result["outputs"].items()}
+            assert not compare(outputs, expectations), (case["name"], result["op"])
+            covered |= {e.name for e in expectations} & set(outputs)
+        assert covered == {e.name for e in expectations}, case["name"]
