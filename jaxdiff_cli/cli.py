@@ -205,10 +205,15 @@ def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | Non
     with progress(f"compiling and running {command} on {prep.runtime.device_name}"):
         result = pipeline.run_operation(prep, command, pipeline.Options(mode=mode, chunk_size=chunk_size, with_value=with_value))
 
-    from jaxdiff_cli.engine import first_nonfinite
+    from jaxdiff_cli.numerics import first_nonfinite, precision_warnings
     from jaxdiff_cli.runtime import versions
 
     timing = {"compile_s": result.timing.compile_s, "run_s": result.timing.run_s}
+    warnings = [
+        f"float32 may lose the answer: {w} (try dtype: float64)" for w in precision_warnings({**prep.inputs, **result.outputs})
+    ]
+    bad = first_nonfinite(result.outputs)
+    nonfinite = None if bad is None else f"{bad[0]}{list(bad[1]) if bad[1] else ''} is {bad[2]} (the first non-finite entry)"
     doc = render.document(
         command=command,
         function=spec.function,
@@ -221,6 +226,8 @@ def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | Non
         timing=timing,
         versions=versions(),
     )
+    doc["warnings"] = warnings + ([nonfinite] if nonfinite else [])
+    # Results are shown and saved before any exit 5: nothing computed is lost.
     if c.output is not None:
         suffix = c.output.suffix.lower()
         tree = result.outputs if suffix != ".npy" else {pipeline.PRIMARY[command]: result.outputs[pipeline.PRIMARY[command]]}
@@ -228,31 +235,16 @@ def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | Non
     if c.json_:
         sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
     elif not c.quiet:
-        from rich.console import Console
-
-        console = Console(highlight=False)
-        footer = {
-            "device": prep.runtime.device_name,
-            "dtype": spec.dtype,
-            "compile": f"{timing['compile_s'] * 1e3:.1f} ms",
-            "run": f"{timing['run_s'] * 1e3:.2f} ms",
-        }
-        if c.output is not None:
-            footer["saved"] = str(c.output)
         fn_text = " ".join(spec.function.split())
         fn_text = fn_text if len(fn_text) <= 80 else fn_text[:77] + "..."
-        title = f"{command} of {fn_text}  (wrt {', '.join(spec.wrt)})"
-        console.print(
-            render.rich_result(title=title, outputs=result.outputs, info=result.info, footer=footer, width=console.width)
-        )
-    bad = first_nonfinite(result.outputs)
-    if bad is not None:
-        name, idx, value = bad
-        message = f"{name}{list(idx) if idx else ''} is {value} (the first non-finite entry)"
-        if c.check_finite:
-            raise NonFiniteError(message, where="--check-finite")
-        if not c.quiet and not c.json_:
-            _stderr_console().print(f"warning: {message}", markup=False)
+        _print_result(f"{command} of {fn_text}  (wrt {', '.join(spec.wrt)})", result, prep, saved=c.output)
+    if not c.quiet:
+        for w in warnings:
+            _stderr_console().print(f"warning: {w}", markup=False, soft_wrap=True)
+    if nonfinite and c.check_finite:
+        raise NonFiniteError(nonfinite, where="--check-finite")
+    if nonfinite and not c.quiet:
+        _stderr_console().print(f"warning: {nonfinite}", markup=False, soft_wrap=True)
 
 
 def _progress(c: Common) -> Any:
@@ -543,7 +535,7 @@ def run(
 
 def _run_cases(spec_path: str, c: Common) -> None:
     from jaxdiff_cli import pipeline, render, save
-    from jaxdiff_cli.engine import first_nonfinite
+    from jaxdiff_cli.numerics import first_nonfinite
     from jaxdiff_cli.runtime import versions
     from jaxdiff_cli.spec import Overrides, load_cases
 
@@ -601,7 +593,8 @@ def _run_cases(spec_path: str, c: Common) -> None:
         raise NonFiniteError(bad_finite, where="--check-finite")
 
 
-def _print_result(title: str, result: Any, prep: Any) -> None:
+def _print_result(title: str, result: Any, prep: Any, saved: Path | None = None) -> None:
+    """One result on the terminal: its arrays, then device, dtype, compile and run time."""
     from rich.console import Console
 
     from jaxdiff_cli import render
@@ -613,6 +606,8 @@ def _print_result(title: str, result: Any, prep: Any) -> None:
         "compile": f"{result.timing.compile_s * 1e3:.1f} ms",
         "run": f"{result.timing.run_s * 1e3:.2f} ms",
     }
+    if saved is not None:
+        footer["saved"] = str(saved)
     console.print(render.rich_result(title=title, outputs=result.outputs, info=result.info, footer=footer, width=console.width))
 
 

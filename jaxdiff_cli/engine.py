@@ -326,20 +326,3 @@ def hvp(problem: Problem, tangents: tuple[Any, ...], mode: str = "fwd-rev", batc
 
     out, timing = compile_and_run(g, (problem.primals, tangents), problem.where)
     return Result("hvp", {"hvp": _by_arg(problem, out)}, info={"mode": mode, "batch": batch}, timing=timing)
-
-
-# --------------------------------------------------------------------------- non-finite values
-
-
-def first_nonfinite(outputs: dict[str, Any]) -> tuple[str, tuple[int, ...], float] | None:
-    """The first NaN/Inf in the outputs: (leaf name, index, value), or None."""
-    from jaxdiff_cli.render import named_leaves
-
-    for name, arr in named_leaves(outputs):
-        a = np.asarray(arr)
-        if a.dtype.kind in "fc":
-            bad = np.argwhere(~np.isfinite(a))
-            if bad.size:
-                idx = tuple(int(i) for i in bad[0])
-                return name, idx, float(a[idx])
-    return None

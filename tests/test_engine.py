@@ -190,6 +190,20 @@ def test_bad_modes() -> None:
 
 
 def test_first_nonfinite_names_output_and_index() -> None:
+    from jaxdiff_cli.numerics import first_nonfinite
+
     out = {"value": np.array([1.0, 2.0]), "grad": {"x": np.array([[0.0, 1.0], [np.nan, np.inf]])}}
-    assert engine.first_nonfinite(out) == ("grad.x", (1, 0), pytest.approx(float("nan"), nan_ok=True))
-    assert engine.first_nonfinite({"value": np.ones(2)}) is None
+    assert first_nonfinite(out) == ("grad.x", (1, 0), pytest.approx(float("nan"), nan_ok=True))
+    assert first_nonfinite({"value": np.ones(2)}) is None
+
+
+def test_precision_warnings() -> None:
+    from jaxdiff_cli.numerics import precision_warnings
+
+    f32 = np.float32
+    notes = precision_warnings(
+        {"a": np.array([1e35, 1.0], f32), "b": np.array([1e-40, 1.0], f32), "c": {"d": np.array([1e-10, 1e5], f32)}}
+    )
+    assert len(notes) == 3 and notes[0].startswith("a reaches 1e+35") and "subnormal" in notes[1]
+    assert notes[2].startswith("c.d spans 1e-10 to 1e+05")
+    assert precision_warnings({"ok": np.array([1e-3, 1e6], f32), "f64": np.array([1e-300, 1e300])}) == []
