@@ -83,7 +83,9 @@ def test_json_schema(cli: Any) -> None:
         "outputs",
         "timing",
         "versions",
+        "warnings",
     }
+    assert doc["warnings"] == []
     assert doc["command"] == "vjp" and doc["dtype"] == "float32" and doc["jaxdiff_version"] == __version__
     assert set(doc["inputs"]) == {"primals.x", "cotangents"}
     assert doc["outputs"]["vjp.x"] == {"shape": [4], "dtype": "float32", "data": [83.697365, 194.49492, 88.94971, 39.546825]}

@@ -145,7 +145,7 @@ def test_batched_jvp_is_one_vmapped_program() -> None:
         calls.append(1)
         return jnp.sin(x)
 
-    engine.jvp(problem(f, np.ones(3)), (jnp.ones((50, 3)),), batch=50)
+    engine.jvp(problem(f, np.ones(3)), (jnp.ones((50, 3), jnp.float32),), batch=50)
     assert len(calls) <= 2  # the value, and the vmapped JVP
 
 
