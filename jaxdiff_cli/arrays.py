@@ -419,6 +419,8 @@ def _guided(raw: Any, like: Any, ctx: Context, keypath: str, what: str, leaves: 
     if isinstance(arr, dict):
         raise ctx.error(keypath, f"an .npz without 'key' gives a mapping, but the {what} here is one array")
     dtype = np.dtype(like.dtype)
+    if dtype.kind == "f" and np.asarray(arr).dtype == bool:
+        raise ctx.error(keypath, f"true/false values where the {what} holds {dtype} numbers")
     if dtype.kind == "f":
         arr = cast_float(np.asarray(arr, dtype=np.float64), Context(str(dtype), ctx.base_dir, ctx.source), keypath)
     leaves.append((keypath, arr, like))

@@ -150,6 +150,8 @@ def _batched(batch: int | None, one: Callable[[Any], Any]) -> Callable[[Any], An
 
 def evaluate(problem: Problem) -> Result:
     out, timing = compile_and_run(lambda p: problem.call(*p), (problem.primals,), problem.where)
+    if not jax.tree.leaves(out):
+        raise FunctionError("the function returned no arrays", where=problem.where)
     return Result("eval", {"value": out}, timing=timing)
 
 

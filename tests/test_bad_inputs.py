@@ -1,0 +1,425 @@
+"""The catalogue of bad inputs: each gets its exit code, one line naming the file and key path,
+no traceback, and nothing else happens (no output file, nothing written)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from .conftest import ASSETS
+
+POLY = "function: x * 2\nprimals:\n  x: [1.0, 2.0, 3.0]\n"
+SCALAR = "function: jnp.sum(x**2)\nprimals:\n  x: [1.0, 2.0, 3.0]\n"
+TREE = "function: jnp.sum(p['W'] @ x)\nprimals:\n  p: {W: [[1.0, 2.0], [3.0, 4.0]], b: [0.0, 0.0]}\n  x: [1.0, 1.0]\n"
+F = "{assets}"  # filled in by _fill
+
+# (id, spec text or None, command line ({spec}, {tmp}, {assets} filled in), exit code, text in the message)
+CATALOGUE: list[tuple[str, str | None, list[str], int, str]] = [
+    # --- the file itself
+    ("malformed yaml", "function: [x\n", ["eval", "{spec}"], 3, "spec.yaml: line 2, column 1"),
+    ("tab indentation", "function: x\n\tprimals: 1\n", ["eval", "{spec}"], 3, "spec.yaml: line 2"),
+    (
+        "python object tag",
+        "function: !!python/object/apply:os.system ['touch {tmp}/CANARY']\n",
+        ["eval", "{spec}"],
+        3,
+        "not allowed in a spec",
+    ),
+    ("python name tag", "function: !!python/name:os.system\n", ["eval", "{spec}"], 3, "not allowed in a spec"),
+    ("custom tag", "function: !include other.yaml\n", ["eval", "{spec}"], 3, "could not determine a constructor"),
+    (
+        "spec is a list",
+        "- function\n- x\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: the spec must be a mapping of keys (function, primals, ...), not a list",
+    ),
+    ("spec is a scalar", "42\n", ["eval", "{spec}"], 3, "not a int"),
+    ("empty spec", "", ["eval", "{spec}"], 3, "spec.yaml: the spec is empty"),
+    ("duplicate key", POLY + "function: x\n", ["eval", "{spec}"], 3, "duplicate key 'function'"),
+    ("spec is a folder", None, ["eval", "{tmp}"], 3, "is a folder, not a spec file"),
+    ("missing spec file", None, ["eval", "{tmp}/nope.yaml"], 3, "nope.yaml: no such file"),
+    ("not utf-8", "\xff\xfe", ["eval", "{spec}"], 3, "spec.yaml: cannot read"),
+    # --- keys
+    (
+        "unknown key with suggestion",
+        POLY + "tangent: [1, 0, 0]\n",
+        ["jvp", "{spec}"],
+        3,
+        "unknown key 'tangent' (did you mean 'tangents'?)",
+    ),
+    ("unknown key no suggestion", POLY + "zzz: 1\n", ["eval", "{spec}"], 3, "unknown key 'zzz' (known keys: function"),
+    ("missing primals", "function: x\n", ["eval", "{spec}"], 3, "spec.yaml: primals: no primals"),
+    ("missing function", "primals: {x: 1.0}\n", ["eval", "{spec}"], 3, "spec.yaml: function: no function"),
+    ("primals not a mapping", "function: x\nprimals: [1, 2]\n", ["eval", "{spec}"], 3, "spec.yaml: primals: must be a mapping"),
+    ("bad primal name", "function: x\nprimals: {my-x: 1.0}\n", ["eval", "{spec}"], 3, "'my-x' is not a valid argument name"),
+    ("unknown dtype", POLY + "dtype: float16\n", ["eval", "{spec}"], 3, "spec.yaml: dtype: unknown dtype 'float16'"),
+    ("wrt unknown", POLY + "wrt: [y]\n", ["jvp", "{spec}"], 3, "spec.yaml: wrt: 'y' is not a primal; primals are x"),
+    (
+        "wrt typo",
+        "function: x * w\nprimals: {x: 1.0, weight: 2.0}\nwrt: [weigth]\n",
+        ["jvp", "{spec}"],
+        3,
+        "did you mean 'weight'?",
+    ),
+    ("argnums out of range", POLY + "argnums: [2]\n", ["jvp", "{spec}"], 3, "spec.yaml: argnums: argument 2 is out of range"),
+    (
+        "cases in a single command",
+        POLY + "cases:\n  - name: a\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: cases: this spec holds several cases",
+    ),
+    (
+        "bad mode in spec",
+        SCALAR + "tangents: [1, 0, 0]\nmode: fwd\n",
+        ["hvp", "{spec}"],
+        3,
+        "spec.yaml: mode: unknown mode 'fwd'",
+    ),
+    # --- values
+    (
+        "ragged list",
+        "function: x\nprimals:\n  x: [[1, 2], [3]]\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: primals.x[1]: ragged nested list",
+    ),
+    (
+        "text in a list",
+        "function: x\nprimals:\n  x: [1, abc]\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: primals.x[1]: 'abc' is not a number",
+    ),
+    ("1e400 literal", "function: x\nprimals:\n  x: [1e400]\n", ["eval", "{spec}"], 3, "1e400 overflows float64"),
+    ("1e400 string", "function: x\nprimals:\n  x: ['1e400']\n", ["eval", "{spec}"], 3, "primals.x[0]: 1e400 overflows float64"),
+    (
+        "float32 overflow",
+        "function: x\nprimals:\n  x: [1.0e39]\n",
+        ["eval", "{spec}"],
+        3,
+        "primals.x[0]: 1e+39 overflows float32 (set dtype: float64)",
+    ),
+    ("null value", "function: x\nprimals:\n  x: [1, null]\n", ["eval", "{spec}"], 3, "primals.x[1]: missing value"),
+    (
+        "integer primal from a file",
+        "function: x * 1.0\nprimals:\n  x: {file: ints.npy}\n",
+        ["grad", "{spec}"],
+        3,
+        "primals.x: int64 values cannot be differentiated",
+    ),
+    (
+        "integer primal by dtype",
+        "function: x\nprimals:\n  x: {arange: 3, dtype: int32}\n",
+        ["jacobian", "{spec}"],
+        3,
+        "derivatives need floats",
+    ),
+    (
+        "bool primal",
+        "function: x\nprimals:\n  x: [true, false]\n",
+        ["jacobian", "{spec}"],
+        3,
+        "primals.x: bool values cannot be differentiated",
+    ),
+    (
+        "unknown constructor option",
+        "function: x\nprimals:\n  x: {random: normal, shape: [2], sed: 1}\n",
+        ["eval", "{spec}"],
+        3,
+        "primals.x.sed: unknown option 'sed' for the 'random' constructor (did you mean 'seed'?)",
+    ),
+    (
+        "negative shape",
+        "function: x\nprimals:\n  x: {zeros: [-2]}\n",
+        ["eval", "{spec}"],
+        3,
+        "primals.x.zeros: a shape is a list of whole numbers",
+    ),
+    (
+        "missing data file",
+        "function: x\nprimals:\n  x: {file: missing.npy}\n",
+        ["eval", "{spec}"],
+        3,
+        "primals.x.file: no such file",
+    ),
+    (
+        "data file wrong shape",
+        "function: x\nprimals:\n  x: {file: data.npy, shape: [3, 2]}\n",
+        ["eval", "{spec}"],
+        3,
+        "primals.x.shape: data.npy has shape (2, 3), expected (3, 2)",
+    ),
+    (
+        "npz key missing",
+        "function: x\nprimals:\n  x: {file: p.npz, key: w}\n",
+        ["eval", "{spec}"],
+        3,
+        "primals.x.key: p.npz has no array 'w'; it has W (did you mean 'W'?)",
+    ),
+    (
+        "csv not numbers",
+        "function: x\nprimals:\n  x: {file: bad.csv}\n",
+        ["eval", "{spec}"],
+        3,
+        "primals.x.file: cannot read bad.csv",
+    ),
+    (
+        "pickled npy",
+        "function: x\nprimals:\n  x: {file: obj.npy}\n",
+        ["eval", "{spec}"],
+        3,
+        "primals.x.file: cannot read obj.npy",
+    ),
+    # --- tangents and cotangents
+    (
+        "tangent shape",
+        POLY + "tangents: [1, 0, 0, 0]\n",
+        ["jvp", "{spec}"],
+        3,
+        "spec.yaml: tangents: shape (4,) does not match primal x (3,)",
+    ),
+    (
+        "tangent structure",
+        TREE + "wrt: [p]\ntangents: [1, 0]\n",
+        ["jvp", "{spec}"],
+        3,
+        "spec.yaml: tangents: expected a mapping with keys W, b",
+    ),
+    (
+        "tangent keys",
+        TREE + "wrt: [p]\ntangents: {W: [[1, 0], [0, 1]]}\n",
+        ["jvp", "{spec}"],
+        3,
+        "tangents: keys do not match the primal p: missing b",
+    ),
+    (
+        "tangent leaf shape in a tree",
+        TREE + "wrt: [p]\ntangents: {W: [1, 0], b: [0, 0]}\n",
+        ["jvp", "{spec}"],
+        3,
+        "tangents.W: shape (2,) does not match primal p (2, 2)",
+    ),
+    (
+        "tangent batch mismatch",
+        TREE + "wrt: [p]\ntangents: {W: {zeros: [4, 2, 2]}, b: {zeros: [3, 2]}}\n",
+        ["jvp", "{spec}"],
+        3,
+        "tangents.b: batch 3 but tangents.W is batch 4",
+    ),
+    (
+        "tangent bool",
+        POLY + "tangents: [true, false, true]\n",
+        ["jvp", "{spec}"],
+        3,
+        "tangents: true/false values where the primal x holds float32 numbers",
+    ),
+    (
+        "tangents for two args as one",
+        "function: x * w\nprimals: {x: [1.0], w: [2.0]}\nwrt: [x, w]\ntangents: [1.0]\n",
+        ["jvp", "{spec}"],
+        3,
+        "tangents: give one entry per differentiated argument (x, w)",
+    ),
+    ("missing tangents", POLY, ["jvp", "{spec}"], 3, "spec.yaml: tangents: jvp needs tangents"),
+    (
+        "cotangent shape",
+        POLY + "cotangents: [1, 1]\n",
+        ["vjp", "{spec}"],
+        3,
+        "spec.yaml: cotangents: shape (2,) does not match output (3,)",
+    ),
+    (
+        "cotangent structure for a tuple output",
+        f"function: {F}/vector_fns.py:pair\nprimals: {{x: [1.0, 2.0]}}\ncotangents: [1.0, 2.0]\n",
+        ["vjp", "{spec}"],
+        3,
+        "cotangents[0]: shape () does not match output (2,)",
+    ),
+    # --- the function
+    (
+        "grad of a vector function",
+        POLY,
+        ["grad", "{spec}"],
+        3,
+        "spec.yaml: function: grad needs a function with a scalar output, but it returns shape (3,)",
+    ),
+    ("hessian of a vector function", POLY, ["hessian", "{spec}"], 3, "hessian needs a function with a scalar output"),
+    (
+        "hvp of a vector function",
+        POLY + "tangents: [1, 0, 0]\n",
+        ["hvp", "{spec}"],
+        3,
+        "hvp needs a function with a scalar output",
+    ),
+    (
+        "grad of a tuple",
+        f"function: {F}/vector_fns.py:pair\nprimals: {{x: 1.0}}\n",
+        ["grad", "{spec}"],
+        3,
+        "returns shape (), ()",
+    ),
+    (
+        "function returns None",
+        f"function: {F}/vector_fns.py:nothing\nprimals: {{x: 1.0}}\n",
+        ["eval", "{spec}"],
+        4,
+        "spec.yaml: function: the function returned no arrays",
+    ),
+    (
+        "function returns text",
+        f"function: {F}/funcs.py:returns_text\nprimals: {{x: 1.0}}\n",
+        ["eval", "{spec}"],
+        4,
+        "returned a str, not an array",
+    ),
+    (
+        "function raises",
+        f"function: {F}/funcs.py:raises\nprimals: {{x: 1.0}}\n",
+        ["jvp", "{spec}", "-t", "x=1"],
+        4,
+        "RuntimeError: user code failed here (funcs.py, line 9)",
+    ),
+    (
+        "module missing",
+        "function: no_such_pkg.mod:f\nprimals: {x: 1.0}\n",
+        ["eval", "{spec}"],
+        4,
+        "spec.yaml: function: no module named 'no_such_pkg'",
+    ),
+    (
+        "module fails to import",
+        f"function: {F}/broken_import.py:f\nprimals: {{x: 1.0}}\n",
+        ["eval", "{spec}"],
+        4,
+        "broken_import.py failed to import: ImportError",
+    ),
+    (
+        "module lacks the function",
+        f"function: {F}/funcs.py:cubee\nprimals: {{x: 1.0}}\n",
+        ["eval", "{spec}"],
+        4,
+        "funcs.py has no attribute 'cubee' (did you mean 'cube'?)",
+    ),
+    ("file missing", "function: nowhere.py:f\nprimals: {x: 1.0}\n", ["eval", "{spec}"], 4, "spec.yaml: function: no such file"),
+    (
+        "lambda arity",
+        "function: 'lambda x, y: x'\nprimals: {x: 1.0}\n",
+        ["eval", "{spec}"],
+        4,
+        "the lambda takes 2 argument(s) but the spec has 1 primal(s)",
+    ),
+    ("syntax error", "function: 'x +* 2'\nprimals: {x: 1.0}\n", ["eval", "{spec}"], 4, "function: not a valid Python expression"),
+    (
+        "forbidden expression",
+        "function: \"__import__('os').system('touch CANARY')\"\nprimals: {x: 1.0}\n",
+        ["eval", "{spec}"],
+        4,
+        "expression rejected: name '__import__'",
+    ),
+    (
+        "trace error",
+        "function: x @ y\nprimals: {x: [1.0, 2.0], y: [1.0, 2.0, 3.0]}\n",
+        ["eval", "{spec}"],
+        4,
+        "function: the function failed to trace",
+    ),
+    # --- the command line
+    ("bad flag", None, ["jvp", "--frobnicate"], 2, "No such option"),
+    ("bad mode flag", POLY, ["jacobian", "{spec}", "--mode", "sideways"], 2, "--mode: unknown mode 'sideways'"),
+    ("chunk size 0", POLY, ["jacobian", "{spec}", "--chunk-size", "0"], 2, "Invalid value for '--chunk-size'"),
+    ("no spec and no function", None, ["jvp"], 2, "give a SPEC file, or --fn and --primal"),
+    ("primal without =", None, ["eval", "-f", "x", "-p", "x"], 3, "<command line>: --primal: expected NAME=VALUE"),
+    ("bad yaml in --primal", None, ["eval", "-f", "x", "-p", "x=[1,"], 3, "<command line>: --primal x: line"),
+    ("output folder missing", POLY, ["eval", "{spec}", "-o", "{tmp}/no/such/out.npz"], 3, "folder {tmp}/no/such does not exist"),
+    (
+        "output unknown format",
+        POLY,
+        ["eval", "{spec}", "-o", "{tmp}/out.txt"],
+        3,
+        "unknown output format '.txt' (.npz, .npy, .json)",
+    ),
+    ("output is a folder", POLY, ["eval", "{spec}", "-o", "{tmp}/sub.npz"], 3, "is a folder"),
+    (
+        "device not present",
+        POLY + "device: gpu\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: device: device 'gpu' requested but JAX sees only: cpu",
+    ),
+]
+
+
+def _files(tmp: Path) -> None:
+    np.save(tmp / "ints.npy", np.arange(3))
+    np.save(tmp / "data.npy", np.zeros((2, 3)))
+    np.save(tmp / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.savez(tmp / "p.npz", W=np.ones(2))
+    (tmp / "bad.csv").write_text("a,b\nc,d\n")
+    (tmp / "sub.npz").mkdir()
+
+
+def _fill(text: str, fill: dict[str, str]) -> str:
+    """Fill {spec}, {tmp}, {assets}; YAML's own braces stay (str.format would choke on them)."""
+    for key, value in fill.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+def _snapshot(tmp: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in tmp.rglob("*")}
+
+
+def test_catalogue_is_big_enough() -> None:
+    assert len(CATALOGUE) >= 40
+    assert len({c[0] for c in CATALOGUE}) == len(CATALOGUE)
+
+
+@pytest.mark.parametrize(("name", "text", "args", "code", "message"), CATALOGUE, ids=[c[0] for c in CATALOGUE])
+def test_bad_input(
+    cli: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    text: str | None,
+    args: list[str],
+    code: int,
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _files(tmp_path)
+    spec = tmp_path / "spec.yaml"
+    fill = {"spec": str(spec), "tmp": str(tmp_path), "assets": str(ASSETS)}
+    if text is not None:
+        if name == "not utf-8":
+            spec.write_bytes(b"function: \xff\xfe\n")
+        else:
+            spec.write_text(_fill(text, fill))
+    before = _snapshot(tmp_path)
+    ran = cli(*[_fill(a, fill) for a in args])
+    assert ran.exit_code == code, (ran.stdout, ran.stderr)
+    message = _fill(message, fill)
+    assert message in ran.stderr, ran.stderr
+    assert "Traceback" not in ran.stderr + ran.stdout
+    assert ran.stdout == ""
+    if code != 2:  # usage errors are Typer's own box; ours are one line naming where
+        assert ran.stderr.startswith("error: ") and ran.stderr.count("\n") == 1, ran.stderr
+        assert "spec.yaml" in ran.stderr or "<command line>" in ran.stderr or str(tmp_path) in ran.stderr
+    assert _snapshot(tmp_path) == before  # nothing was written, nothing ran
+    assert not (tmp_path / "CANARY").exists()
+    assert os.getcwd() == str(tmp_path)
+
+
+def test_nan_and_inf_strings_are_read_as_ieee_values(cli: Any) -> None:
+    """`nan`, `inf`, `-inf` (and YAML's .nan, .inf) are IEEE values: the result says where they lead."""
+    ran = cli("eval", "-f", "x * 1", "-p", "x=[nan, inf, -inf, .nan, 1]", "--json")
+    assert ran.exit_code == 0
+    doc = ran.json()
+    assert doc["inputs"]["primals.x"]["data"] == ["NaN", "Infinity", "-Infinity", "NaN", 1.0]
+    assert doc["warnings"] == ["value[0] is nan (the first non-finite entry)"]
+    assert cli("eval", "-f", "x * 1", "-p", "x=[nan]", "--check-finite").exit_code == 5
