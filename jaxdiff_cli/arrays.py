@@ -182,7 +182,7 @@ def construct(raw: dict[str, Any], ctx: Context, keypath: str) -> Any:
         raise ctx.error(path, f"cannot build the value: {exc}") from None
 
 
-MAX_ELEMENTS = 2**31
+MAX_ELEMENTS = 2**28  # 1 GiB of float32: larger values belong in a file
 
 
 def _shape(raw: Any, ctx: Context, keypath: str) -> tuple[int, ...]:

@@ -214,19 +214,22 @@ def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | Non
     ]
     bad = first_nonfinite(result.outputs)
     nonfinite = None if bad is None else f"{bad[0]}{list(bad[1]) if bad[1] else ''} is {bad[2]} (the first non-finite entry)"
-    doc = render.document(
-        command=command,
-        function=spec.function,
-        spec=None if spec.source.startswith("<") else spec.source,
-        device=prep.runtime.device_name,
-        dtype=spec.dtype,
-        inputs=prep.inputs,
-        outputs=result.outputs,
-        info={"wrt": list(spec.wrt), **result.info},
-        timing=timing,
-        versions=versions(),
-    )
-    doc["warnings"] = warnings + ([nonfinite] if nonfinite else [])
+    doc: dict[str, Any] = {}
+    if c.json_ or (c.output is not None and c.output.suffix.lower() == ".json"):
+        # Only when asked for: every value becomes a Python number, slow for a large Jacobian.
+        doc = render.document(
+            command=command,
+            function=spec.function,
+            spec=None if spec.source.startswith("<") else spec.source,
+            device=prep.runtime.device_name,
+            dtype=spec.dtype,
+            inputs=prep.inputs,
+            outputs=result.outputs,
+            info={"wrt": list(spec.wrt), **result.info},
+            timing=timing,
+            versions=versions(),
+        )
+        doc["warnings"] = warnings + ([nonfinite] if nonfinite else [])
     # Results are shown and saved before any exit 5: nothing computed is lost.
     if c.output is not None:
         suffix = c.output.suffix.lower()

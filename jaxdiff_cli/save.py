@@ -38,6 +38,12 @@ def check_output_path(path: Path) -> None:
 def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    # mkstemp makes the file private (0600); give it the mode the old file had, else the umask's.
+    try:
+        perms = path.stat().st_mode & 0o7777
+    except OSError:
+        perms = 0o666 & ~_umask()
+    os.chmod(tmp, perms)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -48,6 +54,12 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def save(path: Path, arrays: Mapping[str, Any], doc: Mapping[str, Any]) -> None:

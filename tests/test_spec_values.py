@@ -28,6 +28,8 @@ def test_yaml12_floats_and_overflow() -> None:
         parse_yaml("a: 1e400", "s")
     with pytest.raises(SpecError, match="duplicate key 'a'"):
         parse_yaml("a: 1\na: 2", "s")
+    with pytest.raises(SpecError, match="line 1, column 5: a list cannot be a key"):  # found by fuzzing
+        parse_yaml("a: {[1]: 2}", "s")
     with pytest.raises(SpecError, match="not allowed in a spec"):
         parse_yaml("a: !!python/object/apply:os.system ['true']", "s")
 
