@@ -637,6 +637,107 @@ def _bar(c: Common, total: int) -> Any:
     return bar()
 
 
+@app.command()
+def bench(
+    spec: SpecArg = None,
+    op: Annotated[
+        str, typer.Option("--op", help="The operation: jacobian (fwd vs rev), hvp (three modes), jvp, vjp, grad, hessian, eval.")
+    ] = "jacobian",
+    chunk_size: Annotated[
+        int | None, typer.Option("--chunk-size", min=1, help="Also time the chunked Jacobian.", show_default=False)
+    ] = None,
+    min_time: Annotated[float, typer.Option("--min-time", help="Seconds of timed calls per mode (at least 5 calls).")] = 0.5,
+    fn: FnOpt = None,
+    primal: PrimalOpt = None,
+    wrt: WrtOpt = None,
+    tangent: TangentOpt = None,
+    cotangent: CotangentOpt = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Time an operation in each of its modes: compile time, steady-state time, working memory.
+
+    jacobian compares fwd and rev (and a chunk size, if given); hvp its three modes. The
+    recommendation is the fastest mode in steady state.
+
+    Example: jaxdiff bench configs/seed003_tanh_hvp.yaml --op hvp --min-time 0.1
+    """
+    common = Common.of(locals())
+    _guarded(debug, lambda: _bench(common, op, chunk_size, min_time))
+
+
+def _bench(c: Common, op: str, chunk_size: int | None, min_time: float) -> None:
+    from jaxdiff_cli import bench as bench_mod
+    from jaxdiff_cli import pipeline
+    from jaxdiff_cli.errors import UsageError
+    from jaxdiff_cli.runtime import versions
+    from jaxdiff_cli.spec import OPERATIONS, Overrides, load_spec
+
+    if op not in OPERATIONS:
+        raise UsageError(f"unknown operation {op!r}", where="--op", hint=", ".join(OPERATIONS))
+    if c.spec is None and c.fn is None:
+        raise UsageError("give a SPEC file, or --fn and --primal", hint="see jaxdiff bench --help")
+    overrides = Overrides(
+        function=c.fn, primals=tuple(c.primal or ()), wrt=tuple(c.wrt or ()), tangents=tuple(c.tangent or ()),
+        cotangent=c.cotangent, dtype=c.dtype, device=c.device,
+    )  # fmt: skip
+    spec = load_spec(c.spec, overrides)
+    progress = _progress(c)
+    with progress("preparing"):
+        prep = pipeline.prepare(spec, use_cache=not c.no_cache)
+    variants: list[tuple[str | None, int | None]] = [(m, None) for m in bench_mod.MODES.get(op, (None,))]
+    if op == "jacobian" and chunk_size is not None:
+        variants += [(m, chunk_size) for m in ("fwd", "rev")]
+    timings = []
+    for mode, chunk in variants:
+        with progress(f"timing {op} {mode or ''} {f'chunk {chunk}' if chunk else ''}"):
+            plan = pipeline.plan_operation(prep, op, pipeline.Options(mode=mode, chunk_size=chunk))
+            timing = bench_mod.time_plan(plan, min_time=min_time)
+            label = f"{mode} chunk {chunk}" if chunk else mode
+            timings.append(
+                bench_mod.Timing(label, *[getattr(timing, f) for f in ("compile_s", "median_s", "min_s", "runs", "temp_bytes")])
+            )
+    advice = bench_mod.recommend(timings)
+    auto = None
+    if op == "jacobian":
+        from jaxdiff_cli.engine import choose_mode
+
+        auto = "auto would choose {} ({})".format(*choose_mode(prep.problem))
+    if c.json_:
+        doc = {
+            "schema": 1, "jaxdiff_version": __version__, "command": "bench", "op": op, "function": spec.function,
+            "device": prep.runtime.device_name, "dtype": spec.dtype, "timings": [t.as_dict() for t in timings],
+            "recommendation": advice, "auto": auto, "versions": versions(),
+        }  # fmt: skip
+        sys.stdout.write(json.dumps(doc) + "\n")
+    elif not c.quiet:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{op} of {' '.join(spec.function.split())[:60]} on {prep.runtime.device_name}, {spec.dtype}")
+        for col in ("mode", "compile", "median run", "min run", "runs", "working memory"):
+            table.add_column(col, justify="right" if col != "mode" else "left")
+        for t in timings:
+            mem = f"{t.temp_bytes / 2**20:.2f} MiB" if t.temp_bytes is not None else "n/a"
+            table.add_row(
+                t.mode or op,
+                f"{t.compile_s * 1e3:.1f} ms",
+                f"{t.median_s * 1e3:.4f} ms",
+                f"{t.min_s * 1e3:.4f} ms",
+                str(t.runs),
+                mem,
+            )
+        console = Console(highlight=False)
+        console.print(table)
+        for line in (advice and f"recommended: {advice}", auto):
+            if line:
+                console.print(line)
+
+
 def _expand(patterns: list[str]) -> list[str]:
     """Spec paths, with glob patterns expanded here too (a shell that did not, or quoted ones)."""
     import glob

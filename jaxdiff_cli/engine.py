@@ -81,28 +81,54 @@ class Result:
     timing: Timing = field(default_factory=Timing)
 
 
+@dataclass
+class Plan:
+    """An operation ready to compile: one jit function, its arguments, and how to name its output.
+
+    ``execute`` compiles and runs it once; ``bench`` compiles it once and times many calls.
+    """
+
+    op: str
+    g: Callable[..., Any]
+    args: tuple[Any, ...]
+    finish: Callable[[Any], dict[str, Any]]
+    where: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 # --------------------------------------------------------------------------- compile & run
 
 
-def compile_and_run(g: Callable[..., Any], args: tuple[Any, ...], where: str) -> tuple[Any, Timing]:
-    """jit ``g``, compile it once for ``args``, call it, and time both steps.
+def compile_plan(plan: Plan) -> tuple[Any, float]:
+    """AOT-compile a plan (lower, compile): the compiled program and the seconds it took.
 
     Exceptions raised by tracing the user's function become FunctionError (exit 4).
     """
     t0 = time.perf_counter()
     try:
-        compiled = jax.jit(g).lower(*args).compile()
+        compiled = jax.jit(plan.g).lower(*plan.args).compile()
     except (SpecError, UsageError, FunctionError):
         raise
     except Exception as exc:
-        raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=where) from None
-    t1 = time.perf_counter()
+        raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=plan.where) from None
+    return compiled, time.perf_counter() - t0
+
+
+def call(compiled: Any, plan: Plan) -> Any:
+    """One call of a compiled plan, waited for."""
     try:
-        out = jax.block_until_ready(compiled(*args))
+        return jax.block_until_ready(compiled(*plan.args))
     except Exception as exc:
-        raise FunctionError(f"the function failed to run: {describe_user_error(exc)}", where=where) from None
-    t2 = time.perf_counter()
-    return out, Timing(compile_s=t1 - t0, run_s=t2 - t1)
+        raise FunctionError(f"the function failed to run: {describe_user_error(exc)}", where=plan.where) from None
+
+
+def execute(plan: Plan) -> Result:
+    """Compile once, call once, time both."""
+    compiled, compile_s = compile_plan(plan)
+    t0 = time.perf_counter()
+    out = call(compiled, plan)
+    run_s = time.perf_counter() - t0
+    return Result(plan.op, plan.finish(out), info=dict(plan.info), timing=Timing(compile_s=compile_s, run_s=run_s))
 
 
 def output_shape(problem: Problem) -> Any:
@@ -149,15 +175,24 @@ def _batched(batch: int | None, one: Callable[[Any], Any]) -> Callable[[Any], An
 
 
 def evaluate(problem: Problem) -> Result:
-    out, timing = compile_and_run(lambda p: problem.call(*p), (problem.primals,), problem.where)
-    if not jax.tree.leaves(out):
-        raise FunctionError("the function returned no arrays", where=problem.where)
-    return Result("eval", {"value": out}, timing=timing)
+    return execute(plan_eval(problem))
+
+
+def plan_eval(problem: Problem) -> Plan:
+    def finish(out: Any) -> dict[str, Any]:
+        if not jax.tree.leaves(out):
+            raise FunctionError("the function returned no arrays", where=problem.where)
+        return {"value": out}
+
+    return Plan("eval", lambda p: problem.call(*p), (problem.primals,), finish, problem.where)
 
 
 def jvp(problem: Problem, tangents: tuple[Any, ...], batch: int | None = None) -> Result:
     """f(x) and ∂f(x)·v; with a batch of tangents, J·V via vmap."""
+    return execute(plan_jvp(problem, tangents, batch))
 
+
+def plan_jvp(problem: Problem, tangents: tuple[Any, ...], batch: int | None = None) -> Plan:
     def g(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
         h = problem.of_diff(primals)
         diff = problem.diff(primals)
@@ -165,31 +200,42 @@ def jvp(problem: Problem, tangents: tuple[Any, ...], batch: int | None = None) -
         tangent_out = _batched(batch, lambda t: jax.jvp(h, diff, t)[1])(tangents)
         return value, tangent_out
 
-    (value, tout), timing = compile_and_run(g, (problem.primals, tangents), problem.where)
-    return Result("jvp", {"value": value, "jvp": tout}, info={"batch": batch}, timing=timing)
+    return Plan("jvp", g, (problem.primals, tangents), lambda o: {"value": o[0], "jvp": o[1]}, problem.where, {"batch": batch})
 
 
 def vjp(problem: Problem, cotangent: Any, batch: int | None = None) -> Result:
     """f(x) and uᵀ·∂f(x), one result per differentiated argument; batched via vmap."""
+    return execute(plan_vjp(problem, cotangent, batch))
 
+
+def plan_vjp(problem: Problem, cotangent: Any, batch: int | None = None) -> Plan:
     def g(primals: tuple[Any, ...], cotangent: Any) -> Any:
         value, pull = jax.vjp(problem.of_diff(primals), *problem.diff(primals))
         return value, _batched(batch, pull)(cotangent)
 
-    (value, cts), timing = compile_and_run(g, (problem.primals, cotangent), problem.where)
-    return Result("vjp", {"value": value, "vjp": _by_arg(problem, cts)}, info={"batch": batch}, timing=timing)
+    return Plan(
+        "vjp",
+        g,
+        (problem.primals, cotangent),
+        lambda o: {"value": o[0], "vjp": _by_arg(problem, o[1])},
+        problem.where,
+        {"batch": batch},
+    )
 
 
 def grad(problem: Problem) -> Result:
     """∇f(x) for scalar f, per differentiated argument."""
+    return execute(plan_grad(problem))
+
+
+def plan_grad(problem: Problem) -> Plan:
     require_scalar(problem, "grad")
 
     def g(primals: tuple[Any, ...]) -> Any:
         h = problem.of_diff(primals)
         return jax.value_and_grad(h, argnums=tuple(range(len(problem.argnums))))(*problem.diff(primals))
 
-    (value, grads), timing = compile_and_run(g, (problem.primals,), problem.where)
-    return Result("grad", {"value": value, "grad": _by_arg(problem, grads)}, timing=timing)
+    return Plan("grad", g, (problem.primals,), lambda o: {"value": o[0], "grad": _by_arg(problem, o[1])}, problem.where)
 
 
 def choose_mode(problem: Problem) -> tuple[str, str]:
@@ -203,16 +249,19 @@ def choose_mode(problem: Problem) -> tuple[str, str]:
 
 def jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None = None) -> Result:
     """∂f(x), per differentiated argument, with output axes first (as jax.jacfwd/jacrev)."""
+    return execute(plan_jacobian(problem, mode, chunk_size))
+
+
+def plan_jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None = None) -> Plan:
     if mode not in JACOBIAN_MODES:
         raise UsageError(f"unknown jacobian mode {mode!r}", hint="fwd, rev or auto")
     info: dict[str, Any] = {"mode": mode}
     if mode == "auto":
         mode, reason = choose_mode(problem)
         info = {"mode": mode, "auto": True, "reason": reason}
-    else:
-        output_shape(problem)  # a clean error for a bad function before jacfwd's own
+    out_struct = output_shape(problem)  # also: a clean error for a bad function before jacfwd's own
     argnums = tuple(range(len(problem.argnums)))
-    out_tree: Any = jax.tree.structure(output_shape(problem))
+    out_tree: Any = jax.tree.structure(out_struct)
     if chunk_size is not None:
         info["chunk_size"] = chunk_size
 
@@ -220,49 +269,74 @@ def jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None = None
         h = problem.of_diff(primals)
         diff = problem.diff(primals)
         if chunk_size is not None:
-            return _chunked_jacobian(h, diff, mode, chunk_size)
+            return _unflatten_jacobian(chunked_flat_jacobian(h, diff, mode, chunk_size), out_struct, diff)
         jac = (jax.jacfwd if mode == "fwd" else jax.jacrev)(h, argnums=argnums)(*diff)
         # jax nests a tuple over arguments inside each output leaf; lift that tuple outward,
         # keeping each argument's block as jax lays it out (output tree, then input tree).
         per_leaf = out_tree.flatten_up_to(jac)
         return tuple(out_tree.unflatten([blocks[k] for blocks in per_leaf]) for k in argnums)
 
-    jac, timing = compile_and_run(g, (problem.primals,), problem.where)
-    return Result("jacobian", {"jacobian": _by_arg(problem, jac)}, info=info, timing=timing)
+    return Plan("jacobian", g, (problem.primals,), lambda o: {"jacobian": _by_arg(problem, o)}, problem.where, info)
 
 
-def _chunked_jacobian(h: Callable[..., Any], diff: tuple[Any, ...], mode: str, chunk: int) -> tuple[Any, ...]:
-    """The Jacobian pushed (fwd) or pulled (rev) ``chunk`` basis vectors at a time with lax.map.
-
-    Memory holds ``chunk`` tangents at once instead of the whole identity matrix.
-    """
+def flat_function(h: Callable[..., Any], diff: tuple[Any, ...]) -> tuple[Callable[[Any], Any], Any, int, int]:
+    """f as a function of one flat vector: (f_flat, x_flat, n inputs, m outputs)."""
     from jax.flatten_util import ravel_pytree
 
     x_flat, unravel_in = ravel_pytree(diff)
-    out_struct = jax.eval_shape(lambda *d: h(*d), *diff)
-    y_flat_struct, _ = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_struct))
-    n, m = x_flat.size, y_flat_struct.size
 
     def flat_f(x: Any) -> Any:
         return ravel_pytree(h(*unravel_in(x)))[0]
 
+    m = int(jax.eval_shape(flat_f, x_flat).size)
+    return flat_f, x_flat, int(x_flat.size), m
+
+
+def jacobian_block(flat_f: Callable[[Any], Any], x: Any, n: int, m: int, mode: str, chunk: int) -> Callable[[Any], Any]:
+    """A function of a start index: ``chunk`` columns (fwd, shape (m, chunk)) or rows (rev, (chunk, n)).
+
+    The basis vectors are made inside the program from their indices: no identity matrix is stored.
+    """
     if mode == "fwd":
 
-        def column(i: Any) -> Any:
-            e = jnp.zeros(n, x_flat.dtype).at[i].set(1)
-            return jax.jvp(flat_f, (x_flat,), (e,))[1]
+        def columns(start: Any) -> Any:
+            onehot = (start + jnp.arange(chunk))[:, None] == jnp.arange(n)[None, :]
+            cols = jax.vmap(lambda e: jax.jvp(flat_f, (x,), (e,))[1])(onehot.astype(x.dtype))
+            return cols.T  # a chunk-sized transpose, never a full-size one
 
-        cols = jax.lax.map(column, jnp.arange(n), batch_size=min(chunk, max(n, 1)))  # (n, m)
-        jac = cols.T
-    else:
-        _, pull = jax.vjp(flat_f, x_flat)
+        return columns
+    _, pull = jax.vjp(flat_f, x)
 
-        def row(i: Any) -> Any:
-            e = jnp.zeros(m, x_flat.dtype).at[i].set(1)
-            return pull(e)[0]
+    def rows(start: Any) -> Any:
+        onehot = (start + jnp.arange(chunk))[:, None] == jnp.arange(m)[None, :]
+        return jax.vmap(lambda e: pull(e)[0])(onehot.astype(x.dtype))
 
-        jac = jax.lax.map(row, jnp.arange(m), batch_size=min(chunk, max(m, 1)))  # (m, n)
-    return _unflatten_jacobian(jac, out_struct, diff)
+    return rows
+
+
+def block_starts(total: int, chunk: int) -> list[int]:
+    """Start indices of the blocks; the last is moved back to end at ``total`` (no padding, no slicing)."""
+    return sorted({min(b * chunk, total - chunk) for b in range(-(-total // chunk))})
+
+
+def chunked_flat_jacobian(h: Callable[..., Any], diff: tuple[Any, ...], mode: str, chunk: int) -> Any:
+    """The flat (m, n) Jacobian, ``chunk`` basis vectors at a time, written in place into one buffer.
+
+    A fori_loop of dynamic_update_slice: XLA updates the buffer in place, so memory is the Jacobian
+    plus one chunk's working set (lax.map would stack the chunks, and forward mode then transpose).
+    """
+    flat_f, x, n, m = flat_function(h, diff)
+    total = n if mode == "fwd" else m
+    chunk = max(1, min(chunk, total))
+    block = jacobian_block(flat_f, x, n, m, mode, chunk)
+    starts = jnp.asarray(block_starts(total, chunk))
+
+    def body(i: Any, jac: Any) -> Any:
+        start = starts[i]
+        where = (0, start) if mode == "fwd" else (start, 0)
+        return jax.lax.dynamic_update_slice(jac, block(start), where)
+
+    return jax.lax.fori_loop(0, starts.size, body, jnp.zeros((m, n), x.dtype))
 
 
 def _unflatten_jacobian(jac: Any, out_struct: Any, diff: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -292,19 +366,28 @@ def _unflatten_jacobian(jac: Any, out_struct: Any, diff: tuple[Any, ...]) -> tup
 
 def hessian(problem: Problem) -> Result:
     """∂²f(x) for scalar f (forward-over-reverse), as {arg_i: {arg_j: H_ij}}."""
+    return execute(plan_hessian(problem))
+
+
+def plan_hessian(problem: Problem) -> Plan:
     require_scalar(problem, "hessian")
     argnums = tuple(range(len(problem.argnums)))
 
     def g(primals: tuple[Any, ...]) -> Any:
         return jax.hessian(problem.of_diff(primals), argnums=argnums)(*problem.diff(primals))
 
-    hess, timing = compile_and_run(g, (problem.primals,), problem.where)
-    nested = {a: _by_arg(problem, row) for a, row in zip(problem.wrt, hess)}
-    return Result("hessian", {"hessian": nested}, info={"mode": "fwd-rev"}, timing=timing)
+    def finish(hess: Any) -> dict[str, Any]:
+        return {"hessian": {a: _by_arg(problem, row) for a, row in zip(problem.wrt, hess)}}
+
+    return Plan("hessian", g, (problem.primals,), finish, problem.where, {"mode": "fwd-rev"})
 
 
 def hvp(problem: Problem, tangents: tuple[Any, ...], mode: str = "fwd-rev", batch: int | None = None) -> Result:
     """∂²f(x)·v for scalar f, per differentiated argument; three compositions of the two modes."""
+    return execute(plan_hvp(problem, tangents, mode, batch))
+
+
+def plan_hvp(problem: Problem, tangents: tuple[Any, ...], mode: str = "fwd-rev", batch: int | None = None) -> Plan:
     if mode not in HVP_MODES:
         raise UsageError(f"unknown hvp mode {mode!r}", hint=", ".join(HVP_MODES))
     require_scalar(problem, "hvp")
@@ -326,5 +409,11 @@ def hvp(problem: Problem, tangents: tuple[Any, ...], mode: str = "fwd-rev", batc
 
         return _batched(batch, one)(tangents)
 
-    out, timing = compile_and_run(g, (problem.primals, tangents), problem.where)
-    return Result("hvp", {"hvp": _by_arg(problem, out)}, info={"mode": mode, "batch": batch}, timing=timing)
+    return Plan(
+        "hvp",
+        g,
+        (problem.primals, tangents),
+        lambda o: {"hvp": _by_arg(problem, o)},
+        problem.where,
+        {"mode": mode, "batch": batch},
+    )

@@ -124,40 +124,47 @@ def _cotangents(prep: Prepared) -> tuple[Any, int | None]:
     return jax.device_put(g.value, prep.runtime.device), g.batch
 
 
-def run_operation(prep: Prepared, op: str, opts: Options) -> Any:
-    """Compute one operation; returns an engine.Result."""
+def plan_operation(prep: Prepared, op: str, opts: Options) -> Any:
+    """The engine.Plan of one operation (compiled by engine.execute, or timed by bench)."""
     from jaxdiff_cli import engine
 
     spec, problem = prep.spec, prep.problem
     mode = opts.mode or spec.mode
     chunk = opts.chunk_size if opts.chunk_size is not None else spec.chunk_size
     if op == "eval":
-        return engine.evaluate(problem)
+        return engine.plan_eval(problem)
     if op == "jvp":
         tangents, batch = _tangents(prep, op)
-        return engine.jvp(problem, tangents, batch)
+        return engine.plan_jvp(problem, tangents, batch)
     if op == "vjp":
         cotangent, batch = _cotangents(prep)
-        return engine.vjp(problem, cotangent, batch)
+        return engine.plan_vjp(problem, cotangent, batch)
     if op == "grad":
-        result = engine.grad(problem)
-        if not opts.with_value:
-            result.outputs.pop("value")
-        return result
+        return engine.plan_grad(problem)
     if op == "jacobian":
         mode = mode or "auto"
         if mode not in engine.JACOBIAN_MODES:
             raise _bad_mode(spec, opts, mode, engine.JACOBIAN_MODES)
-        return engine.jacobian(problem, mode, chunk)
+        return engine.plan_jacobian(problem, mode, chunk)
     if op == "hessian":
-        return engine.hessian(problem)
+        return engine.plan_hessian(problem)
     if op == "hvp":
         mode = mode or "fwd-rev"
         if mode not in engine.HVP_MODES:
             raise _bad_mode(spec, opts, mode, engine.HVP_MODES)
         tangents, batch = _tangents(prep, op)
-        return engine.hvp(problem, tangents, mode, batch)
+        return engine.plan_hvp(problem, tangents, mode, batch)
     raise UsageError(f"unknown operation {op!r}", hint=", ".join(OPERATIONS))
+
+
+def run_operation(prep: Prepared, op: str, opts: Options) -> Any:
+    """Compute one operation; returns an engine.Result."""
+    from jaxdiff_cli import engine
+
+    result = engine.execute(plan_operation(prep, op, opts))
+    if op == "grad" and not opts.with_value:
+        result.outputs.pop("value")
+    return result
 
 
 def _bad_mode(spec: Spec, opts: Options, mode: str, modes: tuple[str, ...]) -> Exception:
