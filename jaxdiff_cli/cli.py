@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -175,11 +175,22 @@ def _guarded(debug: bool, body: Any) -> None:
         raise typer.Exit(int(ExitCode.FUNCTION)) from None
 
 
-def _run(command: str, c: Common, *, mode: str | None = None, chunk_size: int | None = None, with_value: bool = True) -> None:
+def _chunk(text: str | None) -> int | str | None:
+    """--chunk-size: a positive whole number or auto."""
+    if text is None or text == "auto":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise typer.BadParameter(f"{text!r} is not a positive whole number or auto", param_hint="'--chunk-size'")
+
+
+def _run(
+    command: str, c: Common, *, mode: str | None = None, chunk_size: int | str | None = None, with_value: bool = True
+) -> None:
     _guarded(c.debug, lambda: _compute(command, c, mode=mode, chunk_size=chunk_size, with_value=with_value))
 
 
-def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | None, with_value: bool) -> None:
+def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | str | None, with_value: bool) -> None:
     from jaxdiff_cli import pipeline, render, save
     from jaxdiff_cli.spec import Overrides, load_spec
 
@@ -202,8 +213,16 @@ def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | Non
     progress = _progress(c)
     with progress(f"preparing {command}"):
         prep = pipeline.prepare(spec, use_cache=not c.no_cache)
-    with progress(f"compiling and running {command} on {prep.runtime.device_name}"):
-        result = pipeline.run_operation(prep, command, pipeline.Options(mode=mode, chunk_size=chunk_size, with_value=with_value))
+    options = pipeline.Options(mode=mode, chunk_size=chunk_size, with_value=with_value)
+    chunked = chunk_size is not None or spec.chunk_size is not None
+    if command == "jacobian" and c.output is not None and c.output.suffix.lower() == ".npy" and chunked:
+        # Stream the chunks into a memory-mapped file: the Jacobian may be larger than memory.
+        with _bar(c, None) as advance:
+            result = pipeline.stream_jacobian(prep, options, c.output, lambda i, n: advance(f"chunk {i} of {n}", i, n))
+        c = replace(c, output=None)  # already saved
+    else:
+        with progress(f"compiling and running {command} on {prep.runtime.device_name}"):
+            result = pipeline.run_operation(prep, command, options)
 
     from jaxdiff_cli.numerics import first_nonfinite, precision_warnings
     from jaxdiff_cli.runtime import versions
@@ -254,9 +273,10 @@ def _progress(c: Common) -> Any:
     """A spinner on stderr, only on a terminal, never with --json or --quiet."""
     import contextlib
 
-    console = _stderr_console()
-    if c.json_ or c.quiet or not console.is_terminal:
+    # Decided before importing Rich: scripts (--json, pipes) do not pay for it.
+    if c.json_ or c.quiet or not sys.stderr.isatty():
         return lambda text: contextlib.nullcontext()
+    console = _stderr_console()
     return lambda text: console.status(text)
 
 
@@ -374,9 +394,12 @@ def jacobian(
         ),
     ] = None,
     chunk_size: Annotated[
-        int | None,
+        str | None,
         typer.Option(
-            "--chunk-size", min=1, help="Push or pull N basis vectors at a time (lax.map) to bound memory.", show_default=False
+            "--chunk-size",
+            help="Push or pull N basis vectors at a time to bound memory, or auto (from free memory)."
+            " With -o FILE.npy, chunks are written to the file as they are computed.",
+            show_default=False,
         ),
     ] = None,
     dtype: DtypeOpt = None,
@@ -392,7 +415,7 @@ def jacobian(
 
     Example: jaxdiff jacobian configs/seed001_simplefun_vector.yaml --mode rev
     """
-    _run("jacobian", Common.of(locals()), mode=mode, chunk_size=chunk_size)
+    _run("jacobian", Common.of(locals()), mode=mode, chunk_size=_chunk(chunk_size))
 
 
 @app.command()
@@ -614,13 +637,13 @@ def _print_result(title: str, result: Any, prep: Any, saved: Path | None = None)
     console.print(render.rich_result(title=title, outputs=result.outputs, info=result.info, footer=footer, width=console.width))
 
 
-def _bar(c: Common, total: int) -> Any:
-    """A progress bar on stderr over a run's operations, only on a terminal."""
+def _bar(c: Common, total: int | None) -> Any:
+    """A progress bar on stderr, only on a terminal: ``advance(text, done=None, total=None)``."""
     import contextlib
 
+    if c.json_ or c.quiet or not sys.stderr.isatty():
+        return contextlib.nullcontext(lambda text, done=None, of=None: None)
     console = _stderr_console()
-    if c.json_ or c.quiet or not console.is_terminal:
-        return contextlib.nullcontext(lambda text: None)
 
     @contextlib.contextmanager
     def bar() -> Any:
@@ -629,8 +652,11 @@ def _bar(c: Common, total: int) -> Any:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("running", total=total)
 
-            def advance(text: str) -> None:
-                progress.update(task, advance=1, description=text)
+            def advance(text: str, done: int | None = None, of: int | None = None) -> None:
+                if done is None:
+                    progress.update(task, advance=1, description=text)
+                else:
+                    progress.update(task, completed=done, total=of, description=text)
 
             yield advance
 

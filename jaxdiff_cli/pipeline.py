@@ -32,7 +32,7 @@ class Options:
     """Per-operation choices from the command line (None: take the spec's, else the default)."""
 
     mode: str | None = None
-    chunk_size: int | None = None
+    chunk_size: int | str | None = None  # a number, or "auto"
     with_value: bool = True
 
 
@@ -145,7 +145,15 @@ def plan_operation(prep: Prepared, op: str, opts: Options) -> Any:
         mode = mode or "auto"
         if mode not in engine.JACOBIAN_MODES:
             raise _bad_mode(spec, opts, mode, engine.JACOBIAN_MODES)
-        return engine.plan_jacobian(problem, mode, chunk)
+        if chunk == "auto":
+            from jaxdiff_cli.stream import auto_chunk
+
+            mode = engine.choose_mode(problem)[0] if mode == "auto" else mode
+            size, why = auto_chunk(problem, mode, streamed=False)
+            plan = engine.plan_jacobian(problem, mode, size)
+            plan.info["chunk_size"] = f"auto: {why}"
+            return plan
+        return engine.plan_jacobian(problem, mode, chunk if isinstance(chunk, int) else None)
     if op == "hessian":
         return engine.plan_hessian(problem)
     if op == "hvp":
@@ -164,6 +172,30 @@ def run_operation(prep: Prepared, op: str, opts: Options) -> Any:
     result = engine.execute(plan_operation(prep, op, opts))
     if op == "grad" and not opts.with_value:
         result.outputs.pop("value")
+    return result
+
+
+def stream_jacobian(prep: Prepared, opts: Options, path: Any, progress: Any = None) -> Any:
+    """The Jacobian computed chunk by chunk straight into a .npy file (memory-mapped)."""
+    from jaxdiff_cli import engine
+    from jaxdiff_cli.stream import auto_chunk, jacobian_to_npy
+
+    spec, problem = prep.spec, prep.problem
+    mode = opts.mode or spec.mode or "auto"
+    if mode not in engine.JACOBIAN_MODES:
+        raise _bad_mode(spec, opts, mode, engine.JACOBIAN_MODES)
+    reason = None
+    if mode == "auto":
+        mode, reason = engine.choose_mode(problem)
+    chunk = opts.chunk_size if opts.chunk_size is not None else spec.chunk_size
+    why = None
+    if chunk == "auto" or chunk is None:
+        chunk, why = auto_chunk(problem, mode, streamed=True)
+    result = jacobian_to_npy(problem, mode, int(chunk), path, progress)
+    if reason:
+        result.info.update({"auto": True, "reason": reason})
+    if why:
+        result.info["chunk_size"] = f"auto: {why}"
     return result
 
 

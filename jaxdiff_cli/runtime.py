@@ -79,6 +79,7 @@ def pick_device(device: str, where: str = "device") -> Any:
 
 
 def versions() -> dict[str, str]:
-    from importlib.metadata import version
+    import jax
+    import jaxlib.version
 
-    return {"jax": version("jax"), "jaxlib": version("jaxlib")}
+    return {"jax": jax.__version__, "jaxlib": jaxlib.version.__version__}

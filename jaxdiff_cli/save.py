@@ -42,7 +42,7 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     try:
         perms = path.stat().st_mode & 0o7777
     except OSError:
-        perms = 0o666 & ~_umask()
+        perms = 0o666 & ~umask()
     os.chmod(tmp, perms)
     try:
         with os.fdopen(fd, mode) as handle:
@@ -56,7 +56,7 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
-def _umask() -> int:
+def umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current

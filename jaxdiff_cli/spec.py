@@ -156,7 +156,7 @@ class Spec:
     dtype: str = "float32"
     device: str = "auto"
     mode: str | None = None
-    chunk_size: int | None = None
+    chunk_size: int | str | None = None  # a number, or "auto"
     expect: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # the spec file, when there is one (a case's source names the case too)
 
@@ -289,8 +289,8 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
     if mode is not None and not isinstance(mode, str):
         raise SpecError("must be a string", where=where(source, "mode"))
     chunk = data.get("chunk_size")
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-        raise SpecError("must be a positive whole number", where=where(source, "chunk_size"))
+    if chunk is not None and chunk != "auto" and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise SpecError("must be a positive whole number or auto", where=where(source, "chunk_size"))
     expect = data.get("expect") or {}
     if not isinstance(expect, dict):
         raise SpecError("must be a mapping of operation names to values", where=where(source, "expect"))
