@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint types check clean fuzz
+.PHONY: install demo test lint types check clean fuzz bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,6 @@ clean:
 
 fuzz: $(STAMP)  ## property-based fuzzing with many more examples than CI runs
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz.py
+
+bench: $(STAMP)  ## jaxdiff vs hand-written JAX: prints the tables, writes benchmarks/results.json
+	$(BIN)/python benchmarks/suite.py

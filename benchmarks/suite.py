@@ -319,9 +319,21 @@ def model_case(min_time: float) -> list[dict[str, Any]]:
                 lambda: jax.block_until_ready(ours(*plan.args)), lambda: jax.block_until_ready(hand_arg(*arg_args)), min_time
             )
             _, t_closed = interleaved(lambda: None, lambda: jax.block_until_ready(hand_closed(arg_args[1])), min_time)
-            rows.append({"n": n, "op": op, "jaxdiff_s": t_ours, "handwritten_arg_s": t_arg, "handwritten_closed_s": t_closed})
+            baked = engine.Plan(plan.op, plan.g, plan.args, plan.finish, plan.where, bake=True)
+            ours_baked, _ = engine.compile_plan(baked)
+            t_baked, _ = interleaved(lambda: jax.block_until_ready(ours_baked(*baked.call_args)), lambda: None, min_time)
+            rows.append(
+                {
+                    "n": n,
+                    "op": op,
+                    "jaxdiff_s": t_ours,
+                    "jaxdiff_baked_s": t_baked,
+                    "handwritten_arg_s": t_arg,
+                    "handwritten_closed_s": t_closed,
+                }
+            )
             print(
-                f"  n={n:5d} {op}: jaxdiff {t_ours * 1e6:8.1f} us, hand-written (W as argument) {t_arg * 1e6:8.1f} us, (W closed over) {t_closed * 1e6:8.1f} us"
+                f"  n={n:5d} {op}: jaxdiff {t_ours * 1e6:8.1f} us, jaxdiff --bake-primals {t_baked * 1e6:8.1f} us, hand-written (W as argument) {t_arg * 1e6:8.1f} us, (W closed over) {t_closed * 1e6:8.1f} us"
             )
     return rows
 

@@ -95,6 +95,14 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and n
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Skip the persistent XLA compilation cache.")]
 FiniteOpt = Annotated[bool, typer.Option("--check-finite", help="Exit 5 if a result holds NaN or Inf.")]
+BakeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--bake-primals",
+        help="Compile the primal values into the program as constants: faster when XLA can precompute or re-lay-out them"
+        " (large weights on the CPU), but the program is specific to these values.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,7 @@ class Common:
     debug: bool = False
     no_cache: bool = False
     check_finite: bool = False
+    bake_primals: bool = False
 
     @classmethod
     def of(cls, params: dict[str, Any]) -> Common:
@@ -213,7 +222,7 @@ def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | str
     progress = _progress(c)
     with progress(f"preparing {command}"):
         prep = pipeline.prepare(spec, use_cache=not c.no_cache)
-    options = pipeline.Options(mode=mode, chunk_size=chunk_size, with_value=with_value)
+    options = pipeline.Options(mode=mode, chunk_size=chunk_size, with_value=with_value, bake=c.bake_primals)
     chunked = chunk_size is not None or spec.chunk_size is not None
     if command == "jacobian" and c.output is not None and c.output.suffix.lower() == ".npy" and chunked:
         # Stream the chunks into a memory-mapped file: the Jacobian may be larger than memory.
@@ -296,6 +305,7 @@ def eval_(
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
+    bake_primals: BakeOpt = False,
 ) -> None:
     """Evaluate f at the primals.
 
@@ -319,6 +329,7 @@ def jvp(
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
+    bake_primals: BakeOpt = False,
 ) -> None:
     """Forward mode: f(x) and the Jacobian-vector product J(x)·v.
 
@@ -345,6 +356,7 @@ def vjp(
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
+    bake_primals: BakeOpt = False,
 ) -> None:
     """Reverse mode: f(x) and the vector-Jacobian product uᵀ·J(x), one result per differentiated argument.
 
@@ -370,6 +382,7 @@ def grad(
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
+    bake_primals: BakeOpt = False,
 ) -> None:
     """Gradient ∇f(x) of a scalar-valued f, per differentiated argument.
 
@@ -410,6 +423,7 @@ def jacobian(
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
+    bake_primals: BakeOpt = False,
 ) -> None:
     """The Jacobian ∂f(x), output axes first, per differentiated argument.
 
@@ -432,6 +446,7 @@ def hessian(
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
+    bake_primals: BakeOpt = False,
 ) -> None:
     """The Hessian ∂²f(x) of a scalar-valued f (forward-over-reverse).
 
@@ -459,6 +474,7 @@ def hvp(
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
+    bake_primals: BakeOpt = False,
 ) -> None:
     """Hessian-vector product ∂²f(x)·v of a scalar-valued f, without forming the Hessian.
 
@@ -547,6 +563,7 @@ def run(
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
+    bake_primals: BakeOpt = False,
 ) -> None:
     """Run every operation a spec lists, for each of its cases; one JSON document for all.
 
@@ -582,7 +599,9 @@ def _run_cases(spec_path: str, c: Common) -> None:
                 item["device"] = prep.runtime.device_name
                 for step in case.steps:
                     advance(f"{case.name}: {step.op}")
-                    result = pipeline.run_operation(prep, step.op, pipeline.Options(mode=step.mode, chunk_size=step.chunk_size))
+                    result = pipeline.run_operation(
+                        prep, step.op, pipeline.Options(mode=step.mode, chunk_size=step.chunk_size, bake=c.bake_primals)
+                    )
                     item["results"].append(
                         {
                             "op": step.op,
@@ -684,6 +703,7 @@ def bench(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
+    bake_primals: BakeOpt = False,
 ) -> None:
     """Time an operation in each of its modes: compile time, steady-state time, working memory.
 
@@ -721,7 +741,7 @@ def _bench(c: Common, op: str, chunk_size: int | None, min_time: float) -> None:
     timings = []
     for mode, chunk in variants:
         with progress(f"timing {op} {mode or ''} {f'chunk {chunk}' if chunk else ''}"):
-            plan = pipeline.plan_operation(prep, op, pipeline.Options(mode=mode, chunk_size=chunk))
+            plan = pipeline.plan_operation(prep, op, pipeline.Options(mode=mode, chunk_size=chunk, bake=c.bake_primals))
             timing = bench_mod.time_plan(plan, min_time=min_time)
             label = f"{mode} chunk {chunk}" if chunk else mode
             timings.append(

@@ -94,6 +94,21 @@ class Plan:
     finish: Callable[[Any], dict[str, Any]]
     where: str
     info: dict[str, Any] = field(default_factory=dict)
+    # Bake the primals (always args[0]) into the program as constants. XLA may then precompute and
+    # re-lay-out them: measured 7.5x faster for a VJP w.r.t. an MLP's weights on XLA:CPU (layers
+    # written h @ W.T), whose layout of array arguments is fixed row-major. But the program then
+    # serves only these values, and compiling takes longer.
+    bake: bool = False
+
+    @property
+    def call_args(self) -> tuple[Any, ...]:
+        return self.args[1:] if self.bake else self.args
+
+    def jit_function(self) -> Callable[..., Any]:
+        if not self.bake:
+            return self.g
+        primals = self.args[0]
+        return lambda *rest: self.g(primals, *rest)
 
 
 # --------------------------------------------------------------------------- compile & run
@@ -106,7 +121,7 @@ def compile_plan(plan: Plan) -> tuple[Any, float]:
     """
     t0 = time.perf_counter()
     try:
-        compiled = jax.jit(plan.g).lower(*plan.args).compile()
+        compiled = jax.jit(plan.jit_function()).lower(*plan.call_args).compile()
     except (SpecError, UsageError, FunctionError):
         raise
     except Exception as exc:
@@ -117,7 +132,7 @@ def compile_plan(plan: Plan) -> tuple[Any, float]:
 def call(compiled: Any, plan: Plan) -> Any:
     """One call of a compiled plan, waited for."""
     try:
-        return jax.block_until_ready(compiled(*plan.args))
+        return jax.block_until_ready(compiled(*plan.call_args))
     except Exception as exc:
         raise FunctionError(f"the function failed to run: {describe_user_error(exc)}", where=plan.where) from None
 

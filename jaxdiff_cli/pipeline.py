@@ -34,6 +34,7 @@ class Options:
     mode: str | None = None
     chunk_size: int | str | None = None  # a number, or "auto"
     with_value: bool = True
+    bake: bool = False  # compile the primal values into the program (engine.Plan.bake)
 
 
 @dataclass
@@ -126,6 +127,14 @@ def _cotangents(prep: Prepared) -> tuple[Any, int | None]:
 
 def plan_operation(prep: Prepared, op: str, opts: Options) -> Any:
     """The engine.Plan of one operation (compiled by engine.execute, or timed by bench)."""
+    plan = _plan(prep, op, opts)
+    if opts.bake:
+        plan.bake = True
+        plan.info["baked_primals"] = True
+    return plan
+
+
+def _plan(prep: Prepared, op: str, opts: Options) -> Any:
     from jaxdiff_cli import engine
 
     spec, problem = prep.spec, prep.problem

@@ -113,7 +113,8 @@ def test_bench_times_each_mode_without_retracing() -> None:
 
 
 def test_bench_command(cli: Any) -> None:
-    ran = cli("bench", "-f", "jnp.sum(jnp.tanh(x)**2)", "-p", "x={ones: [10]}", "-t", "x={ones: [10]}", "--op", "hvp", "--min-time", "0.01", "--json")
+    ran = cli("bench", "-f", "jnp.sum(jnp.tanh(x)**2)", "-p", "x={ones: [10]}", "-t", "x={ones: [10]}",
+              "--op", "hvp", "--min-time", "0.01", "--json")  # fmt: skip
     assert ran.exit_code == 0, ran.stderr
     doc = ran.json()
     assert [t["mode"] for t in doc["timings"]] == ["fwd-rev", "rev-fwd", "rev-rev"]
@@ -121,3 +122,15 @@ def test_bench_command(cli: Any) -> None:
     ran = cli("bench", "-f", FN, "-p", "x={ones: [10]}", "--chunk-size", "4", "--min-time", "0.01", "--json")
     assert [t["mode"] for t in ran.json()["timings"]] == ["fwd", "rev", "fwd chunk 4", "rev chunk 4"]
     assert ran.json()["auto"].startswith("auto would choose fwd")
+
+
+@pytest.mark.parametrize("command", ["jvp", "vjp", "jacobian"])
+def test_baked_primals_give_the_same_numbers(cli: Any, command: str) -> None:
+    from .conftest import CONFIGS
+
+    plain = cli(command, CONFIGS / "seed004_mlp.yaml", "--json", "--dtype", "float64")
+    baked = cli(command, CONFIGS / "seed004_mlp.yaml", "--json", "--dtype", "float64", "--bake-primals")
+    assert baked.exit_code == 0, baked.stderr
+    assert baked.json()["info"]["baked_primals"] is True
+    for name, value in plain.outputs().items():
+        np.testing.assert_allclose(baked.outputs()[name], value, rtol=1e-12, atol=1e-14)
