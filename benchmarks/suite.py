@@ -338,6 +338,68 @@ def model_case(min_time: float) -> list[dict[str, Any]]:
     return rows
 
 
+def torch_comparison(min_time: float) -> dict[str, Any] | None:
+    """Seed 004's way (one torch.autograd.grad per output element) and torch.func, vs jaxdiff.
+
+    The same 3-layer tanh MLP R^n -> R^n and the same products; skipped when torch is absent.
+    """
+    try:
+        import torch
+        from torch.func import jacrev as t_jacrev
+        from torch.func import jvp as t_jvp
+        from torch.func import vjp as t_vjp
+    except ImportError:
+        return None
+    import jax
+    import numpy as np
+
+    from jaxdiff_cli import engine
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    out: dict[str, Any] = {"torch": torch.__version__, "rows": []}
+    for n in (64, 256):
+        (_, f, (x,), _) = next(p for p in problems(True) if p[0] == f"tanh MLP R^{n}->R^{n}")
+        ws = [torch.tensor(np.asarray(w)) for w in f.__defaults__[0]]  # type: ignore[index]
+
+        def tf(v: Any, ws: list[Any] = ws) -> Any:
+            for w in ws[:-1]:
+                v = torch.tanh(w @ v)
+            return ws[-1] @ v
+
+        xt = torch.tensor(np.asarray(x))
+        vt = torch.ones(n)
+
+        def seed004_jvp() -> Any:  # seed 004's jvp(): a loop over output elements
+            xr = xt.clone().requires_grad_(True)
+            y = tf(xr)
+            res = torch.zeros(n)
+            for i in range(n):
+                (g,) = torch.autograd.grad(y[i], xr, retain_graph=True)
+                res[i] = (g * vt).sum()
+            return res
+
+        def seed004_jacobian() -> Any:  # seed 004's full_jacobian()
+            xr = xt.clone().requires_grad_(True)
+            y = tf(xr)
+            return torch.stack([torch.autograd.grad(y[i], xr, retain_graph=True)[0] for i in range(n)])
+
+        p = engine.Problem(fn=f, names=("x",), primals=(x,), argnums=(0,))
+        v = jax.numpy.ones(n)
+        for op, ours_plan, seed_fn, func_fn in (
+            ("jvp", engine.plan_jvp(p, (v,)), seed004_jvp, lambda: t_jvp(tf, (xt,), (vt,))),
+            ("vjp", engine.plan_vjp(p, v), None, lambda: t_vjp(tf, xt)[1](vt)),
+            ("jacobian (rev)", engine.plan_jacobian(p, "rev"), seed004_jacobian, lambda: t_jacrev(tf)(xt)),
+        ):
+            ours, _ = engine.compile_plan(ours_plan)
+            t_ours, t_func = interleaved(lambda: jax.block_until_ready(ours(*ours_plan.args)), func_fn, min_time)
+            t_seed = median_time(seed_fn, 3) if seed_fn else None
+            row = {"n": n, "op": op, "jaxdiff_s": t_ours, "torch_func_s": t_func, "seed004_loop_s": t_seed}
+            out["rows"].append(row)
+            seed_text = f", seed 004 loop {t_seed * 1e3:9.2f} ms ({t_seed / t_ours:7.0f}x)" if t_seed else ""
+            print(f"  n={n:4d} {op:15s} jaxdiff {t_ours * 1e3:8.3f} ms, torch.func {t_func * 1e3:8.3f} ms{seed_text}")
+    return out
+
+
 # --------------------------------------------------------------------------- memory
 
 MEMORY_PROBE = """
@@ -417,6 +479,10 @@ def main() -> None:
     batch = batched_vs_loop(min_time)
     for k, v in batch.items():
         print(f"  {k}: batched {v['batched_s'] * 1e3:.3f} ms, loop {v['loop_s'] * 1e3:.2f} ms, speed-up {v['speedup']:.1f}x")
+    print("\nPyTorch: seed 004's loop over outputs, and torch.func (skipped without torch)")
+    torch_rows = torch_comparison(min_time)
+    if torch_rows is None:
+        print("  torch is not installed: pip install torch to compare")
     print("\nthe model case: w.r.t. a parameter dict passed as jit arguments, layers h @ W.T")
     model = model_case(min_time)
     n, chunk = (1024, 64) if args.quick else (4096, 256)
@@ -438,6 +504,7 @@ def main() -> None:
                 "operations": ops,
                 "batched": batch,
                 "model": model,
+                "torch": torch_rows,
                 "memory": mem,
             },
             indent=1,

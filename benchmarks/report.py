@@ -1,0 +1,128 @@
+"""benchmarks/results.json -> BENCHMARKS.md (run by `make bench` after suite.py)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ms(s: float) -> str:
+    return f"{s * 1e3:.3f} ms" if s < 0.01 else f"{s * 1e3:.0f} ms"
+
+
+def us(s: float) -> str:
+    return f"{s * 1e6:.1f} µs"
+
+
+def main() -> None:
+    src = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "benchmarks" / "results.json"
+    r = json.loads(src.read_text())
+    m, t = r["meta"], r["targets"]
+    out = [
+        "# Benchmarks",
+        "",
+        f"`make bench` regenerates this page (`benchmarks/suite.py`, then `benchmarks/report.py`). Measured on "
+        f"{m['device']} ({m['cpus']} CPUs, {m['machine']}), jax {m['jax']}; the development machine is shared and "
+        "noisy, so the in-process figures interleave jaxdiff and hand-written calls one by one. "
+        "Ratios are jaxdiff / reference: below 1, jaxdiff is faster. No GPU was lent to this work: the GPU table is still to take.",
+        "",
+        "## Whole process",
+        "",
+        "| command | median |",
+        "|---|---|",
+    ]
+    out += [f"| {k} | {ms(v)} |" for k, v in r["process"]["seconds"].items()]
+    out += ["", "| ratio | measured | target |", "|---|---|---|"]
+    for k, v in r["process"]["ratios"].items():
+        target = t.get(k.split(" ")[0])
+        out.append(f"| {k} | {v:.2f}x | ≤ {target} |")
+    out += [
+        "",
+        "A whole run is mostly `import jax` (0.6–0.7 s here). For the seed polynomial, compiling takes about 0.1 s, so even "
+        "a free compile cannot bring a warm run below ~0.88x of a script that compiles: the warm-cache target is met "
+        "where compiling costs something (the heavy Hessian: 0.69–0.76x), not for the tiny function.",
+        "",
+        "## Each operation in steady state, vs hand-written `jax.jit`",
+        "",
+        "| function | operation | jaxdiff | hand-written | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    ops = r["operations"]
+    out += [f"| {o['problem']} | {o['op']} | {us(o['jaxdiff_s'])} | {us(o['handwritten_s'])} | {o['ratio']:.2f}x |" for o in ops]
+    ratios = [o["ratio"] for o in ops]
+    worst = max(ops, key=lambda o: o["ratio"])
+    out += [
+        "",
+        f"Median ratio {statistics.median(ratios):.3f}x over {len(ops)} pairs; {sum(x <= t['op'] for x in ratios)} of {len(ops)} "
+        f"within the {t['op']}x target; worst {worst['ratio']:.2f}x ({worst['problem']}, {worst['op']}, a "
+        f"{us(worst['handwritten_s'])} call, where a few µs of noise is a few percent).",
+        "",
+        "## Batched products vs a loop of single ones (MLP n = 256, 128 vectors)",
+        "",
+        "| product | one vmapped program | Python loop of jitted single products | speed-up (target ≥ 8x) |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| {k} | {ms(v['batched_s'])} | {ms(v['loop_s'])} | {v['speedup']:.1f}x |" for k, v in r["batched"].items()]
+    out += [
+        "",
+        "## The model case: derivatives w.r.t. a parameter dict passed as jit arguments (layers `h @ W.T`)",
+        "",
+        "| n | product | jaxdiff | jaxdiff --bake-primals | hand-written, W as argument | hand-written, W closed over |",
+        "|---|---|---|---|---|---|",
+    ]
+    out += [
+        f"| {row['n']} | {row['op']} | {us(row['jaxdiff_s'])} | {us(row['jaxdiff_baked_s'])} | {us(row['handwritten_arg_s'])} | {us(row['handwritten_closed_s'])} |"
+        for row in r["model"]
+    ]
+    out += [
+        "",
+        "jaxdiff passes the parameters as arguments, as hand-written code that reuses its program must: it then runs "
+        "as fast as that code. Closing over them is faster on XLA:CPU because XLA may precompute and re-lay-out "
+        "constants, while an argument keeps its row-major layout (`Layout.AUTO` leaves it row-major on the CPU, "
+        "and pre-transposing W recovers only about 2x). `--bake-primals` gives jaxdiff the closed-over speed, for "
+        "a program that serves only those values.",
+        "",
+    ]
+    if r.get("torch"):
+        out += [
+            f"## PyTorch {r['torch']['torch']}: seed 004's loop over outputs, and torch.func",
+            "",
+            "| n | product | jaxdiff | torch.func | seed 004 loop | loop / jaxdiff |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in r["torch"]["rows"]:
+            loop = row["seed004_loop_s"]
+            out.append(
+                f"| {row['n']} | {row['op']} | {ms(row['jaxdiff_s'])} | {ms(row['torch_func_s'])} | "
+                + (f"{ms(loop)} | {loop / row['jaxdiff_s']:.0f}x |" if loop else "– | – |")
+            )
+        out += ["", "(torch is not a dependency: the suite skips this section without it. `pip install torch` to run it.)", ""]
+    mem = r["memory"]
+    keys = [k for k, v in mem.items() if isinstance(v, dict)]
+    jac = mem[keys[0]]["jacobian_bytes"] / 2**20
+    out += [
+        f"## Peak memory of a Jacobian R^n -> R^n ({jac:.0f} MiB), unchunked vs chunked",
+        "",
+        "| run | peak above start | above the Jacobian | XLA's temp estimate |",
+        "|---|---|---|---|",
+    ]
+    out += [
+        f"| {k} | {mem[k]['peak_above_base'] / 2**20:.1f} MiB | {mem[k]['working_above_jacobian'] / 2**20:.1f} MiB | {mem[k]['xla_temp_bytes'] / 2**20:.1f} MiB |"
+        for k in keys
+    ]
+    out += [
+        "",
+        f"Chunked / unchunked working memory: fwd {mem['fwd ratio']:.2f}, rev {mem['rev ratio']:.2f} (target ≤ {t['memory']}). "
+        "Peak resident memory is read from the kernel (VmHWM, reset after compiling); chunks are written in place "
+        "into one buffer, so forward mode needs no full-size transpose.",
+        "",
+    ]
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
