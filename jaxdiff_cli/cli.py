@@ -94,6 +94,18 @@ OutputOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no result on the terminal (use with -o).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Skip the persistent XLA compilation cache.")]
+PlotOpt = Annotated[
+    bool, typer.Option("--plot", help="Draw the matrix as a heatmap in the terminal (stderr with --json), with a summary.")
+]
+PlotFileOpt = Annotated[
+    Path | None,
+    typer.Option("--plot-file", help="Save the picture as .png or .svg (needs matplotlib: jaxdiff[plot]).", show_default=False),
+]
+SpyOpt = Annotated[bool, typer.Option("--spy", help="In --plot-file, draw the sparsity pattern instead of the values.")]
+SummaryOpt = Annotated[
+    bool,
+    typer.Option("--summary", help="Sparsity, norm; for a Hessian its symmetry defect, extreme eigenvalues and definiteness."),
+]
 FiniteOpt = Annotated[bool, typer.Option("--check-finite", help="Exit 5 if a result holds NaN or Inf.")]
 BakeOpt = Annotated[
     bool,
@@ -193,18 +205,52 @@ def _chunk(text: str | None) -> int | str | None:
     raise typer.BadParameter(f"{text!r} is not a positive whole number or auto", param_hint="'--chunk-size'")
 
 
+@dataclass(frozen=True)
+class Pictures:
+    """jacobian / hessian: what to draw (command-line flags, or the spec's plot: key)."""
+
+    terminal: bool = False
+    file: Path | None = None
+    spy: bool = False
+    summary: bool = False
+
+    def merged(self, spec_plot: dict[str, Any]) -> Pictures:
+        return Pictures(
+            terminal=self.terminal or bool(spec_plot.get("terminal")),
+            file=self.file or (Path(spec_plot["file"]) if spec_plot.get("file") else None),
+            spy=self.spy or bool(spec_plot.get("spy")),
+            summary=self.summary or bool(spec_plot.get("summary")),
+        )
+
+    @property
+    def any(self) -> bool:
+        return self.terminal or self.file is not None or self.summary
+
+
 def _run(
-    command: str, c: Common, *, mode: str | None = None, chunk_size: int | str | None = None, with_value: bool = True
+    command: str,
+    c: Common,
+    *,
+    mode: str | None = None,
+    chunk_size: int | str | None = None,
+    with_value: bool = True,
+    pictures: Pictures | None = None,
 ) -> None:
-    _guarded(c.debug, lambda: _compute(command, c, mode=mode, chunk_size=chunk_size, with_value=with_value))
+    _guarded(c.debug, lambda: _compute(command, c, mode=mode, chunk_size=chunk_size, with_value=with_value, pictures=pictures))
 
 
-def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | str | None, with_value: bool) -> None:
+def _compute(
+    command: str, c: Common, *, mode: str | None, chunk_size: int | str | None, with_value: bool, pictures: Pictures | None = None
+) -> None:
     from jaxdiff_cli import pipeline, render, save
     from jaxdiff_cli.spec import Overrides, load_spec
 
     if c.output is not None:
         save.check_output_path(c.output)  # fail before any work, not after
+    if pictures is not None and pictures.file is not None:
+        from jaxdiff_cli.figure import check_figure_path
+
+        check_figure_path(pictures.file)
     overrides = Overrides(
         function=c.fn,
         primals=tuple(c.primal or ()),
@@ -242,6 +288,8 @@ def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | str
     ]
     bad = first_nonfinite(result.outputs)
     nonfinite = None if bad is None else f"{bad[0]}{list(bad[1]) if bad[1] else ''} is {bad[2]} (the first non-finite entry)"
+    pictures = pictures.merged(spec.plot) if pictures is not None else None
+    drawn = _draw(command, result, prep, pictures) if pictures is not None and pictures.any else None
     doc: dict[str, Any] = {}
     if c.json_ or (c.output is not None and c.output.suffix.lower() == ".json"):
         # Only when asked for: every value becomes a Python number, slow for a large Jacobian.
@@ -258,6 +306,8 @@ def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | str
             versions=versions(),
         )
         doc["warnings"] = warnings + ([nonfinite] if nonfinite else [])
+        if drawn is not None:
+            doc["summary"] = drawn[1]
     # Results are shown and saved before any exit 5: nothing computed is lost.
     if c.output is not None:
         suffix = c.output.suffix.lower()
@@ -269,6 +319,8 @@ def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | str
         fn_text = " ".join(spec.function.split())
         fn_text = fn_text if len(fn_text) <= 80 else fn_text[:77] + "..."
         _print_result(f"{command} of {fn_text}  (wrt {', '.join(spec.wrt)})", result, prep, saved=c.output)
+    if drawn is not None and pictures is not None and not c.quiet:
+        _show_drawing(drawn, pictures, c)
     if not c.quiet:
         for w in warnings:
             _stderr_console().print(f"warning: {w}", markup=False, soft_wrap=True)
@@ -276,6 +328,56 @@ def _compute(command: str, c: Common, *, mode: str | None, chunk_size: int | str
         raise NonFiniteError(nonfinite, where="--check-finite")
     if nonfinite and not c.quiet:
         _stderr_console().print(f"warning: {nonfinite}", markup=False, soft_wrap=True)
+
+
+def _draw(command: str, result: Any, prep: Any, pictures: Pictures) -> tuple[Any, dict[str, Any]] | None:
+    """The matrix and summary of a Jacobian or Hessian, and its image file if asked for."""
+    from jaxdiff_cli import plot
+    from jaxdiff_cli.engine import output_shape
+
+    problem = prep.problem
+    diff = problem.diff(problem.primals)
+    if "streamed_to" in result.info:
+        _stderr_console().print("warning: a streamed Jacobian is not drawn; load the .npy to plot it", markup=False)
+        return None
+    if command == "jacobian":
+        matrix = plot.jacobian_matrix(result.outputs["jacobian"], output_shape(problem), diff, problem.wrt)
+    else:
+        matrix = plot.hessian_matrix(result.outputs["hessian"], diff, problem.wrt)
+    facts = plot.summary(matrix, _hvp_matvec(problem) if command == "hessian" else None)
+    if pictures.file is not None:
+        from jaxdiff_cli.figure import save_figure
+
+        save_figure(matrix, pictures.file, spy=pictures.spy, title=f"{command} of {' '.join(prep.spec.function.split())[:60]}")
+    return matrix, facts
+
+
+def _show_drawing(drawn: tuple[Any, dict[str, Any]], pictures: Pictures, c: Common) -> None:
+    """The heatmap and summary, on stdout (stderr with --json, so stdout stays one JSON document)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from jaxdiff_cli import plot
+
+    matrix, facts = drawn
+    console = Console(stderr=c.json_, highlight=False)
+    if pictures.terminal:
+        console.print(plot.heatmap(matrix, width=console.width))
+    console.print(Text(plot.summary_text(facts)))
+    if pictures.file is not None:
+        console.print(Text(f"picture saved to {pictures.file}"))
+
+
+def _hvp_matvec(problem: Any) -> Any:
+    """v -> H v on the flat inputs, for Lanczos on a Hessian too large to decompose."""
+    import jax
+    import numpy as np
+
+    from jaxdiff_cli.engine import flat_function
+
+    flat_f, x, _, _ = flat_function(problem.of_diff(problem.primals), problem.diff(problem.primals))
+    hv = jax.jit(lambda v: jax.jvp(jax.grad(lambda y: flat_f(y)[0]), (x,), (v,))[1])
+    return lambda v: np.asarray(hv(jax.numpy.asarray(v, x.dtype)), dtype=np.float64)
 
 
 def _progress(c: Common) -> Any:
@@ -424,12 +526,17 @@ def jacobian(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    plot: PlotOpt = False,
+    plot_file: PlotFileOpt = None,
+    spy: SpyOpt = False,
+    summary: SummaryOpt = False,
 ) -> None:
     """The Jacobian ∂f(x), output axes first, per differentiated argument.
 
     Example: jaxdiff jacobian configs/seed001_simplefun_vector.yaml --mode rev
     """
-    _run("jacobian", Common.of(locals()), mode=mode, chunk_size=_chunk(chunk_size))
+    pictures = Pictures(terminal=plot, file=plot_file, spy=spy, summary=summary)
+    _run("jacobian", Common.of(locals()), mode=mode, chunk_size=_chunk(chunk_size), pictures=pictures)
 
 
 @app.command()
@@ -447,12 +554,16 @@ def hessian(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    plot: PlotOpt = False,
+    plot_file: PlotFileOpt = None,
+    spy: SpyOpt = False,
+    summary: SummaryOpt = False,
 ) -> None:
     """The Hessian ∂²f(x) of a scalar-valued f (forward-over-reverse).
 
     Example: jaxdiff hessian -f "lambda x: jnp.sum(x**3)" -p x=[1,2]
     """
-    _run("hessian", Common.of(locals()))
+    _run("hessian", Common.of(locals()), pictures=Pictures(terminal=plot, file=plot_file, spy=spy, summary=summary))
 
 
 @app.command()

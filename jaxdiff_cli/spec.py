@@ -35,6 +35,7 @@ SPEC_KEYS: dict[str, str] = {
     "mode": "jacobian mode (fwd, rev, auto) or hvp mode (fwd-rev, rev-fwd, rev-rev)",
     "chunk_size": "jacobian: number of basis vectors pushed or pulled at a time",
     "expect": "expected results, for `jaxdiff check` and the tests",
+    "plot": "jacobian / hessian: true for a terminal heatmap, or {terminal, file, spy, summary}",
     "run": "for `jaxdiff run`: the operations to compute, e.g. [jvp, {jacobian: {mode: rev}}]",
     "cases": "for `jaxdiff run` and `check`: a list of cases, each overriding the keys above",
     "name": "a case's name",
@@ -159,6 +160,7 @@ class Spec:
     chunk_size: int | str | None = None  # a number, or "auto"
     expect: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # the spec file, when there is one (a case's source names the case too)
+    plot: dict[str, Any] = field(default_factory=dict)  # {terminal, file, spy, summary}
 
     def where(self, keypath: str) -> str:
         return where(self.source, keypath)
@@ -291,6 +293,7 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
     chunk = data.get("chunk_size")
     if chunk is not None and chunk != "auto" and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         raise SpecError("must be a positive whole number or auto", where=where(source, "chunk_size"))
+    plot = _plot(data.get("plot"), source, base_dir)
     expect = data.get("expect") or {}
     if not isinstance(expect, dict):
         raise SpecError("must be a mapping of operation names to values", where=where(source, "expect"))
@@ -309,7 +312,31 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         chunk_size=chunk,
         expect=expect,
         path=path,
+        plot=plot,
     )
+
+
+PLOT_KEYS = ("terminal", "file", "spy", "summary")
+
+
+def _plot(raw: Any, source: str, base_dir: Path) -> dict[str, Any]:
+    if raw is None or raw is False:
+        return {}
+    if raw is True:
+        return {"terminal": True}
+    if not isinstance(raw, dict):
+        raise SpecError("true, or a mapping with terminal, file, spy, summary", where=where(source, "plot"))
+    for key, value in raw.items():
+        if key not in PLOT_KEYS:
+            raise SpecError(f"unknown key {key!r}", where=where(source, join("plot", key)), hint=suggest(str(key), PLOT_KEYS))
+        if key == "file" and not isinstance(value, str):
+            raise SpecError("an image file name (.png or .svg)", where=where(source, "plot.file"))
+        if key != "file" and not isinstance(value, bool):
+            raise SpecError("true or false", where=where(source, join("plot", key)))
+    out = dict(raw)
+    if "file" in out:
+        out["file"] = str(base_dir / out["file"])  # relative to the spec's folder, like its data files
+    return out
 
 
 def _resolve_wrt(data: Mapping[str, Any], source: str, ov: Overrides, names: list[str]) -> list[str]:

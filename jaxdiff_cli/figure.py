@@ -1,0 +1,73 @@
+"""Jacobian and Hessian pictures as image files (matplotlib, an optional extra: ``jaxdiff[plot]``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from jaxdiff_cli.errors import OutputError, UsageError
+from jaxdiff_cli.plot import Matrix
+from jaxdiff_cli.save import atomic_open
+
+SIZE = (6.4, 4.8)  # inches; at DPI the image is 640 x 480 pixels
+DPI = 100
+FORMATS = (".png", ".svg")
+
+
+def check_figure_path(path: Path) -> None:
+    """Fail before any work: wrong format, missing folder, or no matplotlib."""
+    if path.suffix.lower() not in FORMATS:
+        raise OutputError(
+            f"unknown image format {path.suffix or '(none)'!r}", where=f"--plot-file {path}", hint=", ".join(FORMATS)
+        )
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"folder {folder} does not exist", where=f"--plot-file {path}")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "--plot-file needs matplotlib, which is not installed", hint="pip install 'jaxdiff[plot]' (make install includes it)"
+        ) from None
+
+
+def save_figure(m: Matrix, path: Path, *, spy: bool = False, title: str = "") -> None:
+    """A heatmap (diverging colours around zero, with a colour bar) or a sparsity pattern, blocks marked."""
+    check_figure_path(path)
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never a window
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
+    try:
+        data = m.data
+        if spy:
+            ax.imshow(data != 0, cmap="Greys", interpolation="nearest", aspect="auto", vmin=0, vmax=1)
+            ax.set_title(title + f"  (nonzeros: {np.count_nonzero(data)} of {data.size})", fontsize=9)
+        else:
+            finite = data[np.isfinite(data)]
+            vmax = float(np.max(np.abs(finite), initial=0.0)) or 1.0
+            image = ax.imshow(data, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest", aspect="auto")
+            fig.colorbar(image, ax=ax, shrink=0.85)
+            ax.set_title(title, fontsize=9)
+        for blocks, line, axis in ((m.rows, ax.axhline, ax.yaxis), (m.cols, ax.axvline, ax.xaxis)):
+            ticks, labels, start = [], [], 0
+            for name, size in blocks:
+                ticks += [start, start + size - 1] if size > 1 else [start]
+                labels += [f"{name}[0]", f"[{size - 1}]"] if size > 1 else [name]
+                start += size
+                if start < sum(s for _, s in blocks):
+                    line(start - 0.5, color="black", linewidth=0.8)
+            axis.set_ticks(ticks, labels, fontsize=7)
+        ax.set_xlabel("inputs" if m.kind == "hessian" else "inputs (columns)", fontsize=8)
+        ax.set_ylabel("inputs" if m.kind == "hessian" else "outputs (rows)", fontsize=8)
+        fig.tight_layout()
+        try:
+            with atomic_open(path) as handle:
+                fig.savefig(handle, format=path.suffix.lower().lstrip("."), dpi=DPI)
+        except OSError as exc:
+            raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"--plot-file {path}") from None
+    finally:
+        plt.close(fig)
