@@ -55,7 +55,7 @@ def test_large_matrices_are_downsampled_with_a_note() -> None:
     d[np.arange(300), np.arange(300)] = np.linspace(-1, 1, 300)
     text = render(plot.heatmap(plot.Matrix("jacobian", d, [("f", 300)], [("x", 500)]), 80, max_rows=20))
     assert "downsampled from 300x500" in text
-    grid = [line for line in text.splitlines() if line.startswith("f ") or line.startswith("  ") and "▓" in line]
+    grid = [line for line in text.splitlines() if line.startswith("f ") or (line.startswith("  ") and "▓" in line)]
     assert 1 <= len(grid) <= 20
     assert max(len(line) for line in text.splitlines()) <= 80
 
