@@ -53,14 +53,19 @@ def save_figure(m: Matrix, path: Path, *, spy: bool = False, title: str = "") ->
             fig.colorbar(image, ax=ax, shrink=0.85)
             ax.set_title(title, fontsize=9)
         for blocks, line, axis in ((m.rows, ax.axhline, ax.yaxis), (m.cols, ax.axvline, ax.xaxis)):
+            total = sum(size for _, size in blocks)
             ticks, labels, start = [], [], 0
             for name, size in blocks:
-                ticks += [start, start + size - 1] if size > 1 else [start]
-                labels += [f"{name}[0]", f"[{size - 1}]"] if size > 1 else [name]
+                # One label a block, at its centre: name and number of entries (indices run from its edge).
+                if size >= 0.015 * total or len(blocks) <= 3:
+                    ticks.append(start + (size - 1) / 2)
+                    labels.append(f"{name} [{size}]" if size > 1 else name)
                 start += size
-                if start < sum(s for _, s in blocks):
+                if start < total:
                     line(start - 0.5, color="black", linewidth=0.8)
             axis.set_ticks(ticks, labels, fontsize=7)
+        if len(m.cols) > 3:
+            ax.tick_params(axis="x", labelrotation=30)
         ax.set_xlabel("inputs" if m.kind == "hessian" else "inputs (columns)", fontsize=8)
         ax.set_ylabel("inputs" if m.kind == "hessian" else "outputs (rows)", fontsize=8)
         fig.tight_layout()
