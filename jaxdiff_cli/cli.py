@@ -107,6 +107,31 @@ SummaryOpt = Annotated[
     typer.Option("--summary", help="Sparsity, norm; for a Hessian its symmetry defect, extreme eigenvalues and definiteness."),
 ]
 FiniteOpt = Annotated[bool, typer.Option("--check-finite", help="Exit 5 if a result holds NaN or Inf.")]
+DevicesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--devices",
+        help="Spread batched products and Jacobian/Hessian basis vectors over all devices, or the first N (a 1-D mesh).",
+        show_default=False,
+    ),
+]
+CoordinatorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--coordinator",
+        envvar="JAX_COORDINATOR_ADDRESS",
+        help="HOST:PORT of process 0, to run on several hosts.",
+        show_default=False,
+    ),
+]
+ProcessesOpt = Annotated[
+    int | None,
+    typer.Option("--num-processes", envvar="JAX_NUM_PROCESSES", min=1, help="How many processes in all.", show_default=False),
+]
+ProcessIdOpt = Annotated[
+    int | None,
+    typer.Option("--process-id", envvar="JAX_PROCESS_ID", min=0, help="This process (0 prints and writes).", show_default=False),
+]
 BakeOpt = Annotated[
     bool,
     typer.Option(
@@ -136,6 +161,23 @@ class Common:
     no_cache: bool = False
     check_finite: bool = False
     bake_primals: bool = False
+    devices: str | None = None
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+
+    def cluster(self) -> Any:
+        """The distribute.Cluster to join, from --coordinator and friends (or JAX_* variables)."""
+        given = [self.coordinator, self.num_processes, self.process_id]
+        if all(v is None for v in given):
+            return None
+        if any(v is None for v in given):
+            from jaxdiff_cli.errors import UsageError
+
+            raise UsageError("several hosts need --coordinator, --num-processes and --process-id together")
+        from jaxdiff_cli.distribute import Cluster
+
+        return Cluster(str(self.coordinator), int(self.num_processes or 1), int(self.process_id or 0))
 
     @classmethod
     def of(cls, params: dict[str, Any]) -> Common:
@@ -266,9 +308,11 @@ def _compute(
         raise UsageError("give a SPEC file, or --fn and --primal", hint=f"see jaxdiff {command} --help")
     spec = load_spec(c.spec, overrides)
     progress = _progress(c)
-    with progress(f"preparing {command}"):
-        prep = pipeline.prepare(spec, use_cache=not c.no_cache)
-    options = pipeline.Options(mode=mode, chunk_size=chunk_size, with_value=with_value, bake=c.bake_primals)
+    cluster = c.cluster()
+    with _cluster_quiet(cluster), progress(f"preparing {command}"):
+        prep = pipeline.prepare(spec, use_cache=not c.no_cache, cluster=cluster)
+    mesh = _mesh(c.devices, spec)
+    options = pipeline.Options(mode=mode, chunk_size=chunk_size, with_value=with_value, bake=c.bake_primals, mesh=mesh)
     chunked = chunk_size is not None or spec.chunk_size is not None
     if command == "jacobian" and c.output is not None and c.output.suffix.lower() == ".npy" and chunked:
         # Stream the chunks into a memory-mapped file: the Jacobian may be larger than memory.
@@ -276,7 +320,7 @@ def _compute(
             result = pipeline.stream_jacobian(prep, options, c.output, lambda i, n: advance(f"chunk {i} of {n}", i, n))
         c = replace(c, output=None)  # already saved
     else:
-        with progress(f"compiling and running {command} on {prep.runtime.device_name}"):
+        with _cluster_quiet(cluster), progress(f"compiling and running {command} on {prep.runtime.device_name}"):
             result = pipeline.run_operation(prep, command, options)
 
     from jaxdiff_cli.numerics import first_nonfinite, precision_warnings
@@ -308,6 +352,11 @@ def _compute(
         doc["warnings"] = warnings + ([nonfinite] if nonfinite else [])
         if drawn is not None:
             doc["summary"] = drawn[1]
+    if not _leader():
+        # Several processes computed this together; process 0 alone prints and writes.
+        if nonfinite and c.check_finite:
+            raise NonFiniteError(nonfinite, where="--check-finite")
+        return
     # Results are shown and saved before any exit 5: nothing computed is lost.
     if c.output is not None:
         suffix = c.output.suffix.lower()
@@ -328,6 +377,31 @@ def _compute(
         raise NonFiniteError(nonfinite, where="--check-finite")
     if nonfinite and not c.quiet:
         _stderr_console().print(f"warning: {nonfinite}", markup=False, soft_wrap=True)
+
+
+def _mesh(devices: str | None, spec: Any) -> Any:
+    """The mesh to spread work over: --devices, else the spec's devices:, else none."""
+    from jaxdiff_cli.distribute import make_mesh, parse_devices
+
+    chosen = parse_devices(devices, "--devices") if devices is not None else parse_devices(spec.devices, spec.where("devices"))
+    return make_mesh(chosen) if chosen is not None else None
+
+
+def _cluster_quiet(cluster: Any) -> Any:
+    """With several processes, keep the collectives' own chatter off stdout."""
+    import contextlib
+
+    if cluster is None:
+        return contextlib.nullcontext()
+    from jaxdiff_cli.distribute import stdout_to_stderr
+
+    return stdout_to_stderr()
+
+
+def _leader() -> bool:
+    import jax
+
+    return jax.process_index() == 0
 
 
 def _draw(command: str, result: Any, prep: Any, pictures: Pictures) -> tuple[Any, dict[str, Any]] | None:
@@ -432,6 +506,10 @@ def jvp(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    devices: DevicesOpt = None,
+    coordinator: CoordinatorOpt = None,
+    num_processes: ProcessesOpt = None,
+    process_id: ProcessIdOpt = None,
 ) -> None:
     """Forward mode: f(x) and the Jacobian-vector product J(x)·v.
 
@@ -459,6 +537,10 @@ def vjp(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    devices: DevicesOpt = None,
+    coordinator: CoordinatorOpt = None,
+    num_processes: ProcessesOpt = None,
+    process_id: ProcessIdOpt = None,
 ) -> None:
     """Reverse mode: f(x) and the vector-Jacobian product uᵀ·J(x), one result per differentiated argument.
 
@@ -530,6 +612,10 @@ def jacobian(
     plot_file: PlotFileOpt = None,
     spy: SpyOpt = False,
     summary: SummaryOpt = False,
+    devices: DevicesOpt = None,
+    coordinator: CoordinatorOpt = None,
+    num_processes: ProcessesOpt = None,
+    process_id: ProcessIdOpt = None,
 ) -> None:
     """The Jacobian ∂f(x), output axes first, per differentiated argument.
 
@@ -558,6 +644,10 @@ def hessian(
     plot_file: PlotFileOpt = None,
     spy: SpyOpt = False,
     summary: SummaryOpt = False,
+    devices: DevicesOpt = None,
+    coordinator: CoordinatorOpt = None,
+    num_processes: ProcessesOpt = None,
+    process_id: ProcessIdOpt = None,
 ) -> None:
     """The Hessian ∂²f(x) of a scalar-valued f (forward-over-reverse).
 
@@ -586,6 +676,10 @@ def hvp(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    devices: DevicesOpt = None,
+    coordinator: CoordinatorOpt = None,
+    num_processes: ProcessesOpt = None,
+    process_id: ProcessIdOpt = None,
 ) -> None:
     """Hessian-vector product ∂²f(x)·v of a scalar-valued f, without forming the Hessian.
 
@@ -675,6 +769,10 @@ def run(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    devices: DevicesOpt = None,
+    coordinator: CoordinatorOpt = None,
+    num_processes: ProcessesOpt = None,
+    process_id: ProcessIdOpt = None,
 ) -> None:
     """Run every operation a spec lists, for each of its cases; one JSON document for all.
 
@@ -697,16 +795,20 @@ def _run_cases(spec_path: str, c: Common) -> None:
         save.check_output_path(c.output)
     cases = load_cases(spec_path, Overrides())
     total = sum(len(case.steps) for case in cases)
+    # With --devices (or the spec's devices:), the cases go round-robin over the mesh's devices.
+    mesh = _mesh(c.devices, cases[0].spec) if cases else None
+    spread = list(mesh.devices.flat) if mesh is not None else []
     items: list[dict[str, Any]] = []
     arrays: dict[str, Any] = {}
     first_error: JaxdiffError | None = None
     bad_finite: str | None = None
     with _bar(c, total) as advance:
-        for case in cases:
+        for number, case in enumerate(cases):
             item: dict[str, Any] = {"name": case.name, "function": case.spec.function, "dtype": case.spec.dtype, "results": []}
             items.append(item)
             try:
-                prep = pipeline.prepare(case.spec, use_cache=not c.no_cache)
+                device = spread[number % len(spread)] if spread else None
+                prep = pipeline.prepare(case.spec, use_cache=not c.no_cache, cluster=c.cluster(), device=device)
                 item["device"] = prep.runtime.device_name
                 for step in case.steps:
                     advance(f"{case.name}: {step.op}")

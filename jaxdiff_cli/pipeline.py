@@ -35,6 +35,7 @@ class Options:
     chunk_size: int | str | None = None  # a number, or "auto"
     with_value: bool = True
     bake: bool = False  # compile the primal values into the program (engine.Plan.bake)
+    mesh: Any = None  # a jax.sharding.Mesh: spread the operation over its devices (distribute.py)
 
 
 @dataclass
@@ -46,12 +47,17 @@ class Prepared:
     inputs: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare(spec: Spec, *, use_cache: bool = True) -> Prepared:
-    """Configure JAX, load the function, build and place the primals."""
+def prepare(spec: Spec, *, use_cache: bool = True, cluster: Any = None, device: Any = None) -> Prepared:
+    """Configure JAX (joining a cluster first, if given), load the function, build and place the primals.
+
+    ``device`` overrides the spec's device (run spreads its cases over devices this way).
+    """
     from jaxdiff_cli import runtime
     from jaxdiff_cli.functions import load_function
 
-    rt = runtime.configure(spec.dtype, spec.device, use_cache, where=spec.where("device"))
+    rt = runtime.configure(spec.dtype, spec.device, use_cache, where=spec.where("device"), cluster=cluster)
+    if device is not None:
+        rt = runtime.Runtime(device=device, dtype=rt.dtype, cache=rt.cache)
     import jax
 
     names = tuple(spec.primals)
@@ -127,7 +133,16 @@ def _cotangents(prep: Prepared) -> tuple[Any, int | None]:
 
 def plan_operation(prep: Prepared, op: str, opts: Options) -> Any:
     """The engine.Plan of one operation (compiled by engine.execute, or timed by bench)."""
-    plan = _plan(prep, op, opts)
+    plan = None
+    if opts.mesh is not None:
+        from jaxdiff_cli.distribute import shard_plan
+
+        chunk = opts.chunk_size if opts.chunk_size is not None else prep.spec.chunk_size
+        plan = shard_plan(prep, op, opts.mode or prep.spec.mode, chunk if isinstance(chunk, int) else None, opts.mesh)
+    if plan is None:
+        plan = _plan(prep, op, opts)
+        if opts.mesh is not None:
+            plan.info["devices"] = "1 (nothing to shard: a single product)"
     if opts.bake:
         plan.bake = True
         plan.info["baked_primals"] = True

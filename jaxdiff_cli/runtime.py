@@ -32,7 +32,7 @@ class Runtime:
         return f"{self.device.platform}:{self.device.id} ({self.device.device_kind})"
 
 
-def configure(dtype: str, device: str, use_cache: bool, where: str = "device") -> Runtime:
+def configure(dtype: str, device: str, use_cache: bool, where: str = "device", cluster: Any = None) -> Runtime:
     """Configure JAX for this run and return the device to run on."""
     import jax
 
@@ -40,6 +40,10 @@ def configure(dtype: str, device: str, use_cache: bool, where: str = "device") -
         # Skip probing for accelerators that were not asked for: faster start, no warnings.
         # (jax.config, not os.environ: the setting must not leak into child processes.)
         jax.config.update("jax_platforms", "cpu")
+    if cluster is not None and not _joined():
+        from jaxdiff_cli.distribute import initialize
+
+        initialize(cluster, device)
     jax.config.update("jax_enable_x64", dtype == "float64")
     cache: Path | None = None
     if use_cache:
@@ -56,13 +60,21 @@ def configure(dtype: str, device: str, use_cache: bool, where: str = "device") -
     return Runtime(device=pick_device(device, where), dtype=dtype, cache=cache)
 
 
+def _joined() -> bool:
+    """Whether this process already joined a cluster (the CLI runs once, tests many times)."""
+    from jax._src import distributed
+
+    return distributed.global_state.client is not None
+
+
 def pick_device(device: str, where: str = "device") -> Any:
     import jax
 
+    # This process's own devices: with several processes, jax.devices() lists every process's.
     if device == "auto":
-        return jax.devices()[0]
+        return jax.local_devices()[0]
     try:
-        found = jax.devices("gpu" if device == "gpu" else device)
+        found = jax.local_devices(backend="gpu" if device == "gpu" else device)
     except RuntimeError:
         found = []
     if not found:

@@ -36,6 +36,7 @@ SPEC_KEYS: dict[str, str] = {
     "chunk_size": "jacobian: number of basis vectors pushed or pulled at a time",
     "expect": "expected results, for `jaxdiff check` and the tests",
     "plot": "jacobian / hessian: true for a terminal heatmap, or {terminal, file, spy, summary}",
+    "devices": "spread the work over all devices or the first N (a 1-D mesh); default one device",
     "run": "for `jaxdiff run`: the operations to compute, e.g. [jvp, {jacobian: {mode: rev}}]",
     "cases": "for `jaxdiff run` and `check`: a list of cases, each overriding the keys above",
     "name": "a case's name",
@@ -161,6 +162,7 @@ class Spec:
     expect: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # the spec file, when there is one (a case's source names the case too)
     plot: dict[str, Any] = field(default_factory=dict)  # {terminal, file, spy, summary}
+    devices: str | int | None = None  # "all" or N: shard over a mesh
 
     def where(self, keypath: str) -> str:
         return where(self.source, keypath)
@@ -313,7 +315,14 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         expect=expect,
         path=path,
         plot=plot,
+        devices=_devices(data.get("devices"), source),
     )
+
+
+def _devices(raw: Any, source: str) -> str | int | None:
+    if raw is None or raw == "all" or (isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1):
+        return raw  # type: ignore[no-any-return]
+    raise SpecError("all, or a positive number of devices", where=where(source, "devices"))
 
 
 PLOT_KEYS = ("terminal", "file", "spy", "summary")
