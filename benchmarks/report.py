@@ -101,6 +101,21 @@ def main() -> None:
                 + (f"{ms(loop)} | {loop / row['jaxdiff_s']:.0f}x |" if loop else "– | – |")
             )
         out += ["", "(torch is not a dependency: the suite skips this section without it. `pip install torch` to run it.)", ""]
+    if r.get("devices"):
+        out += [
+            "## Sharded over devices (`--devices`)",
+            "",
+            "| devices | Jacobian, MLP R^512 -> R^512 (rev) | batched JVP, 1024 tangents |",
+            "|---|---|---|",
+        ]
+        out += [f"| {row['devices']} | {ms(row['jacobian_s'])} | {ms(row['batched_jvp_s'])} |" for row in r["devices"]]
+        out += [
+            "",
+            f"CPU devices forced with `XLA_FLAGS=--xla_force_host_platform_device_count=N` on a {m['cpus']}-core machine "
+            "share those cores: this shows that sharding works and what it costs, not a speed-up. "
+            "On a machine with several GPUs each device is real; no GPU was lent to this work.",
+            "",
+        ]
     mem = r["memory"]
     keys = [k for k, v in mem.items() if isinstance(v, dict)]
     jac = mem[keys[0]]["jacobian_bytes"] / 2**20

@@ -400,6 +400,51 @@ def torch_comparison(min_time: float) -> dict[str, Any] | None:
     return out
 
 
+DEVICES_PROBE = """
+import json, os, statistics, sys, time
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count={n}"
+sys.path.insert(0, {root!r})
+import jax, jax.numpy as jnp
+from jaxdiff_cli import engine
+from jaxdiff_cli.distribute import make_mesh, replicate, shard_leading, _jacobian_plan
+mesh = make_mesh("all")
+key = jax.random.PRNGKey(0)
+ws = [jax.random.normal(jax.random.fold_in(key, i), (512, 512)) / 512**0.5 for i in range(3)]
+def f(x):
+    for w in ws[:-1]:
+        x = jnp.tanh(w @ x)
+    return ws[-1] @ x
+x = jax.random.normal(key, (512,))
+p = engine.Problem(fn=f, names=("x",), primals=(x,), argnums=(0,))
+V = jax.random.normal(key, (1024, 512))
+def timed(plan):
+    compiled, _ = engine.compile_plan(plan)
+    engine.call(compiled, plan)
+    ts = []
+    for _ in range(15):
+        t0 = time.perf_counter(); engine.call(compiled, plan); ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+jac = _jacobian_plan(p, replicate(p.primals, mesh), "rev", None, mesh)
+sharded, length = shard_leading((V,), mesh)
+jvp = engine.plan_jvp(p, sharded, length)
+jvp.args = (replicate(p.primals, mesh), sharded)
+print(json.dumps({{"devices": mesh.size, "jacobian_s": timed(jac), "batched_jvp_s": timed(jvp)}}))
+"""
+
+
+def devices_scaling() -> list[dict[str, Any]]:
+    """The same Jacobian (MLP R^512 -> R^512, rev) and batched JVP (1024 tangents) on 1, 2 and 4 devices."""
+    rows = []
+    for n in (1, 2, 4):
+        res = subprocess.run(
+            [str(BIN / "python"), "-c", DEVICES_PROBE.format(n=n, root=str(ROOT))], capture_output=True, text=True, check=True
+        )
+        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        r = rows[-1]
+        print(f"  {n} device(s): jacobian {r['jacobian_s'] * 1e3:8.2f} ms, batched jvp x1024 {r['batched_jvp_s'] * 1e3:8.2f} ms")
+    return rows
+
+
 # --------------------------------------------------------------------------- memory
 
 MEMORY_PROBE = """
@@ -483,6 +528,8 @@ def main() -> None:
     torch_rows = torch_comparison(min_time)
     if torch_rows is None:
         print("  torch is not installed: pip install torch to compare")
+    print(f"\nsharded over 1, 2 and 4 devices ({platform.machine()} CPU devices forced with XLA_FLAGS: {os.cpu_count()} cores)")
+    scaling = devices_scaling()
     print("\nthe model case: w.r.t. a parameter dict passed as jit arguments, layers h @ W.T")
     model = model_case(min_time)
     n, chunk = (1024, 64) if args.quick else (4096, 256)
@@ -505,6 +552,7 @@ def main() -> None:
                 "batched": batch,
                 "model": model,
                 "torch": torch_rows,
+                "devices": scaling,
                 "memory": mem,
             },
             indent=1,
