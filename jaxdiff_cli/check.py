@@ -26,6 +26,7 @@ import numpy as np
 from jaxdiff_cli import expect as expect_mod
 from jaxdiff_cli import fd
 from jaxdiff_cli.errors import JaxdiffError
+from jaxdiff_cli.pipeline import PRIMARY
 from jaxdiff_cli.spec import Spec
 
 FULL_COLUMNS = 64  # inputs up to this size are differenced column by column
@@ -33,16 +34,8 @@ DIRECTIONS = 6
 ERR_MULTIPLE = 10.0
 ROUNDING_MULTIPLE = 32.0
 DEFAULT_TOL = {"float32": (1e-4, 1e-6), "float64": (1e-7, 1e-12)}  # (rtol, atol) for AD vs FD
-# expect names -> the command that produces them
-PRODUCER = {
-    "value": "eval",
-    "jvp": "jvp",
-    "vjp": "vjp",
-    "grad": "grad",
-    "jacobian": "jacobian",
-    "hessian": "hessian",
-    "hvp": "hvp",
-}
+# expect names -> the command that produces them (each command's main result, read backwards)
+PRODUCER = {name: op for op, name in PRIMARY.items()}
 
 
 @dataclass(frozen=True)
@@ -175,15 +168,11 @@ def flatten_problem(problem: Any, dtype: str) -> Flat:
     import jax
     from jax.flatten_util import ravel_pytree
 
-    diff = problem.diff(problem.primals)
-    x, unravel = ravel_pytree(diff)
-    h = problem.of_diff(problem.primals)
+    from jaxdiff_cli.engine import flat_function, output_shape
 
-    def f(v: Any) -> Any:
-        return ravel_pytree(h(*unravel(v)))[0]
-
-    out = jax.eval_shape(f, x)
-    scalar = jax.tree.leaves(jax.eval_shape(lambda v: h(*unravel(v)), x))[0].shape == ()
+    f, x, n, m = flat_function(problem.of_diff(problem.primals), problem.diff(problem.primals))
+    out_leaves = jax.tree.leaves(output_shape(problem))
+    scalar = len(out_leaves) == 1 and out_leaves[0].shape == ()
     forward, note = True, ""
     try:
         # eval_shape does not reach custom_vjp's refusal of forward mode; lowering does.
@@ -195,8 +184,8 @@ def flatten_problem(problem: Any, dtype: str) -> Flat:
     return Flat(
         f=f,
         x=x,
-        n=int(x.size),
-        m=int(out.size),
+        n=n,
+        m=m,
         dtype=dtype,
         f64_batch=f64_batch,
         scalar=scalar,

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from jaxdiff_cli import __version__
-from jaxdiff_cli.errors import ExitCode, JaxdiffError, NonFiniteError
+from . import __version__
+from .errors import ExitCode, JaxdiffError, NonFiniteError
 
 app = typer.Typer(
     name="jaxdiff",
