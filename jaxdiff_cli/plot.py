@@ -103,9 +103,9 @@ def downsample(data: np.ndarray, max_rows: int, max_cols: int) -> tuple[np.ndarr
     return np.take_along_axis(blocks, pick[..., None], axis=2)[..., 0], fr, fc
 
 
-def _bounds(blocks: list[tuple[str, int]], factor: int) -> list[int]:
-    """Cell indices after which a block ends (in downsampled cells)."""
-    out, total = [], 0
+def _starts(blocks: list[tuple[str, int]], factor: int) -> list[int]:
+    """The (downsampled) cell where each block starts; each block ends where the next starts."""
+    out, total = [0], 0
     for _, size in blocks[:-1]:
         total += size
         out.append(math.ceil(total / factor))
@@ -121,18 +121,11 @@ def heatmap(m: Matrix, width: int = 100, max_rows: int = 40) -> Any:
     max_cols = max(4, (width - label_w - 2 - max(0, len(m.cols) - 1)) // 2)
     data, fr, fc = downsample(m.data, max_rows, max_cols)
     vmax = float(np.max(np.abs(m.data[np.isfinite(m.data)]), initial=0.0))
-    row_ends, col_ends = _bounds(m.rows, fr), _bounds(m.cols, fc)
-    row_starts = {0: m.rows[0][0]} if m.rows else {}
-    total = 0
-    for (_, size), (next_name, _) in zip(m.rows[:-1], m.rows[1:]):
-        total += size
-        row_starts[math.ceil(total / fr)] = next_name
+    row_starts, col_starts = _starts(m.rows, fr), _starts(m.cols, fc)
+    row_ends, col_ends = row_starts[1:], col_starts[1:]
+    row_labels = {cell: name for cell, (name, _) in zip(row_starts, m.rows)}
     lines: list[Any] = []
     # Column block names, each where its block starts (2 characters a cell, 1 per separator).
-    col_starts, total = [0], 0
-    for _, size in m.cols[:-1]:
-        total += size
-        col_starts.append(math.ceil(total / fc))
     header = [" "] * (2 * data.shape[1] + len(col_ends) + 16)
     for (name, _), j in zip(m.cols, col_starts):
         at = 2 * j + sum(1 for e in col_ends if 0 < e <= j)
@@ -142,7 +135,7 @@ def heatmap(m: Matrix, width: int = 100, max_rows: int = 40) -> Any:
     lines.append(Text(" " * label_w + "".join(header).rstrip(), style="bold"))
     sep = "─" * (2 * data.shape[1] + len(col_ends))
     for i in range(data.shape[0]):
-        label = row_starts.get(i, "")
+        label = row_labels.get(i, "")
         line = Text(f"{label[: label_w - 1]:<{label_w}}", style="bold")
         for j in range(data.shape[1]):
             if j in col_ends and j != 0:

@@ -35,9 +35,14 @@ def check_output_path(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path in the same folder, renamed over ``path`` if the block completes, removed if not.
+
+    For writers that need a file name (a memory-mapped .npy); ``atomic_open`` is the usual form.
+    """
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
     # mkstemp makes the file private (0600); give it the mode the old file had, else the umask's.
     try:
         perms = path.stat().st_mode & 0o7777
@@ -45,15 +50,21 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
         perms = 0o666 & ~umask()
     os.chmod(tmp, perms)
     try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """A file handle whose contents replace ``path`` atomically (fsynced first)."""
+    with atomic_path(path) as tmp, open(tmp, mode) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def umask() -> int:

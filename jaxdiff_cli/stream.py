@@ -10,8 +10,6 @@ folder and renamed when complete.
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +21,7 @@ import numpy as np
 
 from jaxdiff_cli import engine
 from jaxdiff_cli.errors import FunctionError, OutputError
-from jaxdiff_cli.save import umask
+from jaxdiff_cli.save import atomic_path
 
 MEMORY_SHARE = 0.5  # of the free memory, what a Jacobian and its working set may take
 
@@ -97,34 +95,24 @@ def jacobian_to_npy(
 
         raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=problem.where) from None
     compile_s = time.perf_counter() - t0
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
     t1 = time.perf_counter()
     starts = engine.block_starts(total, chunk)
     try:
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=x.dtype, shape=shape)
-        flat = mm.reshape(m, n)
-        for i, start in enumerate(starts):
-            part = np.asarray(block(jnp.int32(start)))
-            if mode == "fwd":
-                flat[:, start : start + chunk] = part
-            else:
-                flat[start : start + chunk, :] = part
-            if progress is not None:
-                progress(i + 1, len(starts))
-        mm.flush()
-        del mm, flat
-        os.chmod(tmp, 0o666 & ~umask())
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=x.dtype, shape=shape)
+            flat = mm.reshape(m, n)
+            for i, start in enumerate(starts):
+                part = np.asarray(block(jnp.int32(start)))
+                if mode == "fwd":
+                    flat[:, start : start + chunk] = part
+                else:
+                    flat[start : start + chunk, :] = part
+                if progress is not None:
+                    progress(i + 1, len(starts))
+            mm.flush()
+            del mm, flat
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"-o {path}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     run_s = time.perf_counter() - t1
     saved = np.load(path, mmap_mode="r")  # for display: only what is shown is read back
     name = problem.wrt[0] if len(problem.wrt) == 1 else "flat"

@@ -134,3 +134,14 @@ def test_baked_primals_give_the_same_numbers(cli: Any, command: str) -> None:
     assert baked.json()["info"]["baked_primals"] is True
     for name, value in plain.outputs().items():
         np.testing.assert_allclose(baked.outputs()[name], value, rtol=1e-12, atol=1e-14)
+
+
+def test_streamed_npy_replaces_a_file_keeping_its_permissions(cli: Any, tmp_path: Path) -> None:
+    out = tmp_path / "jac.npy"
+    np.save(out, np.zeros(1))
+    out.chmod(0o640)
+    ran = cli("jacobian", "-f", FN, "-p", "x={linspace: [0.1, 1.0, 9]}", "--chunk-size", "4", "-o", out, "-q")
+    assert ran.exit_code == 0, ran.stderr
+    assert out.stat().st_mode & 0o777 == 0o640
+    assert np.load(out).shape == (9, 9)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jac.npy"]

@@ -224,3 +224,13 @@ def test_devices(cli: Any) -> None:
 def test_float64_turns_on_x64(cli: Any) -> None:
     ran = cli("eval", "-f", "x / 3", "-p", "x=1", "--dtype", "float64", "--json")
     assert ran.json()["outputs"]["value"] == {"shape": [], "dtype": "float64", "data": 1 / 3}
+
+
+def test_float32_precision_warning_reaches_the_user(cli: Any) -> None:
+    ran = cli("eval", "-f", "x * 1e34", "-p", "x=[1.0, 2.0]", "--json")
+    assert ran.exit_code == 0
+    assert ran.json()["warnings"] == [
+        "float32 may lose the answer: value reaches 2e+34, near float32's largest value 3.4e+38 (try dtype: float64)"
+    ]
+    assert "warning: float32 may lose the answer" in ran.stderr
+    assert cli("eval", "-f", "x * 1e34", "-p", "x=[1.0, 2.0]", "--dtype", "float64", "--json").json()["warnings"] == []
