@@ -24,6 +24,7 @@ from jaxdiff_cli.spec import join, suggest, where
 
 # Constructor name -> the other keys it accepts.
 CONSTRUCTORS: dict[str, frozenset[str]] = {
+    "value": frozenset({"dtype"}),
     "random": frozenset({"shape", "seed", "split", "partitionable", "low", "high", "dtype"}),
     "zeros": frozenset({"dtype"}),
     "ones": frozenset({"dtype"}),
@@ -62,29 +63,56 @@ def is_constructor(raw: Any) -> bool:
     return isinstance(raw, dict) and any(k in CONSTRUCTORS for k in raw)
 
 
-def build_value(raw: Any, ctx: Context, keypath: str) -> Any:
-    """A primal value: an array, or a pytree (dict / list) of arrays."""
+def build_value(raw: Any, ctx: Context, keypath: str, *, integers: bool = False) -> Any:
+    """A primal value: an array, or a pytree (dict / list) of arrays.
+
+    ``integers``: whole-number literals keep an integer dtype (an argument that is not
+    differentiated: an index, a count); otherwise numbers are read as the spec's float dtype.
+    """
     if is_constructor(raw):
         return construct(raw, ctx, keypath)
     if isinstance(raw, dict):
         if not raw:
             raise ctx.error(keypath, "empty mapping: a pytree needs at least one leaf")
-        return {str(k): build_value(v, ctx, join(keypath, k)) for k, v in raw.items()}
+        return {str(k): build_value(v, ctx, join(keypath, k), integers=integers) for k, v in raw.items()}
     if isinstance(raw, list) and any(isinstance(v, dict) for v in raw):
-        return [build_value(v, ctx, join(keypath, i)) for i, v in enumerate(raw)]
-    return to_array(raw, ctx, keypath)
+        return [build_value(v, ctx, join(keypath, i), integers=integers) for i, v in enumerate(raw)]
+    return to_array(raw, ctx, keypath, integers=integers)
 
 
-def to_array(raw: Any, ctx: Context, keypath: str) -> np.ndarray:
-    """A number or a rectangular nested list -> an array of the spec dtype (or bool)."""
+def default_int(ctx: Context) -> str:
+    """JAX's integer dtype for the run: int64 only with x64 (float64 specs)."""
+    return "int64" if ctx.dtype == "float64" else "int32"
+
+
+def to_array(raw: Any, ctx: Context, keypath: str, *, integers: bool = False) -> np.ndarray:
+    """A number or a rectangular nested list -> an array of the spec dtype (or bool, or whole numbers
+    as the run's integer dtype when ``integers``)."""
     flat: list[Any] = []
     shape = _walk(raw, ctx, keypath, flat)
     if flat and all(isinstance(v, bool) for v in flat):
         return np.array(flat, dtype=bool).reshape(shape)
     if any(isinstance(v, bool) for v in flat):
         raise ctx.error(keypath, "mixes true/false with numbers")
-    values = np.array(flat, dtype=np.float64).reshape(shape)
+    if integers and flat and all(type(v) is int for v in flat):
+        return cast_int(np.array(flat, dtype=object).reshape(shape), default_int(ctx), ctx, keypath)
+    values = np.array([float(v) for v in flat], dtype=np.float64).reshape(shape)
     return cast_float(values, ctx, keypath)
+
+
+def cast_int(values: np.ndarray, dtype: str, ctx: Context, keypath: str) -> np.ndarray:
+    """Whole numbers as ``dtype``, refusing any that it cannot hold."""
+    info = np.iinfo(dtype)
+    flat = values.ravel()
+    for i, v in enumerate(flat):
+        if not info.min <= int(v) <= info.max:
+            idx = np.unravel_index(i, values.shape) if values.ndim else ()
+            raise ctx.error(
+                keypath + "".join(f"[{int(k)}]" for k in idx),
+                f"{int(v)} does not fit {dtype}",
+                hint="set dtype: float64 for 64-bit integers" if dtype == "int32" else None,
+            )
+    return values.astype(dtype)
 
 
 def cast_float(values: np.ndarray, ctx: Context, keypath: str) -> np.ndarray:
@@ -113,21 +141,25 @@ def _walk(raw: Any, ctx: Context, keypath: str, flat: list[Any]) -> tuple[int, .
                 raise ctx.error(
                     join(keypath, i),
                     f"ragged nested list: item has shape {shape_str(s)} but item 0 has {shape_str(shapes[0])}",
-                    hint="arrays must be rectangular; use a mapping for a pytree of arrays",
+                    hint="arrays must be rectangular; a list of arrays is written [{value: [...]}, {value: [...]}]",
                 )
         return (len(raw), *shapes[0])
     flat.append(_scalar(raw, ctx, keypath))
     return ()
 
 
-def _scalar(raw: Any, ctx: Context, keypath: str) -> float | bool:
+def _scalar(raw: Any, ctx: Context, keypath: str) -> float | int | bool:
+    """A number as written: bool, int (a whole-number literal) or float."""
     if isinstance(raw, bool):
         return raw
-    if isinstance(raw, (int, float)):
+    if isinstance(raw, int):
         try:
-            return float(raw)
+            float(raw)
         except OverflowError:  # a Python int beyond float64
             raise ctx.error(keypath, "integer overflows float64") from None
+        return raw
+    if isinstance(raw, float):
+        return raw
     if isinstance(raw, str):
         text = raw.strip().lower()
         if text in _NONFINITE:
@@ -168,6 +200,7 @@ def construct(raw: dict[str, Any], ctx: Context, keypath: str) -> Any:
     if dtype not in VALUE_DTYPES:
         raise ctx.error(join(keypath, "dtype"), f"unknown dtype {dtype!r}", hint=", ".join(VALUE_DTYPES))
     builders: dict[str, Callable[[dict[str, Any], Context, str, str], Any]] = {
+        "value": _value,
         "random": _random,
         "zeros": _filled,
         "ones": _filled,
@@ -200,6 +233,28 @@ def _number(raw: Any, ctx: Context, keypath: str) -> float:
     if isinstance(value, bool) or not math.isfinite(value):
         raise ctx.error(keypath, f"expected a finite number, got {raw!r}")
     return float(value)
+
+
+def _value(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.ndarray:
+    """``{value: 1, dtype: int32}``: a literal with an explicit dtype."""
+    path = join(keypath, "value")
+    inner = raw["value"]
+    if isinstance(inner, dict):
+        raise ctx.error(path, "a number or a nested list of numbers")
+    if np.dtype(dtype).kind == "b":
+        arr = to_array(inner, ctx, path)
+        if arr.dtype != bool:
+            raise ctx.error(path, "dtype bool takes true/false values")
+        return arr
+    if np.dtype(dtype).kind in "iu":
+        arr = to_array(inner, ctx, path, integers=True)
+        if arr.dtype.kind not in "iu":
+            raise ctx.error(path, f"dtype {dtype} takes whole numbers")
+        return cast_int(arr.astype(object), dtype, ctx, path)
+    arr = to_array(inner, Context("float64", ctx.base_dir, ctx.source), path)
+    if arr.dtype == bool:
+        raise ctx.error(path, f"dtype {dtype} takes numbers, not true/false")
+    return cast_float(arr, Context(dtype, ctx.base_dir, ctx.source), path)
 
 
 def _random(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.ndarray:

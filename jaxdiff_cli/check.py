@@ -35,7 +35,7 @@ ERR_MULTIPLE = 10.0
 ROUNDING_MULTIPLE = 32.0
 DEFAULT_TOL = {"float32": (1e-4, 1e-6), "float64": (1e-7, 1e-12)}  # (rtol, atol) for AD vs FD
 # expect names -> the command that produces them (each command's main result, read backwards)
-PRODUCER = {name: op for op, name in PRIMARY.items()}
+PRODUCER = {name: op for op, name in PRIMARY.items()} | {"aux": "eval"}  # has_aux data comes with any op
 
 
 @dataclass(frozen=True)
@@ -151,13 +151,20 @@ def check_expectations(prep: Any, report: Report) -> None:
 
 @dataclass
 class Flat:
-    """f as a function of one flat vector: in the spec's dtype and in float64."""
+    """What the checks need to know of f at the spec's point, with the flat views that FD works on.
 
-    f: Callable[[Any], Any]
-    x: Any
+    AD values are taken from the engine's own operations (the same plans, pytree layout and names
+    the user gets) and flattened here; the references are float64 finite differences of f as a
+    function of one flat vector, which shares nothing with the engine but f itself.
+    """
+
+    problem: Any
+    x: Any  # the differentiated arguments raveled, in the spec's dtype
     n: int
     m: int
     dtype: str
+    unravel_in: Callable[[Any], Any]
+    unravel_out: Callable[[Any], Any]
     f64_batch: Callable[[Any], Any]
     scalar: bool
     forward: bool  # forward mode available (not for custom_vjp functions)
@@ -166,40 +173,86 @@ class Flat:
 
 def flatten_problem(problem: Any, dtype: str) -> Flat:
     import jax
+    import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
-    from jaxdiff_cli.engine import flat_function, output_shape
+    from jaxdiff_cli.engine import output_shape
 
-    f, x, n, m = flat_function(problem.of_diff(problem.primals), problem.diff(problem.primals))
-    out_leaves = jax.tree.leaves(output_shape(problem))
+    diff = problem.diff(problem.primals)
+    x, unravel_in = ravel_pytree(diff)
+    out_struct = output_shape(problem)
+    out_leaves = jax.tree.leaves(out_struct)
+    _, unravel_out = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_struct))
     scalar = len(out_leaves) == 1 and out_leaves[0].shape == ()
     forward, note = True, ""
     try:
         # eval_shape does not reach custom_vjp's refusal of forward mode; lowering does.
-        jax.jit(lambda v: jax.jvp(f, (v,), (v,))).lower(x)
+        h = problem.of_diff(problem.primals)
+        jax.jit(lambda d: jax.jvp(h, d, d)).lower(diff)
     except TypeError as exc:  # custom_vjp functions have no forward mode
         forward, note = False, f"forward mode not available ({str(exc).splitlines()[0][:80]})"
-
-    f64_batch = _float64_batch(problem, lambda y: ravel_pytree(y)[0])
     return Flat(
-        f=f,
+        problem=problem,
         x=x,
-        n=n,
-        m=m,
+        n=int(x.size),
+        m=sum(int(np.prod(leaf.shape)) for leaf in out_leaves),
         dtype=dtype,
-        f64_batch=f64_batch,
+        unravel_in=unravel_in,
+        unravel_out=unravel_out,
+        f64_batch=_float64_batch(problem, lambda y: ravel_pytree(y)[0]),
         scalar=scalar,
         forward=forward,
         forward_note=note,
     )
 
 
-def check_derivatives(prep: Any, report: Report, settings: Settings) -> None:
+def _rows(tree: Any) -> np.ndarray:
+    """A batched pytree (every leaf with a leading batch axis) as (batch, flat) rows, in leaf order."""
+    import jax
+
+    leaves = jax.tree.leaves(tree)
+    return np.concatenate([np.asarray(leaf, np.float64).reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
+
+
+def _batch_in(flat: Flat, vectors: np.ndarray) -> tuple[Any, ...]:
+    """Flat (k, n) vectors as a batch of tangents shaped like the differentiated arguments."""
     import jax
     import jax.numpy as jnp
 
+    return tuple(jax.vmap(flat.unravel_in)(jnp.asarray(vectors, flat.x.dtype)))
+
+
+def _engine_jvp(flat: Flat, vectors: np.ndarray) -> np.ndarray:
+    """J v for each row v, by the engine's jvp operation (batched): (k, m)."""
+    from jaxdiff_cli import engine
+
+    result = engine.execute(engine.plan_jvp(flat.problem, _batch_in(flat, vectors), len(vectors)))
+    return _rows(result.outputs["jvp"])
+
+
+def _engine_vjp(flat: Flat, covectors: np.ndarray) -> np.ndarray:
+    """Jᵀ u for each row u, by the engine's vjp operation (batched): (k, n)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdiff_cli import engine
+
+    cot = jax.vmap(flat.unravel_out)(jnp.asarray(covectors, flat.x.dtype))
+    result = engine.execute(engine.plan_vjp(flat.problem, cot, len(covectors)))
+    return _rows(tuple(result.outputs["vjp"][a] for a in flat.problem.wrt))
+
+
+def _diff_struct(problem: Any) -> tuple[Any, ...]:
+    return tuple(problem.diff(problem.primals))
+
+
+def check_derivatives(prep: Any, report: Report, settings: Settings) -> None:
+    from jaxdiff_cli import engine
+    from jaxdiff_cli.plot import jacobian_matrix
+
     spec: Spec = prep.spec
-    flat = flatten_problem(prep.problem, spec.dtype)
+    problem = prep.problem
+    flat = flatten_problem(problem, spec.dtype)
     rtol0, atol0 = DEFAULT_TOL[spec.dtype]
     tol = (settings.rtol if settings.rtol is not None else rtol0, settings.atol if settings.atol is not None else atol0)
     rng = np.random.default_rng(settings.seed)
@@ -208,10 +261,11 @@ def check_derivatives(prep: Any, report: Report, settings: Settings) -> None:
 
     if flat.n <= FULL_COLUMNS:
         ref = fd.jacobian(flat.f64_batch, x64)
-        modes = [("fwd", jax.jacfwd)] if flat.forward else []
-        modes.append(("rev", jax.jacrev))
-        for mode, jac in modes:
-            ad = np.asarray(jax.jit(jac(flat.f))(flat.x))
+        out_struct = engine.output_shape(problem)
+        for mode in ("fwd", "rev") if flat.forward else ("rev",):
+            result = engine.execute(engine.plan_jacobian(problem, mode))
+            # The user's layout (one block per argument and leaf) assembled back into one matrix.
+            ad = jacobian_matrix(result.outputs["jacobian"], out_struct, _diff_struct(problem), problem.wrt).data
             ad_results.append((f"jacobian ({mode})", ad))
             report.findings.append(
                 compare_arrays(f"jacobian {mode} vs FD", "jacobian", ad, ref.value, ref.error, spec.dtype, tol)
@@ -219,16 +273,14 @@ def check_derivatives(prep: Any, report: Report, settings: Settings) -> None:
     else:
         dirs = rng.standard_normal((DIRECTIONS, flat.n))
         ref = fd.directional(flat.f64_batch, x64, dirs)  # (k, m)
-        v = jnp.asarray(dirs, flat.x.dtype)
         if flat.forward:
-            jv = np.asarray(jax.jit(jax.vmap(lambda d: jax.jvp(flat.f, (flat.x,), (d,))[1]))(v))
+            jv = _engine_jvp(flat, dirs)
             ad_results.append(("jvp", jv))
             report.findings.append(
                 compare_arrays(f"jvp vs FD ({DIRECTIONS} random directions)", "jvp", jv, ref.value, ref.error, spec.dtype, tol)
             )
         u = rng.standard_normal((DIRECTIONS, flat.m))
-        _, pull = jax.vjp(flat.f, flat.x)
-        jtu = np.asarray(jax.jit(jax.vmap(lambda c: pull(c)[0]))(jnp.asarray(u, flat.x.dtype)), dtype=np.float64)
+        jtu = _engine_vjp(flat, u)
         ad_results.append(("vjp", jtu))
         ad_scalar = np.einsum("kn,kn->k", jtu, dirs)  # (Jᵀu)·v
         ref_scalar = np.einsum("km,km->k", u, ref.value)  # u·(J v)
@@ -243,20 +295,19 @@ def check_derivatives(prep: Any, report: Report, settings: Settings) -> None:
         report.findings.append(Finding("adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩", True, flat.forward_note, skipped=True))
     if flat.scalar:
         report.findings.extend(_hvp_checks(prep, flat, rng, tol))
+        if flat.n <= FULL_COLUMNS and flat.forward:
+            finding, hess = _hessian_check(prep, flat, tol)
+            report.findings.append(finding)
+            ad_results.append(("hessian", hess))
     report.findings.append(_finite(ad_results))
 
 
 def _adjoint(flat: Flat, rng: np.random.Generator, tol: tuple[float, float]) -> Finding:
-    import jax
-    import jax.numpy as jnp
-
     k = 4
-    u = jnp.asarray(rng.standard_normal((k, flat.m)), flat.x.dtype)
-    v = jnp.asarray(rng.standard_normal((k, flat.n)), flat.x.dtype)
-    jv = np.asarray(jax.jit(jax.vmap(lambda d: jax.jvp(flat.f, (flat.x,), (d,))[1]))(v), np.float64)
-    _, pull = jax.vjp(flat.f, flat.x)
-    jtu = np.asarray(jax.jit(jax.vmap(lambda c: pull(c)[0]))(u), np.float64)
-    u64, v64 = np.asarray(u, np.float64), np.asarray(v, np.float64)
+    u64 = np.asarray(np.asarray(rng.standard_normal((k, flat.m)), flat.dtype), np.float64)
+    v64 = np.asarray(np.asarray(rng.standard_normal((k, flat.n)), flat.dtype), np.float64)
+    jv = _engine_jvp(flat, v64)
+    jtu = _engine_vjp(flat, u64)
     lhs = np.einsum("km,km->k", u64, jv)
     rhs = np.einsum("kn,kn->k", jtu, v64)
     # The sums' own rounding scales with the sum of absolute products, not with the result.
@@ -267,23 +318,15 @@ def _adjoint(flat: Flat, rng: np.random.Generator, tol: tuple[float, float]) -> 
 
 
 def _hvp_checks(prep: Any, flat: Flat, rng: np.random.Generator, tol: tuple[float, float]) -> list[Finding]:
-    import jax
-    import jax.numpy as jnp
+    from jaxdiff_cli import engine
 
     k = 2
-    v = jnp.asarray(rng.standard_normal((k, flat.n)), flat.x.dtype)
-
-    def s(x: Any) -> Any:
-        return flat.f(x)[0]
-
-    modes: dict[str, Callable[[Any], Any]] = {
-        "fwd-rev": lambda d: jax.jvp(jax.grad(s), (flat.x,), (d,))[1],
-        "rev-fwd": lambda d: jax.grad(lambda x: jax.jvp(s, (x,), (d,))[1])(flat.x),
-        "rev-rev": lambda d: jax.grad(lambda x: jnp.vdot(jax.grad(s)(x), d))(flat.x),
-    }
-    if not flat.forward:
-        modes = {"rev-rev": modes["rev-rev"]}
-    out = {name: np.asarray(jax.jit(jax.vmap(g))(v), np.float64) for name, g in modes.items()}
+    v = np.asarray(np.asarray(rng.standard_normal((k, flat.n)), flat.dtype), np.float64)
+    modes = engine.HVP_MODES if flat.forward else ("rev-rev",)
+    out = {}
+    for mode in modes:
+        result = engine.execute(engine.plan_hvp(flat.problem, _batch_in(flat, v), mode, k))
+        out[mode] = _rows(tuple(result.outputs["hvp"][a] for a in flat.problem.wrt))
     findings = []
     base_name = next(iter(out))
     base = out[base_name]
@@ -291,11 +334,21 @@ def _hvp_checks(prep: Any, flat: Flat, rng: np.random.Generator, tol: tuple[floa
         if name != base_name:
             findings.append(compare_arrays(f"hvp {name} vs {base_name}", "hvp", hv, base, np.zeros(()), flat.dtype, tol))
     # Differences of the float64 gradient along v are a reference for H v that no HVP mode shares.
-    ref = fd.directional(
-        _float64_batch(prep.problem, lambda y: y, grad=True), np.asarray(flat.x, np.float64), np.asarray(v, np.float64)
-    )
+    ref = fd.directional(_float64_batch(prep.problem, lambda y: y, grad=True), np.asarray(flat.x, np.float64), v)
     findings.append(compare_arrays(f"hvp {base_name} vs FD of the gradient", "hvp", base, ref.value, ref.error, flat.dtype, tol))
     return findings
+
+
+def _hessian_check(prep: Any, flat: Flat, tol: tuple[float, float]) -> tuple[Finding, np.ndarray]:
+    """The engine's Hessian, in the user's layout assembled into one matrix, against FD of the gradient."""
+    from jaxdiff_cli import engine
+    from jaxdiff_cli.plot import hessian_matrix
+
+    problem = prep.problem
+    result = engine.execute(engine.plan_hessian(problem))
+    ad = hessian_matrix(result.outputs["hessian"], _diff_struct(problem), problem.wrt).data
+    ref = fd.jacobian(_float64_batch(problem, lambda y: y, grad=True), np.asarray(flat.x, np.float64))
+    return compare_arrays("hessian vs FD of the gradient", "hessian", ad, ref.value, ref.error, flat.dtype, tol), ad
 
 
 def _float64_batch(problem: Any, post: Callable[[Any], Any], grad: bool = False) -> Callable[[Any], Any]:
@@ -324,15 +377,13 @@ def _float64_batch(problem: Any, post: Callable[[Any], Any], grad: bool = False)
 
 
 def _finite(results: list[tuple[str, Any]]) -> Finding:
-    for name, arr in results:
-        a = np.asarray(arr)
-        bad = np.argwhere(~np.isfinite(a))
-        if bad.size:
-            idx = tuple(int(i) for i in bad[0])
-            return Finding(
-                "finite", False, f"{name} is {a[idx]} at {list(idx)}", Worst(name, idx, float(a[idx]), math.nan, 0.0, 0.0)
-            )
-    return Finding("finite", True, "all results finite")
+    from jaxdiff_cli.numerics import first_nonfinite
+
+    bad = first_nonfinite(dict(results))
+    if bad is None:
+        return Finding("finite", True, "all results finite")
+    name, idx, value = bad
+    return Finding("finite", False, f"{name} is {value} at {list(idx)}", Worst(name, idx, value, math.nan, 0.0, 0.0))
 
 
 # --------------------------------------------------------------------------- one spec
@@ -393,6 +444,10 @@ def check_spec(spec: Spec, settings: Settings) -> Report:
             report.updated = update_spec(Path(spec.path), report.results, environment(prep), spec.expect)
     except JaxdiffError as exc:
         report.error = exc
+    except Exception as exc:  # the user's function raised where no call wraps it; the other specs still run
+        from jaxdiff_cli.functions import blame
+
+        report.error = blame(exc, where=spec.where("function"))
     return report
 
 

@@ -132,6 +132,13 @@ ProcessIdOpt = Annotated[
     int | None,
     typer.Option("--process-id", envvar="JAX_PROCESS_ID", min=0, help="This process (0 prints and writes).", show_default=False),
 ]
+HasAuxOpt = Annotated[
+    bool,
+    typer.Option(
+        "--has-aux",
+        help="The function returns (output, auxiliary data): differentiate the output, report the data as 'aux' (JAX's has_aux).",
+    ),
+]
 BakeOpt = Annotated[
     bool,
     typer.Option(
@@ -165,6 +172,7 @@ class Common:
     coordinator: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
+    has_aux: bool = False
 
     def cluster(self) -> Any:
         """The distribute.Cluster to join, from --coordinator and friends (or JAX_* variables)."""
@@ -232,10 +240,9 @@ def _guarded(debug: bool, body: Any) -> None:
     except Exception as exc:  # never a traceback without --debug
         if debug:
             raise
-        _stderr_console().print(
-            f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", markup=False, soft_wrap=True
-        )
-        raise typer.Exit(int(ExitCode.FUNCTION)) from None
+        from jaxdiff_cli.functions import blame
+
+        _fail(blame(exc), debug)
 
 
 def _chunk(text: str | None) -> int | str | None:
@@ -301,6 +308,7 @@ def _compute(
         cotangent=c.cotangent,
         dtype=c.dtype,
         device=c.device,
+        has_aux=c.has_aux,
     )
     if c.spec is None and c.fn is None:
         from jaxdiff_cli.errors import UsageError
@@ -323,15 +331,19 @@ def _compute(
         with _cluster_quiet(cluster), progress(f"compiling and running {command} on {prep.runtime.device_name}"):
             result = pipeline.run_operation(prep, command, options)
 
-    from jaxdiff_cli.numerics import first_nonfinite, precision_warnings
+    from jaxdiff_cli.numerics import nonfinite_note, precision_warnings
     from jaxdiff_cli.runtime import versions
 
     timing = {"compile_s": result.timing.compile_s, "run_s": result.timing.run_s}
+    npy = None
+    if c.output is not None and c.output.suffix.lower() == ".npy":
+        npy = pipeline.primary_array(prep, command, result)
+        if npy[1]:
+            result.info["npy_layout"] = npy[1]
     warnings = [
         f"float32 may lose the answer: {w} (try dtype: float64)" for w in precision_warnings({**prep.inputs, **result.outputs})
     ]
-    bad = first_nonfinite(result.outputs)
-    nonfinite = None if bad is None else f"{bad[0]}{list(bad[1]) if bad[1] else ''} is {bad[2]} (the first non-finite entry)"
+    nonfinite = nonfinite_note(result.outputs, result.value)
     pictures = pictures.merged(spec.plot) if pictures is not None else None
     drawn = _draw(command, result, prep, pictures) if pictures is not None and pictures.any else None
     doc: dict[str, Any] = {}
@@ -345,7 +357,7 @@ def _compute(
             dtype=spec.dtype,
             inputs=prep.inputs,
             outputs=result.outputs,
-            info={"wrt": list(spec.wrt), **result.info},
+            info={"wrt": list(prep.problem.wrt), **result.info},
             timing=timing,
             versions=versions(),
         )
@@ -359,15 +371,16 @@ def _compute(
         return
     # Results are shown and saved before any exit 5: nothing computed is lost.
     if c.output is not None:
-        suffix = c.output.suffix.lower()
-        tree = result.outputs if suffix != ".npy" else {pipeline.PRIMARY[command]: result.outputs[pipeline.PRIMARY[command]]}
-        save.save(c.output, dict(render.named_leaves(tree)), doc)
+        if npy is not None:
+            save.save(c.output, {pipeline.PRIMARY[command]: npy[0]}, doc)
+        else:
+            save.save(c.output, dict(render.named_leaves(result.outputs)), doc)
     if c.json_:
         sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
     elif not c.quiet:
         fn_text = " ".join(spec.function.split())
         fn_text = fn_text if len(fn_text) <= 80 else fn_text[:77] + "..."
-        _print_result(f"{command} of {fn_text}  (wrt {', '.join(spec.wrt)})", result, prep, saved=c.output)
+        _print_result(f"{command} of {fn_text}  (wrt {', '.join(prep.problem.wrt)})", result, prep, saved=c.output)
     if drawn is not None and pictures is not None and not c.quiet:
         _show_drawing(drawn, pictures, c)
     if not c.quiet:
@@ -482,6 +495,7 @@ def eval_(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    has_aux: HasAuxOpt = False,
 ) -> None:
     """Evaluate f at the primals.
 
@@ -506,6 +520,7 @@ def jvp(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    has_aux: HasAuxOpt = False,
     devices: DevicesOpt = None,
     coordinator: CoordinatorOpt = None,
     num_processes: ProcessesOpt = None,
@@ -537,6 +552,7 @@ def vjp(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    has_aux: HasAuxOpt = False,
     devices: DevicesOpt = None,
     coordinator: CoordinatorOpt = None,
     num_processes: ProcessesOpt = None,
@@ -567,6 +583,7 @@ def grad(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    has_aux: HasAuxOpt = False,
 ) -> None:
     """Gradient ∇f(x) of a scalar-valued f, per differentiated argument.
 
@@ -608,6 +625,7 @@ def jacobian(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    has_aux: HasAuxOpt = False,
     plot: PlotOpt = False,
     plot_file: PlotFileOpt = None,
     spy: SpyOpt = False,
@@ -640,6 +658,7 @@ def hessian(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    has_aux: HasAuxOpt = False,
     plot: PlotOpt = False,
     plot_file: PlotFileOpt = None,
     spy: SpyOpt = False,
@@ -676,6 +695,7 @@ def hvp(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    has_aux: HasAuxOpt = False,
     devices: DevicesOpt = None,
     coordinator: CoordinatorOpt = None,
     num_processes: ProcessesOpt = None,
@@ -787,7 +807,7 @@ def run(
 
 def _run_cases(spec_path: str, c: Common) -> None:
     from jaxdiff_cli import pipeline, render, save
-    from jaxdiff_cli.numerics import first_nonfinite
+    from jaxdiff_cli.numerics import nonfinite_note
     from jaxdiff_cli.runtime import versions
     from jaxdiff_cli.spec import Overrides, load_cases
 
@@ -811,24 +831,25 @@ def _run_cases(spec_path: str, c: Common) -> None:
                 prep = pipeline.prepare(case.spec, use_cache=not c.no_cache, cluster=c.cluster(), device=device)
                 item["device"] = prep.runtime.device_name
                 for step in case.steps:
-                    advance(f"{case.name}: {step.op}")
+                    advance(f"{case.name}: {step.label}")
                     result = pipeline.run_operation(
                         prep, step.op, pipeline.Options(mode=step.mode, chunk_size=step.chunk_size, bake=c.bake_primals)
                     )
                     item["results"].append(
                         {
                             "op": step.op,
+                            "name": step.label,
                             "info": {k: v for k, v in result.info.items() if v is not None},
                             "outputs": {n: render.array_json(a) for n, a in render.named_leaves(result.outputs)},
                             "timing": {"compile_s": round(result.timing.compile_s, 6), "run_s": round(result.timing.run_s, 6)},
                         }
                     )
-                    arrays.update({f"{case.name}/{step.op}/{n}": a for n, a in render.named_leaves(result.outputs)})
-                    bad = first_nonfinite(result.outputs)
-                    if bad is not None and bad_finite is None:
-                        bad_finite = f"{case.name}: {step.op}: {bad[0]}{list(bad[1])} is {bad[2]}"
+                    arrays.update({f"{case.name}/{step.label}/{n}": a for n, a in render.named_leaves(result.outputs)})
+                    note = nonfinite_note(result.outputs, result.value)
+                    if note is not None and bad_finite is None:
+                        bad_finite = f"{case.name}: {step.label}: {note}"
                     if not c.json_ and not c.quiet:
-                        _print_result(f"{case.name}: {step.op}", result, prep)
+                        _print_result(f"{case.name}: {step.label}", result, prep)
             except JaxdiffError as exc:
                 item["error"] = {"exit_code": int(exc.exit_code), "message": exc.render()}
                 first_error = first_error or exc
@@ -917,6 +938,7 @@ def bench(
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
     bake_primals: BakeOpt = False,
+    has_aux: HasAuxOpt = False,
 ) -> None:
     """Time an operation in each of its modes: compile time, steady-state time, working memory.
 
@@ -942,7 +964,7 @@ def _bench(c: Common, op: str, chunk_size: int | None, min_time: float) -> None:
         raise UsageError("give a SPEC file, or --fn and --primal", hint="see jaxdiff bench --help")
     overrides = Overrides(
         function=c.fn, primals=tuple(c.primal or ()), wrt=tuple(c.wrt or ()), tangents=tuple(c.tangent or ()),
-        cotangent=c.cotangent, dtype=c.dtype, device=c.device,
+        cotangent=c.cotangent, dtype=c.dtype, device=c.device, has_aux=c.has_aux,
     )  # fmt: skip
     spec = load_spec(c.spec, overrides)
     progress = _progress(c)

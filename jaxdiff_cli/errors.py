@@ -17,6 +17,7 @@ class ExitCode(enum.IntEnum):
     BAD_INPUT = 3
     FUNCTION = 4
     NON_FINITE = 5
+    INTERNAL = 70  # a bug of jaxdiff itself (sysexits' EX_SOFTWARE), never blamed on the user's function
     INTERRUPTED = 130
 
 
@@ -72,3 +73,9 @@ class NonFiniteError(JaxdiffError):
     """A NaN or Inf in a result where finiteness was asked for."""
 
     exit_code = ExitCode.NON_FINITE
+
+
+class InternalError(JaxdiffError):
+    """An error of jaxdiff itself: a bug to report, not a problem with the user's input or function."""
+
+    exit_code = ExitCode.INTERNAL

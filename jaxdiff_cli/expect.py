@@ -70,7 +70,8 @@ def parse(expect: Mapping[str, Any], ctx: Context) -> list[Expectation]:
         if name in ("rtol", "atol", "recorded"):
             continue
         kp = join("expect", name)
-        entry = raw if isinstance(raw, dict) and "value" in raw and not is_constructor(raw) else {"value": raw}
+        # {value: ..., index/einsum/rtol/atol: ...} is an entry; {value: ..., dtype: ...} a value.
+        entry = raw if isinstance(raw, dict) and "value" in raw and set(raw) <= _ENTRY_KEYS else {"value": raw}
         extra = set(entry) - _ENTRY_KEYS
         if extra:
             raise ctx.error(join(kp, sorted(extra)[0]), "unknown key", hint=f"an entry takes {', '.join(sorted(_ENTRY_KEYS))}")

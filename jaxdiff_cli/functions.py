@@ -14,6 +14,7 @@ import ast
 import contextlib
 import importlib
 import importlib.util
+import inspect
 import re
 import sys
 import traceback
@@ -23,7 +24,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from jaxdiff_cli.errors import FunctionError
+from jaxdiff_cli.errors import FunctionError, InternalError, JaxdiffError
+
+EXPRESSION_FILE = "<jaxdiff expression>"  # the file name of compiled expressions in tracebacks
+# Folders of the user's modules and files loaded this run: a traceback through them is the user's.
+_USER_ROOTS: set[str] = set()
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent)
 
 # Names an expression may use besides its own arguments. The math names map onto jax.numpy.
 MATH_NAMES = (
@@ -63,12 +69,42 @@ MAX_RANGE = 100_000
 
 
 @dataclass(frozen=True)
+class Params:
+    """The parameters a function takes, by name: what primals can bind to."""
+
+    names: tuple[str, ...]  # named parameters in declaration order (positional first, then keyword-only)
+    required: frozenset[str]  # those without a default
+    positional_only: tuple[str, ...] = ()  # must be passed by position (``def f(x, /)``)
+    keyword_only: tuple[str, ...] = ()  # after ``*``: argnums does not count them
+    var_keyword: bool = False  # ``**kwargs``: primals that are not parameters go there
+
+    @property
+    def positional(self) -> tuple[str, ...]:
+        """The parameters that argnums counts (JAX's positions)."""
+        return self.names[: len(self.names) - len(self.keyword_only)]
+
+
+@dataclass(frozen=True)
 class LoadedFunction:
     """A callable with what the engine and the output need to know about it."""
 
     fn: Callable[..., Any]
     source: str  # the text the user gave
     kind: str  # "lambda" | "expression" | "module" | "file"
+    params: Params
+
+    def bind(self, order: Sequence[str]) -> Callable[..., Any]:
+        """A function of the primals as positional arguments in ``order`` that passes each one to the
+        parameter of the same name (by keyword; positional-only parameters by position)."""
+        fn, posonly = self.fn, len(self.params.positional_only)
+        names = tuple(order)
+        if list(names[:posonly]) != list(self.params.positional_only):
+            raise FunctionError("positional-only parameters must all be given, in order", where="function")
+
+        def bound(*args: Any) -> Any:
+            return fn(*args[:posonly], **dict(zip(names[posonly:], args[posonly:])))
+
+        return bound
 
 
 _FILE_REF = re.compile(r"^(?P<path>.+\.py):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
@@ -88,19 +124,93 @@ def classify(text: str) -> str:
 
 
 def load_function(text: str, argnames: Sequence[str], base_dir: Path, where: str) -> LoadedFunction:
-    """Turn a function reference into a callable of the primals, in order."""
+    """Turn a function reference into a callable and the parameters it takes.
+
+    ``argnames`` are the primals' names: a bare expression's parameters are the primals it uses.
+    """
     kind = classify(text)
-    if kind == "file":
-        m = _FILE_REF.match(text.strip())
-        assert m is not None
-        fn = _load_from_file(m["path"], m["attr"], base_dir, where)
-    elif kind == "module":
-        m = _MODULE_REF.match(text.strip())
-        assert m is not None
-        fn = _load_from_module(m["mod"], m["attr"], base_dir, where)
+    if kind in ("file", "module"):
+        if kind == "file":
+            m = _FILE_REF.match(text.strip())
+            assert m is not None
+            fn = _load_from_file(m["path"], m["attr"], base_dir, where)
+        else:
+            m = _MODULE_REF.match(text.strip())
+            assert m is not None
+            fn = _load_from_module(m["mod"], m["attr"], base_dir, where)
+        return LoadedFunction(fn=fn, source=text, kind=kind, params=signature_params(fn, text, where))
+    if kind == "lambda":
+        tree = check_expression(text, argnames, where, is_lambda=True)
+        assert isinstance(tree.body, ast.Lambda)
+        lam = tree.body.args
+        names = tuple(a.arg for a in lam.args)
+        required = frozenset(names[: len(names) - len(lam.defaults)])
+        params = Params(names=names, required=required)
     else:
-        fn = compile_expression(text, argnames, where, is_lambda=kind == "lambda")
-    return LoadedFunction(fn=fn, source=text, kind=kind)
+        names = expression_params(text, argnames, where)
+        params = Params(names=names, required=frozenset(names))
+    fn = compile_expression(text, names, where, is_lambda=kind == "lambda")
+    return LoadedFunction(fn=fn, source=text, kind=kind, params=params)
+
+
+def signature_params(fn: Callable[..., Any], text: str, where: str) -> Params:
+    """A Python function's parameters, read with inspect (following functools.wraps)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        raise FunctionError(
+            f"cannot read the parameters of {text}", where=where, hint="primals bind by name: use a Python function"
+        ) from None
+    kinds = inspect.Parameter
+    names, required, posonly, kwonly = [], set(), [], []
+    var_keyword = False
+    for p in sig.parameters.values():
+        if p.kind is kinds.VAR_KEYWORD:
+            var_keyword = True
+            continue
+        if p.kind is kinds.VAR_POSITIONAL:
+            continue  # *args: nothing binds to it by name
+        names.append(p.name)
+        if p.default is kinds.empty:
+            required.add(p.name)
+        if p.kind is kinds.POSITIONAL_ONLY:
+            posonly.append(p.name)
+        elif p.kind is kinds.KEYWORD_ONLY:
+            kwonly.append(p.name)
+    return Params(
+        names=tuple(names),
+        required=frozenset(required),
+        positional_only=tuple(posonly),
+        keyword_only=tuple(kwonly),
+        var_keyword=var_keyword,
+    )
+
+
+def expression_params(text: str, argnames: Sequence[str], where: str) -> tuple[str, ...]:
+    """The primals a bare expression uses, in order of first use (its parameters).
+
+    Free names that are not primals are left to the checker (an unknown name is a rejected
+    expression, exit 4). Names bound inside the expression (lambdas, comprehensions) are skipped.
+    """
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return tuple(argnames)  # the checker reports the syntax error with its position
+    primals = set(argnames)
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+    used: list[str] = []
+    for node in sorted(
+        (n for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)),
+        key=lambda n: (n.lineno, n.col_offset),
+    ):
+        if node.id in primals and node.id not in bound and node.id not in used:
+            used.append(node.id)
+    return tuple(used)
 
 
 # --------------------------------------------------------------------------- expressions
@@ -288,7 +398,7 @@ def compile_expression(text: str, argnames: Sequence[str], where: str, *, is_lam
             body=tree.body,
         )
         tree = ast.fix_missing_locations(ast.Expression(body=lam))
-    code = compile(tree, "<jaxdiff expression>", "eval")
+    code = compile(tree, EXPRESSION_FILE, "eval")
     # No builtins but __import__: JAX's own lazy imports can resolve through the calling frame's
     # builtins. The checker has already refused every underscore name, so the text cannot reach it.
     scope: dict[str, Any] = {"__builtins__": {"__import__": __import__}, **namespace()}
@@ -319,10 +429,27 @@ def _import_path(*folders: Path) -> Iterator[None]:
                 sys.path.remove(f)
 
 
+def blame(exc: BaseException, where: str | None = None) -> JaxdiffError:
+    """An unexpected exception as the error it is: the user's function's (exit 4) when the innermost
+    frame that is neither JAX's nor the standard library's is the user's code, else jaxdiff's own
+    (exit 70, a bug to report)."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        name = frame.filename
+        if name.startswith(_PACKAGE_ROOT + "/"):
+            break
+        if name == EXPRESSION_FILE or any(name.startswith(root + "/") for root in _USER_ROOTS):
+            return FunctionError(f"the function failed: {describe_user_error(exc)}", where=where)
+    return InternalError(
+        f"internal error: {type(exc).__name__}: {exc}",
+        hint="this is a bug in jaxdiff, not in your spec or function: please report it with the output of --debug",
+    )
+
+
 def describe_user_error(exc: BaseException) -> str:
     """The user's exception, with the line of their code it came from when there is one."""
     frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "jaxdiff_cli" not in f.filename and "importlib" not in f.filename]
+    user = [f for f in frames if f.filename == EXPRESSION_FILE or any(f.filename.startswith(r + "/") for r in _USER_ROOTS)]
+    user = user or [f for f in frames if not f.filename.startswith(_PACKAGE_ROOT + "/") and "importlib" not in f.filename]
     at = f" ({Path(user[-1].filename).name}, line {user[-1].lineno})" if user else ""
     return f"{type(exc).__name__}: {exc}{at}"
 
@@ -344,6 +471,10 @@ def _load_from_module(modname: str, attr: str, base_dir: Path, where: str) -> Ca
     try:
         with _import_path(base_dir, Path.cwd()):
             module = importlib.import_module(modname)
+            top = sys.modules.get(modname.split(".")[0])
+            for found in (getattr(top, "__file__", None), getattr(module, "__file__", None)):
+                if found:
+                    _USER_ROOTS.add(str(Path(found).resolve().parent))
     except ModuleNotFoundError as exc:
         if exc.name and modname.startswith(exc.name):
             raise FunctionError(
@@ -363,6 +494,7 @@ def _load_from_file(path_text: str, attr: str, base_dir: Path, where: str) -> Ca
         raise FunctionError(f"no such file: {path}", where=where)
     # A unique module name per file, so two specs with a model.py each do not collide.
     modname = "jaxdiff_user_" + re.sub(r"\W", "_", str(path.resolve()))
+    _USER_ROOTS.add(str(path.resolve().parent))
     spec = importlib.util.spec_from_file_location(modname, path)
     if spec is None or spec.loader is None:
         raise FunctionError(f"cannot load {path} as Python", where=where)

@@ -19,11 +19,32 @@ def first_nonfinite(outputs: Mapping[str, Any]) -> tuple[str, tuple[int, ...], f
     for name, arr in named_leaves(dict(outputs)):
         a = np.asarray(arr)
         if a.dtype.kind in "fc":
-            bad = np.argwhere(~np.isfinite(a))
-            if bad.size:
+            # argwhere of a 0-d array has no columns, so a scalar is looked at directly.
+            bad = np.argwhere(~np.isfinite(a)) if a.ndim else np.zeros((0 if np.isfinite(a) else 1, 0), int)
+            if bad.shape[0]:
                 idx = tuple(int(i) for i in bad[0])
                 return name, idx, float(a[idx])
     return None
+
+
+def nonfinite_note(outputs: Mapping[str, Any], value: Any) -> str | None:
+    """The first NaN/Inf of the outputs, else of f's value at the primal point, as one sentence.
+
+    A derivative can be finite where f is not (grad of sum(log(x)) at x = -1): it is reported too,
+    because a derivative at a point outside f's domain means nothing.
+    """
+    bad = first_nonfinite(outputs)
+    if bad is not None:
+        return f"{bad[0]}{list(bad[1]) if bad[1] else ''} is {bad[2]} (the first non-finite entry)"
+    if value is None or "value" in outputs:
+        return None
+    bad = first_nonfinite({"value": value})
+    if bad is None:
+        return None
+    return (
+        f"{bad[0]}{list(bad[1]) if bad[1] else ''} is {bad[2]}: the function is not finite at this point,"
+        " so its derivatives there are not meaningful"
+    )
 
 
 def precision_warnings(trees: Mapping[str, Any]) -> list[str]:

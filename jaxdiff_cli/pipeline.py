@@ -48,7 +48,7 @@ class Prepared:
 
 
 def prepare(spec: Spec, *, use_cache: bool = True, cluster: Any = None, device: Any = None) -> Prepared:
-    """Configure JAX (joining a cluster first, if given), load the function, build and place the primals.
+    """Configure JAX (joining a cluster first, if given), load the function, bind and build the primals.
 
     ``device`` overrides the spec's device (run spreads its cases over devices this way).
     """
@@ -60,36 +60,151 @@ def prepare(spec: Spec, *, use_cache: bool = True, cluster: Any = None, device: 
         rt = runtime.Runtime(device=device, dtype=rt.dtype, cache=rt.cache)
     import jax
 
-    names = tuple(spec.primals)
-    loaded = load_function(spec.function, names, spec.base_dir, spec.where("function"))
+    loaded = load_function(spec.function, tuple(spec.primals), spec.base_dir, spec.where("function"))
+    names = bind_primals(spec, loaded)
+    wrt = resolve_wrt(spec, loaded, names)
     ctx = Context(spec.dtype, spec.base_dir, spec.source)
-    values = [build_value(spec.primals[n], ctx, f"primals.{n}") for n in names]
-    for name in spec.wrt:
-        i = names.index(name)
-        for leaf in jax.tree.leaves(values[i]):
-            if np.asarray(leaf).dtype.kind != "f":
-                raise SpecError(
-                    f"{np.asarray(leaf).dtype} values cannot be differentiated",
-                    where=spec.where(f"primals.{name}"),
-                    hint="derivatives need floats: write 3.0, or give the constructor dtype: float32",
-                )
+    values = []
+    for n in names:
+        value = build_value(spec.primals[n], _primal_context(spec, n), _primal_keypath(spec, n), integers=n not in wrt)
+        values.append(fit_dtypes(value, spec, n, differentiated=n in wrt))
     primals = tuple(jax.device_put(v, rt.device) for v in values)
     from jaxdiff_cli.engine import Problem
 
-    problem = Problem(fn=loaded.fn, names=names, primals=primals, argnums=spec.argnums, where=spec.where("function"))
+    problem = Problem(
+        fn=loaded.bind(names),
+        names=names,
+        primals=primals,
+        argnums=tuple(names.index(n) for n in wrt),
+        where=spec.where("function"),
+        has_aux=spec.has_aux,
+    )
     return Prepared(spec=spec, runtime=rt, problem=problem, ctx=ctx, inputs={"primals": dict(zip(names, values))})
+
+
+def _primal_context(spec: Spec, name: str) -> Context:
+    """A --primal value's errors name the option; a spec primal's, the spec and its key."""
+    from jaxdiff_cli.spec import CLI
+
+    source = CLI if name in spec.cli_primals else spec.source
+    return Context(spec.dtype, spec.base_dir, source)
+
+
+def _primal_keypath(spec: Spec, name: str) -> str:
+    return f"--primal {name}" if name in spec.cli_primals else f"primals.{name}"
+
+
+def bind_primals(spec: Spec, loaded: Any) -> tuple[str, ...]:
+    """The primals' names in the function's parameter order: each binds to the parameter of its name.
+
+    A primal that is no parameter, or a parameter without a primal or a default, is bad input
+    (exit 3): the order in which primals are given never matters.
+    """
+    from jaxdiff_cli.spec import suggest
+
+    params = loaded.params
+    for name in spec.primals:
+        if name in params.names or params.var_keyword:
+            continue
+        if loaded.kind == "expression":
+            used = ", ".join(params.names) or "none of the primals"
+            message = f"primal {name!r} is not used by the expression (it uses {used})"
+        else:
+            message = f"primal {name!r} is not a parameter of the function, which takes ({', '.join(params.names)})"
+        raise SpecError(message, where=spec.primal_where(name), hint=suggest(name, params.names))
+    missing = [n for n in params.names if n in params.required and n not in spec.primals]
+    if missing:
+        given = ", ".join(spec.primals)
+        from jaxdiff_cli.spec import CLI
+
+        raise SpecError(
+            f"the function's parameter {missing[0]!r} has no primal (primals given: {given})",
+            where=spec.where("--primal" if spec.source == CLI else "primals"),
+            hint=suggest(missing[0], list(spec.primals)) or f"add primals.{missing[0]} or --primal {missing[0]}=VALUE",
+        )
+    return tuple(n for n in params.names if n in spec.primals) + tuple(n for n in spec.primals if n not in params.names)
+
+
+def resolve_wrt(spec: Spec, loaded: Any, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The arguments to differentiate: as named; or argnums, counted in the function's signature as
+    JAX counts them; or the function's first parameter."""
+    if spec.wrt:
+        return spec.wrt
+    positional = [n for n in loaded.params.positional] if loaded.kind != "expression" else list(names)
+    if spec.argnums is None:
+        return names[:1]
+    out = []
+    for n in spec.argnums:
+        if not -len(positional) <= n < len(positional):
+            raise SpecError(
+                f"argument {n} is out of range: the function takes {len(positional)} positional parameters"
+                f" ({', '.join(positional)})",
+                where=spec.where("argnums"),
+            )
+        name = positional[n]
+        if name not in spec.primals:
+            raise SpecError(f"argument {n} is {name!r}, which has no primal", where=spec.where("argnums"))
+        out.append(name)
+    if len(set(out)) != len(out):
+        raise SpecError("names an argument twice", where=spec.where("argnums"))
+    return tuple(out)
+
+
+def fit_dtypes(value: Any, spec: Spec, name: str, *, differentiated: bool) -> Any:
+    """Refuse what JAX would silently change: dtypes never lie about what was computed.
+
+    A differentiated argument is computed in the spec's float dtype, so a leaf of another dtype is
+    refused. Without x64 (float32 specs) JAX holds no 64-bit values: an explicit float64 is refused,
+    and 64-bit integers (from a file) become int32 only when every value fits.
+    """
+    import jax
+
+    leaves, tree = jax.tree_util.tree_flatten_with_path(value)
+    out = []
+    for path, leaf in leaves:
+        arr = np.asarray(leaf)
+        here = spec.primal_where(name) + "".join(_key_text(k) for k in path)
+        dtype = arr.dtype
+        if differentiated and dtype.kind != "f":
+            raise SpecError(
+                f"{dtype} values cannot be differentiated",
+                where=here,
+                hint="derivatives need floats: write 3.0, or give the constructor dtype: " + spec.dtype,
+            )
+        if differentiated and dtype != np.dtype(spec.dtype):
+            raise SpecError(
+                f"a {dtype} value in a {spec.dtype} run: differentiated arguments are computed in the spec's dtype",
+                where=here,
+                hint=f"drop its dtype:, or set dtype: {dtype} for the whole spec",
+            )
+        if spec.dtype == "float32" and dtype.itemsize == 8 and dtype.kind == "f":
+            raise SpecError(
+                "a float64 value in a float32 run, where JAX computes in 32 bits", where=here, hint="set dtype: float64"
+            )
+        if spec.dtype == "float32" and dtype.itemsize == 8 and dtype.kind in "iu":
+            info = np.iinfo(np.int32)
+            if arr.size and (arr.min() < info.min or arr.max() > info.max):
+                raise SpecError("64-bit integers that int32 cannot hold, in a float32 run", where=here, hint="set dtype: float64")
+            arr = arr.astype(np.int32)
+        out.append(arr)
+    return jax.tree_util.tree_unflatten(tree, out)
+
+
+def _key_text(key: Any) -> str:
+    name = getattr(key, "key", getattr(key, "idx", getattr(key, "name", key)))
+    return f"[{name}]" if isinstance(name, int) else f".{name}"
 
 
 def _tangents(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
     spec, problem = prep.spec, prep.problem
     if spec.tangents is None:
-        example = ", ".join(f"{n}: ..." for n in spec.wrt)
+        example = ", ".join(f"{n}: ..." for n in problem.wrt)
         raise SpecError(
-            f"{op} needs tangents shaped like the differentiated primals ({', '.join(spec.wrt)})",
+            f"{op} needs tangents shaped like the differentiated primals ({', '.join(problem.wrt)})",
             where=spec.where("tangents"),
             hint=f"add 'tangents: {{{example}}}' or --tangent NAME=VALUE",
         )
-    parts = per_argument(spec.tangents, spec.wrt, prep.ctx, "tangents")
+    parts = per_argument(spec.tangents, problem.wrt, prep.ctx, "tangents")
     built: list[Any] = []
     batch: int | None = None
     first = ""
@@ -101,7 +216,7 @@ def _tangents(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
         built.append(g.value)
     import jax
 
-    prep.inputs["tangents"] = dict(zip(spec.wrt, built))
+    prep.inputs["tangents"] = dict(zip(problem.wrt, built))
     return tuple(jax.device_put(t, prep.runtime.device) for t in built), batch
 
 
@@ -199,6 +314,31 @@ def run_operation(prep: Prepared, op: str, opts: Options) -> Any:
     return result
 
 
+def primary_array(prep: Prepared, op: str, result: Any) -> tuple[Any, str | None]:
+    """The operation's main result as one array (what ``-o FILE.npy`` holds), and its layout when
+    the result has several blocks: a Jacobian or Hessian as its flat matrix (the layout of the
+    streamed Jacobian), any other result as its leaves raveled and joined, in the order named."""
+    from jaxdiff_cli.render import named_leaves
+
+    tree = result.outputs[PRIMARY[op]]
+    leaves = list(named_leaves({PRIMARY[op]: tree}))
+    if len(leaves) == 1:
+        return np.asarray(leaves[0][1]), None
+    from jaxdiff_cli import engine, plot
+
+    problem = prep.problem
+    diff = problem.diff(problem.primals)
+    if op == "jacobian":
+        m = plot.jacobian_matrix(tree, engine.output_shape(problem), diff, problem.wrt)
+        blocks = f"rows {', '.join(n for n, _ in m.rows)}; columns {', '.join(n for n, _ in m.cols)}"
+        return m.data.astype(leaves[0][1].dtype), f"flat (outputs, inputs) matrix: {blocks}"
+    if op == "hessian":
+        m = plot.hessian_matrix(tree, diff, problem.wrt)
+        return m.data.astype(leaves[0][1].dtype), f"flat (inputs, inputs) matrix: {', '.join(n for n, _ in m.rows)}"
+    flat = np.concatenate([np.asarray(a).reshape(-1) for _, a in leaves])
+    return flat, f"leaves raveled and joined: {', '.join(n for n, _ in leaves)}"
+
+
 def stream_jacobian(prep: Prepared, opts: Options, path: Any, progress: Any = None) -> Any:
     """The Jacobian computed chunk by chunk straight into a .npy file (memory-mapped)."""
     from jaxdiff_cli import engine
@@ -216,6 +356,8 @@ def stream_jacobian(prep: Prepared, opts: Options, path: Any, progress: Any = No
     if chunk == "auto" or chunk is None:
         chunk, why = auto_chunk(problem, mode, streamed=True)
     result = jacobian_to_npy(problem, mode, int(chunk), path, progress)
+    # The streamed blocks do not carry f(x); one small program does (for the non-finite check).
+    result.value = engine.execute(engine.plan_eval(problem)).value
     if reason:
         result.info.update({"auto": True, "reason": reason})
     if why:

@@ -65,22 +65,20 @@ def jacobian_matrix(by_arg: dict[str, Any], out_struct: Any, diff: Sequence[Any]
     return Matrix("jacobian", data, rows, cols)
 
 
-def hessian_matrix(nested: dict[str, dict[str, Any]], diff: Sequence[Any], names: Sequence[str]) -> Matrix:
-    """The engine's Hessian {a: {b: H_ab}} as one symmetric-layout matrix over all input leaves."""
+def hessian_matrix(nested: dict[str, Any], diff: Sequence[Any], names: Sequence[str]) -> Matrix:
+    """The engine's Hessian ``H[a][path in a][b][path in b]`` as one matrix over all input leaves."""
     import jax
 
     blocks_in = [(name, leaves_with_names(arg, name)) for name, arg in zip(names, diff)]
     axis = [(n, max(1, int(np.prod(leaf.shape)))) for _, leaves in blocks_in for n, leaf in leaves]
     rows_out: list[list[np.ndarray]] = []
-    for a, a_leaves in blocks_in:
-        a_tree: Any = jax.tree.structure(diff[list(names).index(a)])
-        for i, (_, la) in enumerate(a_leaves):
+    for (a, a_leaves), arg in zip(blocks_in, diff):
+        a_tree: Any = jax.tree.structure(arg)
+        for (_, la), per_b in zip(a_leaves, a_tree.flatten_up_to(nested[a])):
+            size_a = max(1, int(np.prod(la.shape)))
             row: list[np.ndarray] = []
             for b, b_leaves in blocks_in:
-                per_a = a_tree.flatten_up_to(nested[a][b])
-                sub = jax.tree.leaves(per_a[i])
-                size_a = max(1, int(np.prod(la.shape)))
-                for (_, lb), block in zip(b_leaves, sub):
+                for (_, lb), block in zip(b_leaves, jax.tree.leaves(per_b[b])):
                     row.append(np.asarray(block, dtype=np.float64).reshape(size_a, max(1, int(np.prod(lb.shape)))))
             rows_out.append(row)
     return Matrix("hessian", np.block(rows_out), axis, axis)

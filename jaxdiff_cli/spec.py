@@ -26,8 +26,9 @@ DEVICES = ("cpu", "gpu", "tpu", "auto")
 SPEC_KEYS: dict[str, str] = {
     "function": "the function: a lambda, an expression, module:function or file.py:function",
     "primals": "the inputs, named in the function's argument order",
-    "wrt": "names of the arguments to differentiate (default: the first)",
-    "argnums": "positions of the arguments to differentiate (alternative to wrt)",
+    "wrt": "names of the arguments to differentiate (default: the function's first parameter)",
+    "argnums": "positions of the arguments to differentiate in the function's signature (alternative to wrt)",
+    "has_aux": "the function returns (output, auxiliary data): differentiate the output, report the data",
     "tangents": "tangents for jvp / hvp, shaped like the wrt primals",
     "cotangents": "cotangents for vjp, shaped like the output",
     "dtype": "float32 or float64",
@@ -152,7 +153,7 @@ class Spec:
     base_dir: Path
     function: str
     primals: dict[str, Any]
-    wrt: tuple[str, ...]
+    wrt: tuple[str, ...]  # as given; empty: argnums, else the function's first parameter (resolved on loading it)
     tangents: Any = None
     cotangents: Any = None
     dtype: str = "float32"
@@ -163,14 +164,20 @@ class Spec:
     path: Path | None = None  # the spec file, when there is one (a case's source names the case too)
     plot: dict[str, Any] = field(default_factory=dict)  # {terminal, file, spy, summary}
     devices: str | int | None = None  # "all" or N: shard over a mesh
+    argnums: tuple[int, ...] | None = None  # positions in the function's signature, as JAX counts them
+    has_aux: bool = False
+    cli_primals: frozenset[str] = frozenset()  # primals given (or overridden) with --primal
 
     def where(self, keypath: str) -> str:
         return where(self.source, keypath)
 
+    def primal_where(self, name: str) -> str:
+        """Where a primal was given: the --primal option or the spec's key."""
+        return where(CLI, f"--primal {name}") if name in self.cli_primals else self.where(join("primals", name))
+
     @property
-    def argnums(self) -> tuple[int, ...]:
-        names = list(self.primals)
-        return tuple(names.index(n) for n in self.wrt)
+    def wrt_where(self) -> str:
+        return self.where("argnums") if self.argnums is not None and not self.wrt else self.where("wrt")
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,7 @@ class Overrides:
     cotangent: str | None = None
     dtype: str | None = None
     device: str | None = None
+    has_aux: bool = False
 
 
 CLI = "<command line>"
@@ -261,17 +269,25 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
     for name in primals:
         if not isinstance(name, str) or not name.isidentifier():
             raise SpecError(f"{name!r} is not a valid argument name", where=where(source, "primals"))
+    from_cli: set[str] = set()
     for text in ov.primals:
         name, value = _name_value(text, "--primal")
+        if name in from_cli:
+            raise SpecError(f"primal {name!r} is given twice", where=where(CLI, f"--primal {name}"))
+        from_cli.add(name)
         primals[name] = value
     if not primals:
         raise SpecError("no primals: give 'primals:' in the spec or --primal NAME=VALUE", where=where(source, "primals"))
 
-    wrt = _resolve_wrt(data, source, ov, list(primals))
+    wrt, argnums = _resolve_wrt(data, source, ov, list(primals))
+    has_aux = ov.has_aux or data.get("has_aux", False)
+    if not isinstance(has_aux, bool):
+        raise SpecError("true or false", where=where(source, "has_aux"))
 
     tangents = data.get("tangents")
     if ov.tangents:
-        given = dict(tangents) if isinstance(tangents, dict) and set(tangents) <= set(wrt) else {}
+        # Spec tangents keyed by argument stay, and --tangent adds or replaces entries.
+        given = dict(tangents) if isinstance(tangents, dict) and set(tangents) <= set(primals) else {}
         for text in ov.tangents:
             name, value = _name_value(text, "--tangent")
             given[name] = value
@@ -305,7 +321,7 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         base_dir=base_dir,
         function=function.strip(),
         primals=primals,
-        wrt=tuple(wrt),
+        wrt=wrt,
         tangents=tangents,
         cotangents=cotangents,
         dtype=dtype,
@@ -316,6 +332,9 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         path=path,
         plot=plot,
         devices=_devices(data.get("devices"), source),
+        argnums=argnums,
+        has_aux=has_aux,
+        cli_primals=frozenset(from_cli),
     )
 
 
@@ -348,7 +367,11 @@ def _plot(raw: Any, source: str, base_dir: Path) -> dict[str, Any]:
     return out
 
 
-def _resolve_wrt(data: Mapping[str, Any], source: str, ov: Overrides, names: list[str]) -> list[str]:
+def _resolve_wrt(
+    data: Mapping[str, Any], source: str, ov: Overrides, names: list[str]
+) -> tuple[tuple[str, ...], tuple[int, ...] | None]:
+    """The names given to differentiate, or the argnums given (checked against the function's
+    signature once it is loaded), or neither (then the function's first parameter)."""
     if ov.wrt:
         wrt, key, src = [w for item in ov.wrt for w in _string_list(item, CLI, "--wrt")], "--wrt", CLI
     elif "wrt" in data and "argnums" in data:
@@ -358,17 +381,13 @@ def _resolve_wrt(data: Mapping[str, Any], source: str, ov: Overrides, names: lis
         nums = [nums] if isinstance(nums, int) and not isinstance(nums, bool) else nums
         if not isinstance(nums, list) or not nums or not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):
             raise SpecError("must be a whole number or a list of them", where=where(source, "argnums"))
-        for n in nums:
-            if not -len(names) <= n < len(names):
-                raise SpecError(
-                    f"argument {n} is out of range: the function has {len(names)} primals ({', '.join(names)})",
-                    where=where(source, "argnums"),
-                )
-        return [names[n] for n in nums]
+        if len(set(nums)) != len(nums):
+            raise SpecError("names an argument twice", where=where(source, "argnums"))
+        return (), tuple(nums)
     elif "wrt" in data:
         wrt, key, src = _string_list(data["wrt"], source, "wrt"), "wrt", source
     else:
-        return names[:1]
+        return (), None
     if not wrt:
         raise SpecError("names no argument", where=where(src, key))
     for name in wrt:
@@ -380,7 +399,7 @@ def _resolve_wrt(data: Mapping[str, Any], source: str, ov: Overrides, names: lis
             )
     if len(set(wrt)) != len(wrt):
         raise SpecError("names an argument twice", where=where(src, key))
-    return wrt
+    return tuple(wrt), None
 
 
 def load_spec(spec_path: str | None, ov: Overrides) -> Spec:
@@ -404,6 +423,12 @@ class Step:
     mode: str | None = None
     chunk_size: int | None = None
 
+    @property
+    def label(self) -> str:
+        """The step's name in `run`'s results and files: unique within a case (``jacobian[mode=fwd]``)."""
+        options = [f"{k}={v}" for k, v in (("mode", self.mode), ("chunk_size", self.chunk_size)) if v is not None]
+        return f"{self.op}[{','.join(options)}]" if options else self.op
+
 
 @dataclass(frozen=True)
 class Case:
@@ -421,7 +446,7 @@ def _steps(raw: Any, source: str, keypath: str) -> tuple[Step, ...]:
         raw = [raw]
     if not isinstance(raw, list) or not raw:
         raise SpecError("must be a list of operations", where=where(source, keypath))
-    steps = []
+    steps: list[Step] = []
     for i, item in enumerate(raw):
         kp = join(keypath, i)
         options: Any = {}
@@ -439,7 +464,10 @@ def _steps(raw: Any, source: str, keypath: str) -> tuple[Step, ...]:
         chunk = options.get("chunk_size")
         if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
             raise SpecError("chunk_size must be a positive whole number", where=where(source, join(kp, item)))
-        steps.append(Step(item, options.get("mode"), chunk))
+        step = Step(item, options.get("mode"), chunk)
+        if any(s.label == step.label for s in steps):
+            raise SpecError(f"{step.label} is listed twice", where=where(source, kp), hint="give each step other options")
+        steps.append(step)
     return tuple(steps)
 
 

@@ -311,8 +311,8 @@ CATALOGUE: list[tuple[str, str | None, list[str], int, str]] = [
         "lambda arity",
         "function: 'lambda x, y: x'\nprimals: {x: 1.0}\n",
         ["eval", "{spec}"],
-        4,
-        "the lambda takes 2 argument(s) but the spec has 1 primal(s)",
+        3,
+        "spec.yaml: primals: the function's parameter 'y' has no primal (primals given: x)",
     ),
     ("syntax error", "function: 'x +* 2'\nprimals: {x: 1.0}\n", ["eval", "{spec}"], 4, "function: not a valid Python expression"),
     (

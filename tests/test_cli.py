@@ -146,11 +146,15 @@ def test_outputs_to_files(cli: Any, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["j.json", "j.npy", "r.npz"]  # no temp files left
 
 
-def test_npy_needs_a_single_result(cli: Any, tmp_path: Path) -> None:
-    ran = cli("vjp", CONFIGS / "seed001_dot_vjp.yaml", "-o", tmp_path / "two.npy")
-    assert ran.exit_code == ExitCode.BAD_INPUT
-    assert ".npy holds one array but there are 2" in ran.stderr and "use .npz" in ran.stderr
-    assert not (tmp_path / "two.npy").exists()
+def test_npy_of_several_results_is_their_flat_join(cli: Any, tmp_path: Path) -> None:
+    spec = CONFIGS / "seed001_dot_vjp.yaml"
+    ran = cli("vjp", spec, "-o", tmp_path / "two.npy", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    assert ran.json()["info"]["npy_layout"] == "leaves raveled and joined: vjp.x1, vjp.x2"
+    assert cli("vjp", spec, "-o", tmp_path / "two.npz", "-q").exit_code == 0
+    with np.load(tmp_path / "two.npz") as f:
+        joined = np.concatenate([f["vjp.x1"].ravel(), f["vjp.x2"].ravel()])
+    np.testing.assert_array_equal(np.load(tmp_path / "two.npy"), joined)
 
 
 def test_nonfinite_results(cli: Any) -> None:

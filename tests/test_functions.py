@@ -36,9 +36,16 @@ def test_lambda_and_expression() -> None:
     assert float(load("lax.cond(x > 0, lambda y: y, lambda y: -y, x)")(-2.0)) == 2.0
 
 
-def test_lambda_argument_count_must_match_primals() -> None:
-    with pytest.raises(FunctionError, match=r"takes 1 argument.*2 primal"):
-        load("lambda x: x", ("x", "w"))
+def test_parameters_of_each_form() -> None:
+    def params(text: str, names: tuple[str, ...] = ("x",)) -> Any:
+        return load_function(text, names, ASSETS, "spec.yaml: function").params
+
+    assert params("lambda x, w: x", ("w", "x")).names == ("x", "w")
+    # a bare expression's parameters: the primals it uses, in order of first use
+    assert params("w * x + x", ("x", "w")).names == ("w", "x")
+    assert params("sum(v for v in [x])", ("x", "v")).names == ("x",)
+    p = params("userpkg.model:loss", ("params", "x"))
+    assert p.names == ("params", "x") and p.required == {"params", "x"}
 
 
 def test_module_and_file_functions() -> None:

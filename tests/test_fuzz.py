@@ -41,6 +41,7 @@ shapes = st.one_of(small_ints, st.lists(small_ints, max_size=3), st.text(max_siz
 def constructors(draw: Any) -> dict[str, Any]:
     name = draw(st.sampled_from(sorted(CONSTRUCTORS)))
     value: Any = {
+        "value": draw(st.one_of(scalars, st.lists(numbers, max_size=3), st.lists(st.lists(small_ints, max_size=2), max_size=2))),
         "random": draw(st.sampled_from(["normal", "uniform", "gauss", 3])),
         "zeros": draw(shapes),
         "ones": draw(shapes),

@@ -48,7 +48,7 @@ def test_run_saves_every_case(cli: Any, tmp_path: Path) -> None:
     spec.write_text(CASES)
     assert cli("run", spec, "-o", tmp_path / "all.npz", "-q").exit_code == 0
     with np.load(tmp_path / "all.npz") as f:
-        assert "other point/hvp/hvp.x" in f.files and "base/eval/value" in f.files
+        assert "other point/hvp[mode=rev-rev]/hvp.x" in f.files and "base/eval/value" in f.files
 
 
 def test_run_errors(cli: Any, tmp_path: Path) -> None:
