@@ -307,17 +307,15 @@ def _jacobian_plan(problem: Any, primals: Any, mode: str, chunk: int | None, mes
 
     def g(primals: Any, idx: Any) -> Any:
         flat_f, x, _, _ = engine.flat_function(problem.of_diff(primals), problem.diff(primals))
-        return problem.call(*primals), sharded_basis(products(flat_f), x, total, mesh, chunk)(x, idx)
+        return sharded_basis(products(flat_f), x, total, mesh, chunk)(x, idx)
 
-    def finish(out: Any) -> dict[str, Any]:
-        (value, aux), rows = gather(out)
-        rows = rows[:total]
+    def finish(rows: Any) -> dict[str, Any]:
+        rows = gather(rows)[:total]
         flat = rows.T if mode == "fwd" else rows
-        jac = engine.by_arg(problem, engine.unflatten_jacobian(flat, out_struct, diff))
-        return {"value": value, "jacobian": jac, **({"aux": aux} if aux is not None else {})}
+        return {"jacobian": engine.by_arg(problem, engine.unflatten_jacobian(flat, out_struct, diff))}
 
     info.update(devices=mesh.size, **({"chunk_size": chunk} if chunk else {}))
-    return engine.Plan("jacobian", g, (primals, basis_indices(total, mesh)), finish, problem.where, info, hide_value=True)
+    return engine.Plan("jacobian", g, (primals, basis_indices(total, mesh)), finish, problem.where, info)
 
 
 def _hessian_plan(problem: Any, primals: Any, chunk: int | None, mesh: Any) -> Any:
@@ -333,16 +331,14 @@ def _hessian_plan(problem: Any, primals: Any, chunk: int | None, mesh: Any) -> A
         flat_f, x, _, _ = engine.flat_function(problem.of_diff(primals), problem.diff(primals))
         grad = jax.grad(lambda y: flat_f(y)[0])
         hvps = lambda x, onehot: jax.vmap(lambda e: jax.jvp(grad, (x,), (e,))[1])(onehot)  # noqa: E731
-        return problem.call(*primals), sharded_basis(hvps, x, n, mesh, chunk)(x, idx)
+        return sharded_basis(hvps, x, n, mesh, chunk)(x, idx)
 
-    def finish(out: Any) -> dict[str, Any]:
-        (value, aux), rows = gather(out)
-        h = rows[:n].T  # row i is H e_i: column i
+    def finish(rows: Any) -> dict[str, Any]:
+        h = gather(rows)[:n].T  # row i is H e_i: column i
         # A Hessian is the Jacobian of the gradient, whose structure is the differentiated arguments':
         # per_arg[j][i] is argument i's tree of argument j's trees.
         per_arg = engine.unflatten_jacobian(h, diff, diff)
-        hess = engine.nest_hessian(problem, diff, lambda i, j: per_arg[j][i])
-        return {"value": value, "hessian": hess, **({"aux": aux} if aux is not None else {})}
+        return {"hessian": engine.nest_hessian(problem, diff, lambda i, j: per_arg[j][i])}
 
     info = {"mode": "fwd-rev", "devices": mesh.size, **({"chunk_size": chunk} if chunk else {})}
-    return engine.Plan("hessian", g, (primals, basis_indices(n, mesh)), finish, problem.where, info, hide_value=True)
+    return engine.Plan("hessian", g, (primals, basis_indices(n, mesh)), finish, problem.where, info)

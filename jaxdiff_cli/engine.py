@@ -95,8 +95,8 @@ class Timing:
 class Result:
     """What an operation computed: named output pytrees, facts about how, and timing.
 
-    ``value`` is f at the primal point, computed in the same program even where it is not an
-    output (a derivative at a point where f is not finite is reported, not trusted).
+    ``value`` is f at the primal point, for the operations that compute it (eval, jvp, vjp, grad);
+    the pipeline evaluates it for the others (a derivative where f is not finite is not trusted).
     """
 
     op: str
@@ -119,7 +119,6 @@ class Plan:
     finish: Callable[[Any], dict[str, Any]]  # the program's output -> named outputs, "value" among them
     where: str
     info: dict[str, Any] = field(default_factory=dict)
-    hide_value: bool = False  # "value" is a diagnostic of this operation, not one of its outputs
     # Bake the primals (always args[0]) into the program as constants. XLA may then precompute and
     # re-lay-out them: measured 7.5x faster for a VJP w.r.t. an MLP's weights on XLA:CPU (layers
     # written h @ W.T), whose layout of array arguments is fixed row-major. But the program then
@@ -170,8 +169,9 @@ def execute(plan: Plan) -> Result:
     out = call(compiled, plan)
     run_s = time.perf_counter() - t0
     outputs = plan.finish(out)
-    value = outputs.pop("value") if plan.hide_value else outputs.get("value")
-    return Result(plan.op, outputs, info=dict(plan.info), timing=Timing(compile_s=compile_s, run_s=run_s), value=value)
+    return Result(
+        plan.op, outputs, info=dict(plan.info), timing=Timing(compile_s=compile_s, run_s=run_s), value=outputs.get("value")
+    )
 
 
 def output_shape(problem: Problem) -> Any:
@@ -320,21 +320,17 @@ def plan_jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None =
         info["chunk_size"] = chunk_size
 
     def g(primals: tuple[Any, ...]) -> Any:
+        h = problem.of_diff(primals)
         diff = problem.diff(primals)
         if chunk_size is not None:
-            flat = chunked_flat_jacobian(problem.of_diff(primals), diff, mode, chunk_size)
-            return problem.call(*primals), unflatten_jacobian(flat, out_struct, diff)
-        h = problem.of_diff(primals, with_aux=True)
-        jac, value_aux = (jax.jacfwd if mode == "fwd" else jax.jacrev)(h, argnums=argnums, has_aux=True)(*diff)
+            return unflatten_jacobian(chunked_flat_jacobian(h, diff, mode, chunk_size), out_struct, diff)
+        jac = (jax.jacfwd if mode == "fwd" else jax.jacrev)(h, argnums=argnums)(*diff)
         # jax nests a tuple over arguments inside each output leaf; lift that tuple outward,
         # keeping each argument's block as jax lays it out (output tree, then input tree).
         per_leaf = out_tree.flatten_up_to(jac)
-        return value_aux, tuple(out_tree.unflatten([blocks[k] for blocks in per_leaf]) for k in argnums)
+        return tuple(out_tree.unflatten([blocks[k] for blocks in per_leaf]) for k in argnums)
 
-    def finish(o: Any) -> dict[str, Any]:
-        return _outputs(o[0], jacobian=by_arg(problem, o[1]))
-
-    return Plan("jacobian", g, (problem.primals,), finish, problem.where, info, hide_value=True)
+    return Plan("jacobian", g, (problem.primals,), lambda o: {"jacobian": by_arg(problem, o)}, problem.where, info)
 
 
 def flat_function(h: Callable[..., Any], diff: tuple[Any, ...]) -> tuple[Callable[[Any], Any], Any, int, int]:
@@ -449,22 +445,16 @@ def plan_hessian(problem: Problem) -> Plan:
     diff_struct = problem.diff(problem.primals)
 
     def g(primals: tuple[Any, ...]) -> Any:
-        # jax.hessian is jacfwd(jacrev(f)); written out so that has_aux hands back f's value.
-        h = problem.of_diff(primals, with_aux=True)
-        inner = jax.jacrev(h, argnums=argnums, has_aux=True)
-        hess, value_aux = jax.jacfwd(inner, argnums=argnums, has_aux=True)(*problem.diff(primals))
-        return value_aux, hess
+        return jax.hessian(problem.of_diff(primals), argnums=argnums)(*problem.diff(primals))
 
-    def finish(o: Any) -> dict[str, Any]:
-        value_aux, hess = o
-
+    def finish(hess: Any) -> dict[str, Any]:
         def block(i: int, j: int) -> Any:
             tree: Any = jax.tree.structure(diff_struct[i])
             return tree.unflatten([per_j[j] for per_j in tree.flatten_up_to(hess[i])])
 
-        return _outputs(value_aux, hessian=nest_hessian(problem, diff_struct, block))
+        return {"hessian": nest_hessian(problem, diff_struct, block)}
 
-    return Plan("hessian", g, (problem.primals,), finish, problem.where, {"mode": "fwd-rev"}, hide_value=True)
+    return Plan("hessian", g, (problem.primals,), finish, problem.where, {"mode": "fwd-rev"})
 
 
 def hvp(problem: Problem, tangents: tuple[Any, ...], mode: str = "fwd-rev", batch: int | None = None) -> Result:
@@ -492,14 +482,13 @@ def plan_hvp(problem: Problem, tangents: tuple[Any, ...], mode: str = "fwd-rev",
                 return jax.grad(lambda d: jax.jvp(f, (d,), (v,))[1])(diff)
             return jax.grad(lambda d: _tree_vdot(jax.grad(f)(d), v))(diff)
 
-        return problem.call(*primals), _batched(batch, one)(tangents)
+        return _batched(batch, one)(tangents)
 
     return Plan(
         "hvp",
         g,
         (problem.primals, tangents),
-        lambda o: _outputs(o[0], hvp=by_arg(problem, o[1])),
+        lambda o: {"hvp": by_arg(problem, o)},
         problem.where,
         {"mode": mode, "batch": batch},
-        hide_value=True,
     )

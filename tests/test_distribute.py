@@ -42,7 +42,7 @@ def test_every_sharded_operation_matches_one_device(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert len(report) == 10
+    assert len(report) == 11
     for name, row in report.items():
         assert "error" not in row, (name, row)
         assert row["devices"] == 3 and row["same_shapes"], (name, row)

@@ -17,6 +17,7 @@ from jaxdiff_cli.cli import app
 
 FN = ["-f", "jnp.cumsum(jnp.sin(x)) * x[::-1]", "-p", "x={linspace: [0.1, 1.0, 7]}"]
 SCALAR = ["-f", "jnp.sum(jnp.tanh(x) ** 2) + jnp.sum(x[:-1] * x[1:]) ** 2", "-p", "x={linspace: [-1, 1, 7]}"]
+TWO_TREES = "lambda p, x: jnp.sum(p['a']**2 * x) + jnp.sum(p['n']['b']) * jnp.sum(x**3)"
 CASES = {
     "jacobian fwd": ["jacobian", *FN, "--mode", "fwd"],
     "jacobian rev": ["jacobian", *FN, "--mode", "rev"],
@@ -24,6 +25,17 @@ CASES = {
     "jacobian rev chunked": ["jacobian", *FN, "--mode", "rev", "--chunk-size", "3"],
     "jacobian pytree": ["jacobian", "configs/seed004_mlp.yaml", "--mode", "rev"],
     "hessian": ["hessian", *SCALAR],
+    "hessian, two pytree arguments": [
+        "hessian",
+        "-f",
+        TWO_TREES,
+        "-p",
+        "p={a: [1, 2, 3], n: {b: [0.5, 1.5]}}",
+        "-p",
+        "x={linspace: [-1, 1, 3]}",
+        "-w",
+        "p,x",
+    ],
     "batched jvp (7 on N)": ["jvp", *FN, "-t", "x={random: normal, shape: [7, 7], seed: 1}"],
     "batched vjp (5 on N)": ["vjp", *FN, "-c", "{random: normal, shape: [5, 7], seed: 2}"],
     "batched hvp": ["hvp", *SCALAR, "-t", "x={random: normal, shape: [6, 7], seed: 3}"],
