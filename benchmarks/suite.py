@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -178,23 +179,23 @@ def handwritten(op: str, f: Callable[..., Any], x: Any, v: Any, u: Any) -> tuple
 
 
 def engine_plan(op: str, f: Callable[..., Any], x: Any, v: Any, u: Any) -> Any:
-    from jaxdiff_cli import engine
+    from jaxdiff_cli.engine import plans, problem
 
-    p = engine.Problem(fn=f, names=("x",), primals=(x,), argnums=(0,))
-    plans = {
-        "jvp": lambda: engine.plan_jvp(p, (v,)),
-        "vjp": lambda: engine.plan_vjp(p, u),
-        "jacfwd": lambda: engine.plan_jacobian(p, "fwd"),
-        "jacrev": lambda: engine.plan_jacobian(p, "rev"),
-        "grad": lambda: engine.plan_grad(p),
-        "hvp fwd-rev": lambda: engine.plan_hvp(p, (v,), "fwd-rev"),
-        "hvp rev-fwd": lambda: engine.plan_hvp(p, (v,), "rev-fwd"),
-        "hvp rev-rev": lambda: engine.plan_hvp(p, (v,), "rev-rev"),
-        "hessian": lambda: engine.plan_hessian(p),
-        "batched jvp x128": lambda: engine.plan_jvp(p, (v,), batch=128),
-        "batched vjp x128": lambda: engine.plan_vjp(p, u, batch=128),
+    p = problem.Problem(fn=f, names=("x",), primals=(x,), argnums=(0,))
+    table = {
+        "jvp": lambda: plans.plan_jvp(p, (v,)),
+        "vjp": lambda: plans.plan_vjp(p, u),
+        "jacfwd": lambda: plans.plan_jacobian(p, "fwd"),
+        "jacrev": lambda: plans.plan_jacobian(p, "rev"),
+        "grad": lambda: plans.plan_grad(p),
+        "hvp fwd-rev": lambda: plans.plan_hvp(p, (v,), "fwd-rev"),
+        "hvp rev-fwd": lambda: plans.plan_hvp(p, (v,), "rev-fwd"),
+        "hvp rev-rev": lambda: plans.plan_hvp(p, (v,), "rev-rev"),
+        "hessian": lambda: plans.plan_hessian(p),
+        "batched jvp x128": lambda: plans.plan_jvp(p, (v,), batch=128),
+        "batched vjp x128": lambda: plans.plan_vjp(p, u, batch=128),
     }
-    return plans[op]()
+    return table[op]()
 
 
 def interleaved(a: Callable[[], Any], b: Callable[[], Any], min_time: float) -> tuple[float, float]:
@@ -215,7 +216,7 @@ def interleaved(a: Callable[[], Any], b: Callable[[], Any], min_time: float) -> 
 def operations(quick: bool, min_time: float) -> list[dict[str, Any]]:
     import jax
 
-    from jaxdiff_cli import engine
+    from jaxdiff_cli.engine import problem
 
     rows = []
     for name, f, (x,), scalar in problems(quick):
@@ -233,7 +234,7 @@ def operations(quick: bool, min_time: float) -> list[dict[str, Any]]:
             hand_fn, hand_args = handwritten(op, f, x, v, u)
             hand = jax.jit(hand_fn).lower(*hand_args).compile()
             plan = engine_plan(op, f, x, v, u)
-            ours, _ = engine.compile_plan(plan)
+            ours, _ = problem.compile_plan(plan)
             t_ours, t_hand = interleaved(
                 lambda ours=ours, plan=plan: jax.block_until_ready(ours(*plan.args)),
                 lambda hand=hand, hand_args=hand_args: jax.block_until_ready(hand(*hand_args)),
@@ -248,17 +249,17 @@ def batched_vs_loop(min_time: float) -> dict[str, Any]:
     """One vmapped product of 128 vectors vs a Python loop of 128 single jitted products, n = 256."""
     import jax
 
-    from jaxdiff_cli import engine
+    from jaxdiff_cli.engine import plans, problem
 
     (_, f, (x,), _) = next(p for p in problems(True) if p[0] == "tanh MLP R^256->R^256")
     V = jax.random.normal(jax.random.PRNGKey(2), (128, *x.shape))
-    p = engine.Problem(fn=f, names=("x",), primals=(x,), argnums=(0,))
+    p = problem.Problem(fn=f, names=("x",), primals=(x,), argnums=(0,))
     out: dict[str, Any] = {}
     for kind, batched_plan, single in (
-        ("jvp", engine.plan_jvp(p, (V,), batch=128), lambda x, t: jax.jvp(f, (x,), (t,))[1]),
-        ("vjp", engine.plan_vjp(p, V, batch=128), lambda x, c: jax.vjp(f, x)[1](c)),
+        ("jvp", plans.plan_jvp(p, (V,), batch=128), lambda x, t: jax.jvp(f, (x,), (t,))[1]),
+        ("vjp", plans.plan_vjp(p, V, batch=128), lambda x, c: jax.vjp(f, x)[1](c)),
     ):
-        compiled, _ = engine.compile_plan(batched_plan)
+        compiled, _ = problem.compile_plan(batched_plan)
         one = jax.jit(single)
 
         def loop(one: Any = one) -> None:
@@ -280,7 +281,7 @@ def model_case(min_time: float) -> list[dict[str, Any]]:
     import jax
     import jax.numpy as jnp
 
-    from jaxdiff_cli import engine
+    from jaxdiff_cli.engine import plans, problem
 
     rows = []
     for n in (256, 1024):
@@ -294,24 +295,24 @@ def model_case(min_time: float) -> list[dict[str, Any]]:
                 h = jnp.tanh(h @ params[f"W{i}"].T)
             return h
 
-        p = engine.Problem(fn=f, names=("params", "x"), primals=(params, x), argnums=(0,))
+        p = problem.Problem(fn=f, names=("params", "x"), primals=(params, x), argnums=(0,))
         tangent = jax.tree.map(jnp.ones_like, params)
         u = jnp.ones(n)
         for op, plan, as_arg, closed in (
             (
                 "jvp",
-                engine.plan_jvp(p, (tangent,)),
+                plans.plan_jvp(p, (tangent,)),
                 lambda P, t: jax.jvp(lambda q: f(q, x), (P,), (t,)),
                 lambda t: jax.jvp(lambda q: f(q, x), (params,), (t,)),
             ),
             (
                 "vjp",
-                engine.plan_vjp(p, u),
+                plans.plan_vjp(p, u),
                 lambda P, c: jax.vjp(lambda q: f(q, x), P)[1](c),
                 lambda c: jax.vjp(lambda q: f(q, x), params)[1](c),
             ),
         ):
-            ours, _ = engine.compile_plan(plan)
+            ours, _ = problem.compile_plan(plan)
             arg_args = (params, tangent if op == "jvp" else u)
             hand_arg = jax.jit(as_arg).lower(*arg_args).compile()
             hand_closed = jax.jit(closed).lower(arg_args[1]).compile()
@@ -319,8 +320,8 @@ def model_case(min_time: float) -> list[dict[str, Any]]:
                 lambda: jax.block_until_ready(ours(*plan.args)), lambda: jax.block_until_ready(hand_arg(*arg_args)), min_time
             )
             _, t_closed = interleaved(lambda: None, lambda: jax.block_until_ready(hand_closed(arg_args[1])), min_time)
-            baked = engine.Plan(plan.op, plan.g, plan.args, plan.finish, plan.where, bake=True)
-            ours_baked, _ = engine.compile_plan(baked)
+            baked = replace(plan, bake=True)
+            ours_baked, _ = problem.compile_plan(baked)
             t_baked, _ = interleaved(lambda: jax.block_until_ready(ours_baked(*baked.call_args)), lambda: None, min_time)
             rows.append(
                 {
@@ -353,7 +354,7 @@ def torch_comparison(min_time: float) -> dict[str, Any] | None:
     import jax
     import numpy as np
 
-    from jaxdiff_cli import engine
+    from jaxdiff_cli.engine import plans, problem
 
     torch.set_num_threads(os.cpu_count() or 1)
     out: dict[str, Any] = {"torch": torch.__version__, "rows": []}
@@ -383,14 +384,14 @@ def torch_comparison(min_time: float) -> dict[str, Any] | None:
             y = tf(xr)
             return torch.stack([torch.autograd.grad(y[i], xr, retain_graph=True)[0] for i in range(n)])
 
-        p = engine.Problem(fn=f, names=("x",), primals=(x,), argnums=(0,))
+        p = problem.Problem(fn=f, names=("x",), primals=(x,), argnums=(0,))
         v = jax.numpy.ones(n)
         for op, ours_plan, seed_fn, func_fn in (
-            ("jvp", engine.plan_jvp(p, (v,)), seed004_jvp, lambda: t_jvp(tf, (xt,), (vt,))),
-            ("vjp", engine.plan_vjp(p, v), None, lambda: t_vjp(tf, xt)[1](vt)),
-            ("jacobian (rev)", engine.plan_jacobian(p, "rev"), seed004_jacobian, lambda: t_jacrev(tf)(xt)),
+            ("jvp", plans.plan_jvp(p, (v,)), seed004_jvp, lambda: t_jvp(tf, (xt,), (vt,))),
+            ("vjp", plans.plan_vjp(p, v), None, lambda: t_vjp(tf, xt)[1](vt)),
+            ("jacobian (rev)", plans.plan_jacobian(p, "rev"), seed004_jacobian, lambda: t_jacrev(tf)(xt)),
         ):
-            ours, _ = engine.compile_plan(ours_plan)
+            ours, _ = problem.compile_plan(ours_plan)
             t_ours, t_func = interleaved(lambda: jax.block_until_ready(ours(*ours_plan.args)), func_fn, min_time)
             t_seed = median_time(seed_fn, 3) if seed_fn else None
             row = {"n": n, "op": op, "jaxdiff_s": t_ours, "torch_func_s": t_func, "seed004_loop_s": t_seed}
@@ -405,8 +406,8 @@ import json, os, statistics, sys, time
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count={n}"
 sys.path.insert(0, {root!r})
 import jax, jax.numpy as jnp
-from jaxdiff_cli import engine
-from jaxdiff_cli.distribute import make_mesh, replicate, shard_leading, _jacobian_plan
+from jaxdiff_cli.engine import plans, problem
+from jaxdiff_cli.engine.sharding import make_mesh, shard_plan
 mesh = make_mesh("all")
 key = jax.random.PRNGKey(0)
 ws = [jax.random.normal(jax.random.fold_in(key, i), (512, 512)) / 512**0.5 for i in range(3)]
@@ -415,19 +416,17 @@ def f(x):
         x = jnp.tanh(w @ x)
     return ws[-1] @ x
 x = jax.random.normal(key, (512,))
-p = engine.Problem(fn=f, names=("x",), primals=(x,), argnums=(0,))
+p = problem.Problem(fn=f, names=("x",), primals=(x,), argnums=(0,))
 V = jax.random.normal(key, (1024, 512))
 def timed(plan):
-    compiled, _ = engine.compile_plan(plan)
-    engine.call(compiled, plan)
+    compiled, _ = problem.compile_plan(plan)
+    problem.call(compiled, plan)
     ts = []
     for _ in range(15):
-        t0 = time.perf_counter(); engine.call(compiled, plan); ts.append(time.perf_counter() - t0)
+        t0 = time.perf_counter(); problem.call(compiled, plan); ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
-jac = _jacobian_plan(p, replicate(p.primals, mesh), "rev", None, mesh)
-sharded, length = shard_leading((V,), mesh)
-jvp = engine.plan_jvp(p, sharded, length)
-jvp.args = (replicate(p.primals, mesh), sharded)
+jac = shard_plan(p, "jacobian", mesh, mode="rev")
+jvp = shard_plan(p, "jvp", mesh, vectors=(V,), batch=1024)
 print(json.dumps({{"devices": mesh.size, "jacobian_s": timed(jac), "batched_jvp_s": timed(jvp)}}))
 """
 
@@ -451,13 +450,13 @@ MEMORY_PROBE = """
 import json, sys
 import jax, jax.numpy as jnp
 sys.path.insert(0, {root!r})
-from jaxdiff_cli import engine
+from jaxdiff_cli.engine import plans, problem
 n, mode, chunk = {n}, {mode!r}, {chunk}
 def f(x):
     return jnp.cumsum(jnp.sin(x)) * x[::-1]
 x = jnp.linspace(0.1, 1.0, n)
-plan = engine.plan_jacobian(engine.Problem(fn=f, names=("x",), primals=(x,), argnums=(0,)), mode, chunk)
-compiled, _ = engine.compile_plan(plan)
+plan = plans.plan_jacobian(problem.Problem(fn=f, names=("x",), primals=(x,), argnums=(0,)), mode, chunk)
+compiled, _ = problem.compile_plan(plan)
 def hwm():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM"):

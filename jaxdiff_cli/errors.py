@@ -1,4 +1,4 @@
-"""Exit codes and the error family that the CLI turns into them.
+"""Exit codes, the error family that the CLI turns into them, and whose fault an exception is.
 
 No third-party imports: the CLI maps these to exit codes without importing JAX.
 """
@@ -6,6 +6,13 @@ No third-party imports: the CLI maps these to exit codes without importing JAX.
 from __future__ import annotations
 
 import enum
+import traceback
+from pathlib import Path
+
+EXPRESSION_FILE = "<jaxdiff expression>"  # the file name of compiled expressions in tracebacks
+# Folders of the user's modules and files loaded this run: a traceback through them is the user's.
+_USER_ROOTS: set[str] = set()
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent)
 
 
 class ExitCode(enum.IntEnum):
@@ -79,3 +86,33 @@ class InternalError(JaxdiffError):
     """An error of jaxdiff itself: a bug to report, not a problem with the user's input or function."""
 
     exit_code = ExitCode.INTERNAL
+
+
+def register_user_code(folder: Path) -> None:
+    """Remember a folder of the user's code: exceptions raised there are the user function's."""
+    _USER_ROOTS.add(str(folder))
+
+
+def blame(exc: BaseException, where: str | None = None) -> JaxdiffError:
+    """An unexpected exception as the error it is: the user's function's (exit 4) when the innermost
+    frame that is neither JAX's nor the standard library's is the user's code, else jaxdiff's own
+    (exit 70, a bug to report)."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        name = frame.filename
+        if name.startswith(_PACKAGE_ROOT + "/"):
+            break
+        if name == EXPRESSION_FILE or any(name.startswith(root + "/") for root in _USER_ROOTS):
+            return FunctionError(f"the function failed: {describe_user_error(exc)}", where=where)
+    return InternalError(
+        f"internal error: {type(exc).__name__}: {exc}",
+        hint="this is a bug in jaxdiff, not in your spec or function: please report it with the output of --debug",
+    )
+
+
+def describe_user_error(exc: BaseException) -> str:
+    """The user's exception, with the line of their code it came from when there is one."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if f.filename == EXPRESSION_FILE or any(f.filename.startswith(r + "/") for r in _USER_ROOTS)]
+    user = user or [f for f in frames if not f.filename.startswith(_PACKAGE_ROOT + "/") and "importlib" not in f.filename]
+    at = f" ({Path(user[-1].filename).name}, line {user[-1].lineno})" if user else ""
+    return f"{type(exc).__name__}: {exc}{at}"

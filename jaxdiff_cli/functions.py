@@ -17,19 +17,13 @@ import importlib.util
 import inspect
 import re
 import sys
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from jaxdiff_cli.errors import FunctionError, InternalError, JaxdiffError
-
-EXPRESSION_FILE = "<jaxdiff expression>"  # the file name of compiled expressions in tracebacks
-# Folders of the user's modules and files loaded this run: a traceback through them is the user's.
-_USER_ROOTS: set[str] = set()
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent)
+from jaxdiff_cli.errors import EXPRESSION_FILE, FunctionError, describe_user_error, register_user_code
 
 # Names an expression may use besides its own arguments. The math names map onto jax.numpy.
 MATH_NAMES = (
@@ -429,31 +423,6 @@ def _import_path(*folders: Path) -> Iterator[None]:
                 sys.path.remove(f)
 
 
-def blame(exc: BaseException, where: str | None = None) -> JaxdiffError:
-    """An unexpected exception as the error it is: the user's function's (exit 4) when the innermost
-    frame that is neither JAX's nor the standard library's is the user's code, else jaxdiff's own
-    (exit 70, a bug to report)."""
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        name = frame.filename
-        if name.startswith(_PACKAGE_ROOT + "/"):
-            break
-        if name == EXPRESSION_FILE or any(name.startswith(root + "/") for root in _USER_ROOTS):
-            return FunctionError(f"the function failed: {describe_user_error(exc)}", where=where)
-    return InternalError(
-        f"internal error: {type(exc).__name__}: {exc}",
-        hint="this is a bug in jaxdiff, not in your spec or function: please report it with the output of --debug",
-    )
-
-
-def describe_user_error(exc: BaseException) -> str:
-    """The user's exception, with the line of their code it came from when there is one."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if f.filename == EXPRESSION_FILE or any(f.filename.startswith(r + "/") for r in _USER_ROOTS)]
-    user = user or [f for f in frames if not f.filename.startswith(_PACKAGE_ROOT + "/") and "importlib" not in f.filename]
-    at = f" ({Path(user[-1].filename).name}, line {user[-1].lineno})" if user else ""
-    return f"{type(exc).__name__}: {exc}{at}"
-
-
 def _getattr_path(obj: Any, attr: str, origin: str, where: str) -> Callable[..., Any]:
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -474,7 +443,7 @@ def _load_from_module(modname: str, attr: str, base_dir: Path, where: str) -> Ca
             top = sys.modules.get(modname.split(".")[0])
             for found in (getattr(top, "__file__", None), getattr(module, "__file__", None)):
                 if found:
-                    _USER_ROOTS.add(str(Path(found).resolve().parent))
+                    register_user_code(Path(found).resolve().parent)
     except ModuleNotFoundError as exc:
         if exc.name and modname.startswith(exc.name):
             raise FunctionError(
@@ -494,7 +463,7 @@ def _load_from_file(path_text: str, attr: str, base_dir: Path, where: str) -> Ca
         raise FunctionError(f"no such file: {path}", where=where)
     # A unique module name per file, so two specs with a model.py each do not collide.
     modname = "jaxdiff_user_" + re.sub(r"\W", "_", str(path.resolve()))
-    _USER_ROOTS.add(str(path.resolve().parent))
+    register_user_code(path.resolve().parent)
     spec = importlib.util.spec_from_file_location(modname, path)
     if spec is None or spec.loader is None:
         raise FunctionError(f"cannot load {path} as Python", where=where)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from jaxdiff_cli.save import atomic_open
+from jaxdiff_cli.atomic import atomic_open
 
 INLINE_MAX = 64
 _TOP_KEY = re.compile(r"^[^\s#-]")
@@ -26,7 +26,7 @@ _EXPECT = re.compile(r"^expect\s*:")
 
 def _plain(arr: np.ndarray) -> Any:
     """Nested lists of Python floats that read back to the same bits in the array's dtype."""
-    from jaxdiff_cli.render import array_json
+    from jaxdiff_cli.encoding import array_json
 
     data = array_json(arr)["data"]
     return data

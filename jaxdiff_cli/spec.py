@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from jaxdiff_cli.errors import SpecError
+from jaxdiff_cli.errors import SpecError, UsageError
 
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "gpu", "tpu", "auto")
@@ -308,9 +308,7 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
     mode = data.get("mode")
     if mode is not None and not isinstance(mode, str):
         raise SpecError("must be a string", where=where(source, "mode"))
-    chunk = data.get("chunk_size")
-    if chunk is not None and chunk != "auto" and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-        raise SpecError("must be a positive whole number or auto", where=where(source, "chunk_size"))
+    chunk = parse_chunk_size(data.get("chunk_size"), where(source, "chunk_size"))
     plot = _plot(data.get("plot"), source, base_dir)
     expect = data.get("expect") or {}
     if not isinstance(expect, dict):
@@ -331,17 +329,38 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         expect=expect,
         path=path,
         plot=plot,
-        devices=_devices(data.get("devices"), source),
+        devices=parse_devices(data.get("devices"), where(source, "devices")),
         argnums=argnums,
         has_aux=has_aux,
         cli_primals=frozenset(from_cli),
     )
 
 
-def _devices(raw: Any, source: str) -> str | int | None:
-    if raw is None or raw == "all" or (isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1):
+def parse_chunk_size(raw: Any, where_: str) -> int | str | None:
+    """chunk_size: / --chunk-size: a positive whole number, or auto (text from the command line too)."""
+    if raw is None or raw == "auto":
         return raw  # type: ignore[no-any-return]
-    raise SpecError("all, or a positive number of devices", where=where(source, "devices"))
+    if isinstance(raw, str) and raw.isdigit():
+        raw = int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
+        return raw
+    error = UsageError if where_.startswith("--") else SpecError
+    raise error(f"{raw!r} is not a positive whole number or auto", where=where_)
+
+
+def parse_devices(raw: Any, where_: str) -> str | int | None:
+    """devices: / --devices: all, or a positive number of devices (text from the command line too).
+
+    A bad --devices is a usage error (exit 2), a bad devices: key a spec error (exit 3).
+    """
+    if raw is None or raw == "all":
+        return raw  # type: ignore[no-any-return]
+    if isinstance(raw, str) and raw.isdigit():
+        raw = int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
+        return raw
+    error = UsageError if where_.startswith("--") else SpecError
+    raise error(f"{raw!r} is not all or a positive number of devices", where=where_)
 
 
 PLOT_KEYS = ("terminal", "file", "spy", "summary")
@@ -421,7 +440,7 @@ class Step:
 
     op: str
     mode: str | None = None
-    chunk_size: int | None = None
+    chunk_size: int | str | None = None
 
     @property
     def label(self) -> str:
@@ -461,9 +480,7 @@ def _steps(raw: Any, source: str, keypath: str) -> tuple[Step, ...]:
             )
         if not isinstance(options, dict) or set(options) - set(STEP_OPTIONS):
             raise SpecError(f"options of {item} are {', '.join(STEP_OPTIONS)}", where=where(source, kp))
-        chunk = options.get("chunk_size")
-        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-            raise SpecError("chunk_size must be a positive whole number", where=where(source, join(kp, item)))
+        chunk = parse_chunk_size(options.get("chunk_size"), where(source, join(join(kp, item), "chunk_size")))
         step = Step(item, options.get("mode"), chunk)
         if any(s.label == step.label for s in steps):
             raise SpecError(f"{step.label} is listed twice", where=where(source, kp), hint="give each step other options")

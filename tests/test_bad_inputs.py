@@ -332,7 +332,13 @@ CATALOGUE: list[tuple[str, str | None, list[str], int, str]] = [
     # --- the command line
     ("bad flag", None, ["jvp", "--frobnicate"], 2, "No such option"),
     ("bad mode flag", POLY, ["jacobian", "{spec}", "--mode", "sideways"], 2, "--mode: unknown mode 'sideways'"),
-    ("chunk size 0", POLY, ["jacobian", "{spec}", "--chunk-size", "0"], 2, "Invalid value for '--chunk-size'"),
+    (
+        "chunk size 0",
+        POLY,
+        ["jacobian", "{spec}", "--chunk-size", "0"],
+        2,
+        "--chunk-size: 0 is not a positive whole number or auto",
+    ),
     ("no spec and no function", None, ["jvp"], 2, "give a SPEC file, or --fn and --primal"),
     ("primal without =", None, ["eval", "-f", "x", "-p", "x"], 3, "<command line>: --primal: expected NAME=VALUE"),
     ("bad yaml in --primal", None, ["eval", "-f", "x", "-p", "x=[1,"], 3, "<command line>: --primal x: line"),

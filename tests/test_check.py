@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jaxdiff_cli import fd
+from jaxdiff_cli.checks import fd
 
 from .conftest import ASSETS, CONFIGS
 

@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff_cli import bench, engine
-from jaxdiff_cli.stream import auto_chunk, free_bytes
+from jaxdiff_cli.engine import bench
+from jaxdiff_cli.engine.chunking import auto_chunk, block_starts, free_bytes
+from jaxdiff_cli.engine.plans import plan_jacobian
+from jaxdiff_cli.engine.problem import Problem, call, compile_plan
 
 from .oracles import fd_jacobian
 
@@ -35,7 +37,7 @@ def test_closed_form_is_right() -> None:
 @pytest.mark.parametrize("total,chunk", [(10, 3), (10, 5), (10, 10), (10, 32), (1, 1), (7, 1)])
 def test_block_starts_cover_everything_once_without_padding(total: int, chunk: int) -> None:
     chunk = min(chunk, total)
-    starts = engine.block_starts(total, chunk)
+    starts = block_starts(total, chunk)
     covered = np.zeros(total, int)
     for s in starts:
         assert 0 <= s <= total - chunk
@@ -80,9 +82,9 @@ def test_chunk_size_auto_in_memory(cli: Any) -> None:
 
 def test_auto_chunk_shrinks_when_memory_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
     x = jnp.linspace(0.1, 1.0, 400)
-    p = engine.Problem(fn=lambda v: jnp.cumsum(jnp.sin(v)) * v[::-1], names=("x",), primals=(x,), argnums=(0,))
+    p = Problem(fn=lambda v: jnp.cumsum(jnp.sin(v)) * v[::-1], names=("x",), primals=(x,), argnums=(0,))
     big, _ = auto_chunk(p, "fwd", streamed=True)
-    monkeypatch.setattr("jaxdiff_cli.stream.free_bytes", lambda device: 2**20)
+    monkeypatch.setattr("jaxdiff_cli.engine.chunking.free_bytes", lambda device: 2**20)
     small, why = auto_chunk(p, "fwd", streamed=True)
     assert big == 400 and 1 <= small < big, (big, small, why)
     assert free_bytes(jax.devices()[0]) > 0
@@ -100,14 +102,14 @@ def test_bench_times_each_mode_without_retracing() -> None:
         traces.append(1)
         return jnp.sin(x) * x
 
-    p = engine.Problem(fn=f, names=("x",), primals=(jnp.ones(5),), argnums=(0,))
-    plan = engine.plan_jacobian(p, "fwd")
-    compiled, _ = engine.compile_plan(plan)
+    p = Problem(fn=f, names=("x",), primals=(jnp.ones(5),), argnums=(0,))
+    plan = plan_jacobian(p, "fwd")
+    compiled, _ = compile_plan(plan)
     before = len(traces)
     for _ in range(20):
-        engine.call(compiled, plan)
+        call(compiled, plan)
     assert len(traces) == before  # calls of the compiled program never trace again
-    timings = [bench.time_plan(engine.plan_jacobian(p, m), min_time=0.01) for m in ("fwd", "rev")]
+    timings = [bench.time_plan(plan_jacobian(p, m), min_time=0.01) for m in ("fwd", "rev")]
     assert all(t.runs >= 5 and t.median_s > 0 for t in timings)
     assert bench.recommend(timings) is not None
 

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff_cli import engine
+from jaxdiff_cli.engine.plans import HVP_MODES, evaluate, grad, hessian, hvp, jacobian, jvp, vjp
+from jaxdiff_cli.engine.problem import Problem
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError
 
 from .oracles import fd_hessian, fd_jacobian
@@ -25,10 +26,10 @@ def dtype(request: pytest.FixtureRequest) -> Iterator[str]:
         yield request.param
 
 
-def problem(fn: Any, *primals: Any, argnums: tuple[int, ...] = (0,), dtype: str = "float32") -> engine.Problem:
+def problem(fn: Any, *primals: Any, argnums: tuple[int, ...] = (0,), dtype: str = "float32") -> Problem:
     names = tuple("xyzuvw"[: len(primals)])
     arrays = tuple(jax.tree.map(lambda a: jnp.asarray(a, dtype=dtype), p) for p in primals)
-    return engine.Problem(fn=fn, names=names, primals=arrays, argnums=argnums)
+    return Problem(fn=fn, names=names, primals=arrays, argnums=argnums)
 
 
 def f_np(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -48,11 +49,11 @@ def test_jvp_and_vjp_match_finite_differences(dtype: str) -> None:
     jw = fd_jacobian(lambda w: f_np(X, w), W)
     p = problem(f_jax, X, W, argnums=(0, 1), dtype=dtype)
     v, t = np.array([1.0, -2.0, 0.5, 0.25]), np.array([0.1, 0.2, -0.3, 0.4])
-    r = engine.jvp(p, (jnp.asarray(v, dtype), jnp.asarray(t, dtype)))
+    r = jvp(p, (jnp.asarray(v, dtype), jnp.asarray(t, dtype)))
     np.testing.assert_allclose(r.outputs["value"], f_np(X, W), **TOL[dtype])
     np.testing.assert_allclose(r.outputs["jvp"], jx @ v + jw @ t, **TOL[dtype] | {"rtol": max(TOL[dtype]["rtol"], 1e-8)})
     u = np.array([0.3, -1.0, 2.0, 1.0])
-    r = engine.vjp(p, jnp.asarray(u, dtype))
+    r = vjp(p, jnp.asarray(u, dtype))
     np.testing.assert_allclose(r.outputs["vjp"]["x"], u @ jx, rtol=max(TOL[dtype]["rtol"], 1e-8), atol=TOL[dtype]["atol"])
     np.testing.assert_allclose(r.outputs["vjp"]["y"], u @ jw, rtol=max(TOL[dtype]["rtol"], 1e-8), atol=TOL[dtype]["atol"])
     assert r.outputs["vjp"]["x"].dtype == np.dtype(dtype)
@@ -63,7 +64,7 @@ def test_jvp_and_vjp_match_finite_differences(dtype: str) -> None:
 def test_jacobian_modes_and_chunks(dtype: str, mode: str, chunk: int | None) -> None:
     jx = fd_jacobian(lambda x: f_np(x, W), X)
     jw = fd_jacobian(lambda w: f_np(X, w), W)
-    r = engine.jacobian(problem(f_jax, X, W, argnums=(0, 1), dtype=dtype), mode, chunk)
+    r = jacobian(problem(f_jax, X, W, argnums=(0, 1), dtype=dtype), mode, chunk)
     tol = dict(rtol=max(TOL[dtype]["rtol"], 1e-8), atol=max(TOL[dtype]["atol"], 1e-9))
     np.testing.assert_allclose(r.outputs["jacobian"]["x"], jx, **tol)
     np.testing.assert_allclose(r.outputs["jacobian"]["y"], jw, **tol)
@@ -77,8 +78,8 @@ def test_chunked_jacobian_of_pytrees_matches_unchunked() -> None:
     params = {"W": np.arange(6.0).reshape(2, 3) / 5, "b": np.array([0.1, -0.2])}
     p = problem(f, params, np.array([1.0, 2.0, -1.0]))
     for mode in ("fwd", "rev"):
-        full = engine.jacobian(p, mode).outputs["jacobian"]["x"]
-        chunked = engine.jacobian(p, mode, 4).outputs["jacobian"]["x"]
+        full = jacobian(p, mode).outputs["jacobian"]["x"]
+        chunked = jacobian(p, mode, 4).outputs["jacobian"]["x"]
         for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(chunked)):
             assert a.shape == b.shape
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
@@ -86,8 +87,8 @@ def test_chunked_jacobian_of_pytrees_matches_unchunked() -> None:
 
 
 def test_auto_mode_says_why() -> None:
-    wide = engine.jacobian(problem(lambda x: jnp.sum(x**2), np.ones(5)), "auto")
-    tall = engine.jacobian(problem(lambda x: jnp.outer(x, x), np.ones(3)), "auto")
+    wide = jacobian(problem(lambda x: jnp.sum(x**2), np.ones(5)), "auto")
+    tall = jacobian(problem(lambda x: jnp.outer(x, x), np.ones(3)), "auto")
     assert wide.info["mode"] == "rev" and "5 inputs > 1 outputs" in wide.info["reason"]
     assert tall.info["mode"] == "fwd" and "3 inputs <= 9 outputs" in tall.info["reason"]
 
@@ -107,14 +108,14 @@ def test_grad_hessian_hvp_match_finite_differences(dtype: str) -> None:
     hess = fd_hessian(g_np, Y)
     grad_fd = fd_jacobian(g_np, Y)
     p = problem(g_jax, Y, dtype=dtype)
-    r = engine.grad(p)
+    r = grad(p)
     np.testing.assert_allclose(r.outputs["grad"]["x"], grad_fd, rtol=max(TOL[dtype]["rtol"], 1e-8), atol=1e-8)
     np.testing.assert_allclose(r.outputs["value"], g_np(Y), **TOL[dtype])
     tol = dict(rtol=max(TOL[dtype]["rtol"], 1e-6), atol=1e-6)  # second differences are good to ~1e-7
-    np.testing.assert_allclose(engine.hessian(p).outputs["hessian"]["x"]["x"], hess, **tol)
+    np.testing.assert_allclose(hessian(p).outputs["hessian"]["x"]["x"], hess, **tol)
     v = np.array([1.0, 0.5, -2.0])
-    for mode in engine.HVP_MODES:
-        out = engine.hvp(p, (jnp.asarray(v, dtype),), mode).outputs["hvp"]["x"]
+    for mode in HVP_MODES:
+        out = hvp(p, (jnp.asarray(v, dtype),), mode).outputs["hvp"]["x"]
         np.testing.assert_allclose(out, hess @ v, **tol)
         assert out.dtype == np.dtype(dtype)
 
@@ -123,17 +124,17 @@ def test_batched_products_equal_single_products(dtype: str) -> None:
     p = problem(f_jax, X, W, argnums=(0,), dtype=dtype)
     rng = np.random.default_rng(0)
     vs = rng.standard_normal((5, 4)).astype(dtype)
-    batched = engine.jvp(p, (jnp.asarray(vs),), batch=5).outputs["jvp"]
+    batched = jvp(p, (jnp.asarray(vs),), batch=5).outputs["jvp"]
     assert batched.shape == (5, 4)
     for i in range(5):
-        single = engine.jvp(p, (jnp.asarray(vs[i]),)).outputs["jvp"]
+        single = jvp(p, (jnp.asarray(vs[i]),)).outputs["jvp"]
         np.testing.assert_allclose(batched[i], single, rtol=1e-6)
     us = rng.standard_normal((6, 4)).astype(dtype)
-    pulled = engine.vjp(p, jnp.asarray(us), batch=6).outputs["vjp"]["x"]
+    pulled = vjp(p, jnp.asarray(us), batch=6).outputs["vjp"]["x"]
     jx = fd_jacobian(lambda x: f_np(x, W), X)
     np.testing.assert_allclose(pulled, us @ jx, rtol=max(TOL[dtype]["rtol"], 1e-7), atol=1e-6)
     ph = problem(g_jax, Y, dtype=dtype)
-    hv = engine.hvp(ph, (jnp.asarray(vs[:, :3]),), "fwd-rev", batch=5).outputs["hvp"]["x"]
+    hv = hvp(ph, (jnp.asarray(vs[:, :3]),), "fwd-rev", batch=5).outputs["hvp"]["x"]
     np.testing.assert_allclose(hv, vs[:, :3] @ fd_hessian(g_np, Y).T, rtol=1e-5, atol=1e-5)
 
 
@@ -145,7 +146,7 @@ def test_batched_jvp_is_one_vmapped_program() -> None:
         calls.append(1)
         return jnp.sin(x)
 
-    engine.jvp(problem(f, np.ones(3)), (jnp.ones((50, 3), jnp.float32),), batch=50)
+    jvp(problem(f, np.ones(3)), (jnp.ones((50, 3), jnp.float32),), batch=50)
     assert len(calls) <= 2  # the value, and the vmapped JVP
 
 
@@ -156,17 +157,17 @@ def test_compiled_once_per_operation() -> None:
         traces.append(1)
         return x**2
 
-    engine.evaluate(problem(f, np.ones(3)))
+    evaluate(problem(f, np.ones(3)))
     assert len(traces) == 1
 
 
 def test_scalar_required_with_a_hint() -> None:
     p = problem(lambda x: x**2, np.ones(3))
-    for op in (engine.grad, engine.hessian):
+    for op in (grad, hessian):
         with pytest.raises(SpecError, match=r"scalar output.*shape \(3,\).*jnp.sum"):
             op(p)
     with pytest.raises(SpecError, match="scalar"):
-        engine.hvp(p, (jnp.ones(3),))
+        hvp(p, (jnp.ones(3),))
 
 
 def test_function_errors_are_function_errors() -> None:
@@ -174,23 +175,23 @@ def test_function_errors_are_function_errors() -> None:
         raise ValueError("kaput")
 
     with pytest.raises(FunctionError, match="ValueError: kaput"):
-        engine.evaluate(problem(boom, np.ones(2)))
+        evaluate(problem(boom, np.ones(2)))
     with pytest.raises(FunctionError, match="not an array"):
-        engine.jacobian(problem(lambda x: "text", np.ones(2)), "fwd")
+        jacobian(problem(lambda x: "text", np.ones(2)), "fwd")
     with pytest.raises(FunctionError, match="failed to trace"):
-        engine.jvp(problem(lambda x: x @ jnp.ones(5), np.ones(2)), (jnp.ones(2),))
+        jvp(problem(lambda x: x @ jnp.ones(5), np.ones(2)), (jnp.ones(2),))
 
 
 def test_bad_modes() -> None:
     p = problem(lambda x: jnp.sum(x), np.ones(2))
     with pytest.raises(UsageError):
-        engine.jacobian(p, "sideways")
+        jacobian(p, "sideways")
     with pytest.raises(UsageError):
-        engine.hvp(p, (jnp.ones(2),), "fwd-fwd")
+        hvp(p, (jnp.ones(2),), "fwd-fwd")
 
 
 def test_first_nonfinite_names_output_and_index() -> None:
-    from jaxdiff_cli.numerics import first_nonfinite
+    from jaxdiff_cli.engine.diagnostics import first_nonfinite
 
     out = {"value": np.array([1.0, 2.0]), "grad": {"x": np.array([[0.0, 1.0], [np.nan, np.inf]])}}
     assert first_nonfinite(out) == ("grad.x", (1, 0), pytest.approx(float("nan"), nan_ok=True))
@@ -198,7 +199,7 @@ def test_first_nonfinite_names_output_and_index() -> None:
 
 
 def test_precision_warnings() -> None:
-    from jaxdiff_cli.numerics import precision_warnings
+    from jaxdiff_cli.engine.diagnostics import precision_warnings
 
     f32 = np.float32
     notes = precision_warnings(

@@ -12,7 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff_cli import engine, plot
+from jaxdiff_cli.engine.layout import Matrix, hessian_matrix, jacobian_matrix
+from jaxdiff_cli.engine.plans import hessian, jacobian
+from jaxdiff_cli.engine.problem import Problem, output_shape
+from jaxdiff_cli.engine.summary import definiteness, lanczos_extremes, summary
+from jaxdiff_cli.output.terminal import downsample, heatmap
 
 from .conftest import CONFIGS
 from .oracles import fd_hessian, fd_jacobian
@@ -42,18 +46,18 @@ def test_terminal_heatmap_matches_golden_text(cli: Any) -> None:
 
 
 def test_heatmap_colours_diverge_around_zero() -> None:
-    m = plot.Matrix("jacobian", np.array([[1.0, -1.0, 0.0]]), [("f", 1)], [("x", 3)])
-    text = render(plot.heatmap(m, 40), color=True)
+    m = Matrix("jacobian", np.array([[1.0, -1.0, 0.0]]), [("f", 1)], [("x", 3)])
+    text = render(heatmap(m, 40), color=True)
     assert "\x1b[38;2;192;57;43m▓▓" in text  # +1: red, top level
     assert "\x1b[38;2;46;111;216m▓▓" in text  # -1: blue
-    plain = render(plot.heatmap(m, 40))
+    plain = render(heatmap(m, 40))
     assert "x ▓▓▓▓  \n" in plain.replace("f ", "x ", 1) or "▓▓▓▓  " in plain  # the exact zero is blank
 
 
 def test_large_matrices_are_downsampled_with_a_note() -> None:
     d = np.zeros((300, 500))
     d[np.arange(300), np.arange(300)] = np.linspace(-1, 1, 300)
-    text = render(plot.heatmap(plot.Matrix("jacobian", d, [("f", 300)], [("x", 500)]), 80, max_rows=20))
+    text = render(heatmap(Matrix("jacobian", d, [("f", 300)], [("x", 500)]), 80, max_rows=20))
     assert "downsampled from 300x500" in text
     grid = [line for line in text.splitlines() if line.startswith("f ") or (line.startswith("  ") and "▓" in line)]
     assert 1 <= len(grid) <= 20
@@ -62,7 +66,7 @@ def test_large_matrices_are_downsampled_with_a_note() -> None:
 
 def test_downsample_keeps_the_largest_magnitude_with_its_sign() -> None:
     d = np.array([[0.1, -5.0, 0.0, 0.0], [2.0, 0.0, 0.0, 3.0]])
-    small, fr, fc = plot.downsample(d, 1, 2)
+    small, fr, fc = downsample(d, 1, 2)
     assert (fr, fc) == (2, 2) and small.tolist() == [[-5.0, 3.0]]
 
 
@@ -72,9 +76,9 @@ def test_jacobian_matrix_blocks_match_finite_differences() -> None:
 
     params = {"W": jnp.array([[1.0, 2.0], [0.5, -1.0], [0.0, 3.0]]), "b": jnp.array([2.0])}
     x = jnp.array([0.3, -0.2])
-    p = engine.Problem(fn=f, names=("p", "x"), primals=(params, x), argnums=(0, 1))
-    result = engine.jacobian(p, "rev")
-    m = plot.jacobian_matrix(result.outputs["jacobian"], engine.output_shape(p), p.diff(p.primals), p.wrt)
+    p = Problem(fn=f, names=("p", "x"), primals=(params, x), argnums=(0, 1))
+    result = jacobian(p, "rev")
+    m = jacobian_matrix(result.outputs["jacobian"], output_shape(p), p.diff(p.primals), p.wrt)
     assert [n for n, _ in m.rows] == ["f.a", "f.s"] and [n for n, _ in m.cols] == ["p.W", "p.b", "x"]
 
     def flat(v: np.ndarray) -> np.ndarray:
@@ -91,15 +95,15 @@ def test_hessian_matrix_and_summary_match_numpy() -> None:
 
     x, y = jnp.array([1.0, -2.0]), jnp.array([0.5, 3.0])
     with jax.enable_x64(True):
-        p = engine.Problem(fn=f, names=("x", "y"), primals=(x.astype(jnp.float64), y.astype(jnp.float64)), argnums=(0, 1))
-        m = plot.hessian_matrix(engine.hessian(p).outputs["hessian"], p.diff(p.primals), p.wrt)
+        p = Problem(fn=f, names=("x", "y"), primals=(x.astype(jnp.float64), y.astype(jnp.float64)), argnums=(0, 1))
+        m = hessian_matrix(hessian(p).outputs["hessian"], p.diff(p.primals), p.wrt)
 
     def flat(v: np.ndarray) -> float:
         return float(np.sum(v[:2] ** 3) * v[2] + v[0] * v[3] - np.sum(v[2:] ** 2))
 
     h = fd_hessian(flat, np.array([1.0, -2.0, 0.5, 3.0]))
     np.testing.assert_allclose(m.data, h, atol=1e-5)
-    s = plot.summary(m)
+    s = summary(m)
     eig = np.linalg.eigvalsh(h)
     assert s["zeros"] == 6 / 16  # d2f/dx0dx1, dx1dy1, dy0dy1 and their transposes are exactly 0
     assert s["frobenius_norm"] == pytest.approx(np.linalg.norm(h), rel=1e-6)
@@ -115,12 +119,12 @@ def test_lanczos_finds_the_extreme_eigenvalues_without_the_matrix() -> None:
     q, _ = np.linalg.qr(rng.standard_normal((600, 600)))
     eig = np.concatenate([[-3.0], np.linspace(0.1, 1.0, 598), [7.5]])
     a = (q * eig) @ q.T
-    lo, hi, r_lo, r_hi = plot.lanczos_extremes(lambda v: a @ v, 600, steps=80)
+    lo, hi, r_lo, r_hi = lanczos_extremes(lambda v: a @ v, 600, steps=80)
     assert lo == pytest.approx(-3.0, rel=1e-6) and hi == pytest.approx(7.5, rel=1e-6)
     assert abs(lo + 3.0) <= r_lo + 1e-9 and abs(hi - 7.5) <= r_hi + 1e-9  # the bounds hold
-    assert plot.definiteness(0.1, 7.5, 7.5) == "positive definite"
-    assert plot.definiteness(-7.5, -0.1, 7.5) == "negative definite"
-    assert plot.definiteness(0.0, 2.0, 2.0) == "positive semidefinite"
+    assert definiteness(0.1, 7.5, 7.5) == "positive definite"
+    assert definiteness(-7.5, -0.1, 7.5) == "negative definite"
+    assert definiteness(0.0, 2.0, 2.0) == "positive semidefinite"
 
 
 def test_large_hessian_summary_uses_hvps(cli: Any) -> None:

@@ -414,7 +414,7 @@ def test_run_keeps_results_of_the_same_operation_with_other_options(cli: Any, tm
 
 
 def test_a_bug_of_jaxdiff_is_not_blamed_on_the_function(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from jaxdiff_cli import render
+    from jaxdiff_cli.output import render
 
     def broken(**kwargs: Any) -> Any:
         raise TypeError("a bug in the renderer")
@@ -440,8 +440,8 @@ def test_an_error_raised_in_the_users_code_is_the_functions(cli: Any, tmp_path: 
 
 
 def test_blame_looks_at_the_innermost_frame_of_user_or_jaxdiff_code() -> None:
-    from jaxdiff_cli.errors import FunctionError, InternalError
-    from jaxdiff_cli.functions import blame, compile_expression
+    from jaxdiff_cli.errors import FunctionError, InternalError, blame
+    from jaxdiff_cli.functions import compile_expression
 
     fn = compile_expression("lambda x: x.nope", ("x",), "f", is_lambda=True)
     try:

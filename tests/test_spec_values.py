@@ -58,7 +58,7 @@ def test_spec_defaults_wrt_and_argnums() -> None:
         ({"function": "x", "primals": {"x": 1}, "device": "npu"}, "device: unknown device"),
         ({"function": "x", "primals": {"x": 1}, "wrt": ["x"], "argnums": [0]}, "give 'wrt' or 'argnums', not both"),
         ({"function": 3, "primals": {"x": 1}}, "function: must be a string"),
-        ({"function": "x", "primals": {"x": 1}, "chunk_size": 0}, "chunk_size: must be a positive"),
+        ({"function": "x", "primals": {"x": 1}, "chunk_size": 0}, "chunk_size: 0 is not a positive whole number or auto"),
     ],
 )
 def test_spec_errors_name_the_key(data: dict, message: str) -> None:

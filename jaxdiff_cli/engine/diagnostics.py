@@ -1,4 +1,7 @@
-"""Non-finite values and float32 precision: found in results, reported as where they are."""
+"""Diagnostics of results: non-finite values and where float32 is likely to lose the answer.
+
+Each names the leaf and index it found, so the caller can report it as a warning (or fail on it).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxdiff_cli.render import named_leaves
+from jaxdiff_cli.engine.layout import named_leaves
 
 F32 = np.finfo(np.float32)
 NEAR_OVERFLOW = 1e30  # float32 overflows at 3.4e38; squaring or summing anything this large will

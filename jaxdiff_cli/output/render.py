@@ -1,6 +1,7 @@
 """Results -> Rich renderables and -> JSON-ready dicts. Pure: nothing here prints.
 
-JSON schema (``schema: 1``), documented in the README:
+Every JSON document has one envelope (``envelope``); the computing commands' schema (``schema: 1``),
+documented in the README:
     {"schema": 1, "jaxdiff_version", "command", "function", "spec", "device", "dtype",
      "info": {...}, "inputs": {name: array}, "outputs": {name: array},
      "timing": {"compile_s", "run_s"}, "versions": {"jax", "jaxlib"}}
@@ -11,54 +12,31 @@ for them); every other number is a JSON number that reads back to the same bits 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jaxdiff_cli import __version__
+from jaxdiff_cli.encoding import array_json, json_number, shape_text
+from jaxdiff_cli.engine.layout import named_leaves
+
+if TYPE_CHECKING:
+    from jaxdiff_cli.checks.check import Report
+    from jaxdiff_cli.engine.bench import Timing
+    from jaxdiff_cli.operations import BenchOutcome, Outcome, RunOutcome
 
 SCHEMA_VERSION = 1
-
-
-def named_leaves(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Walk a pytree of dicts / lists / tuples, naming each leaf ``a.b[0]``."""
-    if isinstance(tree, Mapping):
-        for k, v in tree.items():
-            yield from named_leaves(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(tree, (list, tuple)):
-        for i, v in enumerate(tree):
-            yield from named_leaves(v, f"{prefix}[{i}]")
-    elif tree is not None:
-        yield prefix, tree
+F64 = np.dtype(np.float64)
 
 
 # --------------------------------------------------------------------------- JSON
 
 
-def _json_number(value: float, dtype: np.dtype[Any]) -> float | int | str | bool:
-    if dtype.kind == "b":
-        return bool(value)
-    if dtype.kind in "iu":
-        return int(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
-def array_json(arr: Any) -> dict[str, Any]:
-    a = np.asarray(arr)
-    if a.dtype == np.float32 or a.dtype == np.float16:
-        # str() of a float32 is its shortest round-trip form; as a float64 it still reads back exactly.
-        flat = [float(str(v)) for v in a.ravel()]
-    else:
-        flat = a.ravel().tolist()
-    # An object array's tolist() nests plain Python values in the array's shape (0-d included).
-    data = np.array([_json_number(v, a.dtype) for v in flat], dtype=object).reshape(a.shape).tolist()
-    return {"shape": list(a.shape), "dtype": str(a.dtype), "data": data}
+def envelope(command: str, versions: Mapping[str, str], **body: Any) -> dict[str, Any]:
+    """Every JSON document jaxdiff prints: the schema, the version and the command first, the
+    versions of jax and jaxlib last."""
+    return {"schema": SCHEMA_VERSION, "jaxdiff_version": __version__, "command": command, **body, "versions": dict(versions)}
 
 
 def document(
@@ -74,21 +52,84 @@ def document(
     timing: Mapping[str, float],
     versions: Mapping[str, str],
 ) -> dict[str, Any]:
-    """The --json document."""
-    return {
-        "schema": SCHEMA_VERSION,
-        "jaxdiff_version": __version__,
-        "command": command,
-        "function": function,
-        "spec": spec,
-        "device": device,
-        "dtype": dtype,
-        "info": {k: v for k, v in info.items() if v is not None},
-        "inputs": {name: array_json(a) for name, a in named_leaves(dict(inputs))},
-        "outputs": {name: array_json(a) for name, a in named_leaves(dict(outputs))},
-        "timing": {k: round(v, 6) for k, v in timing.items()},
-        "versions": dict(versions),
-    }
+    """The --json document of a computing command."""
+    return envelope(
+        command,
+        versions,
+        function=function,
+        spec=spec,
+        device=device,
+        dtype=dtype,
+        info={k: v for k, v in info.items() if v is not None},
+        inputs={name: array_json(a) for name, a in named_leaves(dict(inputs))},
+        outputs={name: array_json(a) for name, a in named_leaves(dict(outputs))},
+        timing={k: round(v, 6) for k, v in timing.items()},
+    )
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    """The --json document of eval, jvp, vjp, grad, jacobian, hessian, hvp."""
+    spec, result = outcome.spec, outcome.result
+    doc = document(
+        command=outcome.command,
+        function=spec.function,
+        spec=None if spec.source.startswith("<") else spec.source,
+        device=outcome.prep.runtime.device_name,
+        dtype=spec.dtype,
+        inputs=outcome.prep.inputs,
+        outputs=result.outputs,
+        info={"wrt": list(outcome.prep.problem.wrt), **result.info},
+        timing={"compile_s": result.timing.compile_s, "run_s": result.timing.run_s},
+        versions=outcome.versions,
+    )
+    doc["warnings"] = outcome.warnings + ([outcome.nonfinite] if outcome.nonfinite else [])
+    if outcome.summary is not None:
+        doc["summary"] = outcome.summary
+    return doc
+
+
+def arrays(outcome: Outcome) -> dict[str, Any]:
+    """What -o saves: every output by name (.npz), or the one array of .npy."""
+    if outcome.npy is not None:
+        return {outcome.result.op: outcome.npy[0]}
+    return dict(named_leaves(outcome.result.outputs))
+
+
+def run_json(outcome: RunOutcome) -> dict[str, Any]:
+    """The `run` document: every case, each step's outputs, info and timing (or the case's error)."""
+    cases = []
+    for case in outcome.cases:
+        item: dict[str, Any] = {"name": case.name, "function": case.spec.function, "dtype": case.spec.dtype, "results": []}
+        if case.device is not None:
+            item["device"] = case.device
+        for step, result in case.steps:
+            item["results"].append(
+                {
+                    "op": step.op,
+                    "name": step.label,
+                    "info": {k: v for k, v in result.info.items() if v is not None},
+                    "outputs": {n: array_json(a) for n, a in named_leaves(result.outputs)},
+                    "timing": {"compile_s": round(result.timing.compile_s, 6), "run_s": round(result.timing.run_s, 6)},
+                }
+            )
+        if case.error is not None:
+            item["error"] = {"exit_code": int(case.error.exit_code), "message": case.error.render()}
+        cases.append(item)
+    return envelope("run", outcome.versions, spec=outcome.spec_path if outcome.spec_path != "-" else None, cases=cases)
+
+
+def bench_json(outcome: BenchOutcome) -> dict[str, Any]:
+    return envelope(
+        "bench",
+        outcome.versions,
+        op=outcome.op,
+        function=outcome.spec.function,
+        device=outcome.device,
+        dtype=outcome.spec.dtype,
+        timings=[t.as_dict() for t in outcome.timings],
+        recommendation=outcome.recommendation,
+        auto=outcome.auto,
+    )
 
 
 # --------------------------------------------------------------------------- terminal
@@ -98,11 +139,6 @@ def format_array(arr: Any, width: int = 100) -> str:
     """Values as NumPy prints them, large arrays summarised with '...'."""
     a = np.asarray(arr)
     return np.array2string(a, max_line_width=width, threshold=200, edgeitems=3, precision=8 if a.dtype == np.float64 else 7)
-
-
-def shape_text(arr: Any) -> str:
-    shape = np.shape(arr)
-    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
 def rich_result(
@@ -127,7 +163,7 @@ def rich_result(
         parts.append(Text(" · ".join(notes), style="cyan"))
     for name, arr in named_leaves(dict(outputs)):
         a = np.asarray(arr)
-        head = Text.assemble((name, "bold green"), "  ", (shape_text(a), "magenta"), "  ", (str(a.dtype), "yellow"))
+        head = Text.assemble((name, "bold green"), "  ", (shape_text(a.shape), "magenta"), "  ", (str(a.dtype), "yellow"))
         parts.append(Panel(Text(format_array(a, width - 6)), title=head, title_align="left", expand=False))
     table = Table.grid(padding=(0, 2))
     for _ in footer:
@@ -155,7 +191,7 @@ def _num(v: float) -> str:
     return f"{v:.7g}"
 
 
-def check_json(reports: list[Any], versions: Mapping[str, str]) -> dict[str, Any]:
+def check_json(reports: Sequence[Report], versions: Mapping[str, str]) -> dict[str, Any]:
     """The `check --json` document: every spec, every finding, the worst entry of each failure."""
 
     def finding(f: Any) -> dict[str, Any]:
@@ -165,10 +201,10 @@ def check_json(reports: list[Any], versions: Mapping[str, str]) -> dict[str, Any
             d["worst"] = {
                 "output": w.output,
                 "index": list(w.index),
-                "ad": _json_number(w.ad, np.dtype(np.float64)),
-                "reference": _json_number(w.reference, np.dtype(np.float64)),
-                "error_estimate": _json_number(w.error, np.dtype(np.float64)),
-                "bound": _json_number(w.bound, np.dtype(np.float64)),
+                "ad": json_number(w.ad, F64),
+                "reference": json_number(w.reference, F64),
+                "error_estimate": json_number(w.error, F64),
+                "bound": json_number(w.bound, F64),
             }
         return d
 
@@ -183,17 +219,10 @@ def check_json(reports: list[Any], versions: Mapping[str, str]) -> dict[str, Any
         if r.error is not None:
             item["error"] = {"exit_code": int(r.error.exit_code), "message": r.error.render()}
         specs.append(item)
-    return {
-        "schema": SCHEMA_VERSION,
-        "jaxdiff_version": __version__,
-        "command": "check",
-        "passed": all(r.passed for r in reports),
-        "specs": specs,
-        "versions": dict(versions),
-    }
+    return envelope("check", versions, passed=all(r.passed for r in reports), specs=specs)
 
 
-def check_table(reports: list[Any]) -> Any:
+def check_table(reports: Sequence[Report]) -> Any:
     """A Rich table per spec: one row per check; a failure shows its worst entry, AD value, reference
     and the reference's error estimate."""
     from rich.console import Group
@@ -235,3 +264,18 @@ def check_table(reports: list[Any]) -> Any:
     failed = sum(not r.passed for r in reports)
     parts.append(Text(f"{len(reports) - failed} of {len(reports)} spec(s) passed", style="bold"))
     return Group(*parts)
+
+
+def bench_table(title: str, timings: Sequence[Timing], op: str) -> Any:
+    """`jaxdiff bench`: one row per mode."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("mode", "compile", "median run", "min run", "runs", "working memory"):
+        table.add_column(col, justify="right" if col != "mode" else "left")
+    for t in timings:
+        mem = f"{t.temp_bytes / 2**20:.2f} MiB" if t.temp_bytes is not None else "n/a"
+        table.add_row(
+            t.mode or op, f"{t.compile_s * 1e3:.1f} ms", f"{t.median_s * 1e3:.4f} ms", f"{t.min_s * 1e3:.4f} ms", str(t.runs), mem
+        )
+    return table

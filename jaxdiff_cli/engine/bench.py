@@ -1,4 +1,4 @@
-"""``jaxdiff bench``: compile time, steady-state time and memory of an operation in each of its modes.
+"""Timing a plan for ``jaxdiff bench``: compile time, steady-state time and memory of an operation in each of its modes.
 
 Each mode is compiled once (AOT); the compiled program is then called until ``min_time`` seconds or
 ``max_runs`` calls have passed, after one warm-up call, so the figures are steady state: no tracing,
@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from jaxdiff_cli import engine
+from jaxdiff_cli.engine.plans import HVP_MODES
+from jaxdiff_cli.engine.problem import Plan, call, compile_plan
 
-MODES = {"jacobian": ("fwd", "rev"), "hvp": engine.HVP_MODES}
+MODES = {"jacobian": ("fwd", "rev"), "hvp": HVP_MODES}
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,14 @@ class Timing:
         }
 
 
-def time_plan(plan: engine.Plan, min_time: float = 0.5, max_runs: int = 1000, min_runs: int = 5) -> Timing:
-    compiled, compile_s = engine.compile_plan(plan)
-    engine.call(compiled, plan)  # warm-up: first-call allocations and transfers stay out of the figures
+def time_plan(plan: Plan, min_time: float = 0.5, max_runs: int = 1000, min_runs: int = 5) -> Timing:
+    compiled, compile_s = compile_plan(plan)
+    call(compiled, plan)  # warm-up: first-call allocations and transfers stay out of the figures
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < min_runs or (len(times) < max_runs and time.perf_counter() - start < min_time):
         t0 = time.perf_counter()
-        engine.call(compiled, plan)
+        call(compiled, plan)
         times.append(time.perf_counter() - t0)
     try:
         temp = int(compiled.memory_analysis().temp_size_in_bytes)

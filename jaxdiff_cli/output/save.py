@@ -6,25 +6,24 @@ a run killed mid-write leaves the old file or none, never half of one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
+from jaxdiff_cli.atomic import atomic_open
 from jaxdiff_cli.errors import OutputError
 
 FORMATS = (".npz", ".npy", ".json")
 
 
-def check_output_path(path: Path) -> None:
+def check_output_path(path: Path, formats: tuple[str, ...] = FORMATS) -> None:
     """Fail before any work if the output cannot be written (checked again when writing)."""
-    if path.suffix.lower() not in FORMATS:
-        raise OutputError(f"unknown output format {path.suffix or '(none)'!r}", where=f"-o {path}", hint=", ".join(FORMATS))
+    if path.suffix.lower() not in formats:
+        raise OutputError(f"unknown output format {path.suffix or '(none)'!r}", where=f"-o {path}", hint=", ".join(formats))
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise OutputError(f"folder {folder} does not exist", where=f"-o {path}")
@@ -32,45 +31,6 @@ def check_output_path(path: Path) -> None:
         raise OutputError("is a folder", where=f"-o {path}")
     if not os.access(folder, os.W_OK):
         raise OutputError(f"folder {folder} is not writable", where=f"-o {path}")
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path in the same folder, renamed over ``path`` if the block completes, removed if not.
-
-    For writers that need a file name (a memory-mapped .npy); ``atomic_open`` is the usual form.
-    """
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    # mkstemp makes the file private (0600); give it the mode the old file had, else the umask's.
-    try:
-        perms = path.stat().st_mode & 0o7777
-    except OSError:
-        perms = 0o666 & ~umask()
-    os.chmod(tmp, perms)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """A file handle whose contents replace ``path`` atomically (fsynced first)."""
-    with atomic_path(path) as tmp, open(tmp, mode) as handle:
-        yield handle
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 def save(path: Path, arrays: Mapping[str, Any], doc: Mapping[str, Any]) -> None:

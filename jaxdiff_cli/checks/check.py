@@ -19,15 +19,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jaxdiff_cli import expect as expect_mod
-from jaxdiff_cli import fd
-from jaxdiff_cli.errors import JaxdiffError
-from jaxdiff_cli.pipeline import PRIMARY
+from jaxdiff_cli.checks import fd
+from jaxdiff_cli.errors import JaxdiffError, blame
+from jaxdiff_cli.prepare import PRIMARY, Options, Prepared, prepare, run_operation
 from jaxdiff_cli.spec import Spec
+
+if TYPE_CHECKING:
+    from jaxdiff_cli.engine.problem import Problem
 
 FULL_COLUMNS = 64  # inputs up to this size are differenced column by column
 DIRECTIONS = 6
@@ -112,9 +115,8 @@ def compare_arrays(
 # --------------------------------------------------------------------------- expectations
 
 
-def check_expectations(prep: Any, report: Report) -> None:
-    from jaxdiff_cli import pipeline
-    from jaxdiff_cli.render import named_leaves
+def check_expectations(prep: Prepared, report: Report) -> None:
+    from jaxdiff_cli.engine.layout import named_leaves
 
     spec: Spec = prep.spec
     if not spec.expect:
@@ -124,7 +126,7 @@ def check_expectations(prep: Any, report: Report) -> None:
     for op in ops:
         if not op:
             continue
-        result = pipeline.run_operation(prep, op, pipeline.Options(mode=spec.mode))
+        result = run_operation(prep, op, Options(mode=spec.mode))
         for name, arr in named_leaves(result.outputs):
             report.results.setdefault(name, np.asarray(arr))
     for e in expectations:
@@ -158,7 +160,7 @@ class Flat:
     function of one flat vector, which shares nothing with the engine but f itself.
     """
 
-    problem: Any
+    problem: Problem
     x: Any  # the differentiated arguments raveled, in the spec's dtype
     n: int
     m: int
@@ -171,19 +173,18 @@ class Flat:
     forward_note: str = ""
 
 
-def flatten_problem(problem: Any, dtype: str) -> Flat:
+def flatten_problem(problem: Problem, dtype: str) -> Flat:
     import jax
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
-    from jaxdiff_cli.engine import output_shape
+    from jaxdiff_cli.engine.problem import is_scalar, output_shape
 
     diff = problem.diff(problem.primals)
     x, unravel_in = ravel_pytree(diff)
     out_struct = output_shape(problem)
     out_leaves = jax.tree.leaves(out_struct)
     _, unravel_out = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_struct))
-    scalar = len(out_leaves) == 1 and out_leaves[0].shape == ()
     forward, note = True, ""
     try:
         # eval_shape does not reach custom_vjp's refusal of forward mode; lowering does.
@@ -200,7 +201,7 @@ def flatten_problem(problem: Any, dtype: str) -> Flat:
         unravel_in=unravel_in,
         unravel_out=unravel_out,
         f64_batch=_float64_batch(problem, lambda y: ravel_pytree(y)[0]),
-        scalar=scalar,
+        scalar=is_scalar(out_struct),
         forward=forward,
         forward_note=note,
     )
@@ -224,9 +225,9 @@ def _batch_in(flat: Flat, vectors: np.ndarray) -> tuple[Any, ...]:
 
 def _engine_jvp(flat: Flat, vectors: np.ndarray) -> np.ndarray:
     """J v for each row v, by the engine's jvp operation (batched): (k, m)."""
-    from jaxdiff_cli import engine
+    from jaxdiff_cli.engine.plans import jvp
 
-    result = engine.execute(engine.plan_jvp(flat.problem, _batch_in(flat, vectors), len(vectors)))
+    result = jvp(flat.problem, _batch_in(flat, vectors), len(vectors))
     return _rows(result.outputs["jvp"])
 
 
@@ -235,20 +236,21 @@ def _engine_vjp(flat: Flat, covectors: np.ndarray) -> np.ndarray:
     import jax
     import jax.numpy as jnp
 
-    from jaxdiff_cli import engine
+    from jaxdiff_cli.engine.plans import vjp
 
     cot = jax.vmap(flat.unravel_out)(jnp.asarray(covectors, flat.x.dtype))
-    result = engine.execute(engine.plan_vjp(flat.problem, cot, len(covectors)))
+    result = vjp(flat.problem, cot, len(covectors))
     return _rows(tuple(result.outputs["vjp"][a] for a in flat.problem.wrt))
 
 
-def _diff_struct(problem: Any) -> tuple[Any, ...]:
+def _diff_struct(problem: Problem) -> tuple[Any, ...]:
     return tuple(problem.diff(problem.primals))
 
 
-def check_derivatives(prep: Any, report: Report, settings: Settings) -> None:
-    from jaxdiff_cli import engine
-    from jaxdiff_cli.plot import jacobian_matrix
+def check_derivatives(prep: Prepared, report: Report, settings: Settings) -> None:
+    from jaxdiff_cli.engine.layout import jacobian_matrix
+    from jaxdiff_cli.engine.plans import jacobian
+    from jaxdiff_cli.engine.problem import output_shape
 
     spec: Spec = prep.spec
     problem = prep.problem
@@ -261,9 +263,9 @@ def check_derivatives(prep: Any, report: Report, settings: Settings) -> None:
 
     if flat.n <= FULL_COLUMNS:
         ref = fd.jacobian(flat.f64_batch, x64)
-        out_struct = engine.output_shape(problem)
+        out_struct = output_shape(problem)
         for mode in ("fwd", "rev") if flat.forward else ("rev",):
-            result = engine.execute(engine.plan_jacobian(problem, mode))
+            result = jacobian(problem, mode)
             # The user's layout (one block per argument and leaf) assembled back into one matrix.
             ad = jacobian_matrix(result.outputs["jacobian"], out_struct, _diff_struct(problem), problem.wrt).data
             ad_results.append((f"jacobian ({mode})", ad))
@@ -317,15 +319,15 @@ def _adjoint(flat: Flat, rng: np.random.Generator, tol: tuple[float, float]) -> 
     return compare_arrays("adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩", "⟨Jᵀu, v⟩", rhs, lhs, rounding / ERR_MULTIPLE, flat.dtype, (tol[0], 0.0))
 
 
-def _hvp_checks(prep: Any, flat: Flat, rng: np.random.Generator, tol: tuple[float, float]) -> list[Finding]:
-    from jaxdiff_cli import engine
+def _hvp_checks(prep: Prepared, flat: Flat, rng: np.random.Generator, tol: tuple[float, float]) -> list[Finding]:
+    from jaxdiff_cli.engine.plans import HVP_MODES, hvp
 
     k = 2
     v = np.asarray(np.asarray(rng.standard_normal((k, flat.n)), flat.dtype), np.float64)
-    modes = engine.HVP_MODES if flat.forward else ("rev-rev",)
+    modes = HVP_MODES if flat.forward else ("rev-rev",)
     out = {}
     for mode in modes:
-        result = engine.execute(engine.plan_hvp(flat.problem, _batch_in(flat, v), mode, k))
+        result = hvp(flat.problem, _batch_in(flat, v), mode, k)
         out[mode] = _rows(tuple(result.outputs["hvp"][a] for a in flat.problem.wrt))
     findings = []
     base_name = next(iter(out))
@@ -339,19 +341,19 @@ def _hvp_checks(prep: Any, flat: Flat, rng: np.random.Generator, tol: tuple[floa
     return findings
 
 
-def _hessian_check(prep: Any, flat: Flat, tol: tuple[float, float]) -> tuple[Finding, np.ndarray]:
+def _hessian_check(prep: Prepared, flat: Flat, tol: tuple[float, float]) -> tuple[Finding, np.ndarray]:
     """The engine's Hessian, in the user's layout assembled into one matrix, against FD of the gradient."""
-    from jaxdiff_cli import engine
-    from jaxdiff_cli.plot import hessian_matrix
+    from jaxdiff_cli.engine.layout import hessian_matrix
+    from jaxdiff_cli.engine.plans import hessian
 
     problem = prep.problem
-    result = engine.execute(engine.plan_hessian(problem))
+    result = hessian(problem)
     ad = hessian_matrix(result.outputs["hessian"], _diff_struct(problem), problem.wrt).data
     ref = fd.jacobian(_float64_batch(problem, lambda y: y, grad=True), np.asarray(flat.x, np.float64))
     return compare_arrays("hessian vs FD of the gradient", "hessian", ad, ref.value, ref.error, flat.dtype, tol), ad
 
 
-def _float64_batch(problem: Any, post: Callable[[Any], Any], grad: bool = False) -> Callable[[Any], Any]:
+def _float64_batch(problem: Problem, post: Callable[[Any], Any], grad: bool = False) -> Callable[[Any], Any]:
     """A vmapped, jitted float64 version of f of the flat inputs (or of its gradient), for FD."""
     import jax
     import jax.numpy as jnp
@@ -377,7 +379,7 @@ def _float64_batch(problem: Any, post: Callable[[Any], Any], grad: bool = False)
 
 
 def _finite(results: list[tuple[str, Any]]) -> Finding:
-    from jaxdiff_cli.numerics import first_nonfinite
+    from jaxdiff_cli.engine.diagnostics import first_nonfinite
 
     bad = first_nonfinite(dict(results))
     if bad is None:
@@ -392,25 +394,20 @@ def _finite(results: list[tuple[str, Any]]) -> Finding:
 RECORD_MAX = 10**6  # largest Jacobian / Hessian (entries) that --update records
 
 
-def environment(prep: Any) -> dict[str, str]:
-    from jaxdiff_cli.runtime import versions
+def environment(prep: Prepared) -> dict[str, str]:
+    from jaxdiff_cli.engine.runtime import versions
 
     return {**versions(), "device": prep.runtime.device.platform, "dtype": prep.spec.dtype}
 
 
-def collect_results(prep: Any, report: Report) -> None:
+def collect_results(prep: Prepared, report: Report) -> None:
     """Run every operation the spec supports and keep its outputs (what --update records)."""
-    import jax
-
-    from jaxdiff_cli import pipeline
-    from jaxdiff_cli.engine import output_shape
-    from jaxdiff_cli.render import named_leaves
+    from jaxdiff_cli.engine.layout import named_leaves
+    from jaxdiff_cli.engine.problem import is_scalar, output_shape
 
     spec = prep.spec
-    out_leaves = jax.tree.leaves(output_shape(prep.problem))
-    n = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(prep.problem.diff(prep.problem.primals)))
-    m = sum(int(np.prod(leaf.shape)) for leaf in out_leaves)
-    scalar = len(out_leaves) == 1 and out_leaves[0].shape == ()
+    n, m = prep.problem.sizes()
+    scalar = is_scalar(output_shape(prep.problem))
     ops = ["eval"]
     ops += ["jvp"] if spec.tangents is not None else []
     ops += ["vjp"] if spec.cotangents is not None or scalar else []
@@ -418,18 +415,16 @@ def collect_results(prep: Any, report: Report) -> None:
     if scalar:
         ops += ["grad"] + (["hessian"] if n * n <= RECORD_MAX else []) + (["hvp"] if spec.tangents is not None else [])
     for op in ops:
-        result = pipeline.run_operation(prep, op, pipeline.Options(mode=spec.mode if op in ("jacobian", "hvp") else None))
+        result = run_operation(prep, op, Options(mode=spec.mode if op in ("jacobian", "hvp") else None))
         for name, arr in named_leaves(result.outputs):
             report.results.setdefault(name, np.asarray(arr))
 
 
 def check_spec(spec: Spec, settings: Settings) -> Report:
     """Every check of one spec; errors (bad spec, failing function) are kept in the report."""
-    from jaxdiff_cli import pipeline
-
     report = Report(spec=spec.source)
     try:
-        prep = pipeline.prepare(spec, use_cache=settings.use_cache)
+        prep = prepare(spec, use_cache=settings.use_cache)
         check_expectations(prep, report)
         _note_environment(prep, report)
         check_derivatives(prep, report, settings)
@@ -445,13 +440,11 @@ def check_spec(spec: Spec, settings: Settings) -> Report:
     except JaxdiffError as exc:
         report.error = exc
     except Exception as exc:  # the user's function raised where no call wraps it; the other specs still run
-        from jaxdiff_cli.functions import blame
-
         report.error = blame(exc, where=spec.where("function"))
     return report
 
 
-def _note_environment(prep: Any, report: Report) -> None:
+def _note_environment(prep: Prepared, report: Report) -> None:
     """When recorded values fail, say whether jax, the device or the dtype changed since."""
     recorded = prep.spec.expect.get("recorded")
     if not isinstance(recorded, dict):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxdiff_cli.atomic import atomic_open
+from jaxdiff_cli.engine.layout import Matrix
 from jaxdiff_cli.errors import OutputError, UsageError
-from jaxdiff_cli.plot import Matrix
-from jaxdiff_cli.save import atomic_open
 
 SIZE = (6.4, 4.8)  # inches; at DPI the image is 640 x 480 pixels
 DPI = 100

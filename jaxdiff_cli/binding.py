@@ -1,0 +1,106 @@
+"""Primals to parameters, by name: the order in which primals are given never changes a result.
+
+Also which arguments are differentiated (wrt, argnums against the function's signature, or its
+first parameter), and dtypes that say what is computed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from jaxdiff_cli.errors import SpecError
+from jaxdiff_cli.functions import LoadedFunction
+from jaxdiff_cli.spec import CLI, Spec, suggest
+
+
+def bind_primals(spec: Spec, loaded: LoadedFunction) -> tuple[str, ...]:
+    """The primals' names in the function's parameter order: each binds to the parameter of its name.
+
+    A primal that is no parameter, or a parameter without a primal or a default, is bad input
+    (exit 3): the order in which primals are given never matters.
+    """
+    params = loaded.params
+    for name in spec.primals:
+        if name in params.names or params.var_keyword:
+            continue
+        if loaded.kind == "expression":
+            used = ", ".join(params.names) or "none of the primals"
+            message = f"primal {name!r} is not used by the expression (it uses {used})"
+        else:
+            message = f"primal {name!r} is not a parameter of the function, which takes ({', '.join(params.names)})"
+        raise SpecError(message, where=spec.primal_where(name), hint=suggest(name, params.names))
+    missing = [n for n in params.names if n in params.required and n not in spec.primals]
+    if missing:
+        given = ", ".join(spec.primals)
+        raise SpecError(
+            f"the function's parameter {missing[0]!r} has no primal (primals given: {given})",
+            where=spec.where("--primal" if spec.source == CLI else "primals"),
+            hint=suggest(missing[0], list(spec.primals)) or f"add primals.{missing[0]} or --primal {missing[0]}=VALUE",
+        )
+    return tuple(n for n in params.names if n in spec.primals) + tuple(n for n in spec.primals if n not in params.names)
+
+
+def resolve_wrt(spec: Spec, loaded: LoadedFunction, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The arguments to differentiate: as named; or argnums, counted in the function's signature as
+    JAX counts them; or the function's first parameter."""
+    if spec.wrt:
+        return spec.wrt
+    positional = [n for n in loaded.params.positional] if loaded.kind != "expression" else list(names)
+    if spec.argnums is None:
+        return names[:1]
+    out = []
+    for n in spec.argnums:
+        if not -len(positional) <= n < len(positional):
+            raise SpecError(
+                f"argument {n} is out of range: the function takes {len(positional)} positional parameters"
+                f" ({', '.join(positional)})",
+                where=spec.where("argnums"),
+            )
+        name = positional[n]
+        if name not in spec.primals:
+            raise SpecError(f"argument {n} is {name!r}, which has no primal", where=spec.where("argnums"))
+        out.append(name)
+    if len(set(out)) != len(out):
+        raise SpecError("names an argument twice", where=spec.where("argnums"))
+    return tuple(out)
+
+
+def fit_dtypes(value: Any, spec: Spec, name: str, *, differentiated: bool) -> Any:
+    """Refuse what JAX would silently change: dtypes never lie about what was computed.
+
+    A differentiated argument is computed in the spec's float dtype, so a leaf of another dtype is
+    refused. Without x64 (float32 specs) JAX holds no 64-bit values: an explicit float64 is refused,
+    and 64-bit integers (from a file) become int32 only when every value fits.
+    """
+    return _fit(value, spec, spec.primal_where(name), differentiated)
+
+
+def _fit(value: Any, spec: Spec, here: str, differentiated: bool) -> Any:
+    if isinstance(value, dict):
+        return {k: _fit(v, spec, f"{here}.{k}", differentiated) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_fit(v, spec, f"{here}[{i}]", differentiated) for i, v in enumerate(value))
+    arr = np.asarray(value)
+    dtype = arr.dtype
+    if differentiated and dtype.kind != "f":
+        raise SpecError(
+            f"{dtype} values cannot be differentiated",
+            where=here,
+            hint="derivatives need floats: write 3.0, or give the constructor dtype: " + spec.dtype,
+        )
+    if differentiated and dtype != np.dtype(spec.dtype):
+        raise SpecError(
+            f"a {dtype} value in a {spec.dtype} run: differentiated arguments are computed in the spec's dtype",
+            where=here,
+            hint=f"drop its dtype:, or set dtype: {dtype} for the whole spec",
+        )
+    if spec.dtype == "float32" and dtype.itemsize == 8 and dtype.kind == "f":
+        raise SpecError("a float64 value in a float32 run, where JAX computes in 32 bits", where=here, hint="set dtype: float64")
+    if spec.dtype == "float32" and dtype.itemsize == 8 and dtype.kind in "iu":
+        info = np.iinfo(np.int32)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise SpecError("64-bit integers that int32 cannot hold, in a float32 run", where=here, hint="set dtype: float64")
+        return arr.astype(np.int32)
+    return arr

@@ -1,0 +1,1 @@
+"""jaxdiff check: expected values and golden values, AD against finite differences and each other."""

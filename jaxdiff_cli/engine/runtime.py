@@ -1,0 +1,188 @@
+"""Process-wide JAX set-up: x64, the platform, the persistent compilation cache, several hosts.
+
+This must run before any array exists: x64 decides the dtype of every array made after it, and a
+process joins a cluster (``jax.distributed.initialize``, gloo collectives on the CPU) before any
+JAX backend starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jaxdiff_cli.errors import DeviceError, UsageError
+
+
+def cache_dir() -> Path:
+    """Where compiled programs are kept between runs: $JAXDIFF_CACHE_DIR, else the user cache."""
+    if env := os.environ.get("JAXDIFF_CACHE_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "jaxdiff" / "xla"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: Any  # a jax.Device
+    dtype: str
+    cache: Path | None
+
+    @property
+    def device_name(self) -> str:
+        return f"{self.device.platform}:{self.device.id} ({self.device.device_kind})"
+
+
+def configure(dtype: str, device: str, use_cache: bool, where: str = "device", cluster: Cluster | None = None) -> Runtime:
+    """Configure JAX for this run and return the device to run on."""
+    import jax
+
+    if device == "cpu" and "JAX_PLATFORMS" not in os.environ:
+        # Skip probing for accelerators that were not asked for: faster start, no warnings.
+        # (jax.config, not os.environ: the setting must not leak into child processes.)
+        jax.config.update("jax_platforms", "cpu")
+    if cluster is not None and not jax.distributed.is_initialized():
+        initialize(cluster, device)
+    jax.config.update("jax_enable_x64", dtype == "float64")
+    cache: Path | None = None
+    if use_cache:
+        cache = cache_dir()
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            cache = None  # a read-only home must not stop the run; it only runs slower
+        if cache is not None:
+            jax.config.update("jax_compilation_cache_dir", str(cache))
+            # Cache every program: a CLI pays compile time on each run, however small.
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+            jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return Runtime(device=pick_device(device, where), dtype=dtype, cache=cache)
+
+
+def pick_device(device: str, where: str = "device") -> Any:
+    import jax
+
+    # This process's own devices: with several processes, jax.devices() lists every process's.
+    if device == "auto":
+        return jax.local_devices()[0]
+    try:
+        found = jax.local_devices(backend="gpu" if device == "gpu" else device)
+    except RuntimeError:
+        found = []
+    if not found:
+        try:
+            seen = ", ".join(sorted({d.platform for d in jax.devices()}))
+        except RuntimeError:
+            seen = "none"
+        raise DeviceError(
+            f"device {device!r} requested but JAX sees only: {seen}",
+            where=where,
+            hint="use --device auto or cpu, or install jax with support for that device",
+        )
+    return found[0]
+
+
+def versions() -> dict[str, str]:
+    import jax
+    import jaxlib.version
+
+    return {"jax": jax.__version__, "jaxlib": jaxlib.version.__version__}
+
+
+# --------------------------------------------------------------------------- several hosts
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Several processes (hosts): where the coordinator is, how many, which one this is."""
+
+    coordinator: str
+    num_processes: int
+    process_id: int
+    timeout_s: int = field(default_factory=lambda: int(os.environ.get("JAXDIFF_CLUSTER_TIMEOUT", "60")))
+
+
+def initialize(cluster: Cluster, platform: str) -> None:
+    """Join the cluster before any JAX backend starts; a clear error instead of a hang."""
+    import jax
+
+    if not 0 <= cluster.process_id < cluster.num_processes:
+        raise UsageError(f"process id {cluster.process_id} is not in 0..{cluster.num_processes - 1}", where="--process-id")
+    if cluster.process_id != 0:
+        _reach(cluster)
+    if platform in ("cpu", "auto"):
+        # XLA:CPU needs a collectives implementation for cross-process programs.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(
+            coordinator_address=cluster.coordinator,
+            num_processes=cluster.num_processes,
+            process_id=cluster.process_id,
+            initialization_timeout=cluster.timeout_s,
+        )
+    except Exception as exc:  # the coordinator is unreachable, or the cluster disagrees
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DeviceError(
+            f"cannot join the cluster at {cluster.coordinator} as process {cluster.process_id} of "
+            f"{cluster.num_processes} within {cluster.timeout_s} s: {first[:200]}",
+            where="--coordinator",
+            hint="is process 0 running, and the address reachable?",
+        ) from None
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Point file descriptor 1 at stderr for a while.
+
+    Gloo's C++ code prints "[Gloo] Rank 0 is connected ..." straight to fd 1 when its context starts,
+    which would corrupt the one JSON document that --json promises on stdout.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _reach(cluster: Cluster) -> None:
+    """Wait for the coordinator's port to answer, up to the timeout.
+
+    JAX's client does not raise when it cannot reach the coordinator: it aborts the process from
+    C++. Checking the port first turns the usual failure (process 0 not started, wrong address)
+    into a clean error. (Process 0 waiting for peers that never come still ends in JAX's own abort,
+    after the same timeout: there is no hang either way.)
+    """
+    import socket
+    import time
+
+    host, sep, port = cluster.coordinator.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"expected HOST:PORT, got {cluster.coordinator!r}", where="--coordinator")
+    deadline = time.monotonic() + cluster.timeout_s
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise DeviceError(
+                    f"cannot reach the coordinator {cluster.coordinator} within {cluster.timeout_s} s ({exc.strerror or exc})",
+                    where="--coordinator",
+                    hint="start process 0 first, or check the address; JAXDIFF_CLUSTER_TIMEOUT sets the wait",
+                ) from None
+            time.sleep(0.2)
+
+
+def is_leader() -> bool:
+    """Whether this process prints and writes (process 0; the only one without a cluster)."""
+    import jax
+
+    return int(jax.process_index()) == 0

@@ -1,0 +1,388 @@
+"""Every command's work: a Request in, an Outcome out. Never prints.
+
+cli.py turns options into a Request and an Outcome into output (terminal, JSON, files); what
+happens in between is here: loading the spec, preparing, computing, diagnostics, pictures' matrices.
+Long work reports through a ``Progress`` the caller supplies (a spinner and a bar on a terminal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from jaxdiff_cli.errors import JaxdiffError, NonFiniteError, SpecError, UsageError
+from jaxdiff_cli.prepare import Options, Prepared, prepare, primary_array, run_operation, stream_jacobian
+from jaxdiff_cli.spec import OPERATIONS, Case, Overrides, Spec, Step, load_cases, load_spec, parse_devices
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from jaxdiff_cli.checks.check import Report, Settings
+    from jaxdiff_cli.engine.bench import Timing
+    from jaxdiff_cli.engine.layout import Matrix
+    from jaxdiff_cli.engine.problem import Result
+    from jaxdiff_cli.engine.runtime import Cluster
+
+
+class Progress(Protocol):
+    """How long work reports itself: a named stage, and steps of a known or unknown number."""
+
+    def stage(self, text: str) -> contextlib.AbstractContextManager[Any]: ...
+
+    def advance(self, text: str, done: int | None = None, total: int | None = None) -> None: ...
+
+
+class Silent:
+    """Progress that shows nothing (scripts, --json, tests)."""
+
+    def stage(self, text: str) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def advance(self, text: str, done: int | None = None, total: int | None = None) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """jacobian / hessian: what to draw (command-line flags, or the spec's plot: key)."""
+
+    terminal: bool = False
+    file: Path | None = None
+    spy: bool = False
+    summary: bool = False
+
+    def merged(self, spec_plot: dict[str, Any]) -> Pictures:
+        return Pictures(
+            terminal=self.terminal or bool(spec_plot.get("terminal")),
+            file=self.file or (Path(spec_plot["file"]) if spec_plot.get("file") else None),
+            spy=self.spy or bool(spec_plot.get("spy")),
+            summary=self.summary or bool(spec_plot.get("summary")),
+        )
+
+    @property
+    def any(self) -> bool:
+        return self.terminal or self.file is not None or self.summary
+
+
+@dataclass(frozen=True)
+class Request:
+    """One computing command, as the options gave it."""
+
+    command: str
+    spec_path: str | None = None
+    overrides: Overrides = field(default_factory=Overrides)
+    options: Options = field(default_factory=Options)  # mesh stays None: ``devices`` makes it
+    devices: str | None = None  # --devices all|N (else the spec's devices:)
+    cluster: Cluster | None = None
+    use_cache: bool = True
+    output: Path | None = None  # -o: a chunked Jacobian into .npy is streamed there; .npy holds one array
+    pictures: Pictures | None = None
+
+
+@dataclass
+class Outcome:
+    """What a computing command found: the result and everything the output needs to show it."""
+
+    command: str
+    spec: Spec
+    prep: Prepared
+    result: Result
+    warnings: list[str]  # where float32 is likely to lose the answer, and notes (e.g. nothing drawn)
+    nonfinite: str | None  # the first non-finite entry (or value), as a sentence
+    versions: dict[str, str]
+    pictures: Pictures | None = None  # merged with the spec's plot:
+    matrix: Matrix | None = None
+    summary: dict[str, Any] | None = None
+    npy: tuple[np.ndarray, str | None] | None = None  # the one array of -o FILE.npy, and its layout
+    streamed: bool = False  # already written to the -o file, chunk by chunk
+    leader: bool = True  # this process prints and writes (several processes: process 0)
+
+    @property
+    def title(self) -> str:
+        fn = " ".join(self.spec.function.split())
+        fn = fn if len(fn) <= 80 else fn[:77] + "..."
+        return f"{self.command} of {fn}  (wrt {', '.join(self.prep.problem.wrt)})"
+
+
+def _need_function(spec_path: str | None, overrides: Overrides, command: str) -> None:
+    if spec_path is None and overrides.function is None:
+        raise UsageError("give a SPEC file, or --fn and --primal", hint=f"see jaxdiff {command} --help")
+
+
+def _quiet_cluster(cluster: Cluster | None) -> contextlib.AbstractContextManager[Any]:
+    """With several processes, keep the collectives' own chatter off stdout."""
+    if cluster is None:
+        return contextlib.nullcontext()
+    from jaxdiff_cli.engine.runtime import stdout_to_stderr
+
+    return stdout_to_stderr()
+
+
+def _mesh(devices: str | None, spec: Spec) -> Any:
+    """The mesh to spread work over: --devices, else the spec's devices:, else none."""
+    chosen = parse_devices(devices, "--devices") if devices is not None else spec.devices
+    if chosen is None:
+        return None
+    from jaxdiff_cli.engine.sharding import make_mesh
+
+    return make_mesh(chosen)
+
+
+def compute(request: Request, progress: Progress | None = None) -> Outcome:
+    """eval, jvp, vjp, grad, jacobian, hessian, hvp."""
+    from jaxdiff_cli.engine.diagnostics import nonfinite_note, precision_warnings
+    from jaxdiff_cli.engine.runtime import is_leader, versions
+
+    progress = progress or Silent()
+    command = request.command
+    _need_function(request.spec_path, request.overrides, command)
+    spec = load_spec(request.spec_path, request.overrides)
+    with _quiet_cluster(request.cluster), progress.stage(f"preparing {command}"):
+        prep = prepare(spec, use_cache=request.use_cache, cluster=request.cluster)
+    opts = Options(**{**request.options.__dict__, "mesh": _mesh(request.devices, spec)})
+    output = request.output
+    chunked = opts.chunk_size is not None or spec.chunk_size is not None
+    streamed = command == "jacobian" and output is not None and output.suffix.lower() == ".npy" and chunked
+    if streamed:
+        assert output is not None
+        # The chunks go into a memory-mapped file: the Jacobian may be larger than memory.
+        result = stream_jacobian(prep, opts, output, lambda i, n: progress.advance(f"chunk {i} of {n}", i, n))
+    else:
+        with _quiet_cluster(request.cluster), progress.stage(f"compiling and running {command} on {prep.runtime.device_name}"):
+            result = run_operation(prep, command, opts)
+    warnings = [
+        f"float32 may lose the answer: {w} (try dtype: float64)" for w in precision_warnings({**prep.inputs, **result.outputs})
+    ]
+    outcome = Outcome(
+        command=command,
+        spec=spec,
+        prep=prep,
+        result=result,
+        warnings=warnings,
+        nonfinite=nonfinite_note(result.outputs, result.value),
+        versions=versions(),
+        streamed=streamed,
+        leader=is_leader(),
+    )
+    if output is not None and output.suffix.lower() == ".npy" and not streamed:
+        outcome.npy = primary_array(prep, command, result)
+        if outcome.npy[1]:
+            result.info["npy_layout"] = outcome.npy[1]
+    if request.pictures is not None:
+        _pictures(outcome, request.pictures.merged(spec.plot))
+    return outcome
+
+
+def _pictures(outcome: Outcome, pictures: Pictures) -> None:
+    """The matrix and summary of a Jacobian or Hessian, for the pictures asked for."""
+    from jaxdiff_cli.engine.layout import hessian_matrix, jacobian_matrix
+    from jaxdiff_cli.engine.problem import output_shape
+    from jaxdiff_cli.engine.summary import hvp_matvec, summary
+
+    outcome.pictures = pictures
+    if not pictures.any:
+        return
+    if outcome.streamed:
+        outcome.warnings.append("a streamed Jacobian is not drawn; load the .npy to plot it")
+        return
+    problem = outcome.prep.problem
+    diff = problem.diff(problem.primals)
+    if outcome.command == "jacobian":
+        outcome.matrix = jacobian_matrix(outcome.result.outputs["jacobian"], output_shape(problem), diff, problem.wrt)
+    else:
+        outcome.matrix = hessian_matrix(outcome.result.outputs["hessian"], diff, problem.wrt)
+    outcome.summary = summary(outcome.matrix, hvp_matvec(problem) if outcome.command == "hessian" else None)
+
+
+def finite_or_fail(outcome: Outcome, check_finite: bool) -> None:
+    """--check-finite: exit 5 on a non-finite result (after the results were shown and saved)."""
+    if outcome.nonfinite and check_finite:
+        raise NonFiniteError(outcome.nonfinite, where="--check-finite")
+
+
+# --------------------------------------------------------------------------- run
+
+
+@dataclass
+class CaseOutcome:
+    name: str
+    spec: Spec
+    device: str | None = None
+    steps: list[tuple[Step, Result]] = field(default_factory=list)
+    error: JaxdiffError | None = None
+
+
+@dataclass
+class RunOutcome:
+    spec_path: str
+    cases: list[CaseOutcome]
+    versions: dict[str, str]
+    nonfinite: str | None = None  # the first non-finite result of any case
+
+    @property
+    def first_error(self) -> JaxdiffError | None:
+        return next((c.error for c in self.cases if c.error is not None), None)
+
+    def arrays(self) -> dict[str, Any]:
+        """Every output of every case and step, named CASE/STEP/OUTPUT (unique: see Step.label)."""
+        from jaxdiff_cli.engine.layout import named_leaves
+
+        return {
+            f"{case.name}/{step.label}/{name}": array
+            for case in self.cases
+            for step, result in case.steps
+            for name, array in named_leaves(result.outputs)
+        }
+
+
+def run_cases(
+    spec_path: str,
+    *,
+    bake: bool = False,
+    devices: str | None = None,
+    cluster: Cluster | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    on_step: Callable[[CaseOutcome, Step, Result], None] | None = None,
+    on_error: Callable[[JaxdiffError], None] | None = None,
+) -> RunOutcome:
+    """Every operation a spec's run: lists, for each of its cases; a failing case does not stop the others."""
+    from jaxdiff_cli.engine.diagnostics import nonfinite_note
+    from jaxdiff_cli.engine.runtime import versions
+
+    progress = progress or Silent()
+    cases = load_cases(spec_path, Overrides())
+    total = sum(len(case.steps) for case in cases)
+    # With --devices (or the spec's devices:), the cases go round-robin over the mesh's devices.
+    mesh = _mesh(devices, cases[0].spec) if cases else None
+    spread = list(mesh.devices.flat) if mesh is not None else []
+    outcome = RunOutcome(spec_path, [], {})
+    done = 0
+    for number, case in enumerate(cases):
+        item = CaseOutcome(case.name, case.spec)
+        outcome.cases.append(item)
+        try:
+            device = spread[number % len(spread)] if spread else None
+            prep = prepare(case.spec, use_cache=use_cache, cluster=cluster, device=device)
+            item.device = prep.runtime.device_name
+            for step in case.steps:
+                done += 1
+                progress.advance(f"{case.name}: {step.label}", done, total)
+                result = run_operation(prep, step.op, Options(mode=step.mode, chunk_size=step.chunk_size, bake=bake))
+                item.steps.append((step, result))
+                note = nonfinite_note(result.outputs, result.value)
+                if note is not None and outcome.nonfinite is None:
+                    outcome.nonfinite = f"{case.name}: {step.label}: {note}"
+                if on_step is not None:
+                    on_step(item, step, result)
+        except JaxdiffError as exc:
+            item.error = exc
+            if on_error is not None:
+                on_error(exc)
+    outcome.versions = versions()
+    return outcome
+
+
+# --------------------------------------------------------------------------- check
+
+
+def expand(patterns: list[str]) -> list[str]:
+    """Spec paths, with glob patterns expanded here too (a shell that did not, or quoted ones)."""
+    paths: list[str] = []
+    for p in patterns:
+        if any(ch in p for ch in "*?[") and not Path(p).exists():
+            found = sorted(glob.glob(p, recursive=True))
+            if not found:
+                raise SpecError("no file matches this pattern", where=p)
+            paths.extend(found)
+        else:
+            paths.append(p)
+    return paths
+
+
+def check(patterns: list[str], settings: Settings, progress: Progress | None = None) -> list[Report]:
+    """Every spec, and every case of a spec with cases:, checked; a bad spec is reported, not fatal."""
+    from jaxdiff_cli.checks.check import Report, check_spec
+
+    progress = progress or Silent()
+    reports: list[Report] = []
+    for path in expand(patterns):
+        with progress.stage(f"checking {path}"):
+            try:
+                cases: list[Case] = load_cases(path, Overrides(), need_steps=False)
+            except JaxdiffError as exc:
+                reports.append(Report(spec=path, error=exc))
+                continue
+            for case in cases:
+                report = check_spec(case.spec, settings)
+                report.spec += f" ({case.name})" if len(cases) > 1 else ""
+                reports.append(report)
+    return reports
+
+
+def check_exit(reports: list[Report]) -> int:
+    """check's exit status: the first error's code, else 1 if anything failed, else 0."""
+    from jaxdiff_cli.errors import ExitCode
+
+    errors = [r.error for r in reports if r.error is not None]
+    if errors:
+        return int(errors[0].exit_code)
+    return 0 if all(r.passed for r in reports) else int(ExitCode.CHECK_FAILED)
+
+
+# --------------------------------------------------------------------------- bench and devices
+
+
+@dataclass
+class BenchOutcome:
+    op: str
+    spec: Spec
+    device: str
+    timings: list[Timing]
+    recommendation: str | None
+    auto: str | None
+    versions: dict[str, str]
+
+
+def bench(request: Request, op: str, chunk_size: int | None, min_time: float, progress: Progress | None = None) -> BenchOutcome:
+    """Time an operation in each of its modes (and chunked, for a Jacobian)."""
+    from jaxdiff_cli.engine import bench as timing
+    from jaxdiff_cli.engine.plans import choose_mode
+    from jaxdiff_cli.engine.runtime import versions
+    from jaxdiff_cli.prepare import plan_operation
+
+    progress = progress or Silent()
+    if op not in OPERATIONS:
+        raise UsageError(f"unknown operation {op!r}", where="--op", hint=", ".join(OPERATIONS))
+    _need_function(request.spec_path, request.overrides, "bench")
+    spec = load_spec(request.spec_path, request.overrides)
+    with progress.stage("preparing"):
+        prep = prepare(spec, use_cache=request.use_cache)
+    variants: list[tuple[str | None, int | None]] = [(m, None) for m in timing.MODES.get(op, (None,))]
+    if op == "jacobian" and chunk_size is not None:
+        variants += [(m, chunk_size) for m in ("fwd", "rev")]
+    timings = []
+    for mode, chunk in variants:
+        with progress.stage(f"timing {op} {mode or ''} {f'chunk {chunk}' if chunk else ''}"):
+            plan = plan_operation(prep, op, Options(mode=mode, chunk_size=chunk, bake=request.options.bake))
+            t = timing.time_plan(plan, min_time=min_time)
+            label = f"{mode} chunk {chunk}" if chunk else mode
+            timings.append(timing.Timing(label, t.compile_s, t.median_s, t.min_s, t.runs, t.temp_bytes))
+    auto = "auto would choose {} ({})".format(*choose_mode(prep.problem)) if op == "jacobian" else None
+    return BenchOutcome(op, spec, prep.runtime.device_name, timings, timing.recommend(timings), auto, versions())
+
+
+def devices(platform: str | None) -> list[dict[str, Any]]:
+    """The devices JAX sees (of one platform, if given); the first is the default of device: auto."""
+    import jax
+
+    from jaxdiff_cli.engine.runtime import pick_device
+
+    chosen = [pick_device(platform, "--platform")] if platform else []
+    found = jax.devices(chosen[0].platform) if chosen else jax.devices()
+    default = jax.devices()[0]
+    return [{"id": d.id, "platform": d.platform, "kind": d.device_kind, "default": d == default} for d in found]

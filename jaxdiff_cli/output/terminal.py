@@ -1,0 +1,116 @@
+"""A Jacobian or Hessian in the terminal: a heatmap of its blocks, and its summary as a line.
+
+Rows are outputs and columns inputs (for a Hessian, inputs on both axes); every argument and
+pytree leaf is a block, separated by lines. Nothing here prints: ``heatmap`` returns a Rich
+renderable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from jaxdiff_cli.engine.layout import Matrix
+
+LEVELS = ("··", "░░", "▒▒", "▓▓")  # |v| up to 25, 50, 75, 100 % of the largest magnitude
+POSITIVE, NEGATIVE = "#c0392b", "#2e6fd8"  # diverging around zero: red above, blue below
+
+
+def downsample(data: np.ndarray, max_rows: int, max_cols: int) -> tuple[np.ndarray, int, int]:
+    """Each cell the largest-magnitude entry (with its sign) of its block: keeps structure visible."""
+    r, c = data.shape
+    fr, fc = max(1, math.ceil(r / max_rows)), max(1, math.ceil(c / max_cols))
+    if fr == 1 and fc == 1:
+        return data, 1, 1
+    pr, pc = math.ceil(r / fr) * fr, math.ceil(c / fc) * fc
+    padded = np.zeros((pr, pc))
+    padded[:r, :c] = data
+    blocks = padded.reshape(pr // fr, fr, pc // fc, fc).transpose(0, 2, 1, 3).reshape(pr // fr, pc // fc, fr * fc)
+    pick = np.abs(blocks).argmax(axis=2)
+    return np.take_along_axis(blocks, pick[..., None], axis=2)[..., 0], fr, fc
+
+
+def _starts(blocks: list[tuple[str, int]], factor: int) -> list[int]:
+    """The (downsampled) cell where each block starts; each block ends where the next starts."""
+    out, total = [0], 0
+    for _, size in blocks[:-1]:
+        total += size
+        out.append(math.ceil(total / factor))
+    return out
+
+
+def heatmap(m: Matrix, width: int = 100, max_rows: int = 40) -> Any:
+    """A Rich renderable: the matrix as shaded cells, blocks separated, a legend with the range."""
+    from rich.console import Group
+    from rich.text import Text
+
+    label_w = min(14, max((len(n) for n, _ in m.rows), default=1) + 1)
+    max_cols = max(4, (width - label_w - 2 - max(0, len(m.cols) - 1)) // 2)
+    data, fr, fc = downsample(m.data, max_rows, max_cols)
+    vmax = float(np.max(np.abs(m.data[np.isfinite(m.data)]), initial=0.0))
+    row_starts, col_starts = _starts(m.rows, fr), _starts(m.cols, fc)
+    row_ends, col_ends = row_starts[1:], col_starts[1:]
+    row_labels = {cell: name for cell, (name, _) in zip(row_starts, m.rows)}
+    lines: list[Any] = []
+    # Column block names, each where its block starts (2 characters a cell, 1 per separator).
+    header = [" "] * (2 * data.shape[1] + len(col_ends) + 16)
+    for (name, _), j in zip(m.cols, col_starts):
+        at = 2 * j + sum(1 for e in col_ends if 0 < e <= j)
+        room = len(header) - at
+        for k, ch in enumerate(name[: max(1, room)]):
+            header[at + k] = ch
+    lines.append(Text(" " * label_w + "".join(header).rstrip(), style="bold"))
+    sep = "─" * (2 * data.shape[1] + len(col_ends))
+    for i in range(data.shape[0]):
+        label = row_labels.get(i, "")
+        line = Text(f"{label[: label_w - 1]:<{label_w}}", style="bold")
+        for j in range(data.shape[1]):
+            if j in col_ends and j != 0:
+                line.append("│", style="dim")
+            line.append(*_cell(data[i, j], vmax))
+        lines.append(line)
+        if i + 1 in row_ends and i + 1 < data.shape[0]:
+            lines.append(Text(" " * label_w + sep, style="dim"))
+    note = []
+    if fr > 1 or fc > 1:
+        note.append(
+            f"downsampled from {m.data.shape[0]}x{m.data.shape[1]}: each cell is the largest-magnitude entry of a {fr}x{fc} block"
+        )
+    legend = Text("legend: ")
+    for k, glyph in enumerate(LEVELS):
+        legend.append(glyph, style=POSITIVE)
+        legend.append(glyph, style=NEGATIVE)
+        legend.append(f" ≤{25 * (k + 1)}%  ")
+    legend.append(f"of max |v| = {vmax:.4g}; red > 0, blue < 0, blank = exact 0", style="dim")
+    axes = "rows: outputs, columns: inputs" if m.kind == "jacobian" else "rows and columns: inputs"
+    return Group(
+        *lines,
+        legend,
+        Text(f"{m.kind} {m.data.shape[0]}x{m.data.shape[1]} ({axes})" + ("; " + note[0] if note else ""), style="dim"),
+    )
+
+
+def _cell(v: float, vmax: float) -> tuple[str, str]:
+    if not math.isfinite(v):
+        return "!!", "bold yellow"
+    if v == 0.0 or vmax == 0.0:
+        return "  ", ""
+    level = min(3, int(abs(v) / vmax * 4 - 1e-12))
+    return LEVELS[level], POSITIVE if v > 0 else NEGATIVE
+
+
+def summary_text(s: dict[str, Any]) -> str:
+    parts = [
+        f"{s['shape'][0]}x{s['shape'][1]}",
+        f"{100 * s['zeros']:.1f}% exact zeros",
+        f"‖·‖_F {s['frobenius_norm']:.4g}",
+        f"max |v| {s['max_abs']:.4g}",
+    ]
+    if "symmetry_defect" in s:
+        parts.append(f"symmetry defect {s['symmetry_defect']:.2g}")
+        e = s["eigenvalues"]
+        bounds = f" ± {e['residual_min']:.1g}, ± {e['residual_max']:.1g}" if "residual_min" in e else ""
+        parts.append(f"eigenvalues [{e['min']:.4g}, {e['max']:.4g}]{bounds} ({e['method']}): {s['definiteness']}")
+    return "summary: " + ", ".join(parts)

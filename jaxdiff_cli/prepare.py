@@ -1,0 +1,287 @@
+"""A spec made ready to compute, and one operation from it: spec -> runtime -> function -> arrays -> plan.
+
+``prepare`` configures JAX, loads and binds the function, builds and places the primals;
+``plan_operation`` builds the plan of an operation (with its tangents or cotangents, its mode, chunk
+and devices); ``run_operation`` compiles and runs it. The commands, ``check`` and ``run`` all go
+through here. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from jaxdiff_cli.arrays import Context, build_like, build_value, per_argument
+from jaxdiff_cli.binding import bind_primals, fit_dtypes, resolve_wrt
+from jaxdiff_cli.errors import SpecError, UsageError
+from jaxdiff_cli.spec import CLI, OPERATIONS, Spec
+
+if TYPE_CHECKING:
+    from jaxdiff_cli.engine.problem import Plan, Problem, Result
+    from jaxdiff_cli.engine.runtime import Cluster, Runtime
+
+# The result an operation is about (what `-o x.npy` saves).
+PRIMARY = {
+    "eval": "value",
+    "jvp": "jvp",
+    "vjp": "vjp",
+    "grad": "grad",
+    "jacobian": "jacobian",
+    "hessian": "hessian",
+    "hvp": "hvp",
+}
+MODES = {"jacobian": ("fwd", "rev", "auto"), "hvp": ("fwd-rev", "rev-fwd", "rev-rev")}
+DEFAULT_MODE = {"jacobian": "auto", "hvp": "fwd-rev"}
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-operation choices from the command line (None: take the spec's, else the default)."""
+
+    mode: str | None = None
+    chunk_size: int | str | None = None  # a number, or "auto"
+    with_value: bool = True
+    bake: bool = False  # compile the primal values into the program (Plan.bake)
+    mesh: Any = None  # a jax.sharding.Mesh: spread the operation over its devices (engine/sharding.py)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A spec with JAX configured, its function loaded and bound, its primals built and placed."""
+
+    spec: Spec
+    runtime: Runtime
+    problem: Problem
+    ctx: Context
+    inputs: dict[str, Any] = field(default_factory=dict)  # what was built, by kind, for the JSON document
+
+
+def prepare(spec: Spec, *, use_cache: bool = True, cluster: Cluster | None = None, device: Any = None) -> Prepared:
+    """Configure JAX (joining a cluster first, if given), load the function, bind and build the primals.
+
+    ``device`` overrides the spec's device (run spreads its cases over devices this way).
+    """
+    import jax
+
+    from jaxdiff_cli.engine import runtime
+    from jaxdiff_cli.engine.problem import Problem
+    from jaxdiff_cli.functions import load_function
+
+    rt = runtime.configure(spec.dtype, spec.device, use_cache, where=spec.where("device"), cluster=cluster)
+    if device is not None:
+        rt = runtime.Runtime(device=device, dtype=rt.dtype, cache=rt.cache)
+    loaded = load_function(spec.function, tuple(spec.primals), spec.base_dir, spec.where("function"))
+    names = bind_primals(spec, loaded)
+    wrt = resolve_wrt(spec, loaded, names)
+    values = []
+    for n in names:
+        # A --primal value's errors name the option; a spec primal's, the spec and its key.
+        cli = n in spec.cli_primals
+        ctx = Context(spec.dtype, spec.base_dir, CLI if cli else spec.source)
+        value = build_value(spec.primals[n], ctx, f"--primal {n}" if cli else f"primals.{n}", integers=n not in wrt)
+        values.append(fit_dtypes(value, spec, n, differentiated=n in wrt))
+    problem = Problem(
+        fn=loaded.bind(names),
+        names=names,
+        primals=tuple(jax.device_put(v, rt.device) for v in values),
+        argnums=tuple(names.index(n) for n in wrt),
+        where=spec.where("function"),
+        has_aux=spec.has_aux,
+    )
+    ctx = Context(spec.dtype, spec.base_dir, spec.source)
+    return Prepared(spec=spec, runtime=rt, problem=problem, ctx=ctx, inputs={"primals": dict(zip(names, values))})
+
+
+def tangents(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
+    """The tangents of jvp / hvp, shaped like the differentiated primals, and their batch size."""
+    import jax
+
+    spec, problem = prep.spec, prep.problem
+    if spec.tangents is None:
+        example = ", ".join(f"{n}: ..." for n in problem.wrt)
+        raise SpecError(
+            f"{op} needs tangents shaped like the differentiated primals ({', '.join(problem.wrt)})",
+            where=spec.where("tangents"),
+            hint=f"add 'tangents: {{{example}}}' or --tangent NAME=VALUE",
+        )
+    parts = per_argument(spec.tangents, problem.wrt, prep.ctx, "tangents")
+    built: list[Any] = []
+    batch: int | None = None
+    first = ""
+    for (name, raw, keypath), primal in zip(parts, problem.diff(problem.primals)):
+        g = build_like(raw, primal, prep.ctx, keypath, f"primal {name}")
+        if built and g.batch != batch:
+            raise SpecError(f"batch {g.batch} does not match batch {batch} of {first}", where=spec.where(keypath))
+        batch, first = g.batch, keypath
+        built.append(g.value)
+    prep.inputs["tangents"] = dict(zip(problem.wrt, built))
+    return tuple(jax.device_put(t, prep.runtime.device) for t in built), batch
+
+
+def cotangents(prep: Prepared) -> tuple[Any, int | None]:
+    """The cotangent of vjp, shaped like the output (1 for a scalar output), and its batch size."""
+    import jax
+
+    from jaxdiff_cli.engine.problem import is_scalar, output_shape
+
+    spec = prep.spec
+    like = output_shape(prep.problem)
+    raw = spec.cotangents
+    if raw is None:
+        if not is_scalar(like):
+            shapes = ", ".join(str(tuple(leaf.shape)) for leaf in jax.tree.leaves(like))
+            raise SpecError(
+                f"vjp needs cotangents shaped like the output ({shapes})",
+                where=spec.where("cotangents"),
+                hint="add 'cotangents:' or --cotangent VALUE, e.g. {ones: [...]}",
+            )
+        raw = 1.0  # the gradient of a scalar: the one natural cotangent
+    g = build_like(raw, like, prep.ctx, "cotangents", "output")
+    prep.inputs["cotangents"] = g.value
+    return jax.device_put(g.value, prep.runtime.device), g.batch
+
+
+def mode_of(prep: Prepared, op: str, opts: Options) -> str:
+    """The mode of a jacobian or hvp: --mode, else the spec's, else the default; checked once."""
+    mode = opts.mode or prep.spec.mode or DEFAULT_MODE[op]
+    if mode not in MODES[op]:
+        hint = ", ".join(MODES[op])
+        if opts.mode:
+            raise UsageError(f"unknown mode {mode!r}", where="--mode", hint=hint)
+        raise SpecError(f"unknown mode {mode!r} for this command", where=prep.spec.where("mode"), hint=hint)
+    return mode
+
+
+def chunk_of(prep: Prepared, opts: Options) -> int | str | None:
+    return opts.chunk_size if opts.chunk_size is not None else prep.spec.chunk_size
+
+
+def plan_operation(prep: Prepared, op: str, opts: Options) -> Plan:
+    """The Plan of one operation (compiled by engine.problem.execute, or timed by bench)."""
+    from jaxdiff_cli.engine import plans
+
+    if op not in OPERATIONS:
+        raise UsageError(f"unknown operation {op!r}", hint=", ".join(OPERATIONS))
+    problem = prep.problem
+    mode = mode_of(prep, op, opts) if op in MODES else None
+    chunk = chunk_of(prep, opts)
+    vectors: Any = None
+    batch: int | None = None
+    if op in ("jvp", "hvp"):
+        vectors, batch = tangents(prep, op)
+    elif op == "vjp":
+        vectors, batch = cotangents(prep)
+    plan: Plan | None = None
+    if opts.mesh is not None:
+        from jaxdiff_cli.engine.sharding import shard_plan
+
+        plan = shard_plan(
+            problem, op, opts.mesh, mode=mode, chunk=chunk if isinstance(chunk, int) else None, vectors=vectors, batch=batch
+        )
+    if plan is None:
+        if op == "jacobian":
+            assert mode is not None
+            plan = _jacobian_plan(prep, mode, chunk)
+        elif op == "hvp":
+            plan = plans.plan_hvp(problem, vectors, mode or DEFAULT_MODE["hvp"], batch)
+        else:
+            plan = {
+                "eval": lambda: plans.plan_eval(problem),
+                "jvp": lambda: plans.plan_jvp(problem, vectors, batch),
+                "vjp": lambda: plans.plan_vjp(problem, vectors, batch),
+                "grad": lambda: plans.plan_grad(problem),
+                "hessian": lambda: plans.plan_hessian(problem),
+            }[op]()
+        if opts.mesh is not None:
+            plan = replace(plan, info={**plan.info, "devices": "1 (nothing to shard: a single product)"})
+    if opts.bake:
+        plan = replace(plan, bake=True, info={**plan.info, "baked_primals": True})
+    return plan
+
+
+def _jacobian_plan(prep: Prepared, mode: str, chunk: int | str | None) -> Plan:
+    from jaxdiff_cli.engine import plans
+    from jaxdiff_cli.engine.chunking import auto_chunk
+
+    problem = prep.problem
+    if chunk != "auto":
+        return plans.plan_jacobian(problem, mode, chunk if isinstance(chunk, int) else None)
+    resolved, info = plans.jacobian_mode(problem, mode)
+    size, why = auto_chunk(problem, resolved, streamed=False)
+    plan = plans.plan_jacobian(problem, resolved, size)
+    return replace(plan, info={**plan.info, **info, "chunk_size": f"auto: {why}"})
+
+
+def run_operation(prep: Prepared, op: str, opts: Options) -> Result:
+    """Compute one operation."""
+    from jaxdiff_cli.engine.problem import execute
+
+    result = execute(plan_operation(prep, op, opts))
+    complete(prep, result)
+    if op == "grad" and not opts.with_value:
+        result.outputs.pop("value")
+    return result
+
+
+def complete(prep: Prepared, result: Result) -> None:
+    """f's value (and has_aux data) where the operation's own program does not compute it.
+
+    A separate small program, run after the operation's: the derivative programs stay as lean as
+    hand-written ones (computing f(x) inside them was measured at up to 3x slower for small
+    Jacobians and HVPs), and the value is still there for the non-finite check.
+    """
+    from jaxdiff_cli.engine.plans import evaluate
+
+    if result.value is None:
+        evaluated = evaluate(prep.problem)
+        result.value = evaluated.value
+        if "aux" in evaluated.outputs:
+            result.outputs["aux"] = evaluated.outputs["aux"]
+
+
+def primary_array(prep: Prepared, op: str, result: Result) -> tuple[np.ndarray, str | None]:
+    """The operation's main result as one array (what ``-o FILE.npy`` holds), and its layout when
+    the result has several blocks: a Jacobian or Hessian as its flat matrix (the layout of the
+    streamed Jacobian), any other result as its leaves raveled and joined, in the order named."""
+    from jaxdiff_cli.engine.layout import hessian_matrix, jacobian_matrix, named_leaves
+    from jaxdiff_cli.engine.problem import output_shape
+
+    tree = result.outputs[PRIMARY[op]]
+    leaves = list(named_leaves({PRIMARY[op]: tree}))
+    if len(leaves) == 1:
+        return np.asarray(leaves[0][1]), None
+    problem = prep.problem
+    diff = problem.diff(problem.primals)
+    dtype = np.asarray(leaves[0][1]).dtype
+    if op == "jacobian":
+        m = jacobian_matrix(tree, output_shape(problem), diff, problem.wrt)
+        blocks = f"rows {', '.join(n for n, _ in m.rows)}; columns {', '.join(n for n, _ in m.cols)}"
+        return m.data.astype(dtype), f"flat (outputs, inputs) matrix: {blocks}"
+    if op == "hessian":
+        m = hessian_matrix(tree, diff, problem.wrt)
+        return m.data.astype(dtype), f"flat (inputs, inputs) matrix: {', '.join(n for n, _ in m.rows)}"
+    flat = np.concatenate([np.asarray(a).reshape(-1) for _, a in leaves])
+    return flat, f"leaves raveled and joined: {', '.join(n for n, _ in leaves)}"
+
+
+def stream_jacobian(prep: Prepared, opts: Options, path: Path, progress: Callable[[int, int], None] | None = None) -> Result:
+    """The Jacobian computed chunk by chunk straight into a .npy file (memory-mapped)."""
+    from jaxdiff_cli.engine.chunking import auto_chunk, jacobian_to_npy
+    from jaxdiff_cli.engine.plans import jacobian_mode
+
+    problem = prep.problem
+    mode, info = jacobian_mode(problem, mode_of(prep, "jacobian", opts))
+    chunk = chunk_of(prep, opts)
+    why = None
+    if chunk == "auto" or chunk is None:
+        chunk, why = auto_chunk(problem, mode, streamed=True)
+    result = jacobian_to_npy(problem, mode, int(chunk), path, progress)
+    complete(prep, result)
+    result.info.update(info)
+    if why:
+        result.info["chunk_size"] = f"auto: {why}"
+    return result

@@ -1,0 +1,174 @@
+"""The package's shape: data flows one way, each layer imports only below itself.
+
+    cli -> output -> operations -> checks -> prepare -> (inputs | engine) -> base
+
+An AST walk over every module (imports inside functions count; ``if TYPE_CHECKING:`` imports are
+for annotations only and do not). It fails on an import circle, an import that runs up a layer or
+across from inputs to engine (or back), a private name imported from another module, typer
+outside cli.py, and a mutable Plan.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "jaxdiff_cli"
+
+# The layer of each module, by dotted name or prefix; higher may import lower, never the reverse.
+LAYERS: list[tuple[str, int]] = [
+    ("jaxdiff_cli.cli", 7),
+    ("jaxdiff_cli.__main__", 7),
+    ("jaxdiff_cli.output", 6),
+    ("jaxdiff_cli.operations", 5),
+    ("jaxdiff_cli.checks", 4),
+    ("jaxdiff_cli.expect", 4),
+    ("jaxdiff_cli.golden", 4),
+    ("jaxdiff_cli.prepare", 3),
+    ("jaxdiff_cli.engine", 2),
+    ("jaxdiff_cli.inputs", 1),
+    ("jaxdiff_cli.spec", 1),
+    ("jaxdiff_cli.arrays", 1),
+    ("jaxdiff_cli.functions", 1),
+    ("jaxdiff_cli.expressions", 1),
+    ("jaxdiff_cli.binding", 1),
+    ("jaxdiff_cli.errors", 0),
+    ("jaxdiff_cli.atomic", 0),
+    ("jaxdiff_cli.encoding", 0),
+    ("jaxdiff_cli", 0),
+]
+INPUTS_LAYER, ENGINE_LAYER = 1, 2  # side by side: neither imports the other
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts).removesuffix(".__init__")
+        out[name] = path
+    return out
+
+
+def layer(name: str) -> int:
+    for prefix, rank in LAYERS:
+        if name == prefix or name.startswith(prefix + "."):
+            return rank
+    raise AssertionError(f"{name} has no layer in tests/test_structure.py: give it one")
+
+
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """Line numbers of imports inside ``if TYPE_CHECKING:`` blocks."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for inner in node.body:
+                for sub in ast.walk(inner):
+                    if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                        lines.add(sub.lineno)
+    return lines
+
+
+def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, str, int]]:
+    """(imported module, imported name or '', line) for every runtime import of a package module."""
+    tree = ast.parse(path.read_text())
+    skip = _type_checking_only(tree)
+    found = []
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                root = package[: len(package) - (node.level - 1)]
+                base = ".".join(root + ([base] if base else []))
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                target = full if full in known else base
+                if target in known:
+                    found.append((target, "" if target == full else alias.name, node.lineno))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in known:
+                    found.append((alias.name, "", node.lineno))
+    return found
+
+
+GRAPH = {name: imports(name, path, set(modules())) for name, path in modules().items()}
+
+
+def test_no_import_circles() -> None:
+    edges = {
+        m: {t for t, _, _ in targets if t != m and not m.startswith(t + ".") and t != "jaxdiff_cli"}
+        for m, targets in GRAPH.items()
+    }
+
+    def reach(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [start]
+        while todo:
+            for nxt in edges[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    circles = sorted(m for m in edges if m in reach(m))
+    assert not circles, f"import circle among {circles}"
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_imports_run_down_the_layers(module: str) -> None:
+    mine = layer(module)
+    for target, _, line in GRAPH[module]:
+        theirs = layer(target)
+        same_package = target.rsplit(".", 1)[0] == module.rsplit(".", 1)[0] and "." in module.removeprefix("jaxdiff_cli.")
+        if same_package or target == "jaxdiff_cli":
+            continue
+        assert theirs <= mine, f"{module} (layer {mine}) imports {target} (layer {theirs}) at line {line}: up a layer"
+        assert {mine, theirs} != {INPUTS_LAYER, ENGINE_LAYER}, (
+            f"{module} imports {target} at line {line}: inputs and engine stay apart"
+        )
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_no_private_names_across_modules(module: str) -> None:
+    for target, name, line in GRAPH[module]:
+        if target != module and name.startswith("_") and name != "__version__":
+            raise AssertionError(f"{module} imports the private {target}.{name} at line {line}")
+
+
+def test_only_cli_imports_typer_and_output() -> None:
+    for name, path in modules().items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            mods = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(m == "typer" or m.startswith("typer.") for m in mods):
+                assert name == "jaxdiff_cli.cli", f"{name} imports typer"
+    for name in GRAPH:
+        for target, _, line in GRAPH[name]:
+            if target.startswith("jaxdiff_cli.output"):
+                assert name == "jaxdiff_cli.cli" or name.startswith("jaxdiff_cli.output"), (
+                    f"{name} imports {target} (line {line})"
+                )
+
+
+def test_a_plan_is_frozen() -> None:
+    from jaxdiff_cli.engine.problem import Plan
+
+    assert dataclasses.is_dataclass(Plan) and Plan.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+def test_the_check_itself_sees_imports_inside_functions() -> None:
+    """The walk must see a lazy import, or the tests above prove nothing."""
+    cli_targets = {t for t, _, _ in GRAPH["jaxdiff_cli.cli"]}
+    assert "jaxdiff_cli.operations" in cli_targets  # imported only inside functions
