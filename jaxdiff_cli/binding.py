@@ -77,6 +77,11 @@ def fit_dtypes(value: Any, spec: Spec, name: str, *, differentiated: bool) -> An
     return _fit(value, spec, spec.primal_where(name), differentiated)
 
 
+def _set_dtype(spec: Spec, dtype: str) -> str:
+    """How to ask for a dtype where this spec came from: the option, or the spec's key."""
+    return f"--dtype {dtype}" if spec.source == CLI else f"dtype: {dtype}"
+
+
 def _fit(value: Any, spec: Spec, here: str, differentiated: bool) -> Any:
     if isinstance(value, dict):
         return {k: _fit(v, spec, f"{here}.{k}", differentiated) for k, v in value.items()}
@@ -94,13 +99,17 @@ def _fit(value: Any, spec: Spec, here: str, differentiated: bool) -> Any:
         raise SpecError(
             f"a {dtype} value in a {spec.dtype} run: differentiated arguments are computed in the spec's dtype",
             where=here,
-            hint=f"drop its dtype:, or set dtype: {dtype} for the whole spec",
+            hint=f"drop its dtype:, or set {_set_dtype(spec, str(dtype))} for the whole run",
         )
     if spec.dtype == "float32" and dtype.itemsize == 8 and dtype.kind == "f":
-        raise SpecError("a float64 value in a float32 run, where JAX computes in 32 bits", where=here, hint="set dtype: float64")
+        raise SpecError(
+            "a float64 value in a float32 run, where JAX computes in 32 bits", where=here, hint=_set_dtype(spec, "float64")
+        )
     if spec.dtype == "float32" and dtype.itemsize == 8 and dtype.kind in "iu":
         info = np.iinfo(np.int32)
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
-            raise SpecError("64-bit integers that int32 cannot hold, in a float32 run", where=here, hint="set dtype: float64")
+            raise SpecError(
+                "64-bit integers that int32 cannot hold, in a float32 run", where=here, hint=_set_dtype(spec, "float64")
+            )
         return arr.astype(np.int32)
     return arr

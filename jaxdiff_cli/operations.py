@@ -134,7 +134,7 @@ def _mesh(devices: str | None, spec: Spec) -> Any:
 
 def compute(request: Request, progress: Progress | None = None) -> Outcome:
     """eval, jvp, vjp, grad, jacobian, hessian, hvp."""
-    from jaxdiff_cli.engine.diagnostics import nonfinite_note, precision_warnings
+    from jaxdiff_cli.engine.diagnostics import integer_warnings, nonfinite_note, precision_warnings
     from jaxdiff_cli.engine.runtime import is_leader, versions
 
     progress = progress or Silent()
@@ -156,7 +156,7 @@ def compute(request: Request, progress: Progress | None = None) -> Outcome:
             result = run_operation(prep, command, opts)
     warnings = [
         f"float32 may lose the answer: {w} (try dtype: float64)" for w in precision_warnings({**prep.inputs, **result.outputs})
-    ]
+    ] + integer_warnings(prep.inputs)
     outcome = Outcome(
         command=command,
         spec=spec,

@@ -87,14 +87,33 @@ def test_every_config_passes_check(cli: Any) -> None:
 
 def test_expect_mismatch_fails_with_the_entry(cli: Any, tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
-    path.write_text(
-        "function: x**2\nprimals: {x: [1.0, 2.0]}\ntangents: [1.0, 1.0]\nexpect:\n  jvp: [2.0, 4.5]\n  jvp.y: [1.0]\n"
-    )
+    path.write_text("function: x**2\nprimals: {x: [1.0, 2.0]}\ntangents: [1.0, 1.0]\nexpect:\n  jvp: [2.0, 4.5]\n")
     ran = cli("check", path)
     assert ran.exit_code == 1
     text = " ".join(ran.stdout.split())
     assert "FAIL expect jvp" in text and "jvp[1] 4 4.5" in text
-    assert "no output named 'jvp.y'" in text
+
+
+def test_a_misspelt_expect_key_is_a_bad_spec(cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("function: x**2\nprimals: {x: [1.0, 2.0]}\ntangents: [1.0, 1.0]\nexpect:\n  jvp.y: [2.0, 4.0]\n")
+    ran = cli("check", path, "--json")
+    assert ran.exit_code == 3
+    message = ran.json()["specs"][0]["error"]["message"]
+    assert message.endswith("s.yaml: expect.jvp.y: no output named 'jvp.y' (did you mean 'jvp'?)")
+    path.write_text("function: x**2\nprimals: {x: [1.0, 2.0]}\nexpect:\n  jacobain.x: [[2.0, 0], [0, 4.0]]\n")
+    message = cli("check", path, "--json").json()["specs"][0]["error"]["message"]
+    assert "expect.jacobain.x: no output named 'jacobain.x' (did you mean 'jacobian'?)" in message
+
+
+def test_check_at_a_point_where_f_is_not_finite(cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("function: jnp.sum(jnp.log(x))\nprimals: {x: [-1.0, 2.0]}\n")
+    ran = cli("check", path, "--json")
+    assert ran.exit_code == 1
+    checks = {c["name"]: c for c in ran.json()["specs"][0]["checks"]}
+    assert checks["value finite"]["passed"] is False and "value is nan" in checks["value finite"]["detail"]
+    assert checks["AD vs FD"]["skipped"] is True
 
 
 def test_nonfinite_results_fail(cli: Any, tmp_path: Path) -> None:

@@ -78,8 +78,8 @@ def test_chunked_jacobian_of_pytrees_matches_unchunked() -> None:
     params = {"W": np.arange(6.0).reshape(2, 3) / 5, "b": np.array([0.1, -0.2])}
     p = problem(f, params, np.array([1.0, 2.0, -1.0]))
     for mode in ("fwd", "rev"):
-        full = jacobian(p, mode).outputs["jacobian"]["x"]
-        chunked = jacobian(p, mode, 4).outputs["jacobian"]["x"]
+        full = jacobian(p, mode).outputs["jacobian"]
+        chunked = jacobian(p, mode, 4).outputs["jacobian"]
         for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(chunked)):
             assert a.shape == b.shape
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

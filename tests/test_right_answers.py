@@ -284,16 +284,31 @@ def test_pytree_hessian_in_check_and_run(cli: Any, tmp_path: Path) -> None:
         np.testing.assert_allclose(f["h/hessian/hessian.p.b.p.b"], H_CLOSED["hessian.p.b.p.b"])
 
 
-def test_jacobian_of_a_dict_output_names_output_then_input(cli: Any) -> None:
+def test_jacobian_names_the_output_path_then_the_argument_path(cli: Any) -> None:
+    # JAX's nesting, J[output path][argnum][input path], with the argnum replaced by its name
     ran = cli(
         "jacobian", "-f", "lambda p: {'s': jnp.sum(p['a']) * p['b'], 't': p['a'] * p['b']}",
         "-p", "p={a: [1, 2], b: [3]}", "--json", "--mode", "rev",
     )  # fmt: skip
     out = ran.outputs()
-    np.testing.assert_allclose(out["jacobian.p.s.a"], [[3.0, 3.0]])  # ds/da = b, shape s + a
-    np.testing.assert_allclose(out["jacobian.p.s.b"], [[3.0]])  # ds/db = Σa
-    np.testing.assert_allclose(out["jacobian.p.t.a"], [[3.0, 0.0], [0.0, 3.0]])
-    np.testing.assert_allclose(out["jacobian.p.t.b"], [[1.0], [2.0]])
+    np.testing.assert_allclose(out["jacobian.s.p.a"], [[3.0, 3.0]])  # ds/da = b, shape s + a
+    np.testing.assert_allclose(out["jacobian.s.p.b"], [[3.0]])  # ds/db = Σa
+    np.testing.assert_allclose(out["jacobian.t.p.a"], [[3.0, 0.0], [0.0, 3.0]])
+    np.testing.assert_allclose(out["jacobian.t.p.b"], [[1.0], [2.0]])
+    ran = cli("jacobian", "-f", "lambda q: (q[0]*2, q[1]*3)", "-p", "q=[{value: [1.0]}, {value: [2.0]}]", "--json")
+    out = ran.outputs()
+    assert set(out) == {"jacobian[0].q[0]", "jacobian[0].q[1]", "jacobian[1].q[0]", "jacobian[1].q[1]"}
+    assert out["jacobian[0].q[0]"].tolist() == [[2.0]] and out["jacobian[1].q[1]"].tolist() == [[3.0]]
+    assert out["jacobian[0].q[1]"].tolist() == [[0.0]]  # output 0 with respect to q[1]
+
+
+def test_two_leaves_never_share_a_name(cli: Any, tmp_path: Path) -> None:
+    args = ("grad", "-f", "lambda p: jnp.sum(p['a.b']*3) + jnp.sum(p['a']['b']**2)", "-p", 'p={"a.b": [1.0], a: {b: [2.0]}}')
+    out = cli(*args, "--json").outputs()
+    assert out == {"grad.p.a.b": [4.0], "grad.p['a.b']": [3.0]}
+    assert cli(*args, "-o", tmp_path / "g.npz", "-q").exit_code == 0
+    with np.load(tmp_path / "g.npz") as f:
+        assert sorted(f.files) == ["grad.p.a.b", "grad.p['a.b']"]
 
 
 # --------------------------------------------------------------------------- dtypes
@@ -369,6 +384,13 @@ def test_an_integer_argument_outside_wrt_stays_an_integer(cli: Any) -> None:
     assert ran.outputs()["grad.x"].tolist() == [1.0, 0.0, 1.0]
     ran = cli("grad", "-f", "lambda x, i: x[i]", "-p", "x=[1, 2]", "-p", "i=1", "--dtype", "float64", "--json")
     assert ran.json()["inputs"]["primals.i"]["dtype"] == "int64"
+
+
+def test_a_large_integer_argument_warns_of_int32_overflow(cli: Any) -> None:
+    ran = cli("grad", "-f", "lambda x, n: n * n * jnp.sum(x)", "-p", "x=[1, 2]", "-p", "n=100000", "--json")
+    assert "primals.n holds 100000 as int32, where products overflow" in ran.json()["warnings"][0]
+    ran = cli("grad", "-f", "lambda x, n: n * n * jnp.sum(x)", "-p", "x=[1, 2]", "-p", "n=100000.0", "--json")
+    assert ran.json()["warnings"] == [] and ran.outputs()["grad.x"].tolist() == [1e10, 1e10]
 
 
 def test_differentiating_an_integer_is_refused(cli: Any) -> None:

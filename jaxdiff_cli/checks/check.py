@@ -25,9 +25,9 @@ import numpy as np
 
 from jaxdiff_cli import expect as expect_mod
 from jaxdiff_cli.checks import fd
-from jaxdiff_cli.errors import JaxdiffError, blame
+from jaxdiff_cli.errors import JaxdiffError, SpecError, blame
 from jaxdiff_cli.prepare import PRIMARY, Options, Prepared, prepare, run_operation
-from jaxdiff_cli.spec import Spec
+from jaxdiff_cli.spec import Spec, join, suggest
 
 if TYPE_CHECKING:
     from jaxdiff_cli.engine.problem import Problem
@@ -100,7 +100,7 @@ def compare_arrays(
     with np.errstate(invalid="ignore"):
         gap = np.abs(ad - ref)
         bad = ~(gap <= bound)  # NaN anywhere fails
-        bad &= np.isfinite(err) | ~np.isfinite(ref)  # an unusable reference (inf error) cannot convict
+        bad &= np.isfinite(err)  # an unusable reference (every step left the domain: inf error) cannot convict
         ratio = np.where(bound > 0, gap / np.where(bound > 0, bound, 1), np.where(gap > 0, np.inf, 0))
     unusable = int(np.sum(~np.isfinite(err)))
     note = f"{ad.size} entries" + (f", {unusable} without a usable reference" if unusable else "")
@@ -132,9 +132,14 @@ def check_expectations(prep: Prepared, report: Report) -> None:
     for e in expectations:
         prefix = e.name.split(".")[0].split("[")[0]
         if prefix not in PRODUCER or e.name not in report.results:
-            known = ", ".join(sorted(report.results)) or "none"
-            report.findings.append(Finding(f"expect {e.name}", False, f"no output named {e.name!r}; outputs: {known}"))
-            continue
+            # A misspelt key is a bad spec (exit 3), not a failed check.
+            known = sorted(report.results) if prefix in PRODUCER else sorted(PRODUCER)
+            listed = ", ".join(known[:8]) + (f", ... ({len(known)} in all)" if len(known) > 8 else "")
+            raise SpecError(
+                f"no output named {e.name!r}",
+                where=spec.where(join("expect", e.name)),
+                hint=suggest(e.name, known) or f"outputs: {listed}",
+            )
         try:
             actual = e.select(report.results[e.name])
         except (IndexError, ValueError) as exc:
@@ -248,12 +253,19 @@ def _diff_struct(problem: Problem) -> tuple[Any, ...]:
 
 
 def check_derivatives(prep: Prepared, report: Report, settings: Settings) -> None:
+    from jaxdiff_cli.engine.diagnostics import nonfinite_note
     from jaxdiff_cli.engine.layout import jacobian_matrix
-    from jaxdiff_cli.engine.plans import jacobian
+    from jaxdiff_cli.engine.plans import evaluate, jacobian
     from jaxdiff_cli.engine.problem import output_shape
 
     spec: Spec = prep.spec
     problem = prep.problem
+    # At a point where f itself is not finite, no derivative means anything: say so, compare nothing.
+    value_note = nonfinite_note({}, evaluate(problem).value)
+    if value_note is not None:
+        report.findings.append(Finding("value finite", False, value_note))
+        report.findings.append(Finding("AD vs FD", True, "not compared: f is not finite at this point", skipped=True))
+        return
     flat = flatten_problem(problem, spec.dtype)
     rtol0, atol0 = DEFAULT_TOL[spec.dtype]
     tol = (settings.rtol if settings.rtol is not None else rtol0, settings.atol if settings.atol is not None else atol0)

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff_cli.atomic import atomic_path
-from jaxdiff_cli.engine.layout import flat_function, unflatten_jacobian
-from jaxdiff_cli.engine.problem import Problem, Result, Timing, by_arg, output_shape
+from jaxdiff_cli.engine.layout import flat_function, nest_jacobian, unflatten_jacobian
+from jaxdiff_cli.engine.problem import Problem, Result, Timing, output_shape
 from jaxdiff_cli.errors import FunctionError, OutputError, describe_user_error
 
 MEMORY_SHARE = 0.5  # of the free memory, what a Jacobian and its working set may take
@@ -162,5 +162,5 @@ def jacobian_to_npy(
     info: dict[str, Any] = {"mode": mode, "chunk_size": chunk, "streamed_to": str(path), "blocks": len(starts)}
     if not single:
         info["layout"] = "flat (outputs, inputs), pytree leaves in order"
-    jac = by_arg(problem, unflatten_jacobian(saved, out_struct, diff))
+    jac = nest_jacobian(problem, out_struct, unflatten_jacobian(saved, out_struct, diff))
     return Result("jacobian", {"jacobian": jac}, info=info, timing=Timing(compile_s, run_s))

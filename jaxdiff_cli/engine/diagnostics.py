@@ -68,3 +68,21 @@ def precision_warnings(trees: Mapping[str, Any]) -> list[str]:
         elif hi / lo > WIDE_RANGE:
             notes.append(f"{name} spans {lo:.3g} to {hi:.3g}, wider than float32's ~7 digits can relate")
     return notes
+
+
+INT32_SQUARE = 46_340  # the largest int32 whose square still fits int32
+
+
+def integer_warnings(inputs: Mapping[str, Any]) -> list[str]:
+    """int32 inputs large enough that a product overflows: whole numbers outside wrt are integers,
+    and JAX's int32 arithmetic wraps around without a word (100000 * 100000 = 1410065408)."""
+    notes = []
+    for name, arr in named_leaves(dict(inputs)):
+        a = np.asarray(arr)
+        if a.dtype == np.int32 and a.size and int(np.max(np.abs(a.astype(np.int64)))) > INT32_SQUARE:
+            big = int(np.max(np.abs(a.astype(np.int64))))
+            notes.append(
+                f"{name} holds {big} as int32, where products overflow past 2.1e9 without an error"
+                f" (write {big}.0 if it is a number rather than an index, or use dtype: float64)"
+            )
+    return notes

@@ -1,7 +1,8 @@
 """How results are laid out and named: per argument, JAX's nesting, flat views and one-matrix views.
 
-- A Jacobian, per differentiated argument: the output tree, each leaf of which is the argument's
-  tree (JAX's jacfwd/jacrev nesting); a block has shape output leaf + input leaf.
+- A Jacobian: ``J[path in output][a][path in a]``, the output tree whose every leaf is a mapping
+  from the differentiated arguments' names to their trees (jacfwd/jacrev's nesting, with its tuple
+  over argnums replaced by names); a block has shape output leaf + input leaf.
 - A Hessian: ``H[a][path in a][b][path in b]`` (jax.hessian's nesting with its tuples over
   arguments replaced by names), each block of shape leaf_a + leaf_b.
 - Every leaf is named by its path: ``hessian.p.a.p.b``, ``grad.q[1]``.
@@ -22,22 +23,33 @@ from jax.flatten_util import ravel_pytree
 from jaxdiff_cli.engine.problem import Problem
 
 
+def step(key: Any, index: bool = False) -> str:
+    """One step of a path as it is written in names: ``.a`` for a key that is a name, ``[0]`` for a
+    list index, ``['a.b']`` for any other key, so that two leaves never share a name."""
+    if index:
+        return f"[{key}]"
+    if isinstance(key, str) and key.isidentifier():
+        return f".{key}"
+    return f"[{key!r}]"
+
+
 def named_leaves(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Walk a pytree of dicts / lists / tuples, naming each leaf ``a.b[0]``."""
     if isinstance(tree, Mapping):
         for k, v in tree.items():
-            yield from named_leaves(v, f"{prefix}.{k}" if prefix else str(k))
+            yield from named_leaves(v, f"{prefix}{step(k)}" if prefix else str(k))
     elif isinstance(tree, (list, tuple)):
         for i, v in enumerate(tree):
-            yield from named_leaves(v, f"{prefix}[{i}]")
+            yield from named_leaves(v, f"{prefix}{step(i, index=True)}")
     elif tree is not None:
         yield prefix, tree
 
 
 def key_text(key: Any) -> str:
-    """One step of a JAX key path as it is written in names: ``.a`` or ``[0]``."""
-    name = getattr(key, "key", getattr(key, "idx", getattr(key, "name", key)))
-    return f"[{name}]" if isinstance(name, int) else f".{name}"
+    """One step of a JAX key path, written as ``step`` writes it."""
+    if hasattr(key, "idx"):
+        return step(key.idx, index=True)
+    return step(getattr(key, "key", getattr(key, "name", key)))
 
 
 def leaves_with_names(tree: Any, prefix: str) -> list[tuple[str, Any]]:
@@ -81,6 +93,15 @@ def unflatten_jacobian(jac: Any, out_struct: Any, diff: tuple[Any, ...]) -> tupl
     return tuple(per_arg)
 
 
+def nest_jacobian(problem: Problem, out_struct: Any, per_arg: Sequence[Any]) -> Any:
+    """The Jacobian by name from one block per argument (each the output tree of that argument's
+    tree): ``J[path in output][a][path in a]``, so ``jacobian.x`` for one array in and out, and
+    ``jacobian[0].q[1]`` for output 0 with respect to leaf 1 of argument q."""
+    out_tree: Any = jax.tree.structure(out_struct)
+    cols = [out_tree.flatten_up_to(block) for block in per_arg]
+    return out_tree.unflatten([{a: cols[k][i] for k, a in enumerate(problem.wrt)} for i in range(out_tree.num_leaves)])
+
+
 def nest_hessian(problem: Problem, diff: Sequence[Any], block: Callable[[int, int], Any]) -> dict[str, Any]:
     """The Hessian by name: ``H[a][path in a][b][path in b]`` has shape leaf_a.shape + leaf_b.shape.
 
@@ -111,19 +132,22 @@ def _size(leaf: Any) -> int:
     return max(1, int(np.prod(leaf.shape)))
 
 
-def jacobian_matrix(by_arg: Mapping[str, Any], out_struct: Any, diff: Sequence[Any], names: Sequence[str]) -> Matrix:
-    """The per-argument Jacobian (output tree of input trees) as one matrix."""
+def jacobian_matrix(nested: Any, out_struct: Any, diff: Sequence[Any], names: Sequence[str]) -> Matrix:
+    """The Jacobian ``J[path in output][a][path in a]`` as one matrix: rows outputs, columns inputs."""
     out_tree: Any = jax.tree.structure(out_struct)
     rows = [(n, _size(leaf)) for n, leaf in leaves_with_names(out_struct, "f")]
-    cols: list[tuple[str, int]] = []
-    col_blocks: list[list[np.ndarray]] = [[] for _ in rows]
-    for name, arg in zip(names, diff):
-        in_leaves = leaves_with_names(arg, name)
-        cols += [(n, _size(leaf)) for n, leaf in in_leaves]
-        for r, sub in enumerate(out_tree.flatten_up_to(by_arg[name])):
-            for (_, size_in), block in zip(cols[-len(in_leaves) :], jax.tree.leaves(sub)):
-                col_blocks[r].append(np.asarray(block, dtype=np.float64).reshape(rows[r][1], size_in))
-    data = np.block(col_blocks) if rows else np.zeros((0, 0))
+    in_blocks = [(name, leaves_with_names(arg, name)) for name, arg in zip(names, diff)]
+    cols = [(n, _size(leaf)) for _, leaves in in_blocks for n, leaf in leaves]
+    row_blocks: list[list[np.ndarray]] = []
+    for (_, size_out), per_arg in zip(rows, out_tree.flatten_up_to(nested)):
+        row_blocks.append(
+            [
+                np.asarray(block, dtype=np.float64).reshape(size_out, _size(leaf))
+                for name, leaves in in_blocks
+                for (_, leaf), block in zip(leaves, jax.tree.leaves(per_arg[name]))
+            ]
+        )
+    data = np.block(row_blocks) if rows else np.zeros((0, 0))
     return Matrix("jacobian", data, rows, cols)
 
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff_cli.engine.chunking import chunked_flat_jacobian
-from jaxdiff_cli.engine.layout import nest_hessian, unflatten_jacobian
+from jaxdiff_cli.engine.layout import nest_hessian, nest_jacobian, unflatten_jacobian
 from jaxdiff_cli.engine.problem import Plan, Problem, Result, by_arg, execute, output_shape, require_scalar
 from jaxdiff_cli.errors import FunctionError, UsageError
 
@@ -114,7 +114,7 @@ def plan_grad(problem: Problem) -> Plan:
 
 
 def plan_jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None = None) -> Plan:
-    """∂f(x), per differentiated argument, with output axes first (as jax.jacfwd/jacrev)."""
+    """∂f(x), nested as layout.nest_jacobian names it, each block with output axes first."""
     mode, info = jacobian_mode(problem, mode)
     out_struct = output_shape(problem)  # also: a clean error for a bad function before jacfwd's own
     argnums = tuple(range(len(problem.argnums)))
@@ -133,7 +133,10 @@ def plan_jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None =
         per_leaf = out_tree.flatten_up_to(jac)
         return tuple(out_tree.unflatten([blocks[k] for blocks in per_leaf]) for k in argnums)
 
-    return Plan("jacobian", g, (problem.primals,), lambda o: {"jacobian": by_arg(problem, o)}, problem.where, info)
+    def finish(per_arg: Any) -> dict[str, Any]:
+        return {"jacobian": nest_jacobian(problem, out_struct, per_arg)}
+
+    return Plan("jacobian", g, (problem.primals,), finish, problem.where, info)
 
 
 def plan_hessian(problem: Problem) -> Plan:

@@ -38,7 +38,10 @@ class Problem:
         raw = self.fn(*args)
         if self.has_aux:
             if not (isinstance(raw, (tuple, list)) and len(raw) == 2):
-                got = f"a {type(raw).__name__}" + (f" of {len(raw)}" if isinstance(raw, (tuple, list)) else "")
+                if isinstance(raw, (tuple, list)):
+                    got = f"a {type(raw).__name__} of {len(raw)}"
+                else:
+                    got = "one array" if isinstance(raw, (jax.Array, np.ndarray)) else f"a {type(raw).__name__}"
                 raise FunctionError(
                     f"with has_aux the function must return a pair (output, auxiliary data), but it returns {got}",
                     where=self.where,

@@ -23,9 +23,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxdiff_cli.engine.layout import flat_function, nest_hessian, unflatten_jacobian
+from jaxdiff_cli.engine.layout import flat_function, nest_hessian, nest_jacobian, unflatten_jacobian
 from jaxdiff_cli.engine.plans import hvp_product, jacobian_mode, plan_hvp, plan_jvp, plan_vjp
-from jaxdiff_cli.engine.problem import Plan, Problem, by_arg, output_shape, require_scalar
+from jaxdiff_cli.engine.problem import Plan, Problem, output_shape, require_scalar
 from jaxdiff_cli.errors import DeviceError
 
 AXIS = "d"
@@ -180,7 +180,7 @@ def _jacobian_plan(problem: Problem, primals: Any, mode: str, chunk: int | None,
     def finish(rows: Any) -> dict[str, Any]:
         rows = gather(rows)[:total]
         flat = rows.T if mode == "fwd" else rows
-        return {"jacobian": by_arg(problem, unflatten_jacobian(flat, out_struct, diff))}
+        return {"jacobian": nest_jacobian(problem, out_struct, unflatten_jacobian(flat, out_struct, diff))}
 
     info.update(devices=mesh.size, **({"chunk_size": chunk} if chunk else {}))
     return Plan("jacobian", g, (primals, basis_indices(total, mesh)), finish, problem.where, info)
