@@ -4,6 +4,8 @@ no traceback, and nothing else happens (no output file, nothing written)."""
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from .conftest import ASSETS
 POLY = "function: x * 2\nprimals:\n  x: [1.0, 2.0, 3.0]\n"
 SCALAR = "function: jnp.sum(x**2)\nprimals:\n  x: [1.0, 2.0, 3.0]\n"
 TREE = "function: jnp.sum(p['W'] @ x)\nprimals:\n  p: {W: [[1.0, 2.0], [3.0, 4.0]], b: [0.0, 0.0]}\n  x: [1.0, 1.0]\n"
-F = "{assets}"  # filled in by _fill
+F = "."  # the asset modules are copied next to the spec: a spec names files inside its folder
 
 # (id, spec text or None, command line ({spec}, {tmp}, {assets} filled in), exit code, text in the message)
 CATALOGUE: list[tuple[str, str | None, list[str], int, str]] = [
@@ -356,6 +358,8 @@ CATALOGUE: list[tuple[str, str | None, list[str], int, str]] = [
 
 
 def _files(tmp: Path) -> None:
+    for name in ("funcs.py", "vector_fns.py", "broken_import.py"):
+        shutil.copy(ASSETS / name, tmp / name)
     np.save(tmp / "ints.npy", np.arange(3))
     np.save(tmp / "data.npy", np.zeros((2, 3)))
     np.save(tmp / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
@@ -392,6 +396,7 @@ def test_bad_input(
     message: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # importing a copied module writes nothing
     _files(tmp_path)
     spec = tmp_path / "spec.yaml"
     fill = {"spec": str(spec), "tmp": str(tmp_path), "assets": str(ASSETS)}
