@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from . import __version__
+from . import __version__, signals
 from .errors import ExitCode, JaxdiffError, NonFiniteError
 
 app = typer.Typer(
@@ -132,6 +132,15 @@ ProcessIdOpt = Annotated[
     int | None,
     typer.Option("--process-id", envvar="JAX_PROCESS_ID", min=0, help="This process (0 prints and writes).", show_default=False),
 ]
+NoCodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-code",
+        envvar="JAXDIFF_NO_CODE",
+        help="Refuse module:function and file.py:function (they run their own code): expressions and lambdas only."
+        " For CI jobs that check specs from pull requests.",
+    ),
+]
 BakeOpt = Annotated[
     bool,
     typer.Option(
@@ -165,6 +174,7 @@ class Common:
     coordinator: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
+    no_code: bool = False
 
     def cluster(self) -> Any:
         """The distribute.Cluster to join, from --coordinator and friends (or JAX_* variables)."""
@@ -217,14 +227,19 @@ def _fail(exc: JaxdiffError, debug: bool) -> None:
 
 
 def _guarded(debug: bool, body: Any) -> None:
-    """Run ``body``; turn our errors into one line and an exit code, and Ctrl-C into 130."""
+    """Run ``body``; turn our errors into one line and an exit code, Ctrl-C into 130, SIGTERM into 143."""
     try:
         body()
     except typer.Exit:
         raise
     except JaxdiffError as exc:
         _fail(exc, debug)
-    except KeyboardInterrupt:
+    except signals.Stopped as exc:  # temporary files are gone: atomic_path removed them unwinding
+        if debug:
+            raise
+        _stderr_console().print(exc.message, markup=False)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:  # in-process (tests, an embedding program): no handlers installed
         if debug:
             raise
         _stderr_console().print("interrupted", markup=False)
@@ -301,6 +316,7 @@ def _compute(
         cotangent=c.cotangent,
         dtype=c.dtype,
         device=c.device,
+        no_code=c.no_code,
     )
     if c.spec is None and c.fn is None:
         from jaxdiff_cli.errors import UsageError
@@ -482,6 +498,7 @@ def eval_(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    no_code: NoCodeOpt = False,
 ) -> None:
     """Evaluate f at the primals.
 
@@ -506,6 +523,7 @@ def jvp(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    no_code: NoCodeOpt = False,
     devices: DevicesOpt = None,
     coordinator: CoordinatorOpt = None,
     num_processes: ProcessesOpt = None,
@@ -537,6 +555,7 @@ def vjp(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    no_code: NoCodeOpt = False,
     devices: DevicesOpt = None,
     coordinator: CoordinatorOpt = None,
     num_processes: ProcessesOpt = None,
@@ -567,6 +586,7 @@ def grad(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    no_code: NoCodeOpt = False,
 ) -> None:
     """Gradient ∇f(x) of a scalar-valued f, per differentiated argument.
 
@@ -608,6 +628,7 @@ def jacobian(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    no_code: NoCodeOpt = False,
     plot: PlotOpt = False,
     plot_file: PlotFileOpt = None,
     spy: SpyOpt = False,
@@ -640,6 +661,7 @@ def hessian(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    no_code: NoCodeOpt = False,
     plot: PlotOpt = False,
     plot_file: PlotFileOpt = None,
     spy: SpyOpt = False,
@@ -676,6 +698,7 @@ def hvp(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    no_code: NoCodeOpt = False,
     devices: DevicesOpt = None,
     coordinator: CoordinatorOpt = None,
     num_processes: ProcessesOpt = None,
@@ -711,6 +734,7 @@ def check(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
+    no_code: NoCodeOpt = False,
 ) -> None:
     """Check specs: their expect: values, and AD in both modes against finite differences.
 
@@ -732,7 +756,7 @@ def check(
         for path in paths:
             with progress(f"checking {path}"):
                 try:
-                    cases = load_cases(path, Overrides(), need_steps=False)
+                    cases = load_cases(path, Overrides(no_code=no_code), need_steps=False)
                 except JaxdiffError as exc:
                     reports.append(Report(spec=path, error=exc))
                     continue
@@ -769,6 +793,7 @@ def run(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    no_code: NoCodeOpt = False,
     devices: DevicesOpt = None,
     coordinator: CoordinatorOpt = None,
     num_processes: ProcessesOpt = None,
@@ -793,7 +818,7 @@ def _run_cases(spec_path: str, c: Common) -> None:
 
     if c.output is not None:
         save.check_output_path(c.output)
-    cases = load_cases(spec_path, Overrides())
+    cases = load_cases(spec_path, Overrides(no_code=c.no_code))
     total = sum(len(case.steps) for case in cases)
     # With --devices (or the spec's devices:), the cases go round-robin over the mesh's devices.
     mesh = _mesh(c.devices, cases[0].spec) if cases else None
@@ -917,6 +942,7 @@ def bench(
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
     bake_primals: BakeOpt = False,
+    no_code: NoCodeOpt = False,
 ) -> None:
     """Time an operation in each of its modes: compile time, steady-state time, working memory.
 
@@ -942,7 +968,7 @@ def _bench(c: Common, op: str, chunk_size: int | None, min_time: float) -> None:
         raise UsageError("give a SPEC file, or --fn and --primal", hint="see jaxdiff bench --help")
     overrides = Overrides(
         function=c.fn, primals=tuple(c.primal or ()), wrt=tuple(c.wrt or ()), tangents=tuple(c.tangent or ()),
-        cotangent=c.cotangent, dtype=c.dtype, device=c.device,
+        cotangent=c.cotangent, dtype=c.dtype, device=c.device, no_code=c.no_code,
     )  # fmt: skip
     spec = load_spec(c.spec, overrides)
     progress = _progress(c)
@@ -1049,4 +1075,22 @@ def devices(
 
 
 def main() -> None:
-    app(prog_name="jaxdiff")
+    """The ``jaxdiff`` command: the app, with SIGINT and SIGTERM turned into exits 130 and 143.
+
+    Whenever a signal lands (in a command, while Typer parses, as the output is finished), it
+    unwinds as an exception, so temporary files are removed, and ends in one line and its status.
+    Once the status is decided, later signals are ignored while the interpreter shuts down.
+    """
+    code: int | str | None = 0
+    signals.install()
+    try:
+        try:
+            app(prog_name="jaxdiff")
+        except SystemExit as exc:  # Click ends every run this way, with the status
+            code = exc.code
+        signals.ignore_from_now()
+    except signals.Stopped as exc:  # landed outside a command's own handling
+        signals.ignore_from_now()
+        _stderr_console().print(exc.message, markup=False)
+        code = int(exc.exit_code)
+    sys.exit(code)

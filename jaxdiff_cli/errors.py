@@ -17,7 +17,8 @@ class ExitCode(enum.IntEnum):
     BAD_INPUT = 3
     FUNCTION = 4
     NON_FINITE = 5
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2, as shells report it
+    TERMINATED = 143  # SIGTERM: 128 + 15
 
 
 class JaxdiffError(Exception):
