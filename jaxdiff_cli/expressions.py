@@ -37,6 +37,7 @@ import difflib
 import functools
 import importlib
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -172,7 +173,7 @@ for _family in FAMILIES:
             _DOTTED[f"{_alias}.{_name}"] = (_family.module, _name)
 _PREFIXES = frozenset(path.rsplit(".", i)[0] for path in _DOTTED for i in range(1, path.count(".") + 1))
 _FLAT: dict[str, tuple[str, str]] = {
-    **{n: ("jax.numpy.linalg" if n == "norm" else "jax.numpy", n) for n in MATH_NAMES},
+    **{n: ("jax.numpy.linalg" if n == "norm" else "python" if n == "sum" else "jax.numpy", n) for n in MATH_NAMES},
     **{n: ("jax.numpy", n) for n in CONSTANTS},
     **{n: ("builtins", n) for n in BUILTIN_NAMES},
 }
@@ -196,7 +197,8 @@ def readme_tables() -> str:
         return ", ".join(f"`{n}`" for n in items)
 
     lines = [
-        f"- **bare names** ({len(MATH_NAMES)}, mapped onto `jnp`; `norm` is `jnp.linalg.norm`): {names(MATH_NAMES)}",
+        f"- **bare names** ({len(MATH_NAMES)}, mapped onto `jnp`; `norm` is `jnp.linalg.norm`; `sum` of a list, tuple or"
+        f" generator adds its items, as Python's does): {names(MATH_NAMES)}",
         f"- **constants**: {names(CONSTANTS)}",
         f"- **builtins** (bounded): {names(BUILTIN_NAMES)}",
     ]
@@ -224,6 +226,34 @@ _GRAMMAR = (
     "list/tuple/dict literals and comprehensions (see README: Expressions)"
 )
 _UNDERSCORE = "names starting with _ are not allowed"
+# Why some names people reach for are not in the tables, and what to write instead.
+_NO_FILES = "expressions cannot read or write files; "
+_WHY = {
+    **dict.fromkeys(("save", "savez", "savez_compressed", "savetxt", "load", "loadtxt", "fromfile", "dump", "tofile"), _NO_FILES),
+    "dtype": "dtype objects are not values: use a dtype name (jnp.float32) or jnp.zeros_like(x), jnp.full_like(x, v); ",
+    "finfo": "machine limits are not values: write the number (float32 eps is 1.1920929e-07); ",
+    "iinfo": "machine limits are not values: write the number; ",
+    "item": "Python scalars of arrays are not values (and fail under jit): keep the array; ",
+    "tolist": "keep the array (index it, or use jnp functions); ",
+    "config": "expressions cannot change JAX's configuration; ",
+    "debug": "no printing or host callbacks from an expression; ",
+    "pure_callback": "no host callbacks from an expression; ",
+    "lower": "compiled and lowered objects are not values: call the jitted function; ",
+    "compile": "compiled and lowered objects are not values: call the jitted function; ",
+    "custom_jvp": "custom derivative rules need a module function (file.py:function); ",
+    "custom_vjp": "custom derivative rules need a module function (file.py:function); ",
+    "make_jaxpr": "jaxprs are not values; ",
+    "eval_shape": "use x.shape; ",
+    "device_put": "device placement is the spec's device: key; ",
+    **dict.fromkeys(
+        ("register_pytree_node", "register_dataclass", "register_static", "register_pytree_with_keys"),
+        "expressions cannot change JAX's pytree registry; ",
+    ),
+    **dict.fromkeys(
+        ("flatten", "structure", "unflatten", "tree_flatten", "tree_structure"),
+        "tree definitions are not values: use jax.tree.map or jax.tree.leaves; ",
+    ),
+}
 _GUARDED_OPS = {ast.Add: "_g_add", ast.Mult: "_g_mul", ast.Pow: "_g_pow", ast.Mod: "_g_mod"}
 _PLAIN_OPS = (ast.Sub, ast.Div, ast.FloorDiv, ast.MatMult, ast.BitAnd, ast.BitOr, ast.BitXor)
 
@@ -344,11 +374,11 @@ class _Checker:
         if attr not in VALUE_ATTRS:
             close = difflib.get_close_matches(attr, VALUE_ATTRS, n=1, cutoff=0.8)
             at = _Located(node.end_col_offset - len(node.attr)) if node.end_col_offset is not None else node
+            why = _WHY.get(attr, f"did you mean '{close[0]}'? " if close else "")
             self.fail(
                 at,
                 f"attribute {attr!r} is not allowed on a value",
-                hint=(f"did you mean '{close[0]}'? " if close else "")
-                + f"allowed: {', '.join(VALUE_ATTRS)} (see README: Expressions)",
+                hint=f"{why}allowed: {', '.join(VALUE_ATTRS)} (see README: Expressions)",
             )
 
     def _module_path(self, node: ast.Attribute, root: str, chain: list[str]) -> ast.expr:
@@ -365,11 +395,12 @@ class _Checker:
                 parent = path.rsplit(".", 1)[0]
                 offered = sorted({p[len(parent) + 1 :].split(".")[0] for p in _DOTTED if p.startswith(parent + ".")})
                 close = difflib.get_close_matches(part, offered, n=1, cutoff=0.75)
+                why = _WHY.get(part, f"did you mean '{parent}.{close[0]}'? " if close else "")
+                listed = ", ".join(offered) if len(offered) <= 40 else f"{len(offered)} names"
                 self.fail(
                     node,
                     f"{path} is not available in expressions",
-                    hint=(f"did you mean '{parent}.{close[0]}'? " if close else "")
-                    + f"{parent} offers: {', '.join(offered)} (see README: Expressions)",
+                    hint=f"{why}{parent} offers: {listed} (see README: Expressions)",
                 )
         self.fail(
             node,
@@ -407,6 +438,8 @@ class _Checker:
             )
         if isinstance(node.op, ast.Mult):
             self._repetition(node)
+        if isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
+            self.fail(node, "'%' formatting of strings is not allowed", hint="strings are constants here")
         left, right = self.visit(node.left), self.visit(node.right)
         for op, guard in _GUARDED_OPS.items():
             if isinstance(node.op, op):
@@ -593,7 +626,11 @@ def _int_bits(node: ast.AST) -> float | None:
             exponent = _small_int(node.right)
             if exponent is None:
                 return math.inf
-            return None if exponent < 0 else max(left * exponent, 1.0)  # a negative power is a float
+            if exponent < 0:
+                return None  # a negative power is a float
+            base = _small_int(node.left)  # exact when known: 2**1000 has 1001 bits, not 2 * 1000
+            per = math.log2(abs(base)) if base is not None else left
+            return max(math.floor(per * exponent) + 1.0, 1.0)
         if isinstance(node.op, (ast.LShift, ast.RShift)):
             return math.inf
     return None
@@ -726,7 +763,9 @@ def compile_expression(text: str, argnames: Sequence[str], where: str, *, is_lam
         **_GUARDS,
         **{name: resolve(module, attr, where) for name, (module, attr) in checked.used.items()},
     }
-    code = compile(checked.tree, "<jaxdiff expression>", "eval")
+    with warnings.catch_warnings():  # "str indices must be integers": the run says so, once, as an error
+        warnings.simplefilter("ignore", SyntaxWarning)
+        code = compile(checked.tree, "<jaxdiff expression>", "eval")
     lam = eval(code, scope)  # noqa: S307 - the tree passed the checker and names only table entries
     return _entry(lam, where)
 
@@ -764,11 +803,13 @@ def resolve(module: str, attr: str, where: str = "function") -> Any:
     """The object a table entry names, as the expression sees it. Imports JAX."""
     if module == "builtins":
         return _BUILTINS[attr]
+    if module == "python":
+        return plain(_FLAT_WRAPPERS[attr], attr)
     if module == "jax.numpy" and attr in JNP_DTYPES:
         return DTypeName("bool" if attr == "bool_" else attr)
     wrapped = _WRAPPERS.get((module, attr))
     if wrapped is not None:
-        return wrapped
+        return plain(wrapped, attr)
     try:
         obj = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError):
@@ -780,10 +821,16 @@ def resolve(module: str, attr: str, where: str = "function") -> Any:
 
 def plain(obj: Callable[..., Any], name: str) -> Callable[..., Any]:
     """A plain function calling ``obj``: the value an expression gets carries none of ``obj``'s
-    attributes (a custom_jvp's defjvp, a jitted function's lower, a ufunc's reduce)."""
+    attributes (a custom_jvp's defjvp, a ufunc's reduce). The functions it returns are plain too:
+    jax.jit(f) without .lower and .trace, the pullback of jax.vjp without its jaxpr and tree."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        return obj(*args, **kwargs)
+        out = obj(*args, **kwargs)
+        if callable(out):
+            return plain(out, name)
+        if type(out) is tuple:  # jax.vjp, jax.linearize: (value, function)
+            return tuple(plain(v, name) if callable(v) else v for v in out)
+        return out
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = None
@@ -834,6 +881,19 @@ def _einsum(
     )
 
 
+def _sum(a: Any, *args: Any, **kwargs: Any) -> Any:
+    import jax.numpy as jnp
+
+    # sum(jnp.sum(v**2) for v in params.values()): Python's sum of a list, tuple or generator (which
+    # jnp.sum refuses), jnp.sum of anything else.
+    if isinstance(a, (list, tuple, Iterator)):
+        total = args[0] if args else kwargs.get("start", 0)
+        for item in _g_iter(a, 1):
+            total = _g_add(total, item)
+        return total
+    return jnp.sum(a, *args, **kwargs)
+
+
 def _diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = None, append: Any = None) -> Any:
     import jax.numpy as jnp
 
@@ -851,6 +911,7 @@ _WRAPPERS: dict[tuple[str, str], Callable[..., Any]] = {
     ("jax.numpy", "einsum"): _einsum,
     ("jax.numpy", "diff"): _diff,
 }
+_FLAT_WRAPPERS: dict[str, Callable[..., Any]] = {"sum": _sum}  # bare names that differ from jnp.<name>
 for _key, _fn in _WRAPPERS.items():
     _fn.__name__ = _fn.__qualname__ = _key[1]
 
@@ -936,8 +997,8 @@ def _g_mul(a: Any, b: Any) -> Any:
 
 def _g_pow(a: Any, b: Any) -> Any:
     if _is_int(a) and _is_int(b) and b > 0 and abs(a) > 1:
-        if b.bit_length() > 32 or a.bit_length() * b > MAX_INT_BITS:
-            _bits(a.bit_length() * b)
+        if b.bit_length() > 32 or math.log2(abs(a)) * b + 1 > MAX_INT_BITS:
+            _bits(math.floor(math.log2(abs(a)) * b) + 1)
     return a**b
 
 
