@@ -244,7 +244,7 @@ def _guarded(debug: bool, body: Any) -> None:
             raise
         _stderr_console().print("interrupted", markup=False)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    except Exception as exc:  # never a traceback without --debug
+    except BaseException as exc:  # never a traceback (nor a silent exit: SystemExit too) without --debug
         if debug:
             raise
         _stderr_console().print(

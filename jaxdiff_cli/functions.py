@@ -22,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from jaxdiff_cli import signals
 from jaxdiff_cli.errors import FunctionError
 from jaxdiff_cli.expressions import check_expression, check_lambda_params, compile_expression
 
@@ -30,10 +31,9 @@ __all__ = [
     "load_function",
 ]  # fmt: skip
 
-# Raised by user code, these are errors of the function, not a request to stop jaxdiff: a
-# function calling sys.exit() must not end `jaxdiff check` silently with its status. (A real
-# Ctrl-C or SIGTERM arrives as signals.Interrupted / Terminated, which pass through.)
-USER_EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
+# What user code raises is an error of the function, never a request to stop jaxdiff: a function
+# calling sys.exit() must not end `jaxdiff check` silently with its status, nor a BaseException of
+# its own escape as a traceback. Only a real Ctrl-C or SIGTERM (signals.Stopped) passes through.
 
 
 @dataclass(frozen=True)
@@ -84,13 +84,16 @@ def load_function(text: str, argnames: Sequence[str], base_dir: Path, where: str
 
 
 def _guard_user_code(fn: Callable[..., Any], where: str) -> Callable[..., Any]:
-    """``fn``, with SystemExit / KeyboardInterrupt / GeneratorExit from it reported as its errors."""
+    """``fn``, with SystemExit, KeyboardInterrupt, GeneratorExit (any BaseException) from it reported
+    as its error. Exceptions pass as they are: the engine reports them, with the user's line."""
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except USER_EXITS as exc:
+        except (Exception, signals.Stopped):
+            raise
+        except BaseException as exc:
             raise FunctionError(f"the function raised {describe_user_error(exc)}", where=where) from None
 
     return call
@@ -144,7 +147,9 @@ def _load_from_module(modname: str, attr: str, base_dir: Path, where: str) -> Ca
                 f"no module named {exc.name!r}", where=where, hint="is it installed, or next to the spec?"
             ) from None
         raise FunctionError(f"module {modname!r} failed to import: {describe_user_error(exc)}", where=where) from None
-    except (Exception, *USER_EXITS) as exc:  # the user's module raised (or called sys.exit) while importing
+    except signals.Stopped:
+        raise
+    except BaseException as exc:  # the user's module raised (or called sys.exit) while importing
         raise FunctionError(f"module {modname!r} failed to import: {describe_user_error(exc)}", where=where) from None
     return _getattr_path(module, attr, modname, where)
 
@@ -165,7 +170,10 @@ def _load_from_file(path_text: str, attr: str, base_dir: Path, where: str) -> Ca
         with _import_path(path.resolve().parent):
             sys.modules[modname] = module
             spec.loader.exec_module(module)
-    except (Exception, *USER_EXITS) as exc:
+    except signals.Stopped:
+        sys.modules.pop(modname, None)
+        raise
+    except BaseException as exc:
         sys.modules.pop(modname, None)
         raise FunctionError(f"{path.name} failed to import: {describe_user_error(exc)}", where=where) from None
     return _getattr_path(module, attr, path.name, where)

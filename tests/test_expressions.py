@@ -370,6 +370,7 @@ def test_no_code_refuses_module_and_file_functions(cli: Any, tmp_path: Path, mon
         ("exits", "the function raised SystemExit: 3 (exits.py, line 10)"),
         ("interrupts", "the function raised KeyboardInterrupt (exits.py, line 14)"),
         ("generator_exit", "the function raised GeneratorExit (exits.py, line 18)"),
+        ("booms", "the function raised Boom: its own BaseException (exits.py, line 33)"),
     ],
 )
 def test_a_function_ending_the_process_is_its_error(cli: Any, fn: str, message: str) -> None:

@@ -23,3 +23,11 @@ def waits(x):
     Path(os.environ["JAXDIFF_TEST_MARKER"]).touch()
     time.sleep(60)
     return x
+
+
+class Boom(BaseException):
+    """Not an Exception: an `except Exception` would let it through."""
+
+
+def booms(x):
+    raise Boom("its own BaseException")
