@@ -687,3 +687,23 @@ def test_files_inside_the_folder_and_on_the_command_line_are_read(
     assert ran.outputs()["value"].tolist() == [4.0, 6.0]
     ran = cli("eval", "-f", f"{ASSETS}/funcs.py:cube", "-p", "x=2.0", "--json")
     assert ran.exit_code == 0 and ran.outputs()["value"].tolist() == 8.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        LAUGHS.format(key="description"),
+        LAUGHS.format(key="expect") + "primals: {x: 1.0}\n",
+        "function: x\nprimals:\n  x: " + "[" * 5000 + "1.0" + "]" * 5000 + "\n",
+        "function: x\nprimals:\n  x: &a [1.0, *a]\n",
+    ],
+    ids=["laughs in description", "laughs in expect", "5000 deep", "recursive"],
+)
+def test_yaml_bombs_are_refused_within_a_second(cli: Any, tmp_path: Path, text: str) -> None:
+    spec = tmp_path / "bomb.yaml"
+    spec.write_text(text)
+    for command in (["eval", str(spec)], ["check", str(spec), "--json"]):
+        t0 = time.monotonic()
+        ran = cli(*command)
+        assert time.monotonic() - t0 < 5  # generous for a loaded machine: about 0.2 s here
+        assert ran.exit_code == 3, ran.stderr + ran.stdout
