@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxdiff_cli.errors import SpecError
-from jaxdiff_cli.spec import join, suggest, where
+from jaxdiff_cli.errors import SpecError, suggest
+from jaxdiff_cli.spec import CommandLinePath, join, spec_path, where
 
 # Constructor name -> the other keys it accepts.
 CONSTRUCTORS: dict[str, frozenset[str]] = {
@@ -34,6 +34,7 @@ CONSTRUCTORS: dict[str, frozenset[str]] = {
     "file": frozenset({"key", "shape", "dtype"}),
 }
 VALUE_DTYPES = ("float32", "float64", "int32", "int64", "bool")
+MAX_RANK = 64  # NumPy's limit on dimensions (and so JAX's, which builds arrays through NumPy)
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
 
 
@@ -90,6 +91,8 @@ def to_array(raw: Any, ctx: Context, keypath: str, *, integers: bool = False) ->
     as the run's integer dtype when ``integers``)."""
     flat: list[Any] = []
     shape = _walk(raw, ctx, keypath, flat)
+    if len(shape) > MAX_RANK:
+        raise ctx.error(keypath, f"lists nested {len(shape)} deep: arrays have at most {MAX_RANK} dimensions")
     if flat and all(isinstance(v, bool) for v in flat):
         return np.array(flat, dtype=bool).reshape(shape)
     if any(isinstance(v, bool) for v in flat):
@@ -223,6 +226,8 @@ def _shape(raw: Any, ctx: Context, keypath: str) -> tuple[int, ...]:
         raw = [raw]
     if not isinstance(raw, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw):
         raise ctx.error(keypath, f"a shape is a list of whole numbers >= 0, got {raw!r}")
+    if len(raw) > MAX_RANK:
+        raise ctx.error(keypath, f"a shape of {len(raw)} dimensions: arrays have at most {MAX_RANK}")
     if math.prod(raw) > MAX_ELEMENTS:
         raise ctx.error(keypath, f"shape {shape_str(raw)} has more than {MAX_ELEMENTS} elements")
     return tuple(raw)
@@ -351,9 +356,10 @@ def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
     fpath = join(keypath, "file")
     if not isinstance(path_text, str) or not path_text:
         raise ctx.error(fpath, "must be a file path")
-    path = Path(path_text).expanduser()
-    if not path.is_absolute():
-        path = ctx.base_dir / path
+    # Inside the spec's folder, unless the path was typed on the command line.
+    path = spec_path(path_text, ctx.base_dir, ctx.at(fpath), trusted=isinstance(path_text, CommandLinePath))
+    if path.exists() and not path.is_file():
+        raise ctx.error(fpath, f"not a regular file: {path}", hint=".npy, .npz or .csv files")
     if not path.is_file():
         raise ctx.error(fpath, f"no such file: {path}")
     suffix = path.suffix.lower()

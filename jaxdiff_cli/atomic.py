@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from jaxdiff_cli import signals
 
 
 @contextlib.contextmanager
@@ -22,21 +25,34 @@ def atomic_path(path: Path) -> Iterator[Path]:
     For writers that need a file name (a memory-mapped .npy); ``atomic_open`` is the usual form.
     """
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    # mkstemp makes the file private (0600); give it the mode the old file had, else the umask's.
+    tmp: str | None = None
     try:
-        perms = path.stat().st_mode & 0o7777
-    except OSError:
-        perms = 0o666 & ~umask()
-    os.chmod(tmp, perms)
-    try:
+        # A signal between creating the file and noting its name would leave it behind.
+        with signals.deferred():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+            os.close(fd)
+        # mkstemp makes the file private (0600); give it the mode the old file had, else the umask's.
+        try:
+            perms = path.stat().st_mode & 0o7777
+        except OSError:
+            perms = 0o666 & ~umask()
+        os.chmod(tmp, perms)
+        _hold_for_tests()
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException:  # an error, Ctrl-C (signals.Interrupted) or SIGTERM (signals.Terminated)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
+
+
+def _hold_for_tests() -> None:
+    """Tests only: JAXDIFF_TEST_HOLD_WRITE=SECONDS waits here, the temporary file in place, so a
+    signal the test sends once it sees that file lands mid-write every time (not as it finishes)."""
+    seconds = os.environ.get("JAXDIFF_TEST_HOLD_WRITE")
+    if seconds:
+        time.sleep(float(seconds))
 
 
 @contextlib.contextmanager

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxdiff_cli.errors import SpecError
+from jaxdiff_cli.errors import SpecError, suggest
 from jaxdiff_cli.functions import LoadedFunction
-from jaxdiff_cli.spec import CLI, Spec, suggest
+from jaxdiff_cli.spec import CLI, Spec
 
 
 def bind_primals(spec: Spec, loaded: LoadedFunction) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ the engine) is imported inside the commands, so ``jaxdiff``, ``jaxdiff --help``,
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import __version__
+from . import __version__, signals
 from .errors import ExitCode, JaxdiffError, UsageError, blame
 
 if TYPE_CHECKING:
@@ -136,6 +137,15 @@ ProcessIdOpt = Annotated[
     int | None,
     typer.Option("--process-id", envvar="JAX_PROCESS_ID", min=0, help="This process (0 prints and writes).", show_default=False),
 ]
+NoCodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-code",
+        envvar="JAXDIFF_NO_CODE",
+        help="Refuse module:function and file.py:function (they run their own code): expressions and lambdas only."
+        " For CI jobs that check specs from pull requests.",
+    ),
+]
 HasAuxOpt = Annotated[
     bool,
     typer.Option(
@@ -198,6 +208,7 @@ class Common:
     check_finite: bool = False
     bake_primals: bool = False
     has_aux: bool = False
+    no_code: bool = False
     devices: str | None = None
     coordinator: str | None = None
     num_processes: int | None = None
@@ -233,7 +244,7 @@ class Common:
 
         overrides = Overrides(
             function=self.fn, primals=tuple(self.primal or ()), wrt=tuple(self.wrt or ()), tangents=tuple(self.tangent or ()),
-            cotangent=self.cotangent, dtype=self.dtype, device=self.device, has_aux=self.has_aux,
+            cotangent=self.cotangent, dtype=self.dtype, device=self.device, has_aux=self.has_aux, no_code=self.no_code,
         )  # fmt: skip
         chunk = parse_chunk_size(self.chunk_size, "--chunk-size")
         options = Options(mode=self.mode, chunk_size=chunk, with_value=self.value, bake=self.bake_primals)
@@ -265,24 +276,29 @@ def _root(
 
 
 def _guarded(debug: bool, body: Callable[[], None]) -> None:
-    """Run ``body``; turn our errors into one line and an exit code, and Ctrl-C into 130."""
+    """Run ``body``; turn our errors into one line and an exit code, Ctrl-C into 130, SIGTERM into 143."""
     from jaxdiff_cli.output.console import say
 
     try:
         body()
     except typer.Exit:
         raise
-    except Exception as exc:  # never a traceback without --debug
+    except signals.Stopped as exc:  # temporary files are gone: atomic_path removed them unwinding
+        if debug:
+            raise
+        say("", exc.message)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:  # in-process (tests, an embedding program): no handlers installed
+        if debug:
+            raise
+        say("", "interrupted")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except BaseException as exc:  # never a traceback (nor a silent exit: SystemExit too) without --debug
         if debug:
             raise
         error = exc if isinstance(exc, JaxdiffError) else blame(exc)
         say("error", error.render())
         raise typer.Exit(int(error.exit_code)) from None
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        say("", "interrupted")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
 
 # ---------------------------------------------------------------- the computing commands
@@ -348,12 +364,13 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {  # name -> (Annotated type, default), i
     "dtype": (DtypeOpt, None), "device": (DeviceOpt, None), "json_": (JsonOpt, False), "output": (OutputOpt, None),
     "quiet": (QuietOpt, False), "debug": (DebugOpt, False), "no_cache": (NoCacheOpt, False),
     "check_finite": (FiniteOpt, False), "bake_primals": (BakeOpt, False), "has_aux": (HasAuxOpt, False),
+    "no_code": (NoCodeOpt, False),
     "plot": (PlotOpt, False), "plot_file": (PlotFileOpt, None), "spy": (SpyOpt, False), "summary": (SummaryOpt, False),
     "devices": (DevicesOpt, None), "coordinator": (CoordinatorOpt, None), "num_processes": (ProcessesOpt, None),
     "process_id": (ProcessIdOpt, None),
 }  # fmt: skip
 _SHARED = ("spec", "fn", "primal", "dtype", "device", "json_", "output", "quiet", "debug", "no_cache", "check_finite",
-           "bake_primals", "has_aux")  # fmt: skip
+           "bake_primals", "has_aux", "no_code")  # fmt: skip
 _SHARDED = ("devices", "coordinator", "num_processes", "process_id")
 _PICTURES = ("plot", "plot_file", "spy", "summary")
 
@@ -446,6 +463,7 @@ def check(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
+    no_code: NoCodeOpt = False,
 ) -> None:
     """Check specs: their expect: values, and AD in both modes against finite differences.
 
@@ -463,7 +481,7 @@ def check(
 
         settings = Settings(rtol=rtol, atol=atol, seed=seed, use_cache=not no_cache, update=update)
         with console.progress(not (json_ or quiet)) as progress:
-            reports = operations.check(specs, settings, progress)
+            reports = operations.check(specs, settings, progress, no_code=no_code)
         if json_:
             console.print_json(render.check_json(reports, versions()))
         elif not quiet:
@@ -485,6 +503,7 @@ def run(
     no_cache: NoCacheOpt = False,
     check_finite: FiniteOpt = False,
     bake_primals: BakeOpt = False,
+    no_code: NoCodeOpt = False,
     devices: DevicesOpt = None,
     coordinator: CoordinatorOpt = None,
     num_processes: ProcessesOpt = None,
@@ -512,7 +531,7 @@ def run(
 
         with console.progress(c.shows_progress) as progress:
             outcome = operations.run_cases(
-                spec, bake=c.bake_primals, devices=c.devices, cluster=c.cluster(), use_cache=not c.no_cache,
+                spec, bake=c.bake_primals, no_code=c.no_code, devices=c.devices, cluster=c.cluster(), use_cache=not c.no_cache,
                 progress=progress, on_step=shown, on_error=lambda exc: console.say("error", exc.render()),
             )  # fmt: skip
         doc = render.run_json(outcome)
@@ -553,6 +572,7 @@ def bench(
     no_cache: NoCacheOpt = False,
     bake_primals: BakeOpt = False,
     has_aux: HasAuxOpt = False,
+    no_code: NoCodeOpt = False,
 ) -> None:
     """Time an operation in each of its modes: compile time, steady-state time, working memory.
 
@@ -609,4 +629,28 @@ def devices(
 
 
 def main() -> None:
-    app(prog_name="jaxdiff")
+    """The ``jaxdiff`` command: the app, with SIGINT and SIGTERM turned into exits 130 and 143.
+
+    Whenever a signal lands (in a command, while Typer parses, as the output is finished), it
+    unwinds as an exception, so temporary files are removed, and ends in one line and its status.
+    Once the status is decided, later signals are ignored while the interpreter shuts down.
+    """
+    from jaxdiff_cli.output.console import say
+
+    code: int | str | None = 0
+    signals.install()
+    try:
+        try:
+            app(prog_name="jaxdiff")
+        except SystemExit as exc:  # Click ends every run this way, with the status
+            code = exc.code
+        lost = signals.swallowed()  # a signal that landed in a callback Python ignores exceptions of
+        signals.ignore_from_now()
+        if lost is not None and code in (0, None):
+            say("", lost.message)
+            code = int(lost.exit_code)
+    except signals.Stopped as exc:  # landed outside a command's own handling
+        signals.ignore_from_now()
+        say("", exc.message)
+        code = int(exc.exit_code)
+    sys.exit(code)

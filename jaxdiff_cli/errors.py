@@ -5,8 +5,10 @@ No third-party imports: the CLI maps these to exit codes without importing JAX.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 
 EXPRESSION_FILE = "<jaxdiff expression>"  # the file name of compiled expressions in tracebacks
@@ -25,7 +27,8 @@ class ExitCode(enum.IntEnum):
     FUNCTION = 4
     NON_FINITE = 5
     INTERNAL = 70  # a bug of jaxdiff itself (sysexits' EX_SOFTWARE), never blamed on the user's function
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2, as shells report it
+    TERMINATED = 143  # SIGTERM: 128 + 15
 
 
 class JaxdiffError(Exception):
@@ -88,6 +91,13 @@ class InternalError(JaxdiffError):
     exit_code = ExitCode.INTERNAL
 
 
+def suggest(name: str, choices: Sequence[str]) -> str | None:
+    """A "did you mean" hint, or None."""
+    same_case = [c for c in choices if c.lower() == name.lower()]
+    close = same_case or difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
 def register_user_code(folder: Path) -> None:
     """Remember a folder of the user's code: exceptions raised there are the user function's."""
     _USER_ROOTS.add(str(folder))
@@ -115,4 +125,5 @@ def describe_user_error(exc: BaseException) -> str:
     user = [f for f in frames if f.filename == EXPRESSION_FILE or any(f.filename.startswith(r + "/") for r in _USER_ROOTS)]
     user = user or [f for f in frames if not f.filename.startswith(_PACKAGE_ROOT + "/") and "importlib" not in f.filename]
     at = f" ({Path(user[-1].filename).name}, line {user[-1].lineno})" if user else ""
-    return f"{type(exc).__name__}: {exc}{at}"
+    said = f": {exc}" if str(exc) else ""
+    return f"{type(exc).__name__}{said}{at}"

@@ -14,6 +14,7 @@ Default tolerances follow the dtype: rtol 1e-5 / atol 1e-6 for float32, 1e-12 / 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,8 +55,12 @@ class Mismatch:
 
 
 def _tol(raw: Any, ctx: Context, keypath: str) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < 0:
-        raise ctx.error(keypath, "a tolerance is a number >= 0")
+    # A spec arrives in a pull request: rtol: .inf (or 1e300, or rtol >= 1, which accepts any value
+    # of the right sign) would switch its own check off.
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw < 0:
+        raise ctx.error(keypath, "a tolerance is a finite number >= 0")
+    if keypath.endswith("rtol") and raw >= 1:
+        raise ctx.error(keypath, f"rtol {raw:g} would accept anything within 100% of the expected value", hint="rtol is below 1")
     return float(raw)
 
 

@@ -2,16 +2,16 @@
 
 Four forms: a lambda, a bare expression over the primal names, ``package.module:function``
 and ``path/to/file.py:function``. Lambdas and expressions come from spec files that may
-arrive in a pull request, so they are parsed and checked *before* anything runs: only a
-small allow-listed namespace, no imports, no dunder or private attributes, no I/O helpers,
-no literal arithmetic big enough to hang the process. Modules and files are the user's own
-code and run as such.
+arrive in a pull request: they are an allowlisted language, checked before anything runs
+(``expressions.py``). Modules and files are the user's own code and run as such; ``--no-code``
+refuses them (``spec.build_spec``).
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -23,43 +23,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from jaxdiff_cli.errors import EXPRESSION_FILE, FunctionError, describe_user_error, register_user_code
+from jaxdiff_cli import signals
+from jaxdiff_cli.errors import FunctionError, describe_user_error, register_user_code, suggest
+from jaxdiff_cli.expressions import check_expression, compile_expression
 
-# Names an expression may use besides its own arguments. The math names map onto jax.numpy.
-MATH_NAMES = (
-    "sin cos tan arcsin arccos arctan arctan2 sinh cosh tanh arcsinh arccosh arctanh "
-    "exp exp2 expm1 log log2 log10 log1p sqrt cbrt square power abs absolute sign floor ceil "
-    "round clip maximum minimum where dot vdot matmul outer inner tensordot einsum sum prod mean "
-    "max min norm logaddexp hypot reciprocal sinc deg2rad rad2deg"
-).split()
-CONSTANTS = ("pi", "e", "inf", "nan")
-MODULE_NAMES = ("jnp", "jax", "lax")
-BUILTIN_NAMES = ("len", "float", "int", "tuple", "list", "dict", "zip", "enumerate", "range")
+__all__ = [
+    "LoadedFunction", "Params", "check_expression", "classify", "compile_expression", "file_reference", "load_function",
+]  # fmt: skip
 
-# jax.<attr> allowed from an expression: the transformations and the pure numerical modules.
-JAX_ATTRS = frozenset(
-    "numpy lax nn scipy random tree tree_util grad value_and_grad jvp vjp vmap jacfwd jacrev "
-    "hessian jit linearize checkpoint remat custom_jvp custom_vjp stop_gradient eval_shape".split()
-)
-# Attributes that reach files, callbacks, global configuration or string formatting.
-BLOCKED_ATTRS = frozenset(
-    "save savez savez_compressed load loadtxt savetxt genfromtxt fromfile tofile fromregex memmap "
-    "config debug callback pure_callback io_callback experimental profiler distributed monitoring "
-    "extend ffi format format_map mro gi_frame gi_code f_globals f_locals f_builtins".split()
-)
-_ALLOWED_NODES = (
-    ast.Expression, ast.Lambda, ast.arguments, ast.arg, ast.BinOp, ast.UnaryOp, ast.BoolOp,
-    ast.Compare, ast.IfExp, ast.Call, ast.keyword, ast.Attribute, ast.Subscript, ast.Slice,
-    ast.Name, ast.Load, ast.Store, ast.Constant, ast.Tuple, ast.List, ast.Dict, ast.ListComp,
-    ast.GeneratorExp, ast.DictComp, ast.comprehension, ast.Starred,
-    ast.operator, ast.unaryop, ast.boolop, ast.cmpop, ast.expr_context,
-)  # fmt: skip
-_BLOCKED_OPS = (ast.LShift, ast.RShift)  # `1 << 10**9` builds a huge int; no use on floats
-MAX_EXPONENT = 1_000
-MAX_DEPTH = 60
-MAX_LENGTH = 10_000
-MAX_STRING = 200
-MAX_RANGE = 100_000
+# What user code raises is an error of the function, never a request to stop jaxdiff: a function
+# calling sys.exit() must not end `jaxdiff check` silently with its status, nor a BaseException of
+# its own escape as a traceback. Only a real Ctrl-C or SIGTERM (signals.Stopped) passes through.
 
 
 @dataclass(frozen=True)
@@ -117,6 +91,12 @@ def classify(text: str) -> str:
     return "expression"
 
 
+def file_reference(text: str) -> str | None:
+    """The path of a ``path/to/file.py:function`` reference, or None for the other forms."""
+    m = _FILE_REF.match(text.strip())
+    return m["path"] if m else None
+
+
 def load_function(text: str, argnames: Sequence[str], base_dir: Path, where: str) -> LoadedFunction:
     """Turn a function reference into a callable and the parameters it takes.
 
@@ -132,19 +112,17 @@ def load_function(text: str, argnames: Sequence[str], base_dir: Path, where: str
             m = _MODULE_REF.match(text.strip())
             assert m is not None
             fn = _load_from_module(m["mod"], m["attr"], base_dir, where)
-        return LoadedFunction(fn=fn, source=text, kind=kind, params=signature_params(fn, text, where))
+        return LoadedFunction(fn=_guard_user_code(fn, where), source=text, kind=kind, params=signature_params(fn, text, where))
     if kind == "lambda":
+        # The checker refuses defaults, *args, **kwargs, keyword- and positional-only parameters.
         tree = check_expression(text, argnames, where, is_lambda=True)
         assert isinstance(tree.body, ast.Lambda)
-        lam = tree.body.args
-        names = tuple(a.arg for a in lam.args)
-        required = frozenset(names[: len(names) - len(lam.defaults)])
-        params = Params(names=names, required=required)
+        names = tuple(a.arg for a in tree.body.args.args)
     else:
         names = expression_params(text, argnames, where)
-        params = Params(names=names, required=frozenset(names))
     fn = compile_expression(text, names, where, is_lambda=kind == "lambda")
-    return LoadedFunction(fn=fn, source=text, kind=kind, params=params)
+    params = Params(names=names, required=frozenset(names))
+    return LoadedFunction(fn=_guard_user_code(fn, where), source=text, kind=kind, params=params)
 
 
 def signature_params(fn: Callable[..., Any], text: str, where: str) -> Params:
@@ -207,204 +185,20 @@ def expression_params(text: str, argnames: Sequence[str], where: str) -> tuple[s
     return tuple(used)
 
 
-# --------------------------------------------------------------------------- expressions
+def _guard_user_code(fn: Callable[..., Any], where: str) -> Callable[..., Any]:
+    """``fn``, with SystemExit, KeyboardInterrupt, GeneratorExit (any BaseException) from it reported
+    as its error. Exceptions pass as they are: the engine reports them, with the user's line."""
 
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (Exception, signals.Stopped):
+            raise
+        except BaseException as exc:
+            raise FunctionError(f"the function raised {describe_user_error(exc)}", where=where) from None
 
-class _Checker(ast.NodeVisitor):
-    def __init__(self, allowed: set[str], where: str) -> None:
-        self.scopes: list[set[str]] = [allowed]
-        self.where = where
-        self.depth = 0
-
-    def fail(self, node: ast.AST, message: str) -> None:
-        col = getattr(node, "col_offset", None)
-        at = f" (at column {col + 1})" if col is not None else ""
-        raise FunctionError(f"expression rejected: {message}{at}", where=self.where)
-
-    def visible(self, name: str) -> bool:
-        return any(name in scope for scope in self.scopes)
-
-    def generic_visit(self, node: ast.AST) -> None:
-        if not isinstance(node, _ALLOWED_NODES):
-            self.fail(node, f"{type(node).__name__} is not allowed")
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            self.fail(node, f"nested deeper than {MAX_DEPTH} levels")
-        super().generic_visit(node)
-        self.depth -= 1
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if node.id.startswith("_"):
-            self.fail(node, f"name {node.id!r} starts with an underscore")
-        if isinstance(node.ctx, ast.Load) and not self.visible(node.id):
-            self.fail(node, f"unknown name {node.id!r}; expressions see their arguments, jnp, jax, lax and math names")
-        self.generic_visit(node)
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        if node.attr.startswith("_"):
-            self.fail(node, f"attribute {node.attr!r} starts with an underscore")
-        if node.attr in BLOCKED_ATTRS:
-            self.fail(node, f"attribute {node.attr!r} is not allowed")
-        if isinstance(node.value, ast.Name) and node.value.id == "jax" and node.attr not in JAX_ATTRS:
-            self.fail(node, f"jax.{node.attr} is not available in expressions")
-        self.generic_visit(node)
-
-    def visit_Constant(self, node: ast.Constant) -> None:
-        value = node.value
-        if isinstance(value, (bytes, type(...))):
-            self.fail(node, f"{type(value).__name__} constants are not allowed")
-        if isinstance(value, str) and (len(value) > MAX_STRING or "{" in value or "__" in value):
-            self.fail(node, "string constants must be short and hold no '{' or '__'")
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**18:
-            self.fail(node, "integer literal is too large")
-        self.generic_visit(node)
-
-    def visit_BinOp(self, node: ast.BinOp) -> None:
-        if isinstance(node.op, _BLOCKED_OPS):
-            self.fail(node, "shift operators are not allowed")
-        if isinstance(node.op, ast.Pow) and _is_literal(node.right):
-            exponent = _literal_value(node.right)
-            if not isinstance(exponent, (int, float)) or abs(exponent) > MAX_EXPONENT:
-                self.fail(node, f"exponent must be a plain number of at most {MAX_EXPONENT} in size")
-        if isinstance(node.op, ast.Mult) and any(
-            isinstance(side, ast.Constant) and isinstance(side.value, str) for side in (node.left, node.right)
-        ):
-            self.fail(node, "repeating strings is not allowed")
-        self.generic_visit(node)
-
-    def visit_Call(self, node: ast.Call) -> None:
-        if isinstance(node.func, ast.Name) and node.func.id == "range":
-            for arg in node.args:
-                if not (_is_literal(arg) and isinstance(_literal_value(arg), int)):
-                    self.fail(node, "range() takes literal whole numbers only")
-                elif abs(_literal_value(arg)) > MAX_RANGE:
-                    self.fail(node, f"range() is limited to {MAX_RANGE}")
-        self.generic_visit(node)
-
-    def visit_Lambda(self, node: ast.Lambda) -> None:
-        args = node.args
-        if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs:
-            self.fail(node, "lambdas take plain positional arguments only")
-        for default in args.defaults:
-            self.visit(default)
-        self.scopes.append({a.arg for a in args.args})
-        for a in args.args:
-            if a.arg.startswith("_"):
-                self.fail(a, f"argument {a.arg!r} starts with an underscore")
-        self.visit(node.body)
-        self.scopes.pop()
-
-    def _visit_comprehension(self, node: ast.ListComp | ast.GeneratorExp | ast.DictComp) -> None:
-        self.scopes.append(set())
-        for gen in node.generators:
-            self.visit(gen.iter)
-            for target in ast.walk(gen.target):
-                if isinstance(target, ast.Name):
-                    if target.id.startswith("_"):
-                        self.fail(target, f"name {target.id!r} starts with an underscore")
-                    self.scopes[-1].add(target.id)
-                elif not isinstance(target, (ast.Tuple, ast.List, ast.Store)):
-                    self.fail(target, "comprehension targets must be names")
-            for cond in gen.ifs:
-                self.visit(cond)
-            if gen.is_async:
-                self.fail(node, "async comprehensions are not allowed")
-        if isinstance(node, ast.DictComp):
-            self.visit(node.key)
-            self.visit(node.value)
-        else:
-            self.visit(node.elt)
-        self.scopes.pop()
-
-    visit_ListComp = _visit_comprehension
-    visit_GeneratorExp = _visit_comprehension
-    visit_DictComp = _visit_comprehension
-
-
-def _is_literal(node: ast.AST) -> bool:
-    """A tree of only constants and arithmetic (no names): Python would evaluate it eagerly."""
-    return all(not isinstance(n, (ast.Name, ast.Call, ast.Attribute, ast.Subscript)) for n in ast.walk(node))
-
-
-def _literal_value(node: ast.AST) -> Any:
-    """The value of a literal, without evaluating any arithmetic (which could hang)."""
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) and isinstance(node.operand, ast.Constant):
-        value = node.operand.value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return -value if isinstance(node.op, ast.USub) else value
-    return None  # a compound literal such as 9**9: rejected by the callers
-
-
-def namespace() -> dict[str, Any]:
-    """The names an expression sees. Imports JAX: call only once the runtime is configured."""
-    import jax
-    import jax.numpy as jnp
-    from jax import lax
-
-    ns: dict[str, Any] = {"jnp": jnp, "jax": jax, "lax": lax}
-    for name in MATH_NAMES:
-        ns[name] = jnp.linalg.norm if name == "norm" else getattr(jnp, name)
-    for name in CONSTANTS:
-        ns[name] = getattr(jnp, name)
-    import builtins
-
-    for name in BUILTIN_NAMES:
-        ns[name] = getattr(builtins, name)
-    return ns
-
-
-def check_expression(text: str, argnames: Sequence[str], where: str, *, is_lambda: bool) -> ast.Expression:
-    """Parse and check an expression or lambda; raise FunctionError if it is not allowed."""
-    if len(text) > MAX_LENGTH:
-        raise FunctionError(f"expression rejected: longer than {MAX_LENGTH} characters", where=where)
-    if "\x00" in text:
-        raise FunctionError("expression rejected: it contains a NUL character", where=where)
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
-        col = f" at column {exc.offset}" if exc.offset else ""
-        raise FunctionError(f"not a valid Python expression: {exc.msg}{col}", where=where) from None
-    except (ValueError, RecursionError, MemoryError):
-        raise FunctionError("expression rejected: it cannot be parsed safely", where=where) from None
-    if is_lambda and not isinstance(tree.body, ast.Lambda):
-        raise FunctionError("expected a single lambda", where=where)
-    allowed = set(MATH_NAMES) | set(CONSTANTS) | set(MODULE_NAMES) | set(BUILTIN_NAMES)
-    if not is_lambda:
-        allowed |= set(argnames)
-    try:
-        _Checker(allowed, where).visit(tree)
-    except RecursionError:
-        raise FunctionError("expression rejected: nested too deeply", where=where) from None
-    return tree
-
-
-def compile_expression(text: str, argnames: Sequence[str], where: str, *, is_lambda: bool) -> Callable[..., Any]:
-    """Check, then build the callable. Nothing of the user's text runs before the check passes."""
-    tree = check_expression(text, argnames, where, is_lambda=is_lambda)
-    if not is_lambda:
-        # A bare expression becomes a lambda of the primals, in their order.
-        lam = ast.Lambda(
-            args=ast.arguments(
-                posonlyargs=[], args=[ast.arg(arg=n) for n in argnames], kwonlyargs=[], kw_defaults=[], defaults=[]
-            ),
-            body=tree.body,
-        )
-        tree = ast.fix_missing_locations(ast.Expression(body=lam))
-    code = compile(tree, EXPRESSION_FILE, "eval")
-    # No builtins but __import__: JAX's own lazy imports can resolve through the calling frame's
-    # builtins. The checker has already refused every underscore name, so the text cannot reach it.
-    scope: dict[str, Any] = {"__builtins__": {"__import__": __import__}, **namespace()}
-    fn = eval(code, scope)  # noqa: S307 - the tree passed the checker above
-    if is_lambda:
-        nargs = len(tree.body.args.args) if isinstance(tree.body, ast.Lambda) else 0
-        if nargs != len(argnames):
-            raise FunctionError(
-                f"the lambda takes {nargs} argument(s) but the spec has {len(argnames)} primal(s) ({', '.join(argnames)})",
-                where=where,
-            )
-    return fn  # type: ignore[no-any-return]
+    return call
 
 
 # --------------------------------------------------------------------------- modules and files
@@ -427,8 +221,6 @@ def _getattr_path(obj: Any, attr: str, origin: str, where: str) -> Callable[...,
     for part in attr.split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_")]
-            from jaxdiff_cli.spec import suggest
-
             raise FunctionError(f"{origin} has no attribute {part!r}", where=where, hint=suggest(part, names))
         obj = getattr(obj, part)
     if not callable(obj):
@@ -450,7 +242,9 @@ def _load_from_module(modname: str, attr: str, base_dir: Path, where: str) -> Ca
                 f"no module named {exc.name!r}", where=where, hint="is it installed, or next to the spec?"
             ) from None
         raise FunctionError(f"module {modname!r} failed to import: {describe_user_error(exc)}", where=where) from None
-    except Exception as exc:  # the user's module raised while importing
+    except signals.Stopped:
+        raise
+    except BaseException as exc:  # the user's module raised (or called sys.exit) while importing
         raise FunctionError(f"module {modname!r} failed to import: {describe_user_error(exc)}", where=where) from None
     return _getattr_path(module, attr, modname, where)
 
@@ -472,7 +266,10 @@ def _load_from_file(path_text: str, attr: str, base_dir: Path, where: str) -> Ca
         with _import_path(path.resolve().parent):
             sys.modules[modname] = module
             spec.loader.exec_module(module)
-    except Exception as exc:
+    except signals.Stopped:
+        sys.modules.pop(modname, None)
+        raise
+    except BaseException as exc:
         sys.modules.pop(modname, None)
         raise FunctionError(f"{path.name} failed to import: {describe_user_error(exc)}", where=where) from None
     return _getattr_path(module, attr, path.name, where)

@@ -243,6 +243,7 @@ def run_cases(
     spec_path: str,
     *,
     bake: bool = False,
+    no_code: bool = False,
     devices: str | None = None,
     cluster: Cluster | None = None,
     use_cache: bool = True,
@@ -255,7 +256,7 @@ def run_cases(
     from jaxdiff_cli.engine.runtime import versions
 
     progress = progress or Silent()
-    cases = load_cases(spec_path, Overrides())
+    cases = load_cases(spec_path, Overrides(no_code=no_code))
     total = sum(len(case.steps) for case in cases)
     # With --devices (or the spec's devices:), the cases go round-robin over the mesh's devices.
     mesh = _mesh(devices, cases[0].spec) if cases else None
@@ -304,7 +305,7 @@ def expand(patterns: list[str]) -> list[str]:
     return paths
 
 
-def check(patterns: list[str], settings: Settings, progress: Progress | None = None) -> list[Report]:
+def check(patterns: list[str], settings: Settings, progress: Progress | None = None, *, no_code: bool = False) -> list[Report]:
     """Every spec, and every case of a spec with cases:, checked; a bad spec is reported, not fatal."""
     from jaxdiff_cli.checks.check import Report, check_spec
 
@@ -313,7 +314,7 @@ def check(patterns: list[str], settings: Settings, progress: Progress | None = N
     for path in expand(patterns):
         with progress.stage(f"checking {path}"):
             try:
-                cases: list[Case] = load_cases(path, Overrides(), need_steps=False)
+                cases: list[Case] = load_cases(path, Overrides(no_code=no_code), need_steps=False)
             except JaxdiffError as exc:
                 reports.append(Report(spec=path, error=exc))
                 continue

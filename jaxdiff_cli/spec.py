@@ -6,18 +6,19 @@ No JAX here: values stay as parsed YAML (lists, numbers, constructor mappings) u
 
 from __future__ import annotations
 
-import difflib
 import math
+import os
 import re
+import stat
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from jaxdiff_cli.errors import SpecError, UsageError
+from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, suggest
 
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "gpu", "tpu", "auto")
@@ -59,18 +60,85 @@ def join(keypath: str, key: object) -> str:
     return f"{keypath}.{key}" if keypath else str(key)
 
 
-def suggest(name: str, choices: Sequence[str]) -> str | None:
-    """A "did you mean" hint, or None."""
-    same_case = [c for c in choices if c.lower() == name.lower()]
-    close = same_case or difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
-
-
 # --------------------------------------------------------------------------- YAML loading
+
+# Bounds on what a spec may make jaxdiff do before anything is computed (README: Hard inputs).
+MAX_SPEC_BYTES = 16 * 2**20  # a spec file (or stdin); large arrays belong in .npy / .npz files
+MAX_YAML_DEPTH = 100  # nesting of mappings and lists, after expanding aliases
+MAX_YAML_NODES = 1_000_000  # values, lists and mappings in a document, after expanding aliases
+
+
+class _Refused(yaml.YAMLError):
+    """A document refused while composing (too deep, too large once aliases expand)."""
+
+    def __init__(self, message: str, keypath: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.keypath, self.hint = message, keypath, hint
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader (no python tags) that reads YAML 1.2 floats and rejects duplicate keys."""
+    """SafeLoader (no python tags) that reads YAML 1.2 floats, rejects duplicate keys, and bounds
+    nesting and alias expansion while composing: a billion laughs, a recursive alias or a list 5,000
+    deep is refused at the key where it starts, before any of it is built."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._path: list[Any] = []  # labels of the nodes being composed: keys, indices (None for keys)
+        self._stats: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, depth) once expanded
+        self._total = 0
+
+    def _keypath(self) -> str:
+        keypath = ""
+        indices = 0
+        for label in self._path:
+            if isinstance(label, int):
+                indices += 1
+                if indices > 3:
+                    if indices == 4:
+                        keypath += "[…]"
+                    continue
+                keypath = join(keypath, label)
+            elif label is not None:
+                indices = 0
+                keypath = join(keypath, label)
+        return keypath
+
+    def _count(self, nodes: int) -> None:
+        self._total += nodes
+        if self._total > MAX_YAML_NODES:
+            raise _Refused(
+                f"the document holds more than {MAX_YAML_NODES:,} values once its aliases (*name) are expanded",
+                self._keypath(),
+                hint="write large arrays to .npy/.npz files; a spec refers to them with {file: ...}",
+            )
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            stats = self._stats.get(id(node))
+            if stats is None:  # the anchored collection is still being composed: it contains itself
+                raise _Refused("a recursive alias (a collection that contains itself)", self._keypath())
+            self._count(stats[0])
+            return node
+        label = index.value if isinstance(index, yaml.ScalarNode) else index if isinstance(index, int) else None
+        self._path.append(label if index is not None else None)
+        if sum(1 for p in self._path if p is not None) > MAX_YAML_DEPTH:
+            raise _Refused(f"nested more than {MAX_YAML_DEPTH} levels deep", self._keypath())
+        node = super().compose_node(parent, index)
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        nodes = 1 + sum(self._stats[id(c)][0] for c in children)
+        depth = 1 + max(self._stats[id(c)][1] for c in children) if children else 0
+        if depth > MAX_YAML_DEPTH:  # only aliases can get here: nesting itself was checked above
+            raise _Refused(f"nested more than {MAX_YAML_DEPTH} levels deep once its aliases are expanded", self._keypath())
+        self._stats[id(node)] = (nodes, depth)
+        self._count(1)
+        self._path.pop()
+        return node
 
 
 # PyYAML follows YAML 1.1, where `1e-5` (no dot) is a string; users mean a number.
@@ -128,7 +196,16 @@ _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text; any problem is a one-line SpecError naming ``source``."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            return None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except _Refused as exc:
+        raise SpecError(exc.message, where=where(source, exc.keypath), hint=exc.hint) from None
+    except RecursionError:  # not reached within MAX_YAML_DEPTH; a last line of defence
+        raise SpecError("nested too deeply", where=source) from None
     except _Overflow as exc:
         raise SpecError(str(exc), where=source) from None
     except yaml.MarkedYAMLError as exc:
@@ -192,9 +269,85 @@ class Overrides:
     dtype: str | None = None
     device: str | None = None
     has_aux: bool = False
+    no_code: bool = False  # --no-code / JAXDIFF_NO_CODE=1: expressions only, no module or file functions
 
 
 CLI = "<command line>"
+
+
+class CommandLinePath(str):
+    """A file path typed on the command line (a ``file:`` in -p, -t or -c): trusted, so not
+    confined to the spec's folder as the paths a spec names are."""
+
+
+_OUTSIDE = "a file elsewhere can be given on the command line: -p x='{file: /path/x.npy}', --fn, --plot-file"
+
+
+def spec_path(text: str, base_dir: Path, at: str, *, trusted: bool = False) -> Path:
+    """A file a spec names, relative to the spec's folder and inside it.
+
+    A spec from a pull request must not read (or, for plot files, write) outside its folder:
+    absolute paths, ``..`` and symbolic links that lead out are refused. ``trusted`` paths (typed
+    on the command line) may be anywhere, and ``~`` is expanded for them.
+    """
+    path = Path(text)
+    if trusted:
+        path = path.expanduser()
+        return path if path.is_absolute() else base_dir / path
+    if path.is_absolute() or text.startswith("~"):
+        raise SpecError(f"{text!r} is an absolute path: a spec names files inside its own folder", where=at, hint=_OUTSIDE)
+    if ".." in path.parts:
+        raise SpecError(f"{text!r} goes up with '..': a spec names files inside its own folder", where=at, hint=_OUTSIDE)
+    full = base_dir / path
+    try:
+        inside = full.resolve().is_relative_to(base_dir.resolve())
+    except (OSError, RuntimeError):  # a symbolic link loop
+        inside = False
+    if not inside:
+        raise SpecError(f"{text!r} leads outside the spec's folder through a symbolic link", where=at, hint=_OUTSIDE)
+    return full
+
+
+def _mark_command_line(value: Any) -> Any:
+    """A value typed on the command line, with its ``file:`` paths marked as trusted."""
+    if isinstance(value, dict):
+        return {k: CommandLinePath(v) if k == "file" and isinstance(v, str) else _mark_command_line(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mark_command_line(v) for v in value]
+    return value
+
+
+def _read_file(path: Path, source: str) -> str:
+    """A spec file's text. Only a regular file of at most MAX_SPEC_BYTES: /dev/zero or a FIFO would
+    never end. Opened non-blocking, so opening a FIFO does not wait for a writer either."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise SpecError("no such file", where=source) from None
+    except IsADirectoryError:
+        raise SpecError("is a folder, not a spec file", where=source) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read: {exc.strerror or exc}", where=source) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise SpecError("is a folder, not a spec file", where=source)
+        raise SpecError("is not a regular file (a device, FIFO or socket)", where=source, hint="a spec is a YAML file")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(MAX_SPEC_BYTES + 1)
+        except OSError as exc:
+            raise SpecError(f"cannot read: {exc.strerror or exc}", where=source) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"larger than {MAX_SPEC_BYTES // 2**20} MiB", where=source, hint=_BIG)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"cannot read: {exc}", where=source) from None
+
+
+_BIG = "put large arrays in .npy/.npz files next to the spec and refer to them with {file: ...}"
 
 
 def read_source(spec_path: str | None) -> tuple[dict[str, Any], str, Path]:
@@ -202,18 +355,13 @@ def read_source(spec_path: str | None) -> tuple[dict[str, Any], str, Path]:
     if spec_path is None:
         return {}, CLI, Path.cwd()
     if spec_path == "-":
-        text, source, base = sys.stdin.read(), "<stdin>", Path.cwd()
+        text, source, base = sys.stdin.read(MAX_SPEC_BYTES + 1), "<stdin>", Path.cwd()
+        if len(text) > MAX_SPEC_BYTES:
+            raise SpecError(f"larger than {MAX_SPEC_BYTES // 2**20} MiB", where=source, hint=_BIG)
     else:
         path = Path(spec_path)
         source = str(path)
-        if not path.exists():
-            raise SpecError("no such file", where=source)
-        if path.is_dir():
-            raise SpecError("is a folder, not a spec file", where=source)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(f"cannot read: {exc}", where=source) from None
+        text = _read_file(path, source)
         base = path.resolve().parent
     data = parse_yaml(text, source)
     if data is None:
@@ -229,7 +377,7 @@ def _name_value(text: str, option: str) -> tuple[str, Any]:
     name = name.strip()
     if not sep or not name.isidentifier():
         raise SpecError(f"expected NAME=VALUE, got {text!r}", where=where(CLI, option))
-    return name, parse_yaml(value, where(CLI, f"{option} {name}"))
+    return name, _mark_command_line(parse_yaml(value, where(CLI, f"{option} {name}")))
 
 
 def _string_list(value: Any, source: str, key: str) -> list[str]:
@@ -259,6 +407,7 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         raise SpecError("no function: give 'function:' in the spec or --fn", where=where(source, "function"))
     if not isinstance(function, str) or not function.strip():
         raise SpecError("must be a string (a lambda, an expression or module:function)", where=where(source, "function"))
+    _function_form(function.strip(), where(source, "function"), base_dir, no_code=ov.no_code, trusted=ov.function is not None)
 
     primals = data.get("primals", {})
     if primals is None:
@@ -292,7 +441,11 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
             name, value = _name_value(text, "--tangent")
             given[name] = value
         tangents = given
-    cotangents = parse_yaml(ov.cotangent, where(CLI, "--cotangent")) if ov.cotangent is not None else data.get("cotangents")
+    cotangents = (
+        _mark_command_line(parse_yaml(ov.cotangent, where(CLI, "--cotangent")))
+        if ov.cotangent is not None
+        else data.get("cotangents")
+    )
 
     dtype = ov.dtype or data.get("dtype", "float32")
     if dtype not in DTYPES:
@@ -334,6 +487,24 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         has_aux=has_aux,
         cli_primals=frozenset(from_cli),
     )
+
+
+NO_CODE_HINT = (
+    "module and file functions run their own code, which --no-code (JAXDIFF_NO_CODE=1) refuses for specs that"
+    " are not trusted; write the function as a lambda or an expression"
+)
+
+
+def _function_form(text: str, at: str, base_dir: Path, *, no_code: bool, trusted: bool) -> None:
+    """Refuse module / file functions under --no-code, and a spec's file.py outside its folder."""
+    from jaxdiff_cli.functions import classify, file_reference
+
+    kind = classify(text)
+    if no_code and kind in ("module", "file"):
+        raise FunctionError(f"{text!r} is a {kind} function and --no-code is on", where=at, hint=NO_CODE_HINT)
+    reference = file_reference(text)
+    if reference is not None:
+        spec_path(reference, base_dir, at, trusted=trusted)
 
 
 def parse_chunk_size(raw: Any, where_: str) -> int | str | None:
@@ -381,8 +552,8 @@ def _plot(raw: Any, source: str, base_dir: Path) -> dict[str, Any]:
         if key != "file" and not isinstance(value, bool):
             raise SpecError("true or false", where=where(source, join("plot", key)))
     out = dict(raw)
-    if "file" in out:
-        out["file"] = str(base_dir / out["file"])  # relative to the spec's folder, like its data files
+    if "file" in out:  # relative to the spec's folder and inside it, like its data files
+        out["file"] = str(spec_path(out["file"], base_dir, where(source, "plot.file")))
     return out
 
 

@@ -4,6 +4,9 @@ no traceback, and nothing else happens (no output file, nothing written)."""
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,11 @@ from .conftest import ASSETS
 POLY = "function: x * 2\nprimals:\n  x: [1.0, 2.0, 3.0]\n"
 SCALAR = "function: jnp.sum(x**2)\nprimals:\n  x: [1.0, 2.0, 3.0]\n"
 TREE = "function: jnp.sum(p['W'] @ x)\nprimals:\n  p: {W: [[1.0, 2.0], [3.0, 4.0]], b: [0.0, 0.0]}\n  x: [1.0, 1.0]\n"
-F = "{assets}"  # filled in by _fill
+F = "."  # the asset modules are copied next to the spec: a spec names files inside its folder
+# a: 10 values; b: 9 aliases of a (~91); ... g: ~5.4 million once expanded, from 300 bytes.
+LAUGHS = "function: x\n{key}:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"  {c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+)
 
 # (id, spec text or None, command line ({spec}, {tmp}, {assets} filled in), exit code, text in the message)
 CATALOGUE: list[tuple[str, str | None, list[str], int, str]] = [
@@ -358,10 +365,187 @@ CATALOGUE: list[tuple[str, str | None, list[str], int, str]] = [
         3,
         "spec.yaml: device: device 'gpu' requested but JAX sees only: cpu",
     ),
+    # --- bounded before anything runs: YAML bombs, depth, rank (exit 3 naming the key)
+    (
+        "billion laughs in description",
+        LAUGHS.format(key="description"),
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: description.g: the document holds more than 1,000,000 values once its aliases (*name) are expanded",
+    ),
+    (
+        "billion laughs in a primal",
+        LAUGHS.format(key="primals:\n  x") + "\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: primals.g: the document holds more than",
+    ),
+    (
+        "recursive alias",
+        "function: x\nprimals:\n  x: &a [1.0, *a]\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: primals.x: a recursive alias (a collection that contains itself)",
+    ),
+    (
+        "list 5000 deep",
+        "function: x\nprimals:\n  x: " + "[" * 5000 + "1.0" + "]" * 5000 + "\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: primals.x[0][0][0][…]: nested more than 100 levels deep",
+    ),
+    (
+        "aliases 150 deep",
+        "description:\n" + "".join(f"  a{i}: &a{i} [*a{i - 1}]\n" if i else "  a0: &a0 [1]\n" for i in range(150)) + POLY,
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: description.a100: nested more than 100 levels deep once its aliases are expanded",
+    ),
+    (
+        "list 5000 deep on the command line",
+        None,
+        ["eval", "-f", "x", "-p", "x=" + "[" * 5000 + "1" + "]" * 5000],
+        3,
+        "<command line>: --primal x: [0][0][0][…]: nested more than 100 levels deep",
+    ),
+    (
+        "rank 65",
+        "function: x\nprimals:\n  x: " + "[" * 65 + "1.0" + "]" * 65 + "\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: primals.x: lists nested 65 deep: arrays have at most 64 dimensions",
+    ),
+    (
+        "shape of rank 65",
+        "function: x\nprimals:\n  x: {zeros: [" + ", ".join(["1"] * 65) + "]}\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: primals.x.zeros: a shape of 65 dimensions: arrays have at most 64",
+    ),
+    # --- paths a spec names stay inside its folder (the command line may name any file)
+    (
+        "data file absolute",
+        "function: x\nprimals:\n  x: {file: /etc/hostname}\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: primals.x.file: '/etc/hostname' is an absolute path: a spec names files inside its own folder",
+    ),
+    (
+        "data file in home",
+        "function: x\nprimals:\n  x: {file: ~/x.npy}\n",
+        ["eval", "{spec}"],
+        3,
+        "'~/x.npy' is an absolute path",
+    ),
+    (
+        "data file up",
+        "function: x\nprimals:\n  x: {file: sub.npz/../../x.npy}\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: primals.x.file: 'sub.npz/../../x.npy' goes up with '..'",
+    ),
+    (
+        "data file linked out",
+        "function: x\nprimals:\n  x: {file: out.npy}\n",
+        ["eval", "{spec}"],
+        3,
+        "primals.x.file: 'out.npy' leads outside the spec's folder through a symbolic link",
+    ),
+    (
+        "data file in a tree linked out",
+        "function: jnp.sum(p['a'])\nprimals:\n  p: {a: {file: out.npy}}\n",
+        ["eval", "{spec}"],
+        3,
+        "primals.p.a.file: 'out.npy' leads outside",
+    ),
+    (
+        "tangent file linked out",
+        POLY + "tangents: {file: out.npy}\n",
+        ["jvp", "{spec}"],
+        3,
+        "spec.yaml: tangents.file: 'out.npy' leads",
+    ),
+    ("data file a folder", "function: x\nprimals:\n  x: {file: sub.npz}\n", ["eval", "{spec}"], 3, "not a regular file"),
+    (
+        "plot file absolute",
+        "function: x**2\nprimals: {x: [1.0]}\nplot: {file: /tmp/jaxdiff-pic.png}\n",
+        ["jacobian", "{spec}"],
+        3,
+        "spec.yaml: plot.file: '/tmp/jaxdiff-pic.png' is an absolute path",
+    ),
+    (
+        "plot file up",
+        "function: x**2\nprimals: {x: [1.0]}\nplot: {file: ../pic.png}\n",
+        ["jacobian", "{spec}"],
+        3,
+        "spec.yaml: plot.file: '../pic.png' goes up with '..'",
+    ),
+    (
+        "function file up",
+        "function: ../f.py:f\nprimals: {x: 1.0}\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: function: '../f.py' goes up with '..'",
+    ),
+    (
+        "function file absolute",
+        "function: /usr/lib/f.py:f\nprimals: {x: 1.0}\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: function: '/usr/lib/f.py' is an absolute path",
+    ),
+    (
+        "function file linked out",
+        "function: out.py:f\nprimals: {x: 1.0}\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: function: 'out.py' leads outside the spec's folder",
+    ),
+    # --- --no-code: module and file functions refused, whatever names them
+    (
+        "no-code file function",
+        "function: funcs.py:cube\nprimals: {x: 1.0}\n",
+        ["eval", "{spec}", "--no-code"],
+        4,
+        "spec.yaml: function: 'funcs.py:cube' is a file function and --no-code is on",
+    ),
+    (
+        "no-code module function",
+        None,
+        ["eval", "-f", "os:getcwd", "-p", "x=1", "--no-code"],
+        4,
+        "<command line>: function: 'os:getcwd' is a module function and --no-code is on",
+    ),
+    (
+        "no-code in a case",
+        "function: funcs.py:cube\nrun: [eval]\ncases:\n  - primals: {x: 1.0}\n",
+        ["run", "{spec}", "--no-code"],
+        4,
+        "spec.yaml: cases[0]: function: 'funcs.py:cube' is a file function",
+    ),
+    # --- a user's function that tries to end the process
+    (
+        "function calls sys.exit",
+        "function: exits.py:exits\nprimals: {x: 1.0}\n",
+        ["eval", "{spec}"],
+        4,
+        "spec.yaml: function: the function raised SystemExit: 3 (exits.py, line 10)",
+    ),
+    (
+        "module calls sys.exit on import",
+        "function: exits_on_import.py:f\nprimals: {x: 1.0}\n",
+        ["eval", "{spec}"],
+        4,
+        "exits_on_import.py failed to import: SystemExit: 7 (exits_on_import.py, line 3)",
+    ),
 ]
 
 
 def _files(tmp: Path) -> None:
+    for name in ("funcs.py", "vector_fns.py", "broken_import.py", "exits.py", "exits_on_import.py"):
+        shutil.copy(ASSETS / name, tmp / name)
+    os.symlink(ASSETS / "funcs.py", tmp / "out.py")  # symbolic links that lead out of the folder
+    os.symlink(ASSETS / "funcs.py", tmp / "out.npy")
     np.save(tmp / "ints.npy", np.arange(3))
     np.save(tmp / "data.npy", np.zeros((2, 3)))
     np.save(tmp / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
@@ -382,7 +566,7 @@ def _snapshot(tmp: Path) -> dict[str, float]:
 
 
 def test_catalogue_is_big_enough() -> None:
-    assert len(CATALOGUE) >= 40
+    assert len(CATALOGUE) >= 100
     assert len({c[0] for c in CATALOGUE}) == len(CATALOGUE)
 
 
@@ -398,6 +582,7 @@ def test_bad_input(
     message: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # importing a copied module writes nothing
     _files(tmp_path)
     spec = tmp_path / "spec.yaml"
     fill = {"spec": str(spec), "tmp": str(tmp_path), "assets": str(ASSETS)}
@@ -429,3 +614,102 @@ def test_nan_and_inf_strings_are_read_as_ieee_values(cli: Any) -> None:
     assert doc["inputs"]["primals.x"]["data"] == ["NaN", "Infinity", "-Infinity", "NaN", 1.0]
     assert doc["warnings"] == ["value[0] is nan (the first non-finite entry)"]
     assert cli("eval", "-f", "x * 1", "-p", "x=[nan]", "--check-finite").exit_code == 5
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo"])
+def test_a_spec_that_is_not_a_regular_file_is_refused_without_reading(cli: Any, tmp_path: Path, kind: str) -> None:
+    path = "/dev/zero"
+    if kind == "fifo":
+        path = str(tmp_path / "spec.yaml")
+        os.mkfifo(path)  # nobody writes to it: opening it must not wait for a writer
+    t0 = time.monotonic()
+    ran = cli("eval", path)
+    assert time.monotonic() - t0 < 5
+    assert ran.exit_code == 3, ran.stderr
+    assert ran.stderr == f"error: {path}: is not a regular file (a device, FIFO or socket) (a spec is a YAML file)\n"
+    ran = cli("check", path, "--json")  # check reports it and goes on
+    assert ran.exit_code == 3 and "is not a regular file" in ran.json()["specs"][0]["error"]["message"]
+
+
+def test_a_spec_above_the_size_limit_is_refused_before_parsing(cli: Any, tmp_path: Path) -> None:
+    from jaxdiff_cli.spec import MAX_SPEC_BYTES
+
+    spec = tmp_path / "big.yaml"
+    with spec.open("wb") as f:
+        f.truncate(MAX_SPEC_BYTES + 1)  # sparse: no 16 MiB written
+    ran = cli("eval", str(spec))
+    assert ran.exit_code == 3
+    assert ran.stderr.startswith(f"error: {spec}: larger than 16 MiB (put large arrays in .npy/.npz files")
+
+
+@pytest.mark.parametrize(
+    ("expect", "where", "message"),
+    [
+        ("value: [2.0]\n  rtol: .inf", "expect.rtol", "a tolerance is a finite number >= 0"),
+        ("value: [2.0]\n  rtol: 1.0", "expect.rtol", "rtol 1 would accept anything within 100% of the expected value"),
+        ("value: [2.0]\n  atol: .nan", "expect.atol", "a tolerance is a finite number >= 0"),
+        ("value: [2.0]\n  atol: -1", "expect.atol", "a tolerance is a finite number >= 0"),
+        ("value: {value: [2.0], rtol: 1.0e+300}", "expect.value.rtol", "rtol 1e+300 would accept anything"),
+        ("value: {value: [2.0], atol: .inf}", "expect.value.atol", "a tolerance is a finite number"),
+    ],
+)
+def test_a_spec_cannot_switch_its_checks_off(cli: Any, tmp_path: Path, expect: str, where: str, message: str) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"function: x * 2\nprimals: {{x: [1.0]}}\nexpect:\n  {expect}\n")
+    ran = cli("check", spec, "--json")
+    assert ran.exit_code == 3, ran.stdout
+    assert ran.json()["specs"][0]["error"]["message"].startswith(f"{spec}: {where}: {message}")
+
+
+def test_golden_values_stay_inside_the_spec_folder(cli: Any, tmp_path: Path) -> None:
+    np.savez(tmp_path / "g.golden.npz", value=np.array([2.0]))
+    (tmp_path / "sub").mkdir()
+    spec = tmp_path / "sub" / "spec.yaml"
+    spec.write_text("function: x * 2\nprimals: {x: [1.0]}\nexpect:\n  value: {file: ../g.golden.npz, key: value}\n")
+    ran = cli("check", spec, "--json")
+    assert ran.exit_code == 3
+    assert "expect.value.file: '../g.golden.npz' goes up with '..'" in ran.json()["specs"][0]["error"]["message"]
+    spec.write_text("function: x * 2\nprimals: {x: [1.0]}\nexpect:\n  value: {file: g.golden.npz, key: value}\n")
+    (tmp_path / "sub" / "g.golden.npz").symlink_to(tmp_path / "g.golden.npz")
+    ran = cli("check", spec, "--json")
+    assert ran.exit_code == 3 and "leads outside the spec's folder" in ran.stdout
+
+
+def test_files_inside_the_folder_and_on_the_command_line_are_read(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "data").mkdir()
+    np.save(tmp_path / "data" / "x.npy", np.array([1.0, 2.0]))
+    (tmp_path / "link.npy").symlink_to(tmp_path / "data" / "x.npy")  # a link that stays inside
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    np.save(elsewhere / "w.npy", np.array([3.0, 4.0]))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("function: x + w\nprimals:\n  x: {file: data/x.npy}\n  w: {file: link.npy}\n")
+    assert cli("eval", spec, "--json").outputs()["value"].tolist() == [2.0, 4.0]
+    monkeypatch.chdir(elsewhere)
+    ran = cli("eval", spec, "-p", f"w={{file: {elsewhere / 'w.npy'}}}", "--json")  # typed by the user: trusted
+    assert ran.exit_code == 0, ran.stderr
+    assert ran.outputs()["value"].tolist() == [4.0, 6.0]
+    ran = cli("eval", "-f", f"{ASSETS}/funcs.py:cube", "-p", "x=2.0", "--json")
+    assert ran.exit_code == 0 and ran.outputs()["value"].tolist() == 8.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        LAUGHS.format(key="description"),
+        LAUGHS.format(key="expect") + "primals: {x: 1.0}\n",
+        "function: x\nprimals:\n  x: " + "[" * 5000 + "1.0" + "]" * 5000 + "\n",
+        "function: x\nprimals:\n  x: &a [1.0, *a]\n",
+    ],
+    ids=["laughs in description", "laughs in expect", "5000 deep", "recursive"],
+)
+def test_yaml_bombs_are_refused_within_a_second(cli: Any, tmp_path: Path, text: str) -> None:
+    spec = tmp_path / "bomb.yaml"
+    spec.write_text(text)
+    for command in (["eval", str(spec)], ["check", str(spec), "--json"]):
+        t0 = time.monotonic()
+        ran = cli(*command)
+        assert time.monotonic() - t0 < 5  # generous for a loaded machine: about 0.2 s here
+        assert ran.exit_code == 3, ran.stderr + ran.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ RIGHT = [
 
 def spec(tmp_path: Path, fn: str, primal: str, dtype: str = "float32") -> Path:
     path = tmp_path / f"{fn}_{dtype}.yaml"
-    path.write_text(f"function: {ASSETS}/teeth.py:{fn}\nprimals:\n  x: {primal}\ndtype: {dtype}\n")
+    shutil.copy(ASSETS / "teeth.py", tmp_path / "teeth.py")  # a spec names files inside its folder
+    path.write_text(f"function: teeth.py:{fn}\nprimals:\n  x: {primal}\ndtype: {dtype}\n")
     return path
 
 

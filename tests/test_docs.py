@@ -39,3 +39,19 @@ def test_help_examples_run(cli: Any, command: str, monkeypatch: pytest.MonkeyPat
     assert example, help_text
     ran = cli(*shlex.split(example.group(1)))
     assert ran.exit_code == 0, (example.group(1), ran.stderr)
+
+
+def test_readme_lists_exactly_the_expression_tables() -> None:
+    from jaxdiff_cli import expressions
+
+    start, end = "<!-- expression tables: python -m jaxdiff_cli.expressions -->\n", "<!-- end of expression tables -->"
+    assert start in README and end in README
+    assert README.split(start, 1)[1].split(end, 1)[0] == expressions.readme_tables(), "run python -m jaxdiff_cli.expressions"
+
+
+def test_readme_states_the_threat_model_in_three_lines() -> None:
+    section = README.split("## Security\n", 1)[1].split("\n## ", 1)[0].strip()
+    lines = section.splitlines()
+    assert len(lines) == 3 and all(line.startswith("- ") for line in lines), section
+    assert "--no-code" in section and "JAXDIFF_NO_CODE=1" in section
+    assert "jaxdiff check --no-code" in README  # the CI recipe uses it

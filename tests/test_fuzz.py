@@ -1,8 +1,10 @@
-"""Property-based fuzzing of the spec loader and the value constructors.
+"""Property-based fuzzing of the spec loader, the value constructors and the expression checker.
 
 Any YAML text and any spec-shaped mapping gives a valid spec or a clean SpecError (exit 3), never
-another exception. CI runs the `ci` profile (a few thousand examples in seconds); `make fuzz` runs
-the `fuzz` profile (HYPOTHESIS_PROFILE=fuzz) with many more.
+another exception. Random expressions over the allowed and the forbidden grammar load and trace,
+or fail cleanly; a forbidden piece is always refused; nothing leaves a canary or runs long. CI runs
+the `ci` profile (a few thousand examples in seconds); `make fuzz` runs the `fuzz` profile
+(HYPOTHESIS_PROFILE=fuzz) with many more.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jaxdiff_cli import expressions
 from jaxdiff_cli.arrays import CONSTRUCTORS, Context, build_like, build_value
 from jaxdiff_cli.errors import ExitCode, SpecError
 from jaxdiff_cli.spec import SPEC_KEYS, Overrides, build_spec, parse_yaml
@@ -170,3 +173,110 @@ def test_random_yaml_documents_through_the_cli(data: dict[Any, Any]) -> None:
         ran = CliRunner().invoke(app, ["eval", str(spec)])
     assert ran.exit_code in (0, 3, 4), (data, ran.stderr)
     assert "Traceback" not in ran.stderr
+
+
+# --------------------------------------------------------------------------- expressions
+
+# Pieces of the allowed grammar, and pieces of the forbidden one (a module is wrapped, so that an
+# attribute after it cannot make an allowed path such as jnp.shape). An expression with any forbidden
+# piece must be refused before it runs; any other either loads or is refused, and then traces or
+# fails with an ordinary exception: never a traceback through the CLI, a canary file, or a hang.
+_ALLOWED_LEAVES = ["x", "y", "1", "2.5", "-3", "pi", "e", "'ij'", "True", "None", "(1, 2)", "[x, y]", "{'a': x}"]
+_FORBIDDEN_LEAVES = [
+    "[jax][0]", "(jnp,)[0]", "{'m': lax}['m']", "[jax.nn][0]", "os", "open", "__import__", "getattr", "np", "_x",
+    "'__class__'", "b'x'",
+    "(9**999**9)", "([0]*10**9)", "('a'*10**9)", "jnp.dtype('float32')", "jnp.finfo('float32')", "x.dtype", "x.item()",
+]  # fmt: skip
+_ALLOWED_FUNCTIONS = [
+    "sin", "exp", "abs", "sum", "len", "list", "tuple", "jnp.sum", "jnp.tanh", "jnp.stack", "jnp.linalg.norm", "jax.nn.relu",
+    "lax.stop_gradient", "jax.scipy.special.logsumexp", "jnp.zeros_like", "jnp.float32", "range",
+]  # fmt: skip
+_FORBIDDEN_FUNCTIONS = [
+    "jnp.save", "jax.config.update", "jax.debug.print", "jax.tree_util.register_pytree_node", "jax.make_jaxpr", "eval",
+    "exec", "vars", "jax.pure_callback", "jnp.load", "jax.custom_jvp", "type",
+]  # fmt: skip
+_FORBIDDEN_ATTRS = ["__class__", "dump", "dtype", "lower", "tofile", "item", "defjvp", "__globals__", "gi_frame", "format"]
+_OPS = ["+", "-", "*", "/", "**", "@", "%", "//", "<", "=="]
+
+
+@st.composite
+def _expressions(draw: Any, depth: int = 0) -> tuple[str, bool]:
+    """(text, forbidden): a random expression, and whether it holds a forbidden piece."""
+    forbid = draw(st.integers(0, 30)) == 0  # a forbidden piece now and then
+    if depth >= 4 or draw(st.integers(0, 3)) == 0:
+        if forbid:
+            return draw(st.sampled_from(_FORBIDDEN_LEAVES)), True
+        return draw(st.sampled_from(_ALLOWED_LEAVES)), False
+    kind = draw(st.sampled_from(["op", "call", "attr", "method", "index", "lambda", "comp", "if", "unary", "default"]))
+    a, bad_a = draw(_expressions(depth + 1))
+    b, bad_b = draw(_expressions(depth + 1))
+    both = bad_a or bad_b  # (only pieces that appear in the text count)
+    if kind == "op":
+        return f"({a} {draw(st.sampled_from(_OPS))} {b})", both
+    if kind == "call":
+        if forbid:
+            return f"{draw(st.sampled_from(_FORBIDDEN_FUNCTIONS))}({a})", True
+        return f"{draw(st.sampled_from(_ALLOWED_FUNCTIONS))}({a})", bad_a
+    if kind in ("attr", "method"):
+        attr = draw(st.sampled_from(_FORBIDDEN_ATTRS if forbid else expressions.VALUE_ATTRS))
+        return f"({a}).{attr}" + ("()" if kind == "method" else ""), bad_a or forbid
+    if kind == "index":
+        return f"({a})[{draw(st.sampled_from(['0', '1:', '::2', 'None', '...', '-1']))}]", bad_a
+    if kind == "lambda":
+        return f"(lambda v: {a})({b})", both
+    if kind == "comp":
+        source = draw(st.sampled_from(["x", "range(3)", "[x, y]", "range(10**6)", "zip(x, y)"]))
+        return f"[{a} for v in {source}]", bad_a
+    if kind == "if":
+        return f"({a} if {b} else {a})", both
+    if kind == "unary":
+        return f"{draw(st.sampled_from(['-', 'not ', '~']))}({a})", bad_a
+    return f"(lambda v={a}: v)()", True  # defaults are refused
+
+
+@given(_expressions())
+@settings(deadline=None, suppress_health_check=list(HealthCheck))
+def test_random_expressions_load_and_trace_or_fail_cleanly(generated: tuple[str, bool]) -> None:
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdiff_cli.errors import FunctionError
+    from jaxdiff_cli.functions import load_function
+
+    text, forbidden = generated
+    cwd = Path.cwd()
+    t0 = time.monotonic()
+    try:
+        fn = load_function(text, ("x", "y"), cwd, "fuzz.yaml: function").fn
+    except FunctionError as exc:
+        assert exc.exit_code == ExitCode.FUNCTION and str(exc).startswith("fuzz.yaml: function: ")
+    else:
+        assert not forbidden, f"{text!r} holds a forbidden piece but was accepted"
+        try:
+            jax.eval_shape(fn, jnp.ones(3), jnp.ones(3))  # traces, computes nothing
+        except Exception:  # an ordinary failure of the user's function: the engine reports it
+            pass
+    assert time.monotonic() - t0 < 5, text
+    assert not list(cwd.glob("CANARY*"))
+
+
+@given(_expressions())
+@settings(max_examples=20, database=None, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+def test_random_expressions_through_the_cli(generated: tuple[str, bool]) -> None:
+    """End to end: exit 0 or 4, one line, no traceback, within the bound."""
+    import time
+
+    from typer.testing import CliRunner
+
+    from jaxdiff_cli.cli import app
+
+    text, forbidden = generated
+    t0 = time.monotonic()
+    ran = CliRunner().invoke(app, ["eval", "-f", text, "-p", "x=[1.0, 2.0, 3.0]", "-p", "y=[0.5, 1.0, 2.0]", "--json"])
+    assert time.monotonic() - t0 < 10, text
+    assert ran.exit_code in ((4,) if forbidden else (0, 3, 4, 5)), (text, ran.stderr)
+    assert "Traceback" not in ran.stderr
+    if ran.exit_code:
+        assert ran.stderr.startswith("error: ") and ran.stderr.count("\n") == 1, ran.stderr

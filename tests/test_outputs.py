@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BIG = ["eval", "-f", "x * 2", "-p", "x={ones: [6000, 6000]}", "-q"]  # a 144 MB .npz
+SMALL = ["eval", "-f", "x * 2", "-p", "x={ones: [100, 100]}", "-q"]
+# The write waits this long once its temporary file exists (a hook for tests in save.atomic_path):
+# the signal, sent as soon as the test sees that file, lands mid-write every time.
+HOLD = {"JAXDIFF_TEST_HOLD_WRITE": "60"}
 
 
 def _jaxdiff() -> str:
@@ -20,14 +23,17 @@ def _jaxdiff() -> str:
 
 
 def _start_and_signal(tmp_path: Path, target: Path, sig: int) -> subprocess.Popen[bytes]:
-    """Start a big write; send ``sig`` once its temporary file exists (that is, mid-write)."""
-    proc = subprocess.Popen([_jaxdiff(), *BIG, "-o", str(target)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """Start a write; send ``sig`` once its temporary file exists (the write is held open there)."""
+    proc = subprocess.Popen(
+        [_jaxdiff(), *SMALL, "-o", str(target)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **HOLD},
+    )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if any(p.name.startswith(f".{target.name}.") for p in tmp_path.iterdir()):
             proc.send_signal(sig)
             break
-        time.sleep(0.002)
+        time.sleep(0.01)
     else:
         proc.kill()
         pytest.fail("the write finished or never started before the signal")
@@ -49,13 +55,33 @@ def test_killed_mid_write_leaves_old_file_or_none(tmp_path: Path, old: bool) -> 
         assert not target.exists()
 
 
-def test_ctrl_c_mid_write_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")], ids=["ctrl-c", "sigterm"]
+)
+def test_signal_mid_write_exits_with_its_status_and_leaves_nothing(tmp_path: Path, sig: int, code: int, word: str) -> None:
     target = tmp_path / "out.npz"
-    proc = _start_and_signal(tmp_path, target, signal.SIGINT)
-    assert proc.returncode == 130, proc.stderr.read() if proc.stderr else ""
+    proc = _start_and_signal(tmp_path, target, sig)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.returncode == code, stderr
+    assert stderr == f"{word}\n"  # one line, no traceback
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []  # the temporary file was removed too
-    assert b"Traceback" not in (proc.stderr.read() if proc.stderr else b"")
+
+
+def test_a_late_signal_still_gives_its_status(tmp_path: Path) -> None:
+    """A signal after the write (while the result is printed, or JAX shuts down) is never a bare -2."""
+    proc = subprocess.Popen(
+        [_jaxdiff(), "eval", "-f", "x * 2", "-p", "x=[1.0]", "-o", str(tmp_path / "r.npy")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "r.npy").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    # Either the signal landed before the status was decided (130, "interrupted") or after (0):
+    # never a bare -2, never a traceback.
+    assert (proc.returncode, err.strip()) in {(130, b"interrupted"), (0, b"")}, (proc.returncode, err)
 
 
 def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:

@@ -465,10 +465,10 @@ def test_blame_looks_at_the_innermost_frame_of_user_or_jaxdiff_code() -> None:
     from jaxdiff_cli.errors import FunctionError, InternalError, blame
     from jaxdiff_cli.functions import compile_expression
 
-    fn = compile_expression("lambda x: x.nope", ("x",), "f", is_lambda=True)
+    fn = compile_expression("lambda x: x['a']", ("x",), "f", is_lambda=True)
     try:
         fn(1.0)
-    except AttributeError as exc:
+    except TypeError as exc:  # raised in the expression's own frame
         assert isinstance(blame(exc), FunctionError)
     try:
         {}["missing"]

@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, int]] = [
     ("jaxdiff_cli.expressions", 1),
     ("jaxdiff_cli.binding", 1),
     ("jaxdiff_cli.errors", 0),
+    ("jaxdiff_cli.signals", 0),
     ("jaxdiff_cli.atomic", 0),
     ("jaxdiff_cli.encoding", 0),
     ("jaxdiff_cli", 0),

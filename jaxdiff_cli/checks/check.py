@@ -25,9 +25,9 @@ import numpy as np
 
 from jaxdiff_cli import expect as expect_mod
 from jaxdiff_cli.checks import fd
-from jaxdiff_cli.errors import JaxdiffError, SpecError, blame
+from jaxdiff_cli.errors import JaxdiffError, SpecError, blame, suggest
 from jaxdiff_cli.prepare import PRIMARY, Options, Prepared, prepare, run_operation
-from jaxdiff_cli.spec import Spec, join, suggest
+from jaxdiff_cli.spec import Spec, join
 
 if TYPE_CHECKING:
     from jaxdiff_cli.engine.problem import Problem

@@ -1,0 +1,7 @@
+import sys
+
+sys.exit(7)
+
+
+def f(x):
+    return x
