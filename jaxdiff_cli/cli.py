@@ -238,9 +238,9 @@ class Common:
         return Cluster(str(self.coordinator), int(self.num_processes or 1), int(self.process_id or 0))
 
     def request(self, command: str, pictures: Pictures | None = None) -> Request:
+        from jaxdiff_cli.inputs.spec import Overrides, parse_chunk_size
         from jaxdiff_cli.operations import Request
         from jaxdiff_cli.prepare import Options
-        from jaxdiff_cli.spec import Overrides, parse_chunk_size
 
         overrides = Overrides(
             function=self.fn, primals=tuple(self.primal or ()), wrt=tuple(self.wrt or ()), tangents=tuple(self.tangent or ()),

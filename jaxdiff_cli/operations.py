@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jaxdiff_cli.errors import JaxdiffError, NonFiniteError, SpecError, UsageError
+from jaxdiff_cli.inputs.spec import OPERATIONS, Case, Overrides, Spec, Step, load_cases, load_spec, parse_devices
 from jaxdiff_cli.prepare import Options, Prepared, prepare, primary_array, run_operation, stream_jacobian
-from jaxdiff_cli.spec import OPERATIONS, Case, Overrides, Spec, Step, load_cases, load_spec, parse_devices
 
 if TYPE_CHECKING:
     import numpy as np

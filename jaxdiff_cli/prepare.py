@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jaxdiff_cli.arrays import Context, build_like, build_value, per_argument
-from jaxdiff_cli.binding import bind_primals, fit_dtypes, resolve_wrt
 from jaxdiff_cli.errors import SpecError, UsageError
-from jaxdiff_cli.spec import CLI, OPERATIONS, Spec
+from jaxdiff_cli.inputs.binding import bind_primals, fit_dtypes, resolve_wrt
+from jaxdiff_cli.inputs.spec import CLI, OPERATIONS, Spec
+from jaxdiff_cli.inputs.values import Context, build_like, build_value, per_argument
 
 if TYPE_CHECKING:
     from jaxdiff_cli.engine.problem import Plan, Problem, Result
@@ -69,7 +69,7 @@ def prepare(spec: Spec, *, use_cache: bool = True, cluster: Cluster | None = Non
 
     from jaxdiff_cli.engine import runtime
     from jaxdiff_cli.engine.problem import Problem
-    from jaxdiff_cli.functions import load_function
+    from jaxdiff_cli.inputs.functions import load_function
 
     rt = runtime.configure(spec.dtype, spec.device, use_cache, where=spec.where("device"), cluster=cluster)
     if device is not None:

@@ -42,11 +42,12 @@ def test_help_examples_run(cli: Any, command: str, monkeypatch: pytest.MonkeyPat
 
 
 def test_readme_lists_exactly_the_expression_tables() -> None:
-    from jaxdiff_cli import expressions
+    from jaxdiff_cli.inputs import expressions
 
-    start, end = "<!-- expression tables: python -m jaxdiff_cli.expressions -->\n", "<!-- end of expression tables -->"
+    start, end = "<!-- expression tables: python -m jaxdiff_cli.inputs.expressions -->\n", "<!-- end of expression tables -->"
     assert start in README and end in README
-    assert README.split(start, 1)[1].split(end, 1)[0] == expressions.readme_tables(), "run python -m jaxdiff_cli.expressions"
+    tables = README.split(start, 1)[1].split(end, 1)[0]
+    assert tables == expressions.readme_tables(), "run python -m jaxdiff_cli.inputs.expressions"
 
 
 def test_readme_states_the_threat_model_in_three_lines() -> None:

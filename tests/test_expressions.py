@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 import yaml
 
-from jaxdiff_cli import expressions
 from jaxdiff_cli.errors import FunctionError
-from jaxdiff_cli.functions import load_function
+from jaxdiff_cli.inputs import expressions
+from jaxdiff_cli.inputs.functions import load_function
 
 from .conftest import ASSETS, CONFIGS
 
@@ -266,7 +266,7 @@ def test_legitimate_expressions_load_and_trace(text: str, names: tuple[str, ...]
 
 def test_every_config_function_still_loads() -> None:
     """Every function in configs/ passes the new checker (test_configs and test_check run them all)."""
-    from jaxdiff_cli.spec import Overrides, load_cases
+    from jaxdiff_cli.inputs.spec import Overrides, load_cases
 
     for path in sorted(CONFIGS.glob("*.yaml")):
         for case in load_cases(str(path), Overrides(no_code=False), need_steps=False):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxdiff_cli.errors import FunctionError
-from jaxdiff_cli.functions import check_expression, classify, load_function
+from jaxdiff_cli.inputs.functions import check_expression, classify, load_function
 
 from .conftest import ASSETS
 

@@ -19,10 +19,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jaxdiff_cli import expressions
-from jaxdiff_cli.arrays import CONSTRUCTORS, Context, build_like, build_value
 from jaxdiff_cli.errors import ExitCode, SpecError
-from jaxdiff_cli.spec import SPEC_KEYS, Overrides, build_spec, parse_yaml
+from jaxdiff_cli.inputs import expressions
+from jaxdiff_cli.inputs.spec import SPEC_KEYS, Overrides, build_spec, parse_yaml
+from jaxdiff_cli.inputs.values import CONSTRUCTORS, Context, build_like, build_value
 
 settings.register_profile("ci", max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 settings.register_profile("fuzz", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -243,7 +243,7 @@ def test_random_expressions_load_and_trace_or_fail_cleanly(generated: tuple[str,
     import jax.numpy as jnp
 
     from jaxdiff_cli.errors import FunctionError
-    from jaxdiff_cli.functions import load_function
+    from jaxdiff_cli.inputs.functions import load_function
 
     text, forbidden = generated
     cwd = Path.cwd()

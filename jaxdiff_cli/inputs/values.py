@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from jaxdiff_cli.errors import SpecError, suggest
-from jaxdiff_cli.spec import CommandLinePath, join, spec_path, where
+from jaxdiff_cli.inputs.spec import CommandLinePath, join, spec_path, where
 
 # Constructor name -> the other keys it accepts.
 CONSTRUCTORS: dict[str, frozenset[str]] = {

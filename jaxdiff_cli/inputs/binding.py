@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from jaxdiff_cli.errors import SpecError, suggest
-from jaxdiff_cli.functions import LoadedFunction
-from jaxdiff_cli.spec import CLI, Spec
+from jaxdiff_cli.inputs.functions import LoadedFunction
+from jaxdiff_cli.inputs.spec import CLI, Spec
 
 
 def bind_primals(spec: Spec, loaded: LoadedFunction) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from jaxdiff_cli import signals
 from jaxdiff_cli.errors import FunctionError, describe_user_error, register_user_code, suggest
-from jaxdiff_cli.expressions import check_expression, compile_expression
+from jaxdiff_cli.inputs.expressions import check_expression, compile_expression
 
 __all__ = [
     "LoadedFunction", "Params", "check_expression", "classify", "compile_expression", "file_reference", "load_function",

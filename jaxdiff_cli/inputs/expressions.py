@@ -1059,5 +1059,5 @@ def namespace() -> dict[str, Any]:
     return out
 
 
-if __name__ == "__main__":  # python -m jaxdiff_cli.expressions: the README's list of the tables
+if __name__ == "__main__":  # python -m jaxdiff_cli.inputs.expressions: the README's list of the tables
     print(readme_tables(), end="")

@@ -497,7 +497,7 @@ NO_CODE_HINT = (
 
 def _function_form(text: str, at: str, base_dir: Path, *, no_code: bool, trusted: bool) -> None:
     """Refuse module / file functions under --no-code, and a spec's file.py outside its folder."""
-    from jaxdiff_cli.functions import classify, file_reference
+    from jaxdiff_cli.inputs.functions import classify, file_reference
 
     kind = classify(text)
     if no_code and kind in ("module", "file"):

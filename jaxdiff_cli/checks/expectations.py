@@ -1,0 +1,269 @@
+"""The spec's ``expect:`` block: read it, check it against what the operations produce, record it.
+
+    expect:
+      jvp: [65.353714, 35.943752, 80.87344]        # a whole output, by its name in --json
+      vjp.x1: {index: [0], value: [...]}            # part of it: result[0]
+      jacobian.x: {einsum: "ijij->ij", value: ...}  # part of it: np.einsum("ijij->ij", result)
+      rtol: 1.0e-6                                  # optional; atol too
+      jacobian.w: {value: ..., rtol: 1.0e-3}        # a tolerance for one entry
+      hessian.x.x: {file: s.golden.npz, key: hessian.x.x}   # a value from a file
+      recorded: {jax: 0.10.2, ...}                  # written by `check --update`; not compared
+
+Default tolerances follow the dtype: rtol 1e-5 / atol 1e-6 for float32, 1e-12 / 1e-14 for float64.
+
+``check --update`` writes the current results into the block (golden values): only that block of the
+file is replaced (found as text: the top-level ``expect:`` key up to the next top-level key), so the
+rest of the YAML, comments included, stays. Arrays of more than ``INLINE_MAX`` entries go to a
+sidecar ``<spec>.golden.npz`` referenced with ``{file, key}``. The block records the jax/jaxlib
+versions, device and dtype, so a later mismatch can say whether the environment changed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from jaxdiff_cli.atomic import atomic_open
+from jaxdiff_cli.checks.findings import Finding, Report, compare_arrays
+from jaxdiff_cli.encoding import array_json
+from jaxdiff_cli.errors import SpecError, suggest
+from jaxdiff_cli.inputs.spec import join
+from jaxdiff_cli.inputs.values import Context, construct, is_constructor, to_array
+from jaxdiff_cli.prepare import PRIMARY, Options, Prepared, run_operation
+
+# expect names -> the command that produces them (each command's main result, read backwards)
+PRODUCER = {name: op for op, name in PRIMARY.items()} | {"aux": "eval"}  # has_aux data comes with any op
+DEFAULT_TOL = {"float32": (1e-5, 1e-6), "float64": (1e-12, 1e-14)}
+_ENTRY_KEYS = {"value", "index", "einsum", "rtol", "atol"}
+_EINSUM = re.compile(r"^[a-zA-Z]+->[a-zA-Z]*$")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    name: str  # output name, as in --json ("vjp.x")
+    value: np.ndarray
+    rtol: float
+    atol: float
+    index: tuple[int, ...] | None = None
+    einsum: str | None = None
+
+    def select(self, actual: Any) -> np.ndarray:
+        a = np.asarray(actual, dtype=np.float64)
+        if self.index is not None:
+            a = a[self.index]
+        if self.einsum is not None:
+            a = np.einsum(self.einsum, a)
+        return np.asarray(a)
+
+
+def _tol(raw: Any, ctx: Context, keypath: str) -> float:
+    # A spec arrives in a pull request: rtol: .inf (or 1e300, or rtol >= 1, which accepts any value
+    # of the right sign) would switch its own check off.
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw < 0:
+        raise ctx.error(keypath, "a tolerance is a finite number >= 0")
+    if keypath.endswith("rtol") and raw >= 1:
+        raise ctx.error(keypath, f"rtol {raw:g} would accept anything within 100% of the expected value", hint="rtol is below 1")
+    return float(raw)
+
+
+def parse(expect: Mapping[str, Any], ctx: Context) -> list[Expectation]:
+    """Check the expect block's form and read its values (in float64, to compare precisely)."""
+    rtol0, atol0 = DEFAULT_TOL[ctx.dtype]
+    rtol = _tol(expect["rtol"], ctx, "expect.rtol") if "rtol" in expect else rtol0
+    atol = _tol(expect["atol"], ctx, "expect.atol") if "atol" in expect else atol0
+    wide = Context("float64", ctx.base_dir, ctx.source)
+    out = []
+    for name, raw in expect.items():
+        if name in ("rtol", "atol", "recorded"):
+            continue
+        kp = join("expect", name)
+        # {value: ..., index/einsum/rtol/atol: ...} is an entry; {value: ..., dtype: ...} a value.
+        entry = raw if isinstance(raw, dict) and "value" in raw and set(raw) <= _ENTRY_KEYS else {"value": raw}
+        extra = set(entry) - _ENTRY_KEYS
+        if extra:
+            raise ctx.error(join(kp, sorted(extra)[0]), "unknown key", hint=f"an entry takes {', '.join(sorted(_ENTRY_KEYS))}")
+        index = entry.get("index")
+        if index is not None and (not isinstance(index, list) or not all(isinstance(i, int) for i in index)):
+            raise ctx.error(join(kp, "index"), "a list of whole numbers")
+        einsum = entry.get("einsum")
+        if einsum is not None and (not isinstance(einsum, str) or not _EINSUM.match(einsum)):
+            raise ctx.error(join(kp, "einsum"), "an einsum selection such as 'ijij->ij'")
+        value_path = join(kp, "value") if entry is raw else kp
+        value = entry["value"]
+        # A recorded golden value may live in a sidecar file: {file: spec.golden.npz, key: name}.
+        array = (
+            np.asarray(construct(value, wide, value_path), np.float64)
+            if is_constructor(value)
+            else to_array(value, wide, value_path)
+        )
+        out.append(
+            Expectation(
+                name=str(name),
+                value=array,
+                rtol=_tol(entry["rtol"], ctx, join(kp, "rtol")) if "rtol" in entry else rtol,
+                atol=_tol(entry["atol"], ctx, join(kp, "atol")) if "atol" in entry else atol,
+                index=tuple(index) if index is not None else None,
+                einsum=einsum,
+            )
+        )
+    return out
+
+
+def check_outputs(outputs: Mapping[str, Any], expectations: list[Expectation]) -> list[Finding]:
+    """Each expectation whose output is among ``outputs``, compared by the one comparator."""
+    findings = []
+    for e in expectations:
+        if e.name not in outputs:
+            continue
+        name = f"expect {e.name}"
+        try:
+            actual = e.select(outputs[e.name])
+        except (IndexError, ValueError) as exc:
+            findings.append(Finding(name, False, f"cannot select: {exc}"))
+            continue
+        if actual.shape != e.value.shape:
+            findings.append(Finding(name, False, f"shape {actual.shape}, expected {e.value.shape}"))
+            continue
+        findings.append(compare_arrays(name, e.name, actual, e.value, np.zeros(()), "float64", (e.rtol, e.atol)))
+    return findings
+
+
+def check_expectations(prep: Prepared, report: Report) -> None:
+    """Run the operations that produce the expected outputs, and compare each (a misspelt key is exit 3)."""
+    from jaxdiff_cli.engine.layout import named_leaves
+
+    spec = prep.spec
+    if not spec.expect:
+        return
+    expectations = parse(spec.expect, prep.ctx)
+    ops = sorted({PRODUCER.get(e.name.split(".")[0].split("[")[0], "") for e in expectations})
+    for op in ops:
+        if not op:
+            continue
+        result = run_operation(prep, op, Options(mode=spec.mode))
+        for name, arr in named_leaves(result.outputs):
+            report.results.setdefault(name, np.asarray(arr))
+    for e in expectations:
+        prefix = e.name.split(".")[0].split("[")[0]
+        if prefix not in PRODUCER or e.name not in report.results:
+            # A misspelt key is a bad spec (exit 3), not a failed check.
+            known = sorted(report.results) if prefix in PRODUCER else sorted(PRODUCER)
+            listed = ", ".join(known[:8]) + (f", ... ({len(known)} in all)" if len(known) > 8 else "")
+            raise SpecError(
+                f"no output named {e.name!r}",
+                where=spec.where(join("expect", e.name)),
+                hint=suggest(e.name, known) or f"outputs: {listed}",
+            )
+    report.findings.extend(check_outputs(report.results, expectations))
+
+
+RECORD_MAX = 10**6  # largest Jacobian / Hessian (entries) that --update records
+
+
+def environment(prep: Prepared) -> dict[str, str]:
+    from jaxdiff_cli.engine.runtime import versions
+
+    return {**versions(), "device": prep.runtime.device.platform, "dtype": prep.spec.dtype}
+
+
+def collect_results(prep: Prepared, report: Report) -> None:
+    """Run every operation the spec supports and keep its outputs (what --update records)."""
+    from jaxdiff_cli.engine.layout import named_leaves
+    from jaxdiff_cli.engine.problem import is_scalar, output_shape
+
+    spec = prep.spec
+    n, m = prep.problem.sizes()
+    scalar = is_scalar(output_shape(prep.problem))
+    ops = ["eval"]
+    ops += ["jvp"] if spec.tangents is not None else []
+    ops += ["vjp"] if spec.cotangents is not None or scalar else []
+    ops += ["jacobian"] if n * m <= RECORD_MAX else []
+    if scalar:
+        ops += ["grad"] + (["hessian"] if n * n <= RECORD_MAX else []) + (["hvp"] if spec.tangents is not None else [])
+    for op in ops:
+        result = run_operation(prep, op, Options(mode=spec.mode if op in ("jacobian", "hvp") else None))
+        for name, arr in named_leaves(result.outputs):
+            report.results.setdefault(name, np.asarray(arr))
+
+
+def note_environment(prep: Prepared, report: Report) -> None:
+    """When recorded values fail, say whether jax, the device or the dtype changed since."""
+    recorded = prep.spec.expect.get("recorded")
+    if not isinstance(recorded, dict):
+        return
+    now = environment(prep)
+    changed = [f"{k} {recorded.get(k)} -> {v}" for k, v in now.items() if str(recorded.get(k)) != v]
+    if not changed:
+        return
+    note = "; recorded in another environment: " + ", ".join(changed)
+    report.findings = [
+        f if f.passed or not f.name.startswith("expect ") else Finding(f.name, f.passed, f.detail + note, f.worst, f.skipped)
+        for f in report.findings
+    ]
+
+
+# --------------------------------------------------------------------------- golden values
+
+INLINE_MAX = 64
+_TOP_KEY = re.compile(r"^[^\s#-]")
+_EXPECT = re.compile(r"^expect\s*:")
+
+
+def expect_block(
+    results: Mapping[str, np.ndarray], recorded: Mapping[str, str], keep: Mapping[str, Any], sidecar: Path
+) -> tuple[str, dict[str, np.ndarray]]:
+    """The new ``expect:`` YAML text, and the arrays that go to the sidecar file."""
+    block: dict[str, Any] = {}
+    big: dict[str, np.ndarray] = {}
+    for name, arr in results.items():
+        a = np.asarray(arr)
+        if a.size > INLINE_MAX:
+            big[name] = a
+            block[name] = {"file": sidecar.name, "key": name}
+        else:
+            block[name] = array_json(a)["data"]  # reads back to the same bits
+    for tol in ("rtol", "atol"):
+        if tol in keep:
+            block[tol] = keep[tol]
+    block["recorded"] = dict(recorded)
+    text = yaml.safe_dump({"expect": block}, sort_keys=False, default_flow_style=None, width=120, allow_unicode=True)
+    return text, big
+
+
+def replace_block(source: str, new_block: str) -> str:
+    """``source`` with its top-level expect block replaced by ``new_block`` (appended if absent)."""
+    lines = source.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if _EXPECT.match(line)), None)
+    if start is None:
+        sep = "" if not source or source.endswith("\n") else "\n"
+        return source + sep + new_block
+    end = start + 1
+    while end < len(lines) and not _TOP_KEY.match(lines[end]):
+        end += 1
+    # Comment lines just above the next key belong to it, not to expect.
+    while end - 1 > start and lines[end - 1].lstrip().startswith("#") and not lines[end - 1].startswith(" "):
+        end -= 1
+    return "".join(lines[:start]) + new_block + "".join(lines[end:])
+
+
+def update_spec(path: Path, results: Mapping[str, np.ndarray], recorded: Mapping[str, str], keep: Mapping[str, Any]) -> list[str]:
+    """Rewrite ``path``'s expect block (atomically); returns the files written."""
+    sidecar = path.with_name(path.stem + ".golden.npz")
+    block, big = expect_block(results, recorded, keep, sidecar)
+    written = []
+    if big:
+        with atomic_open(sidecar) as f:
+            np.savez(f, **big)  # type: ignore[arg-type]
+        written.append(str(sidecar))
+    text = replace_block(path.read_text(encoding="utf-8"), block)
+    with atomic_open(path, "w") as f:
+        f.write(text)
+    written.append(str(path))
+    return written

@@ -1,0 +1,81 @@
+"""What a check found, and the one comparator every check uses (expected values and AD vs FD alike).
+
+An entry fails only when |AD − reference| > atol + rtol·|reference| + 10·(error estimate of the
+reference) + 32·eps(dtype)·(largest |reference| in its output row): the last term is the rounding
+that computing the AD value in the spec's dtype can carry. A reference without a usable estimate
+(every finite-difference step left the function's domain) is reported, never convicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from jaxdiff_cli.errors import JaxdiffError
+
+ERR_MULTIPLE = 10.0
+ROUNDING_MULTIPLE = 32.0
+
+
+@dataclass(frozen=True)
+class Worst:
+    """The entry furthest outside its bound."""
+
+    output: str
+    index: tuple[int, ...]
+    ad: float
+    reference: float
+    error: float  # error estimate of the reference (0 for exact references)
+    bound: float
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    passed: bool
+    detail: str = ""
+    worst: Worst | None = None
+    skipped: bool = False
+
+
+@dataclass
+class Report:
+    spec: str
+    findings: list[Finding] = field(default_factory=list)
+    error: JaxdiffError | None = None
+    # what the operations computed, by output name (for --update)
+    results: dict[str, Any] = field(default_factory=dict)
+    updated: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(f.passed for f in self.findings)
+
+
+def compare_arrays(
+    name: str, output: str, ad: np.ndarray, ref: np.ndarray, err: np.ndarray, dtype: str, tol: tuple[float, float]
+) -> Finding:
+    """Entry-wise AD vs reference; a failure names the worst entry."""
+    ad = np.asarray(ad, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    err = np.broadcast_to(np.asarray(err, dtype=np.float64), ref.shape)
+    rtol, atol = tol
+    eps = float(np.finfo(dtype).eps)
+    finite_ref = np.where(np.isfinite(ref), np.abs(ref), 0.0)
+    row = np.max(finite_ref, axis=tuple(range(1, ref.ndim)), keepdims=True) if ref.ndim > 1 else np.max(finite_ref, initial=0.0)
+    bound = atol + rtol * np.abs(ref) + ERR_MULTIPLE * err + ROUNDING_MULTIPLE * eps * row
+    with np.errstate(invalid="ignore"):
+        gap = np.abs(ad - ref)
+        bad = ~(gap <= bound)  # NaN anywhere fails
+        bad &= np.isfinite(err)  # an unusable reference (every step left the domain: inf error) cannot convict
+        ratio = np.where(bound > 0, gap / np.where(bound > 0, bound, 1), np.where(gap > 0, np.inf, 0))
+    unusable = int(np.sum(~np.isfinite(err)))
+    note = f"{ad.size} entries" + (f", {unusable} without a usable reference" if unusable else "")
+    if not bad.any():
+        return Finding(name, True, note)
+    ratio = np.where(bad, np.nan_to_num(ratio, nan=np.inf), -1)
+    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ad.shape))
+    worst = Worst(output, idx, float(ad[idx]), float(ref[idx]), float(err[idx]), float(bound[idx]))
+    return Finding(name, False, f"{int(bad.sum())} of {ad.size} entries outside tolerance", worst)
