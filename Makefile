@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint types check clean fuzz bench
+.PHONY: install demo test test-fast lint types check clean fuzz bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ demo: $(STAMP)  ## the main job on an example spec: the seed polynomial's JVP an
 test: $(STAMP)  ## the test suite
 	$(BIN)/python -m pytest -q
 
+test-fast: $(STAMP)  ## the test suite without the tests marked slow
+	$(BIN)/python -m pytest -q -m "not slow"
+
 lint: $(STAMP)
 	$(BIN)/ruff check jaxdiff_cli tests configs benchmarks
 	$(BIN)/ruff format --check jaxdiff_cli tests configs benchmarks
@@ -34,7 +37,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 fuzz: $(STAMP)  ## property-based fuzzing with many more examples than CI runs
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz.py
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/inputs/test_fuzz.py
 
 bench: $(STAMP)  ## jaxdiff vs hand-written JAX: prints the tables, writes benchmarks/results.json
 	$(BIN)/python benchmarks/suite.py

@@ -31,6 +31,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # --debug: a traceback, not every local (a Jacobian can be large)
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -38,108 +39,83 @@ app = typer.Typer(
 # ---------------------------------------------------------------- options shared by the commands
 # Declared once as Annotated types so that their help is written once.
 
+
+def _opt(*names: str, help: str, **more: Any) -> Any:
+    return typer.Option(*names, help=help, show_default=False, **more)
+
+
 SpecArg = Annotated[
     str | None,
     typer.Argument(help="YAML spec file, or - to read it from stdin. Without it, give --fn and --primal.", show_default=False),
 ]
 FnOpt = Annotated[
     str | None,
-    typer.Option(
+    _opt(
         "--fn",
         "-f",
         help="The function: 'lambda x: ...', an expression over the primal names, module:function or file.py:function.",
-        show_default=False,
     ),
 ]
 PrimalOpt = Annotated[
     list[str] | None,
-    typer.Option(
+    _opt(
         "--primal",
         "-p",
-        help="NAME=VALUE, VALUE in YAML/JSON (x=[1,2,3], 'x={random: normal, shape: [3]}'). Repeatable; overrides the spec.",
-        show_default=False,
+        help="NAME=VALUE, VALUE in YAML/JSON (x=[1,2,3], 'x={random: normal, shape: [3]}'). Repeatable; by name.",
     ),
 ]
 WrtOpt = Annotated[
     list[str] | None,
-    typer.Option(
+    _opt(
         "--wrt",
         "-w",
-        help="Argument(s) to differentiate: a name, or names separated by commas. Default: the spec's, else the first.",
-        show_default=False,
+        help="Argument(s) to differentiate, by name (commas between). Default: the spec's, else the first parameter.",
     ),
 ]
 TangentOpt = Annotated[
     list[str] | None,
-    typer.Option(
-        "--tangent",
-        "-t",
-        help="NAME=VALUE tangent for a differentiated argument; a leading batch axis gives a batch.",
-        show_default=False,
-    ),
+    _opt("--tangent", "-t", help="NAME=VALUE tangent for a differentiated argument; a leading batch axis gives a batch."),
 ]
 CotangentOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--cotangent", "-c", help="Cotangent VALUE shaped like the output (or with a leading batch axis).", show_default=False
-    ),
+    str | None, _opt("--cotangent", "-c", help="Cotangent VALUE shaped like the output (or with a batch axis).")
 ]
-DtypeOpt = Annotated[str | None, typer.Option("--dtype", help="float32 or float64 (float64 enables x64).", show_default=False)]
-DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, gpu, tpu or auto.", show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (schema in the README).")]
+DtypeOpt = Annotated[str | None, _opt("--dtype", help="float32 or float64 (float64 enables x64).")]
+DeviceOpt = Annotated[str | None, _opt("--device", help="cpu, gpu, tpu or auto.")]
+JsonOpt = Annotated[bool, _opt("--json", help="Print one JSON document on stdout (schema in the README).")]
 OutputOpt = Annotated[
     Path | None,
-    typer.Option(
-        "--output",
-        "-o",
-        help="Save results: .npz (all arrays), .npy (the main result), .json (as --json). Written atomically.",
-        show_default=False,
-    ),
+    _opt("--output", "-o", help="Save results: .npz (all arrays), .npy (the main result), .json (as --json). Atomic."),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no result on the terminal (use with -o).")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Skip the persistent XLA compilation cache.")]
+QuietOpt = Annotated[bool, _opt("--quiet", "-q", help="No progress and no result on the terminal (use with -o).")]
+DebugOpt = Annotated[bool, _opt("--debug", help="Show the full traceback of an error.")]
+NoCacheOpt = Annotated[bool, _opt("--no-cache", help="Skip the persistent XLA compilation cache.")]
 PlotOpt = Annotated[
-    bool, typer.Option("--plot", help="Draw the matrix as a heatmap in the terminal (stderr with --json), with a summary.")
+    bool, _opt("--plot", help="Draw the matrix as a heatmap in the terminal (stderr with --json), with a summary.")
 ]
 PlotFileOpt = Annotated[
-    Path | None,
-    typer.Option("--plot-file", help="Save the picture as .png or .svg (needs matplotlib: jaxdiff[plot]).", show_default=False),
+    Path | None, _opt("--plot-file", help="Save the picture as .png or .svg (needs matplotlib: jaxdiff[plot]).")
 ]
-SpyOpt = Annotated[bool, typer.Option("--spy", help="In --plot-file, draw the sparsity pattern instead of the values.")]
+SpyOpt = Annotated[bool, _opt("--spy", help="In --plot-file, draw the sparsity pattern instead of the values.")]
 SummaryOpt = Annotated[
-    bool,
-    typer.Option("--summary", help="Sparsity, norm; for a Hessian its symmetry defect, extreme eigenvalues and definiteness."),
+    bool, _opt("--summary", help="Sparsity, norm; for a Hessian its symmetry defect, extreme eigenvalues and definiteness.")
 ]
-FiniteOpt = Annotated[bool, typer.Option("--check-finite", help="Exit 5 if a result holds NaN or Inf.")]
+FiniteOpt = Annotated[bool, _opt("--check-finite", help="Exit 5 if a result (or f's value) holds NaN or Inf.")]
 DevicesOpt = Annotated[
     str | None,
-    typer.Option(
-        "--devices",
-        help="Spread batched products and Jacobian/Hessian basis vectors over all devices, or the first N (a 1-D mesh).",
-        show_default=False,
-    ),
+    _opt("--devices", help="Spread batched products and Jacobian/Hessian basis vectors over all devices, or the first N."),
 ]
 CoordinatorOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--coordinator",
-        envvar="JAX_COORDINATOR_ADDRESS",
-        help="HOST:PORT of process 0, to run on several hosts.",
-        show_default=False,
-    ),
+    str | None, _opt("--coordinator", envvar="JAX_COORDINATOR_ADDRESS", help="HOST:PORT of process 0, to run on several hosts.")
 ]
 ProcessesOpt = Annotated[
-    int | None,
-    typer.Option("--num-processes", envvar="JAX_NUM_PROCESSES", min=1, help="How many processes in all.", show_default=False),
+    int | None, _opt("--num-processes", envvar="JAX_NUM_PROCESSES", min=1, help="How many processes in all.")
 ]
 ProcessIdOpt = Annotated[
-    int | None,
-    typer.Option("--process-id", envvar="JAX_PROCESS_ID", min=0, help="This process (0 prints and writes).", show_default=False),
+    int | None, _opt("--process-id", envvar="JAX_PROCESS_ID", min=0, help="This process (0 prints and writes).")
 ]
 NoCodeOpt = Annotated[
     bool,
-    typer.Option(
+    _opt(
         "--no-code",
         envvar="JAXDIFF_NO_CODE",
         help="Refuse module:function and file.py:function (they run their own code): expressions and lambdas only."
@@ -147,45 +123,27 @@ NoCodeOpt = Annotated[
     ),
 ]
 HasAuxOpt = Annotated[
-    bool,
-    typer.Option(
-        "--has-aux",
-        help="The function returns (output, auxiliary data): differentiate the output, report the data as 'aux' (JAX's has_aux).",
-    ),
+    bool, _opt("--has-aux", help="f returns (output, aux): differentiate the output, report aux (JAX's has_aux).")
 ]
 BakeOpt = Annotated[
     bool,
-    typer.Option(
+    _opt(
         "--bake-primals",
         help="Compile the primal values into the program as constants: faster when XLA can precompute or re-lay-out them"
         " (large weights on the CPU), but the program is specific to these values.",
     ),
 ]
-
-
-ModeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--mode",
-        "-m",
-        help="fwd (jacfwd), rev (jacrev) or auto: forward when inputs <= outputs, else reverse.",
-        show_default=False,
-    ),
-]
-HvpModeOpt = Annotated[
-    str | None,
-    typer.Option("--mode", "-m", help="fwd-rev (forward-over-reverse, default), rev-fwd or rev-rev.", show_default=False),
-]
+ModeOpt = Annotated[str | None, _opt("--mode", "-m", help="fwd (jacfwd), rev (jacrev) or auto: forward when inputs <= outputs.")]
+HvpModeOpt = Annotated[str | None, _opt("--mode", "-m", help="fwd-rev (forward-over-reverse, default), rev-fwd or rev-rev.")]
 ChunkOpt = Annotated[
     str | None,
-    typer.Option(
+    _opt(
         "--chunk-size",
         help="Push or pull N basis vectors at a time to bound memory, or auto (from free memory)."
         " With -o FILE.npy, chunks are written to the file as they are computed.",
-        show_default=False,
     ),
 ]
-ValueOpt = Annotated[bool, typer.Option("--value", help="Also show f(x).")]
+ValueOpt = Annotated[bool, _opt("--value", help="Also show f(x).")]
 
 
 @dataclass(frozen=True)
@@ -305,7 +263,12 @@ def _guarded(debug: bool, body: Callable[[], None]) -> None:
 
 
 def _compute(command: str, c: Common, pictures: Pictures | None = None) -> None:
-    _guarded(c.debug, lambda: _show(_computed(command, c, pictures), c))
+    from jaxdiff_cli.output.console import show_outcome
+
+    def body() -> None:
+        show_outcome(_computed(command, c, pictures), json_=c.json_, quiet=c.quiet, output=c.output, check_finite=c.check_finite)
+
+    _guarded(c.debug, body)
 
 
 def _computed(command: str, c: Common, pictures: Pictures | None) -> Outcome:
@@ -320,39 +283,6 @@ def _computed(command: str, c: Common, pictures: Pictures | None) -> Outcome:
         check_figure_path(pictures.file)
     with console.progress(c.shows_progress) as progress:
         return operations.compute(c.request(command, pictures), progress)
-
-
-def _show(outcome: Outcome, c: Common) -> None:
-    """Show, save and draw an outcome; results are shown and saved before any exit 5."""
-    from jaxdiff_cli.operations import finite_or_fail
-    from jaxdiff_cli.output import console, render, save
-
-    if not outcome.leader:  # several processes computed this together; process 0 alone prints and writes
-        finite_or_fail(outcome, c.check_finite)
-        return
-    doc: dict[str, Any] = {}
-    if c.json_ or (c.output is not None and c.output.suffix.lower() == ".json"):
-        # Only when asked for: every value becomes a Python number, slow for a large Jacobian.
-        doc = render.outcome_json(outcome)
-    if outcome.pictures is not None and outcome.pictures.file is not None and outcome.matrix is not None:
-        from jaxdiff_cli.output.pictures import save_figure
-
-        title = f"{outcome.command} of {' '.join(outcome.spec.function.split())[:60]}"
-        save_figure(outcome.matrix, outcome.pictures.file, spy=outcome.pictures.spy, title=title)
-    if c.output is not None and not outcome.streamed:
-        save.save(c.output, render.arrays(outcome), doc)
-    if c.json_:
-        console.print_json(doc)
-    elif not c.quiet:
-        device, dtype = outcome.prep.runtime.device_name, outcome.spec.dtype
-        console.print_result(outcome.title, outcome.result, device, dtype, saved=c.output)
-    if not c.quiet:
-        console.show_pictures(outcome, to_stderr=c.json_)
-        for w in outcome.warnings:
-            console.say("warning", w)
-    finite_or_fail(outcome, c.check_finite)
-    if outcome.nonfinite and not c.quiet:
-        console.say("warning", outcome.nonfinite)
 
 
 # Each computing command is the shared options plus its own, declared once in this table; the
@@ -444,19 +374,16 @@ def _pictures(c: Common) -> Pictures:
 def check(
     specs: Annotated[list[str], typer.Argument(help="Spec files or glob patterns (specs/*.yaml).", show_default=False)],
     rtol: Annotated[
-        float | None,
-        typer.Option("--rtol", help="Relative tolerance of AD vs FD (default 1e-4 float32, 1e-7 float64).", show_default=False),
+        float | None, _opt("--rtol", help="Relative tolerance of AD vs FD (default 1e-4 float32, 1e-7 float64).")
     ] = None,
     atol: Annotated[
-        float | None,
-        typer.Option("--atol", help="Absolute tolerance of AD vs FD (default 1e-6 float32, 1e-12 float64).", show_default=False),
+        float | None, _opt("--atol", help="Absolute tolerance of AD vs FD (default 1e-6 float32, 1e-12 float64).")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random directions and vectors.")] = 0,
+    seed: Annotated[int, _opt("--seed", help="Seed of the random directions and vectors (default 0).")] = 0,
     update: Annotated[
         bool,
-        typer.Option(
-            "--update",
-            help="Record the current results as each spec's expect: block (golden values), with jax version, device, dtype.",
+        _opt(
+            "--update", help="Record the current results as each spec's expect: block (golden values), with jax, device, dtype."
         ),
     ] = False,
     json_: JsonOpt = False,
@@ -553,12 +480,10 @@ def run(
 def bench(
     spec: SpecArg = None,
     op: Annotated[
-        str, typer.Option("--op", help="The operation: jacobian (fwd vs rev), hvp (three modes), jvp, vjp, grad, hessian, eval.")
-    ] = "jacobian",
-    chunk_size: Annotated[
-        int | None, typer.Option("--chunk-size", min=1, help="Also time the chunked Jacobian.", show_default=False)
-    ] = None,
-    min_time: Annotated[float, typer.Option("--min-time", help="Seconds of timed calls per mode (at least 5 calls).")] = 0.5,
+        str, _opt("--op", help="The operation: jacobian (fwd vs rev, the default), hvp (three modes), jvp, vjp, grad, ...")
+    ] = ("jacobian"),
+    chunk_size: Annotated[int | None, _opt("--chunk-size", min=1, help="Also time the chunked Jacobian.")] = None,
+    min_time: Annotated[float, _opt("--min-time", help="Seconds of timed calls per mode, at least 5 calls (default 0.5).")] = 0.5,
     fn: FnOpt = None,
     primal: PrimalOpt = None,
     wrt: WrtOpt = None,
@@ -592,11 +517,7 @@ def bench(
         if c.json_:
             console.print_json(render.bench_json(outcome))
         elif not c.quiet:
-            title = f"{op} of {' '.join(outcome.spec.function.split())[:60]} on {outcome.device}, {outcome.spec.dtype}"
-            console.print_renderable(render.bench_table(title, outcome.timings, op))
-            for line in (outcome.recommendation and f"recommended: {outcome.recommendation}", outcome.auto):
-                if line:
-                    console.print_renderable(line)
+            console.show_bench(outcome)
 
     _guarded(debug, body)
 

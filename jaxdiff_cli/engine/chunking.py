@@ -137,7 +137,7 @@ def jacobian_to_npy(
     try:
         block = jax.jit(jacobian_block(flat_f, x, n, m, mode, chunk)).lower(jnp.int32(0)).compile()
     except Exception as exc:
-        raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=problem.where) from None
+        raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=problem.where) from exc
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     starts = block_starts(total, chunk)

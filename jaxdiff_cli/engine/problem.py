@@ -151,7 +151,7 @@ def compile_plan(plan: Plan) -> tuple[Any, float]:
     except (SpecError, UsageError, FunctionError):
         raise
     except Exception as exc:
-        raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=plan.where) from None
+        raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=plan.where) from exc
     return compiled, time.perf_counter() - t0
 
 
@@ -160,7 +160,7 @@ def call(compiled: Any, plan: Plan) -> Any:
     try:
         return jax.block_until_ready(compiled(*plan.call_args))
     except Exception as exc:
-        raise FunctionError(f"the function failed to run: {describe_user_error(exc)}", where=plan.where) from None
+        raise FunctionError(f"the function failed to run: {describe_user_error(exc)}", where=plan.where) from exc
 
 
 def execute(plan: Plan) -> Result:
@@ -181,7 +181,7 @@ def output_shape(problem: Problem) -> Any:
     except FunctionError:
         raise
     except Exception as exc:
-        raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=problem.where) from None
+        raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=problem.where) from exc
     if not jax.tree.leaves(out):
         raise FunctionError("the function returned no arrays", where=problem.where)
     return out

@@ -14,7 +14,7 @@ bound to its function (``jnp.linalg.norm`` -> ``_t_jnp__linalg__norm``); users c
 names, and ``jax`` itself is never in the namespace. Attributes of values are limited to
 :data:`VALUE_ATTRS` (array attributes and methods, ``.at[...]`` updates, dict views): nothing that
 returns dtype objects, NumPy scalars, tree definitions or lowered/compiled objects, and nothing
-that reaches files. ``tests/test_expressions.py`` walks every object reachable through these
+that reaches files. ``tests/inputs/test_expressions.py`` walks every object reachable through these
 tables and proves it.
 
 Work is bounded before and while tracing, without running out of memory first:
@@ -191,7 +191,7 @@ def table_sizes() -> dict[str, int]:
 
 
 def readme_tables() -> str:
-    """The tables as the README lists them (tests/test_docs.py checks the README says exactly this)."""
+    """The tables as the README lists them (tests/cli/test_docs.py checks the README says exactly this)."""
 
     def names(items: Iterable[str]) -> str:
         return ", ".join(f"`{n}`" for n in items)

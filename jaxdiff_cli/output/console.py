@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from jaxdiff_cli.engine.problem import Result
-    from jaxdiff_cli.operations import Outcome
+    from jaxdiff_cli.operations import BenchOutcome, Outcome
 
 
 def stderr() -> Any:
@@ -74,6 +74,49 @@ def show_pictures(outcome: Outcome, to_stderr: bool) -> None:
     console.print(Text(summary_text(outcome.summary)))
     if pictures.file is not None:
         console.print(Text(f"picture saved to {pictures.file}"))
+
+
+def show_outcome(outcome: Outcome, *, json_: bool, quiet: bool, output: Path | None, check_finite: bool) -> None:
+    """Show, save and draw a computing command's outcome; results are shown and saved before any exit 5."""
+    from jaxdiff_cli.operations import finite_or_fail
+    from jaxdiff_cli.output import render, save
+
+    if not outcome.leader:  # several processes computed this together; process 0 alone prints and writes
+        finite_or_fail(outcome, check_finite)
+        return
+    doc: dict[str, Any] = {}
+    if json_ or (output is not None and output.suffix.lower() == ".json"):
+        # Only when asked for: every value becomes a Python number, slow for a large Jacobian.
+        doc = render.outcome_json(outcome)
+    if outcome.pictures is not None and outcome.pictures.file is not None and outcome.matrix is not None:
+        from jaxdiff_cli.output.pictures import save_figure
+
+        title = f"{outcome.command} of {' '.join(outcome.spec.function.split())[:60]}"
+        save_figure(outcome.matrix, outcome.pictures.file, spy=outcome.pictures.spy, title=title)
+    if output is not None and not outcome.streamed:
+        save.save(output, render.arrays(outcome), doc)
+    if json_:
+        print_json(doc)
+    elif not quiet:
+        print_result(outcome.title, outcome.result, outcome.prep.runtime.device_name, outcome.spec.dtype, saved=output)
+    if not quiet:
+        show_pictures(outcome, to_stderr=json_)
+        for w in outcome.warnings:
+            say("warning", w)
+    finite_or_fail(outcome, check_finite)
+    if outcome.nonfinite and not quiet:
+        say("warning", outcome.nonfinite)
+
+
+def show_bench(outcome: BenchOutcome) -> None:
+    """`jaxdiff bench`: the table of modes, the recommendation, and what auto would choose."""
+    from jaxdiff_cli.output.render import bench_table
+
+    title = f"{outcome.op} of {' '.join(outcome.spec.function.split())[:60]} on {outcome.device}, {outcome.spec.dtype}"
+    print_renderable(bench_table(title, outcome.timings, outcome.op))
+    for line in (outcome.recommendation and f"recommended: {outcome.recommendation}", outcome.auto):
+        if line:
+            print_renderable(line)
 
 
 class TerminalProgress:

@@ -1,4 +1,4 @@
-"""User functions that try to end the process, or wait for a signal (tests/test_expressions.py)."""
+"""User functions that try to end the process, or wait for a signal (tests/inputs/test_expressions.py)."""
 
 import os
 import sys

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .conftest import ASSETS
+from ..conftest import ASSETS
 
 POLY = "function: x * 2\nprimals:\n  x: [1.0, 2.0, 3.0]\n"
 SCALAR = "function: jnp.sum(x**2)\nprimals:\n  x: [1.0, 2.0, 3.0]\n"

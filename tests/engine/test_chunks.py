@@ -15,7 +15,7 @@ from jaxdiff_cli.engine.chunking import auto_chunk, block_starts, free_bytes
 from jaxdiff_cli.engine.plans import plan_jacobian
 from jaxdiff_cli.engine.problem import Problem, call, compile_plan
 
-from .oracles import fd_jacobian
+from ..oracles import fd_jacobian
 
 FN = "jnp.cumsum(jnp.sin(x)) * x[::-1]"
 
@@ -128,7 +128,7 @@ def test_bench_command(cli: Any) -> None:
 
 @pytest.mark.parametrize("command", ["jvp", "vjp", "jacobian"])
 def test_baked_primals_give_the_same_numbers(cli: Any, command: str) -> None:
-    from .conftest import CONFIGS
+    from ..conftest import CONFIGS
 
     plain = cli(command, CONFIGS / "seed004_mlp.yaml", "--json", "--dtype", "float64")
     baked = cli(command, CONFIGS / "seed004_mlp.yaml", "--json", "--dtype", "float64", "--bake-primals")

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import yaml
 
-from .conftest import CONFIGS
+from ..conftest import CONFIGS
 
 CASES = """\
 # shared defaults
@@ -71,6 +72,7 @@ def test_run_errors(cli: Any, tmp_path: Path) -> None:
     assert ran.exit_code == 3 and "holds several cases" in ran.stderr
 
 
+@pytest.mark.slow
 def test_check_update_records_golden_values_and_keeps_the_rest(cli: Any, tmp_path: Path) -> None:
     spec = tmp_path / "g.yaml"
     spec.write_text(

@@ -15,7 +15,7 @@ from jaxdiff_cli.engine.plans import HVP_MODES, evaluate, grad, hessian, hvp, ja
 from jaxdiff_cli.engine.problem import Problem
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError
 
-from .oracles import fd_hessian, fd_jacobian
+from ..oracles import fd_hessian, fd_jacobian
 
 TOL = {"float32": dict(rtol=2e-5, atol=1e-5), "float64": dict(rtol=1e-9, atol=1e-11)}
 

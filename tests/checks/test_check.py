@@ -11,7 +11,7 @@ import pytest
 
 from jaxdiff_cli.checks import fd
 
-from .conftest import ASSETS, CONFIGS
+from ..conftest import ASSETS, CONFIGS
 
 WRONG = [
     # (function, primal, what must fail)
@@ -77,6 +77,7 @@ def test_right_rules_pass(cli: Any, tmp_path: Path, fn: str, primal: str, dtype:
     assert ran.json()["passed"] is True
 
 
+@pytest.mark.slow
 def test_every_config_passes_check(cli: Any) -> None:
     ran = cli("check", str(CONFIGS / "*.yaml"), "--json")
     failed = [

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
 COMMANDS = ["eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "devices"]

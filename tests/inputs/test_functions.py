@@ -11,7 +11,7 @@ import pytest
 from jaxdiff_cli.errors import FunctionError
 from jaxdiff_cli.inputs.functions import check_expression, classify, load_function
 
-from .conftest import ASSETS
+from ..conftest import ASSETS
 
 
 def load(text: str, names: tuple[str, ...] = ("x",), base: Path = ASSETS) -> Any:

@@ -14,7 +14,7 @@ import pytest
 from jaxdiff_cli import __version__
 from jaxdiff_cli.errors import ExitCode
 
-from .conftest import ASSETS, CONFIGS
+from ..conftest import ASSETS, CONFIGS
 
 POLY = CONFIGS / "seed000_poly.yaml"
 COMMANDS = ["eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "devices"]
@@ -212,10 +212,16 @@ def test_errors_are_one_line_with_exit_code(cli: Any, tmp_path: Path, args: list
         assert ran.stdout == ""
 
 
-def test_debug_shows_the_traceback(cli: Any) -> None:
-    ran = cli("eval", "-f", f"{ASSETS}/funcs.py:raises", "-p", "x=1", "--debug")
-    assert ran.exit_code != 0
-    assert ran.stderr == "" or "error:" not in ran.stderr  # the exception propagates instead
+@pytest.mark.slow
+def test_debug_shows_the_traceback() -> None:
+    """The installed command, as a user runs it: --debug gives the traceback, without it one line."""
+    args = [str(Path(sys.executable).parent / "jaxdiff"), "eval", "-f", f"{ASSETS}/funcs.py:raises", "-p", "x=1.0"]
+    plain = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 4 and "Traceback" not in plain.stderr and plain.stderr.count("\n") == 1
+    debug = subprocess.run([*args, "--debug"], capture_output=True, text=True, timeout=120)
+    assert debug.returncode != 0
+    # the whole chain, down to the user's own line
+    assert "Traceback" in debug.stderr and 'raise RuntimeError("user code failed here")' in debug.stderr
 
 
 def test_devices(cli: Any) -> None:

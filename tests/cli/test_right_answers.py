@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from jaxdiff_cli.errors import ExitCode
 
-from .conftest import ASSETS, Ran
-from .oracles import fd_hessian, fd_jacobian
+from ..conftest import ASSETS, Ran
+from ..oracles import fd_hessian, fd_jacobian
 
 # --------------------------------------------------------------------------- binding by name
 

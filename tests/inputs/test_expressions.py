@@ -30,7 +30,7 @@ from jaxdiff_cli.errors import FunctionError
 from jaxdiff_cli.inputs import expressions
 from jaxdiff_cli.inputs.functions import load_function
 
-from .conftest import ASSETS, CONFIGS
+from ..conftest import ASSETS, CONFIGS
 
 REJECTED = "expression rejected"
 
@@ -193,6 +193,7 @@ def _jaxdiff() -> str:
     return str(Path(sys.executable).parent / "jaxdiff")
 
 
+@pytest.mark.slow
 def test_the_issues_escapes_through_the_real_command(tmp_path: Path) -> None:
     """As the issue tried them: a real process each (all at once), a canary that must not appear."""
     canary = tmp_path / "owned"

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from .conftest import ASSETS, ROOT
+from ..conftest import ASSETS, ROOT
 
 JAXDIFF = str(Path(sys.executable).parent / "jaxdiff")
 FN = ["-f", "jnp.cumsum(jnp.sin(x)) * x[::-1]", "-p", "x={linspace: [0.1, 1.0, 7]}"]
@@ -30,6 +30,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_every_sharded_operation_matches_one_device(tmp_path: Path) -> None:
     """3 devices: 7 basis vectors, batches of 7, 5, 6 and 8 -- mostly uneven."""
     out = subprocess.run(
@@ -49,6 +50,7 @@ def test_every_sharded_operation_matches_one_device(tmp_path: Path) -> None:
         assert row["max_abs_diff"] <= 1e-6, (name, row)  # at most an ulp of float32 from a different fusion
 
 
+@pytest.mark.slow
 def test_run_spreads_cases_over_devices(tmp_path: Path) -> None:
     spec = tmp_path / "cases.yaml"
     spec.write_text(
@@ -106,6 +108,7 @@ def _two_processes(tmp_path: Path, args: list[str]) -> list[subprocess.Completed
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["fwd", "rev"])
 def test_two_processes_compute_a_sharded_jacobian(tmp_path: Path, mode: str) -> None:
     single = subprocess.run(
@@ -120,6 +123,7 @@ def test_two_processes_compute_a_sharded_jacobian(tmp_path: Path, mode: str) -> 
     assert second.stdout == ""  # only process 0 prints
 
 
+@pytest.mark.slow
 def test_unreachable_coordinator_is_a_clean_error(tmp_path: Path) -> None:
     cluster = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2", "--process-id", "1"]
     out = subprocess.run(

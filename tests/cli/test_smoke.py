@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import CONFIGS, ROOT
+from ..conftest import CONFIGS, ROOT
 
 
 def _jaxdiff() -> str:

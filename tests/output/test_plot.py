@@ -18,10 +18,10 @@ from jaxdiff_cli.engine.problem import Problem, output_shape
 from jaxdiff_cli.engine.summary import definiteness, lanczos_extremes, summary
 from jaxdiff_cli.output.terminal import downsample, heatmap
 
-from .conftest import CONFIGS
-from .oracles import fd_hessian, fd_jacobian
+from ..conftest import CONFIGS
+from ..oracles import fd_hessian, fd_jacobian
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 def render(renderable: Any, width: int = 80, color: bool = False) -> str:

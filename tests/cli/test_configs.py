@@ -16,8 +16,8 @@ import yaml
 from jaxdiff_cli.checks.expectations import check_outputs, parse
 from jaxdiff_cli.inputs.values import Context
 
-from .conftest import CONFIGS
-from .oracles import fd_jacobian, mlp, poly, poly_jacobian, sigmoid_predict, sigmoid_predict_jacobian
+from ..conftest import CONFIGS
+from ..oracles import fd_jacobian, mlp, poly, poly_jacobian, sigmoid_predict, sigmoid_predict_jacobian
 
 # config -> the command lines that reproduce its seed computation
 RUNS: dict[str, list[list[str]]] = {
