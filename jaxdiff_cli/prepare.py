@@ -113,9 +113,14 @@ def tangents(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
     batch: int | None = None
     first = ""
     for (name, raw, keypath), primal in zip(parts, problem.diff(problem.primals)):
-        g = build_like(raw, primal, prep.ctx, keypath, f"primal {name}")
+        ctx = prep.ctx
+        if name in spec.cli_tangents:  # a --tangent value's errors name the option
+            ctx, keypath = Context(spec.dtype, spec.base_dir, CLI), f"--tangent {name}"
+        g = build_like(raw, primal, ctx, keypath, f"primal {name}")
         if built and g.batch != batch:
-            raise SpecError(f"batch {g.batch} does not match batch {batch} of {first}", where=spec.where(keypath))
+            said = "unbatched" if batch is None else f"a batch of {batch}"
+            now = "unbatched" if g.batch is None else f"a batch of {g.batch}"
+            raise SpecError(f"{now}, but {first} is {said}: every tangent needs the same batch axis", where=ctx.at(keypath))
         batch, first = g.batch, keypath
         built.append(g.value)
     prep.inputs["tangents"] = dict(zip(problem.wrt, built))

@@ -30,6 +30,8 @@ def bind_primals(spec: Spec, loaded: LoadedFunction) -> tuple[str, ...]:
             message = f"primal {name!r} is not used by the expression (it uses {used})"
         else:
             message = f"primal {name!r} is not a parameter of the function, which takes ({', '.join(params.names)})"
+            if params.var_positional:
+                message += f"; primals bind by name and cannot fill *{params.var_positional}"
         raise SpecError(message, where=spec.primal_where(name), hint=suggest(name, params.names))
     missing = [n for n in params.names if n in params.required and n not in spec.primals]
     if missing:

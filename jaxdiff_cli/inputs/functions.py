@@ -45,6 +45,7 @@ class Params:
     positional_only: tuple[str, ...] = ()  # must be passed by position (``def f(x, /)``)
     keyword_only: tuple[str, ...] = ()  # after ``*``: argnums does not count them
     var_keyword: bool = False  # ``**kwargs``: primals that are not parameters go there
+    var_positional: str | None = None  # ``*args``: no primal can bind to it by name
 
     @property
     def positional(self) -> tuple[str, ...]:
@@ -136,12 +137,14 @@ def signature_params(fn: Callable[..., Any], text: str, where: str) -> Params:
     kinds = inspect.Parameter
     names, required, posonly, kwonly = [], set(), [], []
     var_keyword = False
+    var_positional = None
     for p in sig.parameters.values():
         if p.kind is kinds.VAR_KEYWORD:
             var_keyword = True
             continue
         if p.kind is kinds.VAR_POSITIONAL:
-            continue  # *args: nothing binds to it by name
+            var_positional = p.name  # *args: nothing binds to it by name
+            continue
         names.append(p.name)
         if p.default is kinds.empty:
             required.add(p.name)
@@ -155,6 +158,7 @@ def signature_params(fn: Callable[..., Any], text: str, where: str) -> Params:
         positional_only=tuple(posonly),
         keyword_only=tuple(kwonly),
         var_keyword=var_keyword,
+        var_positional=var_positional,
     )
 
 

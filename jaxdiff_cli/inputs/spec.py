@@ -244,6 +244,7 @@ class Spec:
     argnums: tuple[int, ...] | None = None  # positions in the function's signature, as JAX counts them
     has_aux: bool = False
     cli_primals: frozenset[str] = frozenset()  # primals given (or overridden) with --primal
+    cli_tangents: frozenset[str] = frozenset()  # tangents given with --tangent
 
     def where(self, keypath: str) -> str:
         return where(self.source, keypath)
@@ -437,10 +438,17 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
     if ov.tangents:
         # Spec tangents keyed by argument stay, and --tangent adds or replaces entries.
         given = dict(tangents) if isinstance(tangents, dict) and set(tangents) <= set(primals) else {}
+        seen: set[str] = set()
         for text in ov.tangents:
             name, value = _name_value(text, "--tangent")
+            if name in seen:
+                raise SpecError(f"tangent {name!r} is given twice", where=where(CLI, f"--tangent {name}"))
+            seen.add(name)
             given[name] = value
         tangents = given
+        tangent_options = frozenset(seen)
+    else:
+        tangent_options = frozenset()
     cotangents = (
         _mark_command_line(parse_yaml(ov.cotangent, where(CLI, "--cotangent")))
         if ov.cotangent is not None
@@ -486,6 +494,7 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         argnums=argnums,
         has_aux=has_aux,
         cli_primals=frozenset(from_cli),
+        cli_tangents=tangent_options,
     )
 
 
@@ -569,7 +578,9 @@ def _resolve_wrt(
     elif "argnums" in data:
         nums = data["argnums"]
         nums = [nums] if isinstance(nums, int) and not isinstance(nums, bool) else nums
-        if not isinstance(nums, list) or not nums or not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):
+        if nums == []:
+            raise SpecError("names no argument", where=where(source, "argnums"), hint="leave argnums out for the first parameter")
+        if not isinstance(nums, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):
             raise SpecError("must be a whole number or a list of them", where=where(source, "argnums"))
         if len(set(nums)) != len(nums):
             raise SpecError("names an argument twice", where=where(source, "argnums"))

@@ -145,6 +145,29 @@ def test_binding_mistakes_are_bad_input(
     assert ran.stderr.count("\n") == 1 and "Traceback" not in ran.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-t", "x=1", "-t", "x=2"], "<command line>: --tangent x: tangent 'x' is given twice"),
+        (["-t", "x=[1, 0]", "-t", "y=[[1, 0], [0, 1]]"], "--tangent y: a batch of 2, but --tangent x is unbatched"),
+    ],
+)
+def test_tangent_mistakes_name_the_option(cli: Any, args: list[str], message: str) -> None:
+    ran = cli("jvp", "-f", "lambda x, y: x * y", "-p", "x=[1, 2]", "-p", "y=[3, 4]", "-w", "x,y", *args)
+    assert ran.exit_code == ExitCode.BAD_INPUT and message in ran.stderr, ran.stderr
+
+
+def test_star_args_cannot_take_a_primal(cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "va.py").write_text("import jax.numpy as jnp\ndef va(x, *rest):\n    return jnp.sum(x)\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("function: va.py:va\nprimals: {x: [1.0], rest: [2.0]}\n")
+    ran = cli("grad", spec)
+    assert ran.exit_code == ExitCode.BAD_INPUT and "cannot fill *rest" in ran.stderr
+    spec.write_text("function: va.py:va\nprimals: {x: [1.0]}\nargnums: []\n")
+    ran = cli("grad", spec)
+    assert ran.exit_code == ExitCode.BAD_INPUT and "argnums: names no argument" in ran.stderr
+
+
 def test_missing_primal_on_the_command_line_names_the_option(cli: Any) -> None:
     ran = cli("eval", "-f", "lambda x, y: x", "-p", "x=1.0")
     assert ran.exit_code == ExitCode.BAD_INPUT
