@@ -19,7 +19,9 @@ from . import __version__, signals
 from .errors import ExitCode, JaxdiffError, UsageError, blame
 
 if TYPE_CHECKING:
+    from jaxdiff_cli.engine.problem import Result
     from jaxdiff_cli.engine.runtime import Cluster
+    from jaxdiff_cli.inputs.spec import Step
     from jaxdiff_cli.operations import Outcome, Pictures, Request
 
 app = typer.Typer(
@@ -403,14 +405,13 @@ def check(
     def body() -> None:
         from jaxdiff_cli import operations
         from jaxdiff_cli.checks.check import Settings
-        from jaxdiff_cli.engine.runtime import versions
         from jaxdiff_cli.output import console, render
 
         settings = Settings(rtol=rtol, atol=atol, seed=seed, use_cache=not no_cache, update=update)
         with console.progress(not (json_ or quiet)) as progress:
             reports = operations.check(specs, settings, progress, no_code=no_code)
         if json_:
-            console.print_json(render.check_json(reports, versions()))
+            console.print_json(render.check_json(reports, operations.versions()))
         elif not quiet:
             console.print_renderable(render.check_table(reports))
         raise typer.Exit(operations.check_exit(reports))
@@ -452,7 +453,7 @@ def run(
         if c.output is not None:
             save.check_output_path(c.output, formats=(".npz", ".json"))
 
-        def shown(case: operations.CaseOutcome, step: Any, result: Any) -> None:
+        def shown(case: operations.CaseOutcome, step: Step, result: Result) -> None:
             if c.shows_progress:
                 console.print_result(f"{case.name}: {step.label}", result, case.device or "", case.spec.dtype)
 
@@ -537,12 +538,11 @@ def devices(
 
     def body() -> None:
         from jaxdiff_cli import operations
-        from jaxdiff_cli.engine.runtime import versions
         from jaxdiff_cli.output import console, render
 
         rows = operations.devices(platform)
         if json_:
-            console.print_json(render.envelope("devices", versions(), devices=rows))
+            console.print_json(render.envelope("devices", operations.versions(), devices=rows))
         else:
             console.print_renderable(render.devices_table(rows))
 

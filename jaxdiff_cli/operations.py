@@ -377,6 +377,13 @@ def bench(request: Request, op: str, chunk_size: int | None, min_time: float, pr
     return BenchOutcome(op, spec, prep.runtime.device_name, timings, timing.recommend(timings), auto, versions())
 
 
+def versions() -> dict[str, str]:
+    """jax's and jaxlib's versions, for every JSON document."""
+    from jaxdiff_cli.engine.runtime import versions as of_jax
+
+    return of_jax()
+
+
 def devices(platform: str | None) -> list[dict[str, Any]]:
     """The devices JAX sees (of one platform, if given); the first is the default of device: auto."""
     import jax

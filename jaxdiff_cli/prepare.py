@@ -21,6 +21,8 @@ from jaxdiff_cli.inputs.spec import CLI, OPERATIONS, Spec
 from jaxdiff_cli.inputs.values import Context, build_like, build_value, per_argument
 
 if TYPE_CHECKING:
+    from jax.sharding import Mesh
+
     from jaxdiff_cli.engine.problem import Plan, Problem, Result
     from jaxdiff_cli.engine.runtime import Cluster, Runtime
 
@@ -46,7 +48,7 @@ class Options:
     chunk_size: int | str | None = None  # a number, or "auto"
     with_value: bool = True
     bake: bool = False  # compile the primal values into the program (Plan.bake)
-    mesh: Any = None  # a jax.sharding.Mesh: spread the operation over its devices (engine/sharding.py)
+    mesh: Mesh | None = None  # spread the operation over these devices (engine/sharding.py)
 
 
 @dataclass(frozen=True)

@@ -54,11 +54,11 @@ def _global(x: Any, sharding: Any) -> Any:
     return jax.make_array_from_callback(data.shape, sharding, lambda index: data[index])
 
 
-def replicate(tree: Any, mesh: Any) -> Any:
+def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.tree.map(lambda a: _global(a, NamedSharding(mesh, P())), tree)
 
 
-def shard_leading(tree: Any, mesh: Any) -> tuple[Any, int]:
+def shard_leading(tree: Any, mesh: Mesh) -> tuple[Any, int]:
     """Pad every leaf's leading axis to a multiple of the device count, then shard it; returns the
     padded tree and the original length."""
     leaves = jax.tree.leaves(tree)
@@ -84,7 +84,7 @@ def gather(tree: Any) -> Any:
 
 
 def sharded_basis(
-    products: Callable[[Any, Any], Any], x: Any, total: int, mesh: Any, chunk: int | None
+    products: Callable[[Any, Any], Any], x: Any, total: int, mesh: Mesh, chunk: int | None
 ) -> Callable[[Any, Any], Any]:
     """A jit-able function (x, indices) -> the products for every basis index, sharded over the mesh.
 
@@ -108,7 +108,7 @@ def sharded_basis(
     return jax.shard_map(local, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS), check_vma=False)
 
 
-def basis_indices(total: int, mesh: Any) -> Any:
+def basis_indices(total: int, mesh: Mesh) -> Any:
     padded = math.ceil(total / mesh.size) * mesh.size
     # Padding indices point past the end: their one-hot vectors are zero, their rows dropped.
     return _global(np.arange(padded, dtype=np.int32), NamedSharding(mesh, P(AXIS)))
@@ -129,7 +129,7 @@ def _sliced(plan: Plan, key: str, length: int, args: tuple[Any, ...], info: dict
 def shard_plan(
     problem: Problem,
     op: str,
-    mesh: Any,
+    mesh: Mesh,
     *,
     mode: str | None = None,
     chunk: int | None = None,
@@ -161,7 +161,7 @@ def shard_plan(
     return None
 
 
-def _jacobian_plan(problem: Problem, primals: Any, mode: str, chunk: int | None, mesh: Any) -> Plan:
+def _jacobian_plan(problem: Problem, primals: Any, mode: str, chunk: int | None, mesh: Mesh) -> Plan:
     mode, info = jacobian_mode(problem, mode)
     out_struct = output_shape(problem)
     diff = problem.diff(problem.primals)
@@ -186,7 +186,7 @@ def _jacobian_plan(problem: Problem, primals: Any, mode: str, chunk: int | None,
     return Plan("jacobian", g, (primals, basis_indices(total, mesh)), finish, problem.where, info)
 
 
-def _hessian_plan(problem: Problem, primals: Any, chunk: int | None, mesh: Any) -> Plan:
+def _hessian_plan(problem: Problem, primals: Any, chunk: int | None, mesh: Mesh) -> Plan:
     require_scalar(problem, "hessian")
     diff = problem.diff(problem.primals)
     _, _, n, _ = flat_function(problem.of_diff(problem.primals), diff)

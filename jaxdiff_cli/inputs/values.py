@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxdiff_cli.encoding import shape_text
 from jaxdiff_cli.errors import SpecError, suggest
 from jaxdiff_cli.inputs.spec import CommandLinePath, join, spec_path, where
 
@@ -51,10 +52,6 @@ class Context:
 
     def error(self, keypath: str, message: str, hint: str | None = None) -> SpecError:
         return SpecError(message, where=self.at(keypath), hint=hint)
-
-
-def shape_str(shape: Sequence[int]) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 # --------------------------------------------------------------------------- unguided values
@@ -143,7 +140,7 @@ def _walk(raw: Any, ctx: Context, keypath: str, flat: list[Any]) -> tuple[int, .
             if s != shapes[0]:
                 raise ctx.error(
                     join(keypath, i),
-                    f"ragged nested list: item has shape {shape_str(s)} but item 0 has {shape_str(shapes[0])}",
+                    f"ragged nested list: item has shape {shape_text(s)} but item 0 has {shape_text(shapes[0])}",
                     hint="arrays must be rectangular; a list of arrays is written [{value: [...]}, {value: [...]}]",
                 )
         return (len(raw), *shapes[0])
@@ -229,7 +226,7 @@ def _shape(raw: Any, ctx: Context, keypath: str) -> tuple[int, ...]:
     if len(raw) > MAX_RANK:
         raise ctx.error(keypath, f"a shape of {len(raw)} dimensions: arrays have at most {MAX_RANK}")
     if math.prod(raw) > MAX_ELEMENTS:
-        raise ctx.error(keypath, f"shape {shape_str(raw)} has more than {MAX_ELEMENTS} elements")
+        raise ctx.error(keypath, f"shape {shape_text(raw)} has more than {MAX_ELEMENTS} elements")
     return tuple(raw)
 
 
@@ -397,7 +394,7 @@ def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
             want = _shape(raw["shape"], ctx, join(keypath, "shape"))
             if arr.shape != want:
                 raise ctx.error(
-                    join(keypath, "shape"), f"{path.name} has shape {shape_str(arr.shape)}, expected {shape_str(want)}"
+                    join(keypath, "shape"), f"{path.name} has shape {shape_text(arr.shape)}, expected {shape_text(want)}"
                 )
         if "dtype" in raw:
             return arr.astype(dtype)
@@ -444,7 +441,7 @@ def build_like(raw: Any, like: Any, ctx: Context, keypath: str, what: str) -> Gu
         elif arr.ndim == len(want) + 1 and arr.shape[1:] == want:
             this = arr.shape[0]
         else:
-            raise ctx.error(kp, f"shape {shape_str(arr.shape)} does not match {what} {shape_str(want)}")
+            raise ctx.error(kp, f"shape {shape_text(arr.shape)} does not match {what} {shape_text(want)}")
         if first is None:
             batch, first = this, kp
         elif this != batch:
