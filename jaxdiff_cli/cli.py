@@ -79,8 +79,22 @@ TangentOpt = Annotated[
 CotangentOpt = Annotated[
     str | None, _opt("--cotangent", "-c", help="Cotangent VALUE shaped like the output (or with a batch axis).")
 ]
-DtypeOpt = Annotated[str | None, _opt("--dtype", help="float32 or float64 (float64 enables x64).")]
-DeviceOpt = Annotated[str | None, _opt("--device", help="cpu, gpu, tpu or auto.")]
+# The choices of --dtype, --device and --mode, for --help and shell completion. The loader's tables
+# (inputs.spec.DTYPES, DEVICES, prepare.MODES) are the truth and check the values; they are copied
+# here because importing them would import YAML and NumPy into `jaxdiff --help` (a test keeps them equal).
+DTYPE_CHOICES = ("float32", "float64")
+DEVICE_CHOICES = ("cpu", "gpu", "tpu", "auto")
+JACOBIAN_MODE_CHOICES = ("fwd", "rev", "auto")
+HVP_MODE_CHOICES = ("fwd-rev", "rev-fwd", "rev-rev")
+
+
+def _choice(*names: str, choices: tuple[str, ...], help: str) -> Any:
+    """An option whose values are ``choices``: listed in --help and completed by the shell."""
+    return _opt(*names, help=help, metavar="[" + "|".join(choices) + "]", autocompletion=lambda: list(choices))
+
+
+DtypeOpt = Annotated[str | None, _choice("--dtype", choices=DTYPE_CHOICES, help="float64 enables x64.")]
+DeviceOpt = Annotated[str | None, _choice("--device", choices=DEVICE_CHOICES, help="auto: JAX's default device.")]
 JsonOpt = Annotated[bool, _opt("--json", help="Print one JSON document on stdout (schema in the README).")]
 OutputOpt = Annotated[
     Path | None,
@@ -133,8 +147,16 @@ BakeOpt = Annotated[
         " (large weights on the CPU), but the program is specific to these values.",
     ),
 ]
-ModeOpt = Annotated[str | None, _opt("--mode", "-m", help="fwd (jacfwd), rev (jacrev) or auto: forward when inputs <= outputs.")]
-HvpModeOpt = Annotated[str | None, _opt("--mode", "-m", help="fwd-rev (forward-over-reverse, default), rev-fwd or rev-rev.")]
+ModeOpt = Annotated[
+    str | None,
+    _choice(
+        "--mode", "-m", choices=JACOBIAN_MODE_CHOICES, help="fwd (jacfwd), rev (jacrev) or auto: forward when inputs <= outputs."
+    ),
+]
+HvpModeOpt = Annotated[
+    str | None,
+    _choice("--mode", "-m", choices=HVP_MODE_CHOICES, help="fwd-rev (forward-over-reverse, default), rev-fwd or rev-rev."),
+]
 ChunkOpt = Annotated[
     str | None,
     _opt(
@@ -144,6 +166,15 @@ ChunkOpt = Annotated[
     ),
 ]
 ValueOpt = Annotated[bool, _opt("--value", help="Also show f(x).")]
+CaseOpt = Annotated[
+    list[str] | None,
+    _opt(
+        "--case",
+        metavar="NAME",
+        help="Of a spec with cases:, use the case(s) of this name (a glob: 'vec*'); repeatable. A command that computes"
+        " one thing takes one case.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -178,6 +209,7 @@ class Common:
     plot_file: Path | None = None
     spy: bool = False
     summary: bool = False
+    case: list[str] | None = None
 
     @classmethod
     def of(cls, params: dict[str, Any]) -> Common:
@@ -203,6 +235,7 @@ class Common:
         overrides = Overrides(
             function=self.fn, primals=tuple(self.primal or ()), wrt=tuple(self.wrt or ()), tangents=tuple(self.tangent or ()),
             cotangent=self.cotangent, dtype=self.dtype, device=self.device, has_aux=self.has_aux, no_code=self.no_code,
+            cases=tuple(self.case or ()),
         )  # fmt: skip
         chunk = parse_chunk_size(self.chunk_size, "--chunk-size")
         options = Options(mode=self.mode, chunk_size=chunk, with_value=self.value, bake=self.bake_primals)
@@ -233,8 +266,11 @@ def _root(
 # ---------------------------------------------------------------- errors -> exit codes
 
 
-def _guarded(debug: bool, body: Callable[[], None]) -> None:
-    """Run ``body``; turn our errors into one line and an exit code, Ctrl-C into 130, SIGTERM into 143."""
+def _guarded(debug: bool, body: Callable[[], None], json_: bool = False) -> None:
+    """Run ``body``; turn our errors into one line and an exit code, Ctrl-C into 130, SIGTERM into 143.
+
+    With ``json_`` (--json), an error is also a JSON document on stdout, ``{"error": {...}}``.
+    """
     from jaxdiff_cli.output.console import say
 
     try:
@@ -256,6 +292,11 @@ def _guarded(debug: bool, body: Callable[[], None]) -> None:
             raise
         error = exc if isinstance(exc, JaxdiffError) else blame(exc)
         say("error", error.render())
+        if json_:
+            from jaxdiff_cli.output.console import print_json
+            from jaxdiff_cli.output.reports import error_json
+
+            print_json(error_json(error))
         raise typer.Exit(int(error.exit_code)) from None
 
 
@@ -268,7 +309,7 @@ def _compute(command: str, c: Common, pictures: Pictures | None = None) -> None:
     def body() -> None:
         show_outcome(_computed(command, c, pictures), json_=c.json_, quiet=c.quiet, output=c.output, check_finite=c.check_finite)
 
-    _guarded(c.debug, body)
+    _guarded(c.debug, body, c.json_)
 
 
 def _computed(command: str, c: Common, pictures: Pictures | None) -> Outcome:
@@ -295,12 +336,13 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {  # name -> (Annotated type, default), i
     "quiet": (QuietOpt, False), "debug": (DebugOpt, False), "no_cache": (NoCacheOpt, False),
     "check_finite": (FiniteOpt, False), "bake_primals": (BakeOpt, False), "has_aux": (HasAuxOpt, False),
     "no_code": (NoCodeOpt, False),
+    "case": (CaseOpt, None),
     "plot": (PlotOpt, False), "plot_file": (PlotFileOpt, None), "spy": (SpyOpt, False), "summary": (SummaryOpt, False),
     "devices": (DevicesOpt, None), "coordinator": (CoordinatorOpt, None), "num_processes": (ProcessesOpt, None),
     "process_id": (ProcessIdOpt, None),
 }  # fmt: skip
 _SHARED = ("spec", "fn", "primal", "dtype", "device", "json_", "output", "quiet", "debug", "no_cache", "check_finite",
-           "bake_primals", "has_aux", "no_code")  # fmt: skip
+           "bake_primals", "has_aux", "no_code", "case")  # fmt: skip
 _SHARDED = ("devices", "coordinator", "num_processes", "process_id")
 _PICTURES = ("plot", "plot_file", "spy", "summary")
 
@@ -387,6 +429,20 @@ def check(
         ),
     ] = False,
     json_: JsonOpt = False,
+    output_format: Annotated[
+        str | None,
+        _choice(
+            "--output-format",
+            choices=("text", "json", "github"),
+            help="text (a table), json (as --json) or github (workflow commands that annotate the spec's failing line,"
+            " then the table). Default: github where GITHUB_ACTIONS=true, else text.",
+        ),
+    ] = None,
+    junit_xml: Annotated[
+        Path | None,
+        _opt("--junit-xml", metavar="FILE", help="Also write a JUnit XML report (one test per spec, case and check). Atomic."),
+    ] = None,
+    case: CaseOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
@@ -405,17 +461,40 @@ def check(
         from jaxdiff_cli.checks.check import Settings
         from jaxdiff_cli.engine.runtime import versions
         from jaxdiff_cli.output import console, render
+        from jaxdiff_cli.output import reports as ci
 
+        fmt = _output_format(output_format, json_)
+        if junit_xml is not None:
+            ci.check_report_path(junit_xml)  # fail before any work, not after
         settings = Settings(rtol=rtol, atol=atol, seed=seed, use_cache=not no_cache, update=update)
-        with console.progress(not (json_ or quiet)) as progress:
-            reports = operations.check(specs, settings, progress, no_code=no_code)
-        if json_:
+        with console.progress(fmt == "text" and not quiet) as progress:
+            reports = operations.check(specs, settings, progress, no_code=no_code, cases=tuple(case or ()))
+        if junit_xml is not None:
+            ci.write_junit(junit_xml, ci.junit_xml(reports, versions()))
+        if fmt == "json":
             console.print_json(render.check_json(reports, versions()))
-        elif not quiet:
+        if fmt == "github":
+            console.print_lines(ci.github_annotations(reports))
+        if fmt != "json" and not quiet:
             console.print_renderable(render.check_table(reports))
         raise typer.Exit(operations.check_exit(reports))
 
-    _guarded(debug, body)
+    _guarded(debug, body, json_ or output_format == "json")
+
+
+def _output_format(chosen: str | None, json_: bool) -> str:
+    """check's output format: --output-format, --json, else github in GitHub Actions, else text."""
+    import os
+
+    if chosen is not None and chosen not in ("text", "json", "github"):
+        raise UsageError(f"unknown format {chosen!r}", where="--output-format", hint="text, json or github")
+    if json_ and chosen not in (None, "json"):
+        raise UsageError(f"--json and --output-format {chosen} disagree", hint="give one of them")
+    if chosen is not None:
+        return chosen
+    if json_:
+        return "json"
+    return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
 
 
 @app.command()
@@ -435,6 +514,7 @@ def run(
     coordinator: CoordinatorOpt = None,
     num_processes: ProcessesOpt = None,
     process_id: ProcessIdOpt = None,
+    case: CaseOpt = None,
 ) -> None:
     """Run every operation a spec lists, for each of its cases; one JSON document for all.
 
@@ -460,8 +540,12 @@ def run(
             outcome = operations.run_cases(
                 spec, bake=c.bake_primals, no_code=c.no_code, devices=c.devices, cluster=c.cluster(), use_cache=not c.no_cache,
                 progress=progress, on_step=shown, on_error=lambda exc: console.say("error", exc.render()),
+                select=tuple(c.case or ()),
             )  # fmt: skip
         doc = render.run_json(outcome)
+        if not c.quiet:
+            for warning in outcome.warnings + ([outcome.nonfinite] if outcome.nonfinite else []):
+                console.say("warning", warning)
         if c.output is not None:
             save.save(c.output, outcome.arrays(), doc)
         if c.json_:
@@ -473,7 +557,7 @@ def run(
 
             raise NonFiniteError(outcome.nonfinite, where="--check-finite")
 
-    _guarded(debug, body)
+    _guarded(debug, body, c.json_)
 
 
 @app.command()
@@ -498,6 +582,7 @@ def bench(
     bake_primals: BakeOpt = False,
     has_aux: HasAuxOpt = False,
     no_code: NoCodeOpt = False,
+    case: CaseOpt = None,
 ) -> None:
     """Time an operation in each of its modes: compile time, steady-state time, working memory.
 
@@ -519,7 +604,7 @@ def bench(
         elif not c.quiet:
             console.show_bench(outcome)
 
-    _guarded(debug, body)
+    _guarded(debug, body, c.json_)
 
 
 @app.command()
@@ -546,7 +631,7 @@ def devices(
         else:
             console.print_renderable(render.devices_table(rows))
 
-    _guarded(debug, body)
+    _guarded(debug, body, json_)
 
 
 def main() -> None:

@@ -48,6 +48,11 @@ class Report:
     # what the operations computed, by output name (for --update)
     results: dict[str, Any] = field(default_factory=dict)
     updated: list[str] = field(default_factory=list)
+    # Where the spec is, for reports that point at its lines (JUnit, GitHub annotations, pytest):
+    file: str | None = None  # the spec file, or <stdin>
+    key: str = ""  # the case's key path in the file (cases[1]); empty for a spec without cases:
+    case: str | None = None  # the case's name
+    seconds: float = 0.0  # how long checking it took
 
     @property
     def passed(self) -> bool:
@@ -72,10 +77,15 @@ def compare_arrays(
         bad &= np.isfinite(err)  # an unusable reference (every step left the domain: inf error) cannot convict
         ratio = np.where(bound > 0, gap / np.where(bound > 0, bound, 1), np.where(gap > 0, np.inf, 0))
     unusable = int(np.sum(~np.isfinite(err)))
-    note = f"{ad.size} entries" + (f", {unusable} without a usable reference" if unusable else "")
+    note = entries(ad.size) + (f", {unusable} without a usable reference" if unusable else "")
     if not bad.any():
         return Finding(name, True, note)
     ratio = np.where(bad, np.nan_to_num(ratio, nan=np.inf), -1)
     idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ad.shape))
     worst = Worst(output, idx, float(ad[idx]), float(ref[idx]), float(err[idx]), float(bound[idx]))
-    return Finding(name, False, f"{int(bad.sum())} of {ad.size} entries outside tolerance", worst)
+    return Finding(name, False, f"{int(bad.sum())} of {entries(ad.size)} outside tolerance", worst)
+
+
+def entries(n: int) -> str:
+    """``1 entry``, ``4 entries``."""
+    return f"{n} entry" if n == 1 else f"{n} entries"
