@@ -634,6 +634,81 @@ def devices(
     _guarded(debug, body, json_)
 
 
+@app.command()
+def init(
+    function: Annotated[
+        str,
+        typer.Argument(
+            help="The function: 'lambda x: ...', an expression over the primal names, module:function or file.py:function.",
+            show_default=False,
+        ),
+    ],
+    primal: PrimalOpt = None,
+    wrt: WrtOpt = None,
+    tangent: TangentOpt = None,
+    dtype: DtypeOpt = None,
+    output: Annotated[
+        Path | None,
+        _opt("--output", "-o", metavar="FILE", help="Write the spec to FILE (never over an existing file); default: print it."),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a starter spec: the function, its primals, what to differentiate and an empty expect: block.
+
+    Then `jaxdiff check --update FILE` records the results as the expected values, and `jaxdiff
+    check FILE` guards them from then on. The spec is read back (as any spec is) before it is written.
+
+    Example: jaxdiff init "lambda x: jnp.sum(jnp.sin(x)**2)" -p x=[0.5,1.0]
+    """
+
+    def body() -> None:
+        from jaxdiff_cli.atomic import write_new
+        from jaxdiff_cli.errors import OutputError
+        from jaxdiff_cli.inputs.starter import starter_spec
+
+        name = output.name if output is not None else "spec.yaml"
+        folder = (output.parent if str(output.parent) else Path(".")) if output is not None else None
+        refused = "exists: jaxdiff init never overwrites a file"
+        if output is not None and output.exists():
+            raise OutputError(refused, where=f"-o {output}", hint="remove it or pick another name")
+        if folder is not None and not folder.is_dir():
+            raise OutputError(f"folder {folder} does not exist", where=f"-o {output}")
+        text = starter_spec(
+            function, tuple(primal or ()), wrt=tuple(wrt or ()), tangents=tuple(tangent or ()), dtype=dtype, name=name,
+            base_dir=folder.resolve() if folder is not None else None,
+        )  # fmt: skip
+        if output is None:
+            sys.stdout.write(text)
+            return
+        try:
+            write_new(output, text.encode("utf-8"))
+        except FileExistsError:
+            raise OutputError(refused, where=f"-o {output}") from None
+        except OSError as exc:
+            raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"-o {output}") from None
+        typer.echo(f"wrote {output}; next: jaxdiff check --update {output}", err=True)
+
+    _guarded(debug, body)
+
+
+@app.command()
+def schema(debug: DebugOpt = False) -> None:
+    """Print the JSON Schema of a spec, for editors and validators (the package ships it as spec.schema.json).
+
+    Save it next to your specs and name it on a spec's first line, for completion and checking in
+    editors with the YAML language server: # yaml-language-server: $schema=jaxdiff.schema.json
+
+    Example: jaxdiff schema
+    """
+
+    def body() -> None:
+        from jaxdiff_cli.schema import schema_text
+
+        sys.stdout.write(schema_text())
+
+    _guarded(debug, body)
+
+
 def main() -> None:
     """The ``jaxdiff`` command: the app, with SIGINT and SIGTERM turned into exits 130 and 143.
 

@@ -323,3 +323,45 @@ def test_warnings_reach_stderr_in_every_format(cli: Any, tmp_path: Path) -> None
     assert any("value[1] is nan" in w for w in warnings)
     for w in warnings:
         assert f"warning: {w}" in ran.stderr
+
+
+# ----------------------------------------------------------------------------- init
+
+
+def test_init_round_trip_through_check_update(cli: Any, tmp_path: Path) -> None:
+    spec = tmp_path / "poly.yaml"
+    ran = cli("init", "lambda x, w: (x + w) * x**2", "-p", "x=[3.0, 1.0, 2.0]", "-p", "w=[1.0, -1.0, 2.2]", "-w", "x", "-o", spec)
+    assert ran.exit_code == 0, ran.stderr
+    text = spec.read_text()
+    assert 'function: "lambda x, w: (x + w) * x**2"' in text and "  x: [3.0, 1.0, 2.0]" in text and "wrt: [x]" in text
+    assert "expect: {}" in text and text.count("\n#") >= 5  # commented
+    assert cli("check", spec).exit_code == 0  # a valid spec from the start: AD vs FD, nothing expected yet
+    ran = cli("check", "--update", spec)
+    assert ran.exit_code == 0, ran.stdout
+    doc = cli("check", spec, "--json").json()
+    names = [c["name"] for c in doc["specs"][0]["checks"]]
+    assert doc["passed"] and "expect value" in names and "expect jacobian.x" in names
+    assert "# The inputs, by parameter name" in spec.read_text()  # only the expect block was rewritten
+    spec.write_text(spec.read_text().replace("[33.0, 0.0, 0.0]", "[34.0, 0.0, 0.0]"))
+    assert cli("check", spec).exit_code == 1  # a changed derivative now fails
+
+
+def test_init_never_overwrites(cli: Any, tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("mine\n")
+    ran = cli("init", "x * 2", "-p", "x=1.0", "-o", spec)
+    assert ran.exit_code == 3 and ran.stderr.startswith(f"error: -o {spec}: exists: jaxdiff init never overwrites a file")
+    assert spec.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+def test_init_refuses_what_a_spec_would_refuse(cli: Any, tmp_path: Path) -> None:
+    for args, code, message in [
+        (["x"], 2, "--primal: init needs the function's primals"),
+        (["x", "-p", "x=[1,"], 3, "<command line>: --primal x: line 1"),
+        (["x", "-p", "x=1", "-w", "y"], 3, "<command line>: --wrt: 'y' is not a primal; primals are x"),
+        (["x", "-p", "x=1", "--dtype", "float16"], 3, "unknown dtype 'float16'"),
+        (["lambda x: x.dtype", "-p", "x=1"], 4, "<command line>: function: expression rejected: attribute 'dtype'"),
+    ]:
+        ran = cli("init", *args, "-o", tmp_path / "s.yaml")
+        assert ran.exit_code == code and message in ran.stderr, (args, ran.stderr)
+    assert not list(tmp_path.iterdir())  # nothing written
