@@ -59,6 +59,27 @@ class Report:
         return self.error is None and all(f.passed for f in self.findings)
 
 
+# The checks of a spec as tests (the pytest plugin's items, after one per expect: entry), and the
+# finding names each one gathers (the names check_derivatives gives its findings).
+DERIVATIVE_GROUPS = ("ad_vs_fd[fwd]", "ad_vs_fd[rev]", "adjoint", "hvp", "hessian", "finite")
+_GROUP_PREFIXES = (
+    (("jacobian fwd vs FD", "jvp vs FD"), ("ad_vs_fd[fwd]",)),
+    (("jacobian rev vs FD", "vjp vs FD"), ("ad_vs_fd[rev]",)),
+    (("AD vs FD",), ("ad_vs_fd[fwd]", "ad_vs_fd[rev]")),  # not compared (f is not finite): both modes
+    (("adjoint",), ("adjoint",)),
+    (("hvp ",), ("hvp",)),
+    (("hessian ",), ("hessian",)),
+    (("finite", "value finite"), ("finite",)),
+)
+
+
+def groups_of(name: str) -> tuple[str, ...]:
+    """The tests a finding belongs to: ``expect[NAME]`` or some of DERIVATIVE_GROUPS (none if unknown)."""
+    if name.startswith("expect "):
+        return (f"expect[{name.removeprefix('expect ')}]",)
+    return next((groups for prefixes, groups in _GROUP_PREFIXES if name.startswith(prefixes)), ())
+
+
 def compare_arrays(
     name: str, output: str, ad: np.ndarray, ref: np.ndarray, err: np.ndarray, dtype: str, tol: tuple[float, float]
 ) -> Finding:
