@@ -30,7 +30,7 @@ app = typer.Typer(
         "Example: jaxdiff grad -f 'lambda x: jnp.sum(jnp.tanh(x)**2)' -p x=[1,2,3]"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_show_locals=False,  # --debug: a traceback, not every local (a Jacobian can be large)
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},

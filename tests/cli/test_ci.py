@@ -365,3 +365,42 @@ def test_init_refuses_what_a_spec_would_refuse(cli: Any, tmp_path: Path) -> None
         ran = cli("init", *args, "-o", tmp_path / "s.yaml")
         assert ran.exit_code == code and message in ran.stderr, (args, ran.stderr)
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+# ----------------------------------------------------------------------------- shell completion
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_show_completion_prints_a_script(cli: Any, shell: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Typer detects the user's shell from the parent process; here the shell is named instead.
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
+    ran = cli("--show-completion", shell)
+    assert ran.exit_code == 0
+    assert "_JAXDIFF_COMPLETE" in ran.stdout and f"complete_{shell}" in ran.stdout
+
+
+@pytest.mark.parametrize(
+    ("words", "cword", "expected"),
+    [
+        ("jaxdiff ch", 1, ["check"]),
+        ("jaxdiff jvp --dtype ", 3, ["float32", "float64"]),
+        ("jaxdiff jacobian --mode ", 3, ["fwd", "rev", "auto"]),
+        ("jaxdiff hvp --mode rev-", 3, ["rev-fwd", "rev-rev"]),
+        ("jaxdiff check --output-format ", 3, ["text", "json", "github"]),
+    ],
+)
+def test_completion_completes_commands_and_choices_without_jax(words: str, cword: int, expected: list[str]) -> None:
+    """What bash asks the completion script for, answered by the installed command: and never by importing JAX."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nsys.argv = ['jaxdiff']\nfrom jaxdiff_cli.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('JAX IMPORTED' if 'jax' in sys.modules or 'numpy' in sys.modules else 'NO JAX')\n"
+    )
+    env = dict(os.environ, _JAXDIFF_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD=str(cword))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    *completions, last = out.stdout.splitlines()
+    assert completions == expected and last == "NO JAX", out.stdout + out.stderr
