@@ -404,3 +404,76 @@ def test_completion_completes_commands_and_choices_without_jax(words: str, cword
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     *completions, last = out.stdout.splitlines()
     assert completions == expected and last == "NO JAX", out.stdout + out.stderr
+
+
+# ----------------------------------------------------------------------------- polish
+
+
+def test_the_choices_in_help_are_the_loaders(cli: Any) -> None:
+    from jaxdiff_cli import cli as cli_module
+    from jaxdiff_cli.inputs.spec import DEVICES, DTYPES
+    from jaxdiff_cli.prepare import MODES
+
+    assert cli_module.DTYPE_CHOICES == DTYPES and cli_module.DEVICE_CHOICES == DEVICES
+    assert (cli_module.JACOBIAN_MODE_CHOICES, cli_module.HVP_MODE_CHOICES) == (MODES["jacobian"], MODES["hvp"])
+    text = cli("jacobian", "--help").stdout
+    assert "[float32|float64]" in text and "[cpu|gpu|tpu|auto]" in text and "[fwd|rev|auto]" in text
+    assert "[fwd-rev|rev-fwd|rev-rev]" in cli("hvp", "--help").stdout
+
+
+def test_exact_zeros_are_never_minus_zero_and_one_entry_is_singular(cli: Any, tmp_path: Path) -> None:
+    ran = cli("grad", "-f", "jnp.sum(x * 0.0) + 0.0 * jnp.sum(-x)", "-p", "x=[1.0, -2.0]")
+    assert ran.exit_code == 0 and "-0." not in ran.stdout and "[0. 0.]" in ran.stdout
+    spec = write(tmp_path, "one.yaml", "function: x**2\nprimals: {x: 3.0}\nexpect: {value: 9.0}\n")
+    text = cli("check", spec).stdout
+    assert "1 entry " in text and "1 entries" not in text
+
+
+# ----------------------------------------------------------------------------- pre-commit and CI recipes
+
+
+def test_the_pre_commit_hook_runs_jaxdiff_check_on_spec_files(cli: Any, tmp_path: Path) -> None:
+    import shlex
+
+    import yaml
+
+    from ..conftest import ROOT
+
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "jaxdiff-check" and hook["language"] == "python" and "yaml" in hook["types"]
+    assert re.search(hook["files"], "specs/poly.yaml") and re.search(hook["files"], "pkg/spec/a.yml")
+    assert not re.search(hook["files"], ".github/workflows/ci.yaml")
+    program, *args = shlex.split(hook["entry"]) + hook["args"]
+    assert program == "jaxdiff"
+    wrong = write(tmp_path, "wrong.yaml", WRONG)
+    assert cli(*args, CONFIGS / "seed000_poly.yaml").exit_code == 0  # pre-commit appends the files it checks
+    assert cli(*args, CONFIGS / "seed000_poly.yaml", wrong).exit_code == 1
+
+
+def test_the_readme_ci_recipes_are_valid_yaml_with_commands_that_run(cli: Any, tmp_path: Path) -> None:
+    import shlex
+
+    import yaml
+
+    from ..conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### In CI", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    docs = [yaml.safe_load(b) for b in blocks]
+    github = next(d for d in docs if "jobs" in d)
+    gitlab = next(d for d in docs if any(isinstance(v, dict) and "script" in v for v in d.values()))
+    steps = [s for job in github["jobs"].values() for s in job["steps"]]
+    assert any("actions/cache" in s.get("uses", "") for s in steps)
+    assert any("~/.cache/jaxdiff/xla" in str(s.get("with", {}).get("path", "")) for s in steps)
+    (job,) = [v for v in gitlab.values() if isinstance(v, dict) and "script" in v]
+    assert job["artifacts"]["reports"]["junit"] and job["cache"]["paths"]
+    commands = [line for s in steps for line in str(s.get("run", "")).splitlines()] + job["script"]
+    checks = [shlex.split(c) for c in commands if c.strip().startswith("jaxdiff check")]
+    assert len(checks) >= 2
+    for words in checks:  # each runs, on a config for the user's specs and into tmp_path for its files
+        words = words[: words.index(">")] if ">" in words else words
+        words = [str(CONFIGS / "seed000_poly.yaml") if "specs/" in w else w for w in words]
+        words = [str(tmp_path / Path(w).name) if w.endswith(".xml") else w for w in words]
+        ran = cli(*words[1:])
+        assert ran.exit_code == 0, (words, ran.stderr)
