@@ -64,6 +64,37 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
         os.fsync(handle.fileno())
 
 
+def write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` holding ``data``, atomically, never replacing a file that is there (FileExistsError).
+
+    The data goes to a temporary file first, which is then hard-linked to ``path``: the link fails if
+    ``path`` exists, even one created a moment ago by someone else, where a check and a rename would
+    replace it. (A file system without hard links falls back to that check and rename.)
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    tmp: str | None = None
+    try:
+        with signals.deferred():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~umask())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here
+            if path.exists():
+                raise FileExistsError(str(path)) from None
+            os.replace(tmp, path)
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
 def umask() -> int:
     current = os.umask(0)
     os.umask(current)

@@ -32,7 +32,7 @@ app = typer.Typer(
         "Example: jaxdiff grad -f 'lambda x: jnp.sum(jnp.tanh(x)**2)' -p x=[1,2,3]"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_show_locals=False,  # --debug: a traceback, not every local (a Jacobian can be large)
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -81,8 +81,22 @@ TangentOpt = Annotated[
 CotangentOpt = Annotated[
     str | None, _opt("--cotangent", "-c", help="Cotangent VALUE shaped like the output (or with a batch axis).")
 ]
-DtypeOpt = Annotated[str | None, _opt("--dtype", help="float32 or float64 (float64 enables x64).")]
-DeviceOpt = Annotated[str | None, _opt("--device", help="cpu, gpu, tpu or auto.")]
+# The choices of --dtype, --device and --mode, for --help and shell completion. The loader's tables
+# (inputs.spec.DTYPES, DEVICES, prepare.MODES) are the truth and check the values; they are copied
+# here because importing them would import YAML and NumPy into `jaxdiff --help` (a test keeps them equal).
+DTYPE_CHOICES = ("float32", "float64")
+DEVICE_CHOICES = ("cpu", "gpu", "tpu", "auto")
+JACOBIAN_MODE_CHOICES = ("fwd", "rev", "auto")
+HVP_MODE_CHOICES = ("fwd-rev", "rev-fwd", "rev-rev")
+
+
+def _choice(*names: str, choices: tuple[str, ...], help: str) -> Any:
+    """An option whose values are ``choices``: listed in --help and completed by the shell."""
+    return _opt(*names, help=help, metavar="[" + "|".join(choices) + "]", autocompletion=lambda: list(choices))
+
+
+DtypeOpt = Annotated[str | None, _choice("--dtype", choices=DTYPE_CHOICES, help="float64 enables x64.")]
+DeviceOpt = Annotated[str | None, _choice("--device", choices=DEVICE_CHOICES, help="auto: JAX's default device.")]
 JsonOpt = Annotated[bool, _opt("--json", help="Print one JSON document on stdout (schema in the README).")]
 OutputOpt = Annotated[
     Path | None,
@@ -135,8 +149,16 @@ BakeOpt = Annotated[
         " (large weights on the CPU), but the program is specific to these values.",
     ),
 ]
-ModeOpt = Annotated[str | None, _opt("--mode", "-m", help="fwd (jacfwd), rev (jacrev) or auto: forward when inputs <= outputs.")]
-HvpModeOpt = Annotated[str | None, _opt("--mode", "-m", help="fwd-rev (forward-over-reverse, default), rev-fwd or rev-rev.")]
+ModeOpt = Annotated[
+    str | None,
+    _choice(
+        "--mode", "-m", choices=JACOBIAN_MODE_CHOICES, help="fwd (jacfwd), rev (jacrev) or auto: forward when inputs <= outputs."
+    ),
+]
+HvpModeOpt = Annotated[
+    str | None,
+    _choice("--mode", "-m", choices=HVP_MODE_CHOICES, help="fwd-rev (forward-over-reverse, default), rev-fwd or rev-rev."),
+]
 ChunkOpt = Annotated[
     str | None,
     _opt(
@@ -146,6 +168,15 @@ ChunkOpt = Annotated[
     ),
 ]
 ValueOpt = Annotated[bool, _opt("--value", help="Also show f(x).")]
+CaseOpt = Annotated[
+    list[str] | None,
+    _opt(
+        "--case",
+        metavar="NAME",
+        help="Of a spec with cases:, use the case(s) of this name (a glob: 'vec*'); repeatable. A command that computes"
+        " one thing takes one case.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -180,6 +211,7 @@ class Common:
     plot_file: Path | None = None
     spy: bool = False
     summary: bool = False
+    case: list[str] | None = None
 
     @classmethod
     def of(cls, params: dict[str, Any]) -> Common:
@@ -205,6 +237,7 @@ class Common:
         overrides = Overrides(
             function=self.fn, primals=tuple(self.primal or ()), wrt=tuple(self.wrt or ()), tangents=tuple(self.tangent or ()),
             cotangent=self.cotangent, dtype=self.dtype, device=self.device, has_aux=self.has_aux, no_code=self.no_code,
+            cases=tuple(self.case or ()),
         )  # fmt: skip
         chunk = parse_chunk_size(self.chunk_size, "--chunk-size")
         options = Options(mode=self.mode, chunk_size=chunk, with_value=self.value, bake=self.bake_primals)
@@ -235,8 +268,11 @@ def _root(
 # ---------------------------------------------------------------- errors -> exit codes
 
 
-def _guarded(debug: bool, body: Callable[[], None]) -> None:
-    """Run ``body``; turn our errors into one line and an exit code, Ctrl-C into 130, SIGTERM into 143."""
+def _guarded(debug: bool, body: Callable[[], None], json_: bool = False) -> None:
+    """Run ``body``; turn our errors into one line and an exit code, Ctrl-C into 130, SIGTERM into 143.
+
+    With ``json_`` (--json), an error is also a JSON document on stdout, ``{"error": {...}}``.
+    """
     from jaxdiff_cli.output.console import say
 
     try:
@@ -258,6 +294,11 @@ def _guarded(debug: bool, body: Callable[[], None]) -> None:
             raise
         error = exc if isinstance(exc, JaxdiffError) else blame(exc)
         say("error", error.render())
+        if json_:
+            from jaxdiff_cli.output.console import print_json
+            from jaxdiff_cli.output.reports import error_json
+
+            print_json(error_json(error))
         raise typer.Exit(int(error.exit_code)) from None
 
 
@@ -270,7 +311,7 @@ def _compute(command: str, c: Common, pictures: Pictures | None = None) -> None:
     def body() -> None:
         show_outcome(_computed(command, c, pictures), json_=c.json_, quiet=c.quiet, output=c.output, check_finite=c.check_finite)
 
-    _guarded(c.debug, body)
+    _guarded(c.debug, body, c.json_)
 
 
 def _computed(command: str, c: Common, pictures: Pictures | None) -> Outcome:
@@ -297,12 +338,13 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {  # name -> (Annotated type, default), i
     "quiet": (QuietOpt, False), "debug": (DebugOpt, False), "no_cache": (NoCacheOpt, False),
     "check_finite": (FiniteOpt, False), "bake_primals": (BakeOpt, False), "has_aux": (HasAuxOpt, False),
     "no_code": (NoCodeOpt, False),
+    "case": (CaseOpt, None),
     "plot": (PlotOpt, False), "plot_file": (PlotFileOpt, None), "spy": (SpyOpt, False), "summary": (SummaryOpt, False),
     "devices": (DevicesOpt, None), "coordinator": (CoordinatorOpt, None), "num_processes": (ProcessesOpt, None),
     "process_id": (ProcessIdOpt, None),
 }  # fmt: skip
 _SHARED = ("spec", "fn", "primal", "dtype", "device", "json_", "output", "quiet", "debug", "no_cache", "check_finite",
-           "bake_primals", "has_aux", "no_code")  # fmt: skip
+           "bake_primals", "has_aux", "no_code", "case")  # fmt: skip
 _SHARDED = ("devices", "coordinator", "num_processes", "process_id")
 _PICTURES = ("plot", "plot_file", "spy", "summary")
 
@@ -389,6 +431,20 @@ def check(
         ),
     ] = False,
     json_: JsonOpt = False,
+    output_format: Annotated[
+        str | None,
+        _choice(
+            "--output-format",
+            choices=("text", "json", "github"),
+            help="text (a table), json (as --json) or github (workflow commands that annotate the spec's failing line,"
+            " then the table). Default: github where GITHUB_ACTIONS=true, else text.",
+        ),
+    ] = None,
+    junit_xml: Annotated[
+        Path | None,
+        _opt("--junit-xml", metavar="FILE", help="Also write a JUnit XML report (one test per spec, case and check). Atomic."),
+    ] = None,
+    case: CaseOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
@@ -406,17 +462,40 @@ def check(
         from jaxdiff_cli import operations
         from jaxdiff_cli.checks.check import Settings
         from jaxdiff_cli.output import console, render
+        from jaxdiff_cli.output import reports as ci
 
+        fmt = _output_format(output_format, json_)
+        if junit_xml is not None:
+            ci.check_report_path(junit_xml)  # fail before any work, not after
         settings = Settings(rtol=rtol, atol=atol, seed=seed, use_cache=not no_cache, update=update)
-        with console.progress(not (json_ or quiet)) as progress:
-            reports = operations.check(specs, settings, progress, no_code=no_code)
-        if json_:
+        with console.progress(fmt == "text" and not quiet) as progress:
+            reports = operations.check(specs, settings, progress, no_code=no_code, cases=tuple(case or ()))
+        if junit_xml is not None:
+            ci.write_junit(junit_xml, ci.junit_xml(reports, operations.versions()))
+        if fmt == "json":
             console.print_json(render.check_json(reports, operations.versions()))
-        elif not quiet:
+        if fmt == "github":
+            console.print_lines(ci.github_annotations(reports))
+        if fmt != "json" and not quiet:
             console.print_renderable(render.check_table(reports))
         raise typer.Exit(operations.check_exit(reports))
 
-    _guarded(debug, body)
+    _guarded(debug, body, json_ or output_format == "json")
+
+
+def _output_format(chosen: str | None, json_: bool) -> str:
+    """check's output format: --output-format, --json, else github in GitHub Actions, else text."""
+    import os
+
+    if chosen is not None and chosen not in ("text", "json", "github"):
+        raise UsageError(f"unknown format {chosen!r}", where="--output-format", hint="text, json or github")
+    if json_ and chosen not in (None, "json"):
+        raise UsageError(f"--json and --output-format {chosen} disagree", hint="give one of them")
+    if chosen is not None:
+        return chosen
+    if json_:
+        return "json"
+    return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
 
 
 @app.command()
@@ -436,6 +515,7 @@ def run(
     coordinator: CoordinatorOpt = None,
     num_processes: ProcessesOpt = None,
     process_id: ProcessIdOpt = None,
+    case: CaseOpt = None,
 ) -> None:
     """Run every operation a spec lists, for each of its cases; one JSON document for all.
 
@@ -461,8 +541,12 @@ def run(
             outcome = operations.run_cases(
                 spec, bake=c.bake_primals, no_code=c.no_code, devices=c.devices, cluster=c.cluster(), use_cache=not c.no_cache,
                 progress=progress, on_step=shown, on_error=lambda exc: console.say("error", exc.render()),
+                select=tuple(c.case or ()),
             )  # fmt: skip
         doc = render.run_json(outcome)
+        if not c.quiet:
+            for warning in outcome.warnings + ([outcome.nonfinite] if outcome.nonfinite else []):
+                console.say("warning", warning)
         if c.output is not None:
             save.save(c.output, outcome.arrays(), doc)
         if c.json_:
@@ -474,7 +558,7 @@ def run(
 
             raise NonFiniteError(outcome.nonfinite, where="--check-finite")
 
-    _guarded(debug, body)
+    _guarded(debug, body, c.json_)
 
 
 @app.command()
@@ -499,6 +583,7 @@ def bench(
     bake_primals: BakeOpt = False,
     has_aux: HasAuxOpt = False,
     no_code: NoCodeOpt = False,
+    case: CaseOpt = None,
 ) -> None:
     """Time an operation in each of its modes: compile time, steady-state time, working memory.
 
@@ -520,7 +605,7 @@ def bench(
         elif not c.quiet:
             console.show_bench(outcome)
 
-    _guarded(debug, body)
+    _guarded(debug, body, c.json_)
 
 
 @app.command()
@@ -545,6 +630,81 @@ def devices(
             console.print_json(render.envelope("devices", operations.versions(), devices=rows))
         else:
             console.print_renderable(render.devices_table(rows))
+
+    _guarded(debug, body, json_)
+
+
+@app.command()
+def init(
+    function: Annotated[
+        str,
+        typer.Argument(
+            help="The function: 'lambda x: ...', an expression over the primal names, module:function or file.py:function.",
+            show_default=False,
+        ),
+    ],
+    primal: PrimalOpt = None,
+    wrt: WrtOpt = None,
+    tangent: TangentOpt = None,
+    dtype: DtypeOpt = None,
+    output: Annotated[
+        Path | None,
+        _opt("--output", "-o", metavar="FILE", help="Write the spec to FILE (never over an existing file); default: print it."),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a starter spec: the function, its primals, what to differentiate and an empty expect: block.
+
+    Then `jaxdiff check --update FILE` records the results as the expected values, and `jaxdiff
+    check FILE` guards them from then on. The spec is read back (as any spec is) before it is written.
+
+    Example: jaxdiff init "lambda x: jnp.sum(jnp.sin(x)**2)" -p x=[0.5,1.0]
+    """
+
+    def body() -> None:
+        from jaxdiff_cli.atomic import write_new
+        from jaxdiff_cli.errors import OutputError
+        from jaxdiff_cli.inputs.starter import starter_spec
+
+        name = output.name if output is not None else "spec.yaml"
+        folder = (output.parent if str(output.parent) else Path(".")) if output is not None else None
+        refused = "exists: jaxdiff init never overwrites a file"
+        if output is not None and output.exists():
+            raise OutputError(refused, where=f"-o {output}", hint="remove it or pick another name")
+        if folder is not None and not folder.is_dir():
+            raise OutputError(f"folder {folder} does not exist", where=f"-o {output}")
+        text = starter_spec(
+            function, tuple(primal or ()), wrt=tuple(wrt or ()), tangents=tuple(tangent or ()), dtype=dtype, name=name,
+            base_dir=folder.resolve() if folder is not None else None,
+        )  # fmt: skip
+        if output is None:
+            sys.stdout.write(text)
+            return
+        try:
+            write_new(output, text.encode("utf-8"))
+        except FileExistsError:
+            raise OutputError(refused, where=f"-o {output}") from None
+        except OSError as exc:
+            raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"-o {output}") from None
+        typer.echo(f"wrote {output}; next: jaxdiff check --update {output}", err=True)
+
+    _guarded(debug, body)
+
+
+@app.command()
+def schema(debug: DebugOpt = False) -> None:
+    """Print the JSON Schema of a spec, for editors and validators (the package ships it as spec.schema.json).
+
+    Save it next to your specs and name it on a spec's first line, for completion and checking in
+    editors with the YAML language server: # yaml-language-server: $schema=jaxdiff.schema.json
+
+    Example: jaxdiff schema
+    """
+
+    def body() -> None:
+        from jaxdiff_cli.schema import schema_text
+
+        sys.stdout.write(schema_text())
 
     _guarded(debug, body)
 

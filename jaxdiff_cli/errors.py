@@ -31,6 +31,26 @@ class ExitCode(enum.IntEnum):
     TERMINATED = 143  # SIGTERM: 128 + 15
 
 
+class Where(str):
+    """Where an error is, as people read it (``FILE: key.path``), with the file and the key path kept
+    apart for machines: GitHub annotations, JUnit reports and ``--json`` errors point at the line.
+
+    A plain ``str`` everywhere else, so every message reads as before. For a case of a spec with
+    ``cases:`` the text is ``FILE: cases[0]: primals.x`` and the key ``cases[0].primals.x``.
+    """
+
+    file: str
+    key: str
+    line: int | None  # known without a key: a YAML syntax error's own line
+
+    def __new__(cls, file: str, key: str = "", text: str | None = None, line: int | None = None) -> Where:
+        self = super().__new__(cls, text if text is not None else (f"{file}: {key}" if key else file))
+        self.file = str(file)
+        self.key = key
+        self.line = line
+        return self
+
+
 class JaxdiffError(Exception):
     """Base of every error meant for the user: one line, no traceback."""
 

@@ -15,7 +15,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jaxdiff_cli.errors import JaxdiffError, NonFiniteError, SpecError, UsageError
-from jaxdiff_cli.inputs.spec import OPERATIONS, Case, Overrides, Spec, Step, load_cases, load_spec, parse_devices
+from jaxdiff_cli.inputs.spec import (
+    OPERATIONS,
+    STDIN,
+    Case,
+    Overrides,
+    Spec,
+    Step,
+    case_names,
+    cases_of,
+    load_spec,
+    parse_devices,
+    read_source,
+)
 from jaxdiff_cli.prepare import Options, Prepared, prepare, primary_array, run_operation, stream_jacobian
 
 if TYPE_CHECKING:
@@ -222,6 +234,7 @@ class RunOutcome:
     cases: list[CaseOutcome]
     versions: dict[str, str]
     nonfinite: str | None = None  # the first non-finite result of any case
+    warnings: list[str] = field(default_factory=list)  # where float32 may lose the answer, per case and step
 
     @property
     def first_error(self) -> JaxdiffError | None:
@@ -250,13 +263,21 @@ def run_cases(
     progress: Progress | None = None,
     on_step: Callable[[CaseOutcome, Step, Result], None] | None = None,
     on_error: Callable[[JaxdiffError], None] | None = None,
+    select: tuple[str, ...] = (),
 ) -> RunOutcome:
-    """Every operation a spec's run: lists, for each of its cases; a failing case does not stop the others."""
-    from jaxdiff_cli.engine.diagnostics import nonfinite_note
+    """Every operation a spec's run: lists, for each of its cases; a failing case does not stop the others.
+
+    ``select`` (--case): only the cases whose names match these globs.
+    """
+    from jaxdiff_cli.engine.diagnostics import nonfinite_note, precision_warnings
     from jaxdiff_cli.engine.runtime import versions
 
     progress = progress or Silent()
-    cases = load_cases(spec_path, Overrides(no_code=no_code))
+    data, source, base = read_source(spec_path)
+    cases = cases_of(data, source, base, Overrides(no_code=no_code, cases=select), spec_path, need_steps=True)
+    if select and not cases:
+        hint = f"cases: {', '.join(case_names(data))}" if "cases" in data else f"{source} has no cases:"
+        raise UsageError(f"no case is named {' or '.join(select)}", where="--case", hint=hint)
     total = sum(len(case.steps) for case in cases)
     # With --devices (or the spec's devices:), the cases go round-robin over the mesh's devices.
     mesh = _mesh(devices, cases[0].spec) if cases else None
@@ -270,6 +291,9 @@ def run_cases(
             device = spread[number % len(spread)] if spread else None
             prep = prepare(case.spec, use_cache=use_cache, cluster=cluster, device=device)
             item.device = prep.runtime.device_name
+            outcome.warnings += [
+                f"{case.name}: float32 may lose the answer: {w} (try dtype: float64)" for w in precision_warnings(prep.inputs)
+            ]
             for step in case.steps:
                 done += 1
                 progress.advance(f"{case.name}: {step.label}", done, total)
@@ -278,6 +302,10 @@ def run_cases(
                 note = nonfinite_note(result.outputs, result.value)
                 if note is not None and outcome.nonfinite is None:
                     outcome.nonfinite = f"{case.name}: {step.label}: {note}"
+                outcome.warnings += [
+                    f"{case.name}: {step.label}: float32 may lose the answer: {w} (try dtype: float64)"
+                    for w in precision_warnings(result.outputs)
+                ]
                 if on_step is not None:
                     on_step(item, step, result)
         except JaxdiffError as exc:
@@ -305,23 +333,39 @@ def expand(patterns: list[str]) -> list[str]:
     return paths
 
 
-def check(patterns: list[str], settings: Settings, progress: Progress | None = None, *, no_code: bool = False) -> list[Report]:
-    """Every spec, and every case of a spec with cases:, checked; a bad spec is reported, not fatal."""
+def check(
+    patterns: list[str],
+    settings: Settings,
+    progress: Progress | None = None,
+    *,
+    no_code: bool = False,
+    cases: tuple[str, ...] = (),
+) -> list[Report]:
+    """Every spec, and every case of a spec with cases:, checked; a bad spec is reported, not fatal.
+
+    ``cases`` (--case): only the cases whose names match these globs; specs without cases: are left out.
+    """
     from jaxdiff_cli.checks.check import Report, check_spec
 
     progress = progress or Silent()
     reports: list[Report] = []
+    found: list[str] = []  # every case name seen, for the message when --case picks none
     for path in expand(patterns):
         with progress.stage(f"checking {path}"):
             try:
-                cases: list[Case] = load_cases(path, Overrides(no_code=no_code), need_steps=False)
+                data, source, base = read_source(path)
+                found += case_names(data)
+                chosen: list[Case] = cases_of(data, source, base, Overrides(no_code=no_code, cases=cases), path, need_steps=False)
             except JaxdiffError as exc:
-                reports.append(Report(spec=path, error=exc))
+                reports.append(Report(spec=path, error=exc, file=STDIN if path == "-" else path))
                 continue
-            for case in cases:
+            for case in chosen:
                 report = check_spec(case.spec, settings)
-                report.spec += f" ({case.name})" if len(cases) > 1 else ""
+                report.spec += f" ({case.name})" if case.spec.case is not None and (len(chosen) > 1 or cases) else ""
                 reports.append(report)
+    if cases and not reports:
+        hint = f"cases: {', '.join(found)}" if found else "no spec has cases:"
+        raise UsageError(f"no case is named {' or '.join(cases)}", where="--case", hint=hint)
     return reports
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["pytester"]  # the jaxdiff pytest plugin's tests run pytest inside pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 ASSETS = Path(__file__).resolve().parent / "assets"

@@ -5,6 +5,7 @@ Errors (a bad spec, a failing function) are kept in the report, so the other spe
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,9 @@ class Settings:
 
 def check_spec(spec: Spec, settings: Settings) -> Report:
     """Every check of one spec; errors (bad spec, failing function) are kept in the report."""
-    report = Report(spec=spec.source)
+    source = spec.source
+    report = Report(spec=source, file=getattr(source, "file", None), key=getattr(source, "key", ""), case=spec.case)
+    start = time.perf_counter()
     try:
         prep = prepare(spec, use_cache=settings.use_cache)
         check_expectations(prep, report)
@@ -44,4 +47,5 @@ def check_spec(spec: Spec, settings: Settings) -> Report:
         report.error = exc
     except Exception as exc:  # the user's function raised where no call wraps it; the other specs still run
         report.error = blame(exc, where=spec.where("function"))
+    report.seconds = time.perf_counter() - start
     return report

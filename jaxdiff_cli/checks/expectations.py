@@ -43,6 +43,7 @@ PRODUCER = {name: op for op, name in PRIMARY.items()} | {"aux": "eval"}  # has_a
 DEFAULT_TOL = {"float32": (1e-5, 1e-6), "float64": (1e-12, 1e-14)}
 _ENTRY_KEYS = {"value", "index", "einsum", "rtol", "atol"}
 _EINSUM = re.compile(r"^[a-zA-Z]+->[a-zA-Z]*$")
+ENTRY_KEYS, EINSUM_PATTERN = frozenset(_ENTRY_KEYS), _EINSUM.pattern  # what the spec's JSON Schema reads (schema.py)
 
 
 @dataclass(frozen=True)

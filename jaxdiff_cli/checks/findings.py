@@ -48,10 +48,36 @@ class Report:
     # what the operations computed, by output name (for --update)
     results: dict[str, Any] = field(default_factory=dict)
     updated: list[str] = field(default_factory=list)
+    # Where the spec is, for reports that point at its lines (JUnit, GitHub annotations, pytest):
+    file: str | None = None  # the spec file, or <stdin>
+    key: str = ""  # the case's key path in the file (cases[1]); empty for a spec without cases:
+    case: str | None = None  # the case's name
+    seconds: float = 0.0  # how long checking it took
 
     @property
     def passed(self) -> bool:
         return self.error is None and all(f.passed for f in self.findings)
+
+
+# The checks of a spec as tests (the pytest plugin's items, after one per expect: entry), and the
+# finding names each one gathers (the names check_derivatives gives its findings).
+DERIVATIVE_GROUPS = ("ad_vs_fd[fwd]", "ad_vs_fd[rev]", "adjoint", "hvp", "hessian", "finite")
+_GROUP_PREFIXES = (
+    (("jacobian fwd vs FD", "jvp vs FD"), ("ad_vs_fd[fwd]",)),
+    (("jacobian rev vs FD", "vjp vs FD"), ("ad_vs_fd[rev]",)),
+    (("AD vs FD",), ("ad_vs_fd[fwd]", "ad_vs_fd[rev]")),  # not compared (f is not finite): both modes
+    (("adjoint",), ("adjoint",)),
+    (("hvp ",), ("hvp",)),
+    (("hessian ",), ("hessian",)),
+    (("finite", "value finite"), ("finite",)),
+)
+
+
+def groups_of(name: str) -> tuple[str, ...]:
+    """The tests a finding belongs to: ``expect[NAME]`` or some of DERIVATIVE_GROUPS (none if unknown)."""
+    if name.startswith("expect "):
+        return (f"expect[{name.removeprefix('expect ')}]",)
+    return next((groups for prefixes, groups in _GROUP_PREFIXES if name.startswith(prefixes)), ())
 
 
 def compare_arrays(
@@ -72,10 +98,15 @@ def compare_arrays(
         bad &= np.isfinite(err)  # an unusable reference (every step left the domain: inf error) cannot convict
         ratio = np.where(bound > 0, gap / np.where(bound > 0, bound, 1), np.where(gap > 0, np.inf, 0))
     unusable = int(np.sum(~np.isfinite(err)))
-    note = f"{ad.size} entries" + (f", {unusable} without a usable reference" if unusable else "")
+    note = entries(ad.size) + (f", {unusable} without a usable reference" if unusable else "")
     if not bad.any():
         return Finding(name, True, note)
     ratio = np.where(bad, np.nan_to_num(ratio, nan=np.inf), -1)
     idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ad.shape))
     worst = Worst(output, idx, float(ad[idx]), float(ref[idx]), float(err[idx]), float(bound[idx]))
-    return Finding(name, False, f"{int(bad.sum())} of {ad.size} entries outside tolerance", worst)
+    return Finding(name, False, f"{int(bad.sum())} of {entries(ad.size)} outside tolerance", worst)
+
+
+def entries(n: int) -> str:
+    """``1 entry``, ``4 entries``."""
+    return f"{n} entry" if n == 1 else f"{n} entries"

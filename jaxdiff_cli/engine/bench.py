@@ -54,12 +54,21 @@ def time_plan(plan: Plan, min_time: float = 0.5, max_runs: int = 1000, min_runs:
     return Timing(plan.info.get("mode"), compile_s, statistics.median(times), min(times), len(times), temp)
 
 
+TIE_RATIO = 1.05  # medians closer than 5% are not a difference a user should act on
+
+
 def recommend(timings: list[Timing]) -> str | None:
-    """Which mode to use, and by how much it wins in steady state."""
+    """Which mode to use, and by how much it wins in steady state; a tie where the difference is noise.
+
+    A difference is noise when the medians are within ``TIE_RATIO`` of each other, or when the slower
+    mode's fastest run was as fast as the faster mode's typical (median) run.
+    """
     moded = [t for t in timings if t.mode is not None]
     if len(moded) < 2:
         return None
     ranked = sorted(moded, key=lambda t: t.median_s)
     best, second = ranked[0], ranked[1]
     ratio = second.median_s / best.median_s if best.median_s > 0 else float("inf")
+    if ratio < TIE_RATIO or second.min_s <= best.median_s:
+        return f"{best.mode}: a tie with {second.mode} in steady state ({ratio:.2f}x, within noise); either will do"
     return f"{best.mode}: {ratio:.2f}x faster than {second.mode} in steady state"

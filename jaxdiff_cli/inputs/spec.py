@@ -6,19 +6,20 @@ No JAX here: values stay as parsed YAML (lists, numbers, constructor mappings) u
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 import re
 import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, suggest
+from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, Where, suggest
 
 DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "gpu", "tpu", "auto")
@@ -49,8 +50,15 @@ STEP_OPTIONS = ("mode", "chunk_size")
 
 
 def where(source: str, keypath: str) -> str:
-    """Where an error is, as ``file: key.path`` (the key path may be empty)."""
-    return f"{source}: {keypath}" if keypath else source
+    """Where an error is, as ``file: key.path`` (the key path may be empty).
+
+    A :class:`Where`: the file and the key path stay readable apart, a case's (``cases[0]``) too.
+    """
+    text = f"{source}: {keypath}" if keypath else str(source)
+    if isinstance(source, Where):
+        key = ".".join(k for k in (source.key, keypath) if k)
+        return Where(source.file, key, text)
+    return Where(source, keypath, text)
 
 
 def join(keypath: str, key: object) -> str:
@@ -158,7 +166,9 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456
 
 
 class _Overflow(yaml.YAMLError):
-    pass
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
@@ -168,7 +178,8 @@ def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
     if math.isinf(value) and "inf" not in text.lower():
         mark = node.start_mark
         raise _Overflow(
-            f"line {mark.line + 1}: {text} overflows float64 (largest is about 1.8e308); write .inf if you mean infinity"
+            f"line {mark.line + 1}: {text} overflows float64 (largest is about 1.8e308); write .inf if you mean infinity",
+            mark.line + 1,
         )
     return value
 
@@ -193,6 +204,13 @@ _Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 
 
+def _at_line(source: str, line: int | None) -> str:
+    """``source`` as the place of an error found at a line of the text rather than at a key."""
+    if line is None:
+        return source
+    return Where(source.file, source.key, str(source), line) if isinstance(source, Where) else Where(source, "", None, line)
+
+
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text; any problem is a one-line SpecError naming ``source``."""
     try:
@@ -207,16 +225,79 @@ def parse_yaml(text: str, source: str) -> Any:
     except RecursionError:  # not reached within MAX_YAML_DEPTH; a last line of defence
         raise SpecError("nested too deeply", where=source) from None
     except _Overflow as exc:
-        raise SpecError(str(exc), where=source) from None
+        raise SpecError(str(exc), where=_at_line(source, exc.line)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
         if "could not determine a constructor" in str(exc):
             problem = f"{problem}; YAML tags such as !!python/... are not allowed in a spec"
-        raise SpecError(f"{line}{problem}", where=source) from None
+        raise SpecError(f"{line}{problem}", where=_at_line(source, mark.line + 1 if mark else None)) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", where=source) from None
+
+
+# --------------------------------------------------------------------------- lines of keys
+
+_CASE = re.compile(r"^cases\[\d+\]\.?")
+
+
+def source_text(file: str) -> str | None:
+    """A spec's text again, to find the line of a key: the file, or stdin as it was read this run."""
+    if file == STDIN:
+        return _STDIN_TEXT[0] if _STDIN_TEXT else None
+    if file.startswith("<"):
+        return None
+    try:
+        return _read_file(Path(file), file)
+    except SpecError:
+        return None
+
+
+def locate(text: str, keypath: str) -> tuple[int, int] | None:
+    """The line and column (from 1) of ``keypath`` in a spec's YAML text.
+
+    A mapping key is found at the key itself, a list item at the item; where the whole path is not
+    in the text, the deepest part of it that is. A key of a case (``cases[1].function``) that the
+    case does not set is looked up among the shared top-level keys, where it comes from.
+    """
+    try:
+        loader = _Loader(text)
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except (yaml.YAMLError, RecursionError):
+        return None
+    if root is None:
+        return None
+    found, exact = _descend(root, keypath)
+    case = _CASE.match(keypath)
+    if case and not exact and keypath[case.end() :]:
+        shared, shared_exact = _descend(root, keypath[case.end() :])
+        if shared_exact:
+            found = shared
+    return None if found is None else (found.line + 1, found.column + 1)
+
+
+def _descend(node: Any, target: str) -> tuple[Any, bool]:
+    """The mark of the deepest node along ``target`` (a key path as ``join`` builds it), and whether it is all of it."""
+    best, prefix = None, ""
+    while True:
+        if isinstance(node, yaml.MappingNode):
+            children = [(join(prefix, k.value), k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(join(prefix, i), v, v) for i, v in enumerate(node.value)]
+        else:
+            return best, False
+        for path, at, inner in children:
+            if path == target:
+                return at.start_mark, True
+            if target.startswith((path + ".", path + "[")):
+                best, prefix, node = at.start_mark, path, inner
+                break
+        else:
+            return best, False
 
 
 # --------------------------------------------------------------------------- the spec
@@ -245,6 +326,7 @@ class Spec:
     has_aux: bool = False
     cli_primals: frozenset[str] = frozenset()  # primals given (or overridden) with --primal
     cli_tangents: frozenset[str] = frozenset()  # tangents given with --tangent
+    case: str | None = None  # the case's name, for a case of a spec with cases:
 
     def where(self, keypath: str) -> str:
         return where(self.source, keypath)
@@ -271,9 +353,12 @@ class Overrides:
     device: str | None = None
     has_aux: bool = False
     no_code: bool = False  # --no-code / JAXDIFF_NO_CODE=1: expressions only, no module or file functions
+    cases: tuple[str, ...] = ()  # --case NAME (globs): the cases of a spec with cases: to use
 
 
 CLI = "<command line>"
+STDIN = "<stdin>"
+_STDIN_TEXT: list[str] = []  # the spec read from stdin this run, if any
 
 
 class CommandLinePath(str):
@@ -355,13 +440,15 @@ def read_source(spec_path: str | None) -> tuple[dict[str, Any], str, Path]:
     """Read a spec file (or stdin for ``-``) into a mapping; no spec gives an empty one."""
     if spec_path is None:
         return {}, CLI, Path.cwd()
+    source: str
     if spec_path == "-":
-        text, source, base = sys.stdin.read(MAX_SPEC_BYTES + 1), "<stdin>", Path.cwd()
+        text, source, base = sys.stdin.read(MAX_SPEC_BYTES + 1), Where(STDIN), Path.cwd()
         if len(text) > MAX_SPEC_BYTES:
             raise SpecError(f"larger than {MAX_SPEC_BYTES // 2**20} MiB", where=source, hint=_BIG)
+        _STDIN_TEXT[:] = [text]  # stdin cannot be read twice: kept to find the line of an error
     else:
         path = Path(spec_path)
-        source = str(path)
+        source = Where(str(path))
         text = _read_file(path, source)
         base = path.resolve().parent
     data = parse_yaml(text, source)
@@ -401,7 +488,9 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
 
     if "cases" in data:
         raise SpecError(
-            "this spec holds several cases", where=where(source, "cases"), hint="run them with `jaxdiff run` or `jaxdiff check`"
+            "this spec holds several cases",
+            where=where(source, "cases"),
+            hint="run them with `jaxdiff run` or `jaxdiff check`, or pick one with --case NAME",
         )
     function = ov.function if ov.function is not None else data.get("function")
     if function is None:
@@ -604,9 +693,24 @@ def _resolve_wrt(
 
 
 def load_spec(spec_path: str | None, ov: Overrides) -> Spec:
-    """Read, check and override a spec: the one entry point of this module."""
+    """Read, check and override a spec: the one entry point of this module.
+
+    With ``--case`` (``ov.cases``), the one case of a spec with ``cases:`` that it picks.
+    """
     data, source, base = read_source(spec_path)
-    return build_spec(data, source, base, ov, _file(spec_path))
+    if not ov.cases:
+        return build_spec(data, source, base, ov, _file(spec_path))
+    if "cases" not in data:
+        raise UsageError("this spec has no cases: to pick from", where="--case", hint=f"{source} is one spec")
+    chosen = cases_of(data, source, base, ov, spec_path, need_steps=False)
+    if len(chosen) != 1:
+        picked = f" ({', '.join(c.name for c in chosen)})" if chosen else ""
+        raise UsageError(
+            f"{' '.join(ov.cases)} picks {len(chosen)} cases{picked}; this command computes one",
+            where="--case",
+            hint=None if chosen else f"cases: {', '.join(case_names(data))}",
+        )
+    return chosen[0].spec
 
 
 def _file(spec_path: str | None) -> Path | None:
@@ -671,8 +775,34 @@ def _steps(raw: Any, source: str, keypath: str) -> tuple[Step, ...]:
 
 
 def load_cases(spec_path: str | None, ov: Overrides, *, need_steps: bool = True) -> list[Case]:
-    """The cases of a spec: its ``cases:`` list over the shared top-level keys, or the spec itself."""
+    """The cases of a spec: its ``cases:`` list over the shared top-level keys, or the spec itself.
+
+    With ``--case`` (``ov.cases``), only the cases whose names match one of its globs: none for a
+    spec without ``cases:``. The cases left out are not built, so their errors do not count.
+    """
     data, source, base = read_source(spec_path)
+    return cases_of(data, source, base, ov, spec_path, need_steps=need_steps)
+
+
+def case_names(data: Mapping[str, Any]) -> list[str]:
+    """The names of a spec's cases, as ``load_cases`` gives them (for messages)."""
+    raw = data.get("cases")
+    if not isinstance(raw, list):
+        return []
+    return [str(c.get("name", f"case {i}")) if isinstance(c, dict) else f"case {i}" for i, c in enumerate(raw)]
+
+
+def picked(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether --case picks a case: its name matches one of the globs (``fast*``, ``vec?``)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def cases_of(
+    data: dict[str, Any], source: str, base: Path, ov: Overrides, spec_path: str | None, *, need_steps: bool
+) -> list[Case]:
+    """The cases of a spec already read (``read_source``): see ``load_cases``."""
+    if ov.cases and "cases" not in data:
+        return []
     shared = {k: v for k, v in data.items() if k != "cases"}
     raw_cases = data.get("cases")
     if raw_cases is None:
@@ -692,9 +822,12 @@ def load_cases(spec_path: str | None, ov: Overrides, *, need_steps: bool = True)
         if name in names:
             raise SpecError(f"two cases are named {name!r}", where=where(source, kp))
         names.add(name)
+        if ov.cases and not picked(name, ov.cases):
+            continue
         run = merged.pop("run", None)
-        case_source = f"{source}: {kp}" if kp else source
+        case_source = where(source, kp) if kp else source
         steps = _steps(run, case_source, "run") if need_steps or run is not None else ()
         path = _file(spec_path) if raw_cases is None else None  # --update rewrites whole-file specs only
-        out.append(Case(name=name, spec=build_spec(merged, case_source, base, ov, path), steps=steps))
+        spec = build_spec(merged, case_source, base, ov, path)
+        out.append(Case(name=name, spec=replace(spec, case=name) if raw_cases is not None else spec, steps=steps))
     return out

@@ -34,6 +34,12 @@ def print_json(doc: Mapping[str, Any]) -> None:
     sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
 
 
+def print_lines(lines: list[str]) -> None:
+    """Plain lines on stdout, as they are (GitHub workflow commands: no wrapping, no markup)."""
+    for line in lines:
+        sys.stdout.write(line + "\n")
+
+
 def print_result(title: str, result: Result, device: str, dtype: str, saved: Path | None = None) -> None:
     """One result on the terminal: its arrays, then device, dtype, compile and run time."""
     from rich.console import Console

@@ -64,6 +64,10 @@ def save_figure(m: Matrix, path: Path, *, spy: bool = False, title: str = "") ->
                 if start < total:
                     line(start - 0.5, color="black", linewidth=0.8)
             axis.set_ticks(ticks, labels, fontsize=7)
+        # Index ticks on the top and right: the index of an entry within its block, to read a cell off.
+        for secondary, blocks in ((ax.secondary_xaxis("top"), m.cols), (ax.secondary_yaxis("right"), m.rows)):
+            positions, indices = index_ticks(blocks)
+            secondary.set_ticks(positions, indices, fontsize=6)
         if len(m.cols) > 3:
             ax.tick_params(axis="x", labelrotation=30)
         ax.set_xlabel("inputs" if m.kind == "hessian" else "inputs (columns)", fontsize=8)
@@ -76,3 +80,24 @@ def save_figure(m: Matrix, path: Path, *, spy: bool = False, title: str = "") ->
             raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"--plot-file {path}") from None
     finally:
         plt.close(fig)
+
+
+def index_ticks(blocks: list[tuple[str, int]], most: int = 12) -> tuple[list[float], list[str]]:
+    """Where the index ticks of an axis go, and their labels: the index within each block (0 at its first
+    entry), every 1, 2, 5, 10, 20, 50, ... entries so that about ``most`` fit along the axis."""
+    total = sum(size for _, size in blocks)
+    step = next(s * 10**k for k in range(64) for s in (1, 2, 5) if total / (s * 10**k) <= most)
+    positions: list[float] = []
+    labels: list[str] = []
+    start = 0
+    for _, size in blocks:
+        for i in range(0, size, step):
+            if i and size - i < step / 2:
+                continue  # too close to the next block's 0 to read apart
+            positions.append(float(start + i))
+            labels.append(str(i))
+        start += size
+    if len(positions) > 2 * most:  # many small blocks, each with its 0: keep an even sample
+        keep = range(0, len(positions), -(-len(positions) // most))
+        positions, labels = [positions[k] for k in keep], [labels[k] for k in keep]
+    return positions, labels

@@ -20,10 +20,13 @@ import numpy as np
 from jaxdiff_cli import __version__
 from jaxdiff_cli.encoding import array_json, json_number, shape_text
 from jaxdiff_cli.engine.layout import named_leaves
+from jaxdiff_cli.inputs.spec import CLI, STDIN
+from jaxdiff_cli.output.reports import error_fields, number
 
 if TYPE_CHECKING:
     from jaxdiff_cli.checks.check import Report
     from jaxdiff_cli.engine.bench import Timing
+    from jaxdiff_cli.inputs.spec import Spec
     from jaxdiff_cli.operations import BenchOutcome, Outcome, RunOutcome
 
 SCHEMA_VERSION = 1
@@ -73,7 +76,7 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
     doc = document(
         command=outcome.command,
         function=spec.function,
-        spec=None if spec.source.startswith("<") else spec.source,
+        spec=spec_name(spec),
         device=outcome.prep.runtime.device_name,
         dtype=spec.dtype,
         inputs=outcome.prep.inputs,
@@ -83,9 +86,20 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         versions=outcome.versions,
     )
     doc["warnings"] = outcome.warnings + ([outcome.nonfinite] if outcome.nonfinite else [])
+    if spec.case is not None:
+        doc["case"] = spec.case
     if outcome.summary is not None:
         doc["summary"] = outcome.summary
     return doc
+
+
+def spec_name(spec: Spec) -> str | None:
+    """The spec as every document names it: its file, ``<stdin>``, or None (no spec: the command line).
+
+    A case of a spec with ``cases:`` is named by the file too, and by its ``case`` beside it.
+    """
+    file = getattr(spec.source, "file", str(spec.source))
+    return None if file == CLI else file
 
 
 def arrays(outcome: Outcome) -> dict[str, Any]:
@@ -113,9 +127,11 @@ def run_json(outcome: RunOutcome) -> dict[str, Any]:
                 }
             )
         if case.error is not None:
-            item["error"] = {"exit_code": int(case.error.exit_code), "message": case.error.render()}
+            item["error"] = error_fields(case.error)
         cases.append(item)
-    return envelope("run", outcome.versions, spec=outcome.spec_path if outcome.spec_path != "-" else None, cases=cases)
+    warnings = outcome.warnings + ([outcome.nonfinite] if outcome.nonfinite else [])
+    spec = STDIN if outcome.spec_path == "-" else outcome.spec_path
+    return envelope("run", outcome.versions, spec=spec, cases=cases, warnings=warnings)
 
 
 def bench_json(outcome: BenchOutcome) -> dict[str, Any]:
@@ -136,8 +152,10 @@ def bench_json(outcome: BenchOutcome) -> dict[str, Any]:
 
 
 def format_array(arr: Any, width: int = 100) -> str:
-    """Values as NumPy prints them, large arrays summarised with '...'."""
+    """Values as NumPy prints them, large arrays summarised with '...'; an exact zero is 0., never -0."""
     a = np.asarray(arr)
+    if a.dtype.kind in "fc":
+        a = a + a.dtype.type(0)  # -0.0 + 0.0 is +0.0; every other value is unchanged
     return np.array2string(a, max_line_width=width, threshold=200, edgeitems=3, precision=8 if a.dtype == np.float64 else 7)
 
 
@@ -188,7 +206,7 @@ def devices_table(rows: list[dict[str, Any]]) -> Any:
 
 
 def _num(v: float) -> str:
-    return f"{v:.7g}"
+    return number(v)
 
 
 def check_json(reports: Sequence[Report], versions: Mapping[str, str]) -> dict[str, Any]:
@@ -217,7 +235,7 @@ def check_json(reports: Sequence[Report], versions: Mapping[str, str]) -> dict[s
             "updated": r.updated,
         }
         if r.error is not None:
-            item["error"] = {"exit_code": int(r.error.exit_code), "message": r.error.render()}
+            item["error"] = error_fields(r.error)
         specs.append(item)
     return envelope("check", versions, passed=all(r.passed for r in reports), specs=specs)
 

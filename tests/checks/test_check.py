@@ -149,3 +149,29 @@ def test_fd_estimates_are_accurate_and_honest() -> None:
     exact = np.array([[np.cos(0.0) * 2.0, np.sin(0.0)], [0.0, np.exp(2 / 3) / 3], [-1.0, 0.0]])
     assert np.all(np.abs(est.value - exact) <= 10 * est.error + 1e-15)
     assert np.max(est.error) < 1e-8
+
+
+def test_every_finding_belongs_to_a_test_of_the_pytest_plugin(tmp_path: Path) -> None:
+    """Each finding check gives is gathered by one of the plugin's items (groups_of), so none is lost there."""
+    from jaxdiff_cli.checks.check import Settings, check_spec
+    from jaxdiff_cli.checks.findings import DERIVATIVE_GROUPS, groups_of
+    from jaxdiff_cli.inputs.spec import Overrides, load_spec
+
+    shutil.copy(ASSETS / "teeth.py", tmp_path / "teeth.py")
+    specs = {
+        "scalar": "function: jnp.sum(jnp.sin(x))\nprimals: {x: [1.0, 2.0]}\nexpect: {value: 1.7507684}\n",
+        "large": "function: jnp.sin(x)\nprimals: {x: {ones: [70]}}\n",
+        "not finite": "function: jnp.sum(jnp.log(x))\nprimals: {x: [-1.0]}\n",
+        "custom_vjp": "function: teeth.py:tanh_good\nprimals: {x: [0.3]}\n",
+    }
+    names = set()
+    for label, text in specs.items():
+        path = tmp_path / f"{label.replace(' ', '_')}.yaml"
+        path.write_text(text)
+        report = check_spec(load_spec(str(path), Overrides()), Settings())
+        assert report.error is None, report.error
+        names |= {f.name for f in report.findings}
+    for name in names:
+        groups = groups_of(name)
+        assert groups and all(g in DERIVATIVE_GROUPS or g.startswith("expect[") for g in groups), name
+    assert {g for n in names for g in groups_of(n)} == {*DERIVATIVE_GROUPS, "expect[value]"}  # every item is used

@@ -147,3 +147,18 @@ def test_streamed_npy_replaces_a_file_keeping_its_permissions(cli: Any, tmp_path
     assert out.stat().st_mode & 0o777 == 0o640
     assert np.load(out).shape == (9, 9)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jac.npy"]
+
+
+def test_bench_calls_a_difference_within_noise_a_tie() -> None:
+    def t(mode: str, median: float, least: float) -> bench.Timing:
+        return bench.Timing(mode, 0.1, median, least, 100, None)
+
+    assert bench.recommend([t("fwd", 1.00e-3, 0.90e-3), t("rev", 1.30e-3, 1.20e-3)]) == (
+        "fwd: 1.30x faster than rev in steady state"
+    )
+    assert bench.recommend([t("fwd", 1.00e-3, 0.99e-3), t("rev", 1.02e-3, 1.01e-3)]).startswith(  # type: ignore[union-attr]
+        "fwd: a tie with rev in steady state (1.02x, within noise)"
+    )
+    # 20% apart in the medians, but the slower one's best run beat the faster one's median: noise
+    assert "a tie" in str(bench.recommend([t("rev", 1.0e-3, 0.8e-3), t("fwd", 1.2e-3, 0.95e-3)]))
+    assert bench.recommend([t("fwd", 1.0e-3, 1.0e-3)]) is None

@@ -184,3 +184,31 @@ def test_plot_key_in_the_spec(cli: Any, tmp_path: Path) -> None:
     spec.write_text("function: x**2\nprimals: {x: [1.0]}\nplot: {colour: true}\n")
     ran = cli("jacobian", spec)
     assert ran.exit_code == 3 and "plot.colour: unknown key" in ran.stderr
+
+
+def test_index_ticks_count_within_each_block() -> None:
+    from jaxdiff_cli.output.pictures import index_ticks
+
+    assert index_ticks([("x", 3)]) == ([0.0, 1.0, 2.0], ["0", "1", "2"])
+    positions, labels = index_ticks([("W", 40), ("b", 8)])
+    assert positions == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0]  # every 5: 48 entries, about 12 ticks
+    assert labels == ["0", "5", "10", "15", "20", "25", "30", "35", "0", "5"]  # b's entries count from its own 0
+    positions, labels = index_ticks([(f"b{i}", 1) for i in range(100)])  # 100 blocks of one: an even sample
+    assert len(positions) <= 12 and set(labels) == {"0"}
+
+
+def test_the_picture_carries_index_ticks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.pyplot as plt
+
+    from jaxdiff_cli.engine.layout import Matrix
+    from jaxdiff_cli.output.pictures import save_figure
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at it
+    m = Matrix("jacobian", np.arange(12.0).reshape(3, 4) - 5, rows=[("f", 3)], cols=[("x", 2), ("w", 2)])
+    save_figure(m, tmp_path / "j.png")
+    (ax,) = [a for a in figures[0].axes if a.get_label() != "<colorbar>" and a.get_xlabel()]
+    top, right = ax.child_axes
+    assert [t.get_text() for t in top.get_xticklabels()] == ["0", "1", "0", "1"]
+    assert [t.get_text() for t in right.get_yticklabels()] == ["0", "1", "2"]
+    assert (tmp_path / "j.png").stat().st_size > 1000

@@ -1,0 +1,259 @@
+"""jaxdiff specs as pytest tests: one item per spec, case and check. Off unless asked for.
+
+    pytest --jaxdiff specs/                   # every .yaml / .yml file pytest meets (here: under specs/)
+
+    [tool.pytest.ini_options]                 # or name the specs (globs from the root folder);
+    jaxdiff_specs = ["specs/*.yaml"]          # a plain `pytest` then checks them with the tests
+
+Installed with jaxdiff as a ``pytest11`` entry point; ``-p no:jaxdiff`` removes it. Each spec (and
+each case of a spec with ``cases:``) gives the items ``expect[NAME]`` (one per ``expect:`` entry),
+``ad_vs_fd[fwd]``, ``ad_vs_fd[rev]``, ``adjoint``, ``hvp``, ``hessian`` and ``finite``: the checks
+of ``jaxdiff check``, which ``-k`` selects, ``-x`` stops at and ``--junit-xml`` reports. An item
+whose check does not apply (``hvp`` of a function that is not scalar) is skipped, and says why.
+
+The checks run in the pytest process, so JAX is imported once for the whole run. A spec's (or
+case's) checks are computed together, by its first item that runs, and the other items read them.
+A failure shows the finding as ``check`` tells it (the worst entry, AD value and reference) and
+points at the spec's line: the ``expect:`` key, the bad value, or the function.
+``JAXDIFF_NO_CODE=1`` refuses module and file functions here too.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from jaxdiff_cli.checks.findings import Finding, Report
+    from jaxdiff_cli.errors import JaxdiffError
+    from jaxdiff_cli.inputs.spec import Spec
+
+SUFFIXES = (".yaml", ".yml")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("jaxdiff", "jaxdiff specs as tests")
+    group.addoption(
+        "--jaxdiff",
+        action="store_true",
+        default=False,
+        help="Collect jaxdiff specs (.yaml, .yml) as tests, each case and check an item (see the jaxdiff_specs ini option).",
+    )
+    parser.addini(
+        "jaxdiff_specs",
+        type="linelist",
+        default=[],
+        help="Globs of jaxdiff spec files, from the root folder (specs/*.yaml): only these are specs, and setting it"
+        " turns the plugin on without --jaxdiff.",
+    )
+
+
+def _globs(config: pytest.Config) -> list[str]:
+    return [str(g) for g in config.getini("jaxdiff_specs") or []]
+
+
+def _enabled(config: pytest.Config) -> bool:
+    return bool(config.getoption("jaxdiff", False) or _globs(config))
+
+
+def _is_spec(path: Path, config: pytest.Config) -> bool:
+    if path.suffix.lower() not in SUFFIXES:
+        return False
+    globs = _globs(config)
+    if not globs:
+        return True  # --jaxdiff alone: every YAML file pytest meets is a spec
+    try:
+        relative = path.resolve().relative_to(config.rootpath.resolve()).as_posix()
+    except ValueError:
+        return False
+    return any(fnmatch.fnmatchcase(relative, g) for g in globs)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if not _enabled(parent.config) or not _is_spec(file_path, parent.config):
+        return None
+    return SpecFile.from_parent(parent, path=file_path)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k, -m and --deselect choose among the items
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With jaxdiff_specs set and no paths on the command line, the specs its globs name are collected
+    too where pytest's walk (testpaths) did not reach them."""
+    globs = _globs(config)
+    if not globs or _paths_given(config):
+        return
+    seen = {item.path.resolve() for item in items}
+    for pattern in globs:
+        for path in sorted(config.rootpath.glob(pattern)):
+            if path.is_file() and path.resolve() not in seen and _is_spec(path, config):
+                seen.add(path.resolve())
+                items.extend(session.genitems(SpecFile.from_parent(session, path=path)))
+
+
+def _paths_given(config: pytest.Config) -> bool:
+    """Whether the command line named what to test (then the globs only say which YAML files are specs)."""
+    source = getattr(config, "args_source", None)
+    return source is not None and source == pytest.Config.ArgsSource.ARGS
+
+
+# --------------------------------------------------------------------------- collectors and items
+
+
+class SpecFile(pytest.File):
+    """A spec file: its checks, or one collector per case of a spec with ``cases:``."""
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        from jaxdiff_cli.errors import JaxdiffError
+        from jaxdiff_cli.inputs.spec import Overrides, cases_of, read_source
+
+        name = _shown(self.path)
+        try:
+            data, source, base = read_source(name)
+            cases = cases_of(data, source, base, Overrides(no_code=_no_code()), name, need_steps=False)
+        except JaxdiffError as exc:
+            yield SpecCheck.from_parent(self, name="spec", error=exc)
+            return
+        if "cases" not in data:
+            yield from _checks(self, cases[0].spec)
+            return
+        for case in cases:
+            yield SpecCase.from_parent(self, name=case.name, spec=case.spec)
+
+
+class SpecCase(pytest.Collector):
+    """One case of a spec with ``cases:``: its checks."""
+
+    def __init__(self, *, spec: Spec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def collect(self) -> Iterator[pytest.Item]:
+        yield from _checks(self, self.spec)
+
+
+def _checks(parent: pytest.Collector, spec: Spec) -> Iterator[pytest.Item]:
+    """The items of one spec or case: its expect: entries, then the derivative checks."""
+    from jaxdiff_cli.checks.findings import DERIVATIVE_GROUPS
+
+    holder = _Holder(spec)
+    for name in spec.expect:
+        if name not in ("rtol", "atol", "recorded"):
+            yield SpecCheck.from_parent(parent, name=f"expect[{name}]", holder=holder, key=f"expect.{name}")
+    for group in DERIVATIVE_GROUPS:
+        yield SpecCheck.from_parent(parent, name=group, holder=holder, key="function")
+
+
+class _Holder:
+    """A spec's (or case's) report, computed once by the first of its items that runs."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.report: Report | None = None
+        self.error_shown_by: str | None = None  # the item that showed the report's error
+
+    def get(self) -> Report:
+        if self.report is None:
+            from jaxdiff_cli.checks.check import Settings, check_spec
+
+            self.report = check_spec(self.spec, Settings())
+        return self.report
+
+
+class CheckFailed(Exception):
+    """Findings of one item that failed."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class SpecCheck(pytest.Item):
+    """One check of one spec or case (or a spec that could not be read: its error)."""
+
+    def __init__(self, *, holder: _Holder | None = None, key: str = "", error: JaxdiffError | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.holder = holder
+        self.key = key
+        self.error = error
+
+    def runtest(self) -> None:
+        from jaxdiff_cli.checks.findings import groups_of
+        from jaxdiff_cli.output.reports import finding_key, finding_line, place
+
+        if self.error is not None:
+            raise self.error
+        assert self.holder is not None
+        report = self.holder.get()
+        if report.error is not None:
+            # A spec that could not be checked fails once, by its first item that runs (not six times
+            # over): its other items are skipped and say where the error is.
+            if self.holder.error_shown_by is None:
+                self.holder.error_shown_by = self.nodeid
+                raise report.error
+            pytest.skip(f"the spec could not be checked: see {self.holder.error_shown_by}")
+        mine = [f for f in report.findings if self.name in groups_of(f.name)]
+        if self.name == "finite":  # findings no item knows about are not lost: the last item shows them
+            mine += [f for f in report.findings if not groups_of(f.name)]
+        if not mine:
+            pytest.skip(f"{self.name} does not apply to this spec")
+        failed = [f for f in mine if not f.passed and not f.skipped]
+        if failed:
+            texts: dict[str, str | None] = {}
+            lines = []
+            for f in failed:
+                at = place(report.file, finding_key(report, f), texts=texts)
+                spot = f"{at.file}:{at.line}" if at.line is not None else str(at.file)
+                lines.append(f"{spot}: {finding_line(f)}")
+            raise CheckFailed(lines)
+        if all(f.skipped for f in mine):
+            pytest.skip("; ".join(_reason(f) for f in mine))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        from jaxdiff_cli.errors import JaxdiffError
+        from jaxdiff_cli.output.reports import error_place
+
+        exc = excinfo.value
+        if isinstance(exc, CheckFailed):
+            return "\n".join(exc.lines)
+        if isinstance(exc, JaxdiffError):
+            text, at = exc.render(), error_place(exc)
+            if at.file is not None and at.line is not None and text.startswith(f"{at.file}: "):
+                text = f"{at.file}:{at.line}: {text.removeprefix(f'{at.file}: ')}"  # file:line, as pytest shows places
+            return f"{text} (exit status {int(exc.exit_code)} in jaxdiff check)"
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        line = self._line()  # pytest counts lines from 0; the name as the domain, as pytest's own items give theirs
+        return self.path, None if line is None else line - 1, self.name
+
+    def _line(self) -> int | None:
+        from jaxdiff_cli.output.reports import error_place, place
+
+        if self.error is not None:
+            return error_place(self.error).line
+        if self.holder is None:
+            return None
+        source = self.holder.spec.source
+        key = ".".join(k for k in (getattr(source, "key", ""), self.key) if k)
+        return place(getattr(source, "file", None), key).line
+
+
+def _reason(f: Finding) -> str:
+    return f"{f.name}: {f.detail}" if f.detail else f.name
+
+
+def _shown(path: Path) -> str:
+    """A spec's path as messages name it: relative to the folder pytest runs in, when it is inside."""
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _no_code() -> bool:
+    return os.environ.get("JAXDIFF_NO_CODE", "").strip().lower() in ("1", "true", "yes", "on")

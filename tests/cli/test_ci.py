@@ -1,0 +1,479 @@
+"""jaxdiff in CI: JUnit XML, GitHub annotations on the spec's line, --case, errors as JSON, warnings on stderr."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import CONFIGS
+
+# A spec whose second expectation is wrong (jacobian.x[1, 1] is 4, not 5): the failing key is on line 7.
+WRONG = """\
+# a wrong expectation
+function: "lambda x: x**2"
+primals:
+  x: [1.0, 2.0]
+expect:
+  value: [1.0, 4.0]
+  jacobian.x: [[2.0, 0.0], [0.0, 5.0]]
+"""
+# A bad value at line 4, column 11 (the item 'abc').
+BROKEN = "function: x\nprimals:\n  x:\n    [1.0, abc]\n"
+CASES = """\
+function: "lambda x: jnp.sum(x**2)"
+cases:
+  - name: small
+    primals: {x: [1.0]}
+    expect: {value: 1.0}
+  - name: vector
+    primals: {x: [1.0, 2.0]}
+    expect:
+      grad.x: [2.0, 3.0]
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ----------------------------------------------------------------------------- JUnit XML
+
+# The JUnit XML that Jenkins (the xunit plugin's junit-10.xsd) and GitLab read, as rules:
+# element -> (children allowed, attributes allowed, attributes required).
+JUNIT: dict[str, tuple[set[str], set[str], set[str]]] = {
+    "testsuites": ({"testsuite"}, {"name", "time", "tests", "failures", "errors"}, set()),
+    "testsuite": (
+        {"testsuite", "properties", "testcase", "system-out", "system-err"},
+        {
+            "name",
+            "tests",
+            "failures",
+            "errors",
+            "group",
+            "time",
+            "skipped",
+            "timestamp",
+            "hostname",
+            "id",
+            "package",
+            "file",
+            "log",
+            "url",
+        },
+        {"name", "tests", "failures", "errors"},
+    ),
+    "properties": ({"property"}, set(), set()),
+    "property": (set(), {"name", "value"}, {"name", "value"}),
+    "testcase": (
+        {"skipped", "error", "failure", "system-out", "system-err", "rerunFailure", "rerunError", "flakyFailure", "flakyError"},
+        {"name", "time", "classname", "group"},
+        {"name"},
+    ),
+    "failure": (set(), {"type", "message"}, set()),
+    "error": (set(), {"type", "message"}, set()),
+    "skipped": (set(), {"type", "message"}, set()),
+}
+SUREFIRE_TIME = re.compile(r"^(([0-9]{0,3},)*[0-9]{3}|[0-9]{0,3})*(\.[0-9]*)?$")
+
+
+def validate_junit(element: ET.Element) -> None:
+    """Raise AssertionError where ``element`` (and what it holds) breaks the rules above."""
+    children, allowed, required = JUNIT[element.tag]
+    assert set(element.attrib) <= allowed, (element.tag, set(element.attrib) - allowed)
+    assert required <= set(element.attrib), (element.tag, required - set(element.attrib))
+    if element.tag in ("testsuites", "testsuite") and "time" in element.attrib:
+        assert SUREFIRE_TIME.match(element.attrib["time"]), element.attrib["time"]
+    for child in element:
+        assert child.tag in children, (element.tag, child.tag)
+        validate_junit(child)
+
+
+def test_the_rules_catch_what_jenkins_refuses() -> None:
+    """The validator itself: it must fail on documents Jenkins would not read, or it proves nothing."""
+    bad = [
+        '<testsuites><testsuite name="a" tests="1" failures="0"><testcase name="t"/></testsuite></testsuites>',
+        '<testsuites><testsuite name="a" tests="1" failures="0" errors="0"><testcase/></testsuite></testsuites>',
+        '<testsuites><testsuite name="a" tests="1" failures="0" errors="0"><testcase name="t" line="3"/></testsuite>'
+        "</testsuites>",
+        '<testsuites><testcase name="t"/></testsuites>',
+        '<testsuites skipped="1"/>',
+        '<testsuites><testsuite name="a" tests="1" failures="0" errors="0" time="1e-3"/></testsuites>',
+    ]
+    for text in bad:
+        with pytest.raises(AssertionError):
+            validate_junit(ET.fromstring(text))
+
+
+def test_junit_xml_one_testcase_per_spec_case_and_check(cli: Any, tmp_path: Path) -> None:
+    wrong, broken, cases = (
+        write(tmp_path, "wrong.yaml", WRONG),
+        write(tmp_path, "broken.yaml", BROKEN),
+        write(tmp_path, "cases.yaml", CASES),
+    )
+    report = tmp_path / "report.xml"
+    ran = cli("check", wrong, broken, cases, "--junit-xml", report, "--json")
+    assert ran.exit_code == 3, ran.stderr  # a bad spec's 3 wins over a failed check's 1
+    doc = ran.json()
+    root = ET.parse(report).getroot()
+    validate_junit(root)
+    suites = root.findall("testsuite")
+    assert [s.get("name") for s in suites] == [s["spec"] for s in doc["specs"]]
+    for suite, spec in zip(suites, doc["specs"]):
+        cases_ = suite.findall("testcase")
+        # one testcase per check, and one for a spec that could not run
+        assert [c.get("name") for c in cases_] == [c["name"] for c in spec["checks"]] + (["spec"] if "error" in spec else [])
+        assert int(suite.get("tests", -1)) == len(cases_)
+        assert int(suite.get("failures", -1)) == sum(c.find("failure") is not None for c in cases_)
+        assert int(suite.get("errors", -1)) == sum(c.find("error") is not None for c in cases_)
+        assert int(suite.get("skipped", -1)) == sum(c.find("skipped") is not None for c in cases_)
+    for key in ("tests", "failures", "errors"):
+        assert int(root.get(key, -1)) == sum(int(s.get(key, 0)) for s in suites)
+    assert root.get("failures") == "2" and root.get("errors") == "1"
+    # the failure: the worst entry, both values, the spec's line
+    failure = suites[0].find("testcase[@name='expect jacobian.x']/failure")
+    assert failure is not None
+    assert "worst jacobian.x[1, 1]: AD 4, reference 5" in failure.get("message", "")
+    assert (failure.text or "").startswith(f"{wrong}:7: expect.jacobian.x\n")
+    error = suites[1].find("testcase[@name='spec']/error")
+    assert error is not None and error.get("type") == "SpecError"
+    assert "primals.x[1]: 'abc' is not a number" in error.get("message", "")
+    assert (error.text or "").startswith(f"{broken}:4: primals.x[1]\n")
+    # cases: one suite each, named as check names them, grouped by class name
+    names = [s.get("name") for s in suites[2:]]
+    assert names == [f"{cases}: cases[0] (small)", f"{cases}: cases[1] (vector)"]
+    classes = {c.get("classname") for c in suites[3].iter("testcase")}
+    assert len(classes) == 1 and classes.pop().endswith("cases.vector")
+    failure = suites[3].find("testcase[@name='expect grad.x']/failure")
+    assert failure is not None and (failure.text or "").startswith(f"{cases}:9: cases[1].expect.grad.x\n")
+
+
+def test_junit_xml_is_refused_before_any_work_where_it_cannot_be_written(cli: Any, tmp_path: Path) -> None:
+    spec = write(tmp_path, "wrong.yaml", WRONG)
+    ran = cli("check", spec, "--junit-xml", tmp_path / "no" / "r.xml")
+    assert ran.exit_code == 3 and ran.stderr == f"error: --junit-xml {tmp_path}/no/r.xml: folder {tmp_path}/no does not exist\n"
+
+
+# ----------------------------------------------------------------------------- GitHub annotations
+
+
+def _annotations(stdout: str) -> list[dict[str, str]]:
+    found = []
+    for line in stdout.splitlines():
+        m = re.match(r"^::error (?P<props>[^:]*)::(?P<message>.*)$", line)
+        if m:
+            props = dict(p.split("=", 1) for p in m["props"].split(","))
+            found.append({**props, "message": m["message"]})
+    return found
+
+
+def test_github_annotations_point_at_the_failing_line(cli: Any, tmp_path: Path) -> None:
+    wrong, broken, cases = (
+        write(tmp_path, "wrong.yaml", WRONG),
+        write(tmp_path, "broken.yaml", BROKEN),
+        write(tmp_path, "cases.yaml", CASES),
+    )
+    ran = cli("check", wrong, broken, cases, "--output-format", "github")
+    assert ran.exit_code == 3
+    found = _annotations(ran.stdout)
+    assert [(a["file"], a["line"], a.get("col")) for a in found] == [
+        (str(wrong), "7", "3"),  # the expect key that failed
+        (str(broken), "4", "11"),  # the bad value itself
+        (str(cases), "9", "7"),  # the case's own expect key
+    ]
+    assert found[0]["title"] == f"jaxdiff check%3A {wrong}%3A expect jacobian.x"
+    assert "worst jacobian.x[1, 1]: AD 4, reference 5" in found[0]["message"]
+    assert "FAIL" in ran.stdout  # the table follows, for the log
+
+
+def test_github_is_the_default_in_github_actions_and_json_still_wins(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = write(tmp_path, "wrong.yaml", WRONG)
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    assert _annotations(cli("check", spec).stdout)
+    assert cli("check", spec, "--json").json()["passed"] is False
+    assert cli("check", spec, "--output-format", "text").stdout.startswith("FAIL")
+    ran = cli("check", spec, "--json", "--output-format", "github")
+    assert ran.exit_code == 2 and "disagree" in ran.stderr
+    ran = cli("check", spec, "--output-format", "xml")
+    assert ran.exit_code == 2 and ran.stderr == "error: --output-format: unknown format 'xml' (text, json or github)\n"
+
+
+def test_a_message_with_newlines_and_percent_is_escaped() -> None:
+    from jaxdiff_cli.checks.findings import Finding, Report
+    from jaxdiff_cli.output.reports import github_annotations
+
+    report = Report(spec="a,b:c.yaml", findings=[Finding("expect x", False, "100% off\nreally")], file=None)
+    (line,) = github_annotations([report])
+    assert line == "::error title=jaxdiff check%3A a%2Cb%3Ac.yaml%3A expect x::expect x: 100%25 off%0Areally"
+
+
+# ----------------------------------------------------------------------------- --case
+
+
+def test_case_picks_cases_by_name_or_glob(cli: Any, tmp_path: Path) -> None:
+    cases = write(tmp_path, "cases.yaml", CASES)
+    doc = cli("check", cases, "--case", "small", "--json").json()
+    assert [s["spec"] for s in doc["specs"]] == [f"{cases}: cases[0] (small)"] and doc["passed"]
+    doc = cli("check", cases, CONFIGS / "seed000_poly.yaml", "--case", "v*", "--json").json()
+    assert [s["spec"] for s in doc["specs"]] == [f"{cases}: cases[1] (vector)"]  # a spec without cases: is left out
+    ran = cli("check", cases, "--case", "nope")
+    assert ran.exit_code == 2 and ran.stderr == "error: --case: no case is named nope (cases: small, vector)\n"
+    # a computing command takes the one case picked
+    ran = cli("grad", cases, "--case", "vector", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    assert ran.json()["outputs"]["grad.x"]["data"] == [2.0, 4.0]
+    assert ran.json()["spec"] == str(cases) and ran.json()["case"] == "vector"
+    ran = cli("grad", cases, "--case", "*")
+    assert ran.exit_code == 2 and "--case: * picks 2 cases (small, vector); this command computes one" in ran.stderr
+    ran = cli("grad", CONFIGS / "seed000_poly.yaml", "--case", "a")
+    assert ran.exit_code == 2 and "--case: this spec has no cases: to pick from" in ran.stderr
+    ran = cli("grad", cases)
+    assert ran.exit_code == 3 and "pick one with --case NAME" in ran.stderr
+
+
+def test_run_takes_case_too(cli: Any, tmp_path: Path) -> None:
+    spec = write(tmp_path, "cases.yaml", CASES.replace("cases:", "run: [eval]\ncases:"))
+    doc = cli("run", spec, "--case", "vec*", "--json").json()
+    assert [c["name"] for c in doc["cases"]] == ["vector"]
+    ran = cli("run", spec, "--case", "x")
+    assert ran.exit_code == 2 and "no case is named x (cases: small, vector)" in ran.stderr
+
+
+def test_a_case_left_out_is_not_built(cli: Any, tmp_path: Path) -> None:
+    """A broken case that --case does not pick does not stop the others."""
+    spec = write(tmp_path, "cases.yaml", CASES + "  - name: broken\n    primals: {x: [1.0, abc]}\n")
+    assert cli("check", spec, "--case", "small").exit_code == 0
+    assert cli("check", spec).exit_code == 3
+
+
+# ----------------------------------------------------------------------------- stdin names itself the same way
+
+
+def test_a_spec_from_stdin_is_stdin_in_every_output(cli: Any) -> None:
+    text = CASES.replace("cases:", "run: [eval]\ncases:")
+    assert cli("run", "-", "--json", input=text).json()["spec"] == "<stdin>"
+    specs = cli("check", "-", "--json", input=text).json()["specs"]
+    assert [s["spec"] for s in specs] == ["<stdin>: cases[0] (small)", "<stdin>: cases[1] (vector)"]
+    assert cli("eval", "-", "--case", "small", "--json", input=text).json()["spec"] == "<stdin>"
+    ran = cli("eval", "-", "--case", "small", "--json", input=text.replace("[1.0]", "[1.0, abc]"))
+    assert ran.stderr.startswith("error: <stdin>: cases[0]: primals.x[1]: 'abc' is not a number")
+    assert ran.json()["error"]["file"] == "<stdin>" and ran.json()["error"]["line"] == 5
+
+
+# ----------------------------------------------------------------------------- errors as JSON, warnings
+
+
+def test_json_errors_name_file_key_and_line(cli: Any, tmp_path: Path) -> None:
+    broken = write(tmp_path, "broken.yaml", BROKEN)
+    ran = cli("eval", broken, "--json")
+    assert ran.exit_code == 3
+    assert ran.json() == {
+        "error": {
+            "exit_code": 3,
+            "message": f"{broken}: primals.x[1]: 'abc' is not a number (numbers, nan, inf or -inf)",
+            "file": str(broken),
+            "key": "primals.x[1]",
+            "line": 4,
+        }
+    }
+    assert ran.stderr == f"error: {ran.json()['error']['message']}\n"  # the line on stderr as well
+    ran = cli("eval", write(tmp_path, "syntax.yaml", "function: x\nprimals: [1\n"), "--json")
+    assert ran.json()["error"]["line"] == 3 and ran.json()["error"]["key"] is None  # a syntax error: a line, no key
+    ran = cli("jacobian", "-f", "x", "-p", "x=[1.0]", "--mode", "sideways", "--json")
+    assert ran.exit_code == 2
+    assert ran.json()["error"] == {
+        "exit_code": 2,
+        "message": "--mode: unknown mode 'sideways' (fwd, rev, auto)",
+        "file": None,
+        "key": "--mode",
+        "line": None,
+    }
+    ran = cli("run", broken, "--json")
+    assert ran.json()["error"]["key"] == "run" and "which operations to run?" in ran.json()["error"]["message"]
+    ran = cli("run", write(tmp_path, "run.yaml", BROKEN + "run: [eval]\n"), "--json")  # a case's error, in its place
+    assert ran.exit_code == 3 and (ran.json()["cases"][0]["error"]["key"], ran.json()["cases"][0]["error"]["line"]) == (
+        "primals.x[1]",
+        4,
+    )
+    assert cli("eval", broken).stdout == ""  # without --json, stdout stays empty
+
+
+def test_check_json_errors_carry_the_line_too(cli: Any, tmp_path: Path) -> None:
+    broken = write(tmp_path, "broken.yaml", BROKEN)
+    error = cli("check", broken, "--json").json()["specs"][0]["error"]
+    assert (error["file"], error["key"], error["line"], error["exit_code"]) == (str(broken), "primals.x[1]", 4, 3)
+
+
+def test_warnings_reach_stderr_in_every_format(cli: Any, tmp_path: Path) -> None:
+    ran = cli("eval", "-f", "x * 1", "-p", "x=[nan, 1.0]", "--json")
+    assert ran.json()["warnings"] == ["value[0] is nan (the first non-finite entry)"]
+    assert "warning: value[0] is nan" in ran.stderr
+    spec = write(tmp_path, "run.yaml", "function: x * 1e30\nprimals: {x: [1.0e8, nan]}\nrun: [eval]\n")
+    ran = cli("run", spec, "--json")
+    assert ran.exit_code == 0
+    warnings = ran.json()["warnings"]
+    assert any("float32 may lose the answer: value reaches" in w for w in warnings)
+    assert any("value[1] is nan" in w for w in warnings)
+    for w in warnings:
+        assert f"warning: {w}" in ran.stderr
+
+
+# ----------------------------------------------------------------------------- init
+
+
+def test_init_round_trip_through_check_update(cli: Any, tmp_path: Path) -> None:
+    spec = tmp_path / "poly.yaml"
+    ran = cli("init", "lambda x, w: (x + w) * x**2", "-p", "x=[3.0, 1.0, 2.0]", "-p", "w=[1.0, -1.0, 2.2]", "-w", "x", "-o", spec)
+    assert ran.exit_code == 0, ran.stderr
+    text = spec.read_text()
+    assert 'function: "lambda x, w: (x + w) * x**2"' in text and "  x: [3.0, 1.0, 2.0]" in text and "wrt: [x]" in text
+    assert "expect: {}" in text and text.count("\n#") >= 5  # commented
+    assert cli("check", spec).exit_code == 0  # a valid spec from the start: AD vs FD, nothing expected yet
+    ran = cli("check", "--update", spec)
+    assert ran.exit_code == 0, ran.stdout
+    doc = cli("check", spec, "--json").json()
+    names = [c["name"] for c in doc["specs"][0]["checks"]]
+    assert doc["passed"] and "expect value" in names and "expect jacobian.x" in names
+    assert "# The inputs, by parameter name" in spec.read_text()  # only the expect block was rewritten
+    spec.write_text(spec.read_text().replace("[33.0, 0.0, 0.0]", "[34.0, 0.0, 0.0]"))
+    assert cli("check", spec).exit_code == 1  # a changed derivative now fails
+
+
+def test_init_never_overwrites(cli: Any, tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("mine\n")
+    ran = cli("init", "x * 2", "-p", "x=1.0", "-o", spec)
+    assert ran.exit_code == 3 and ran.stderr.startswith(f"error: -o {spec}: exists: jaxdiff init never overwrites a file")
+    assert spec.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+def test_init_refuses_what_a_spec_would_refuse(cli: Any, tmp_path: Path) -> None:
+    for args, code, message in [
+        (["x"], 2, "--primal: init needs the function's primals"),
+        (["x", "-p", "x=[1,"], 3, "<command line>: --primal x: line 1"),
+        (["x", "-p", "x=1", "-w", "y"], 3, "<command line>: --wrt: 'y' is not a primal; primals are x"),
+        (["x", "-p", "x=1", "--dtype", "float16"], 3, "unknown dtype 'float16'"),
+        (["lambda x: x.dtype", "-p", "x=1"], 4, "<command line>: function: expression rejected: attribute 'dtype'"),
+    ]:
+        ran = cli("init", *args, "-o", tmp_path / "s.yaml")
+        assert ran.exit_code == code and message in ran.stderr, (args, ran.stderr)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+# ----------------------------------------------------------------------------- shell completion
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_show_completion_prints_a_script(cli: Any, shell: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Typer detects the user's shell from the parent process; here the shell is named instead.
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
+    ran = cli("--show-completion", shell)
+    assert ran.exit_code == 0
+    assert "_JAXDIFF_COMPLETE" in ran.stdout and f"complete_{shell}" in ran.stdout
+
+
+@pytest.mark.parametrize(
+    ("words", "cword", "expected"),
+    [
+        ("jaxdiff ch", 1, ["check"]),
+        ("jaxdiff jvp --dtype ", 3, ["float32", "float64"]),
+        ("jaxdiff jacobian --mode ", 3, ["fwd", "rev", "auto"]),
+        ("jaxdiff hvp --mode rev-", 3, ["rev-fwd", "rev-rev"]),
+        ("jaxdiff check --output-format ", 3, ["text", "json", "github"]),
+    ],
+)
+def test_completion_completes_commands_and_choices_without_jax(words: str, cword: int, expected: list[str]) -> None:
+    """What bash asks the completion script for, answered by the installed command: and never by importing JAX."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nsys.argv = ['jaxdiff']\nfrom jaxdiff_cli.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('JAX IMPORTED' if 'jax' in sys.modules or 'numpy' in sys.modules else 'NO JAX')\n"
+    )
+    env = dict(os.environ, _JAXDIFF_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD=str(cword))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    *completions, last = out.stdout.splitlines()
+    assert completions == expected and last == "NO JAX", out.stdout + out.stderr
+
+
+# ----------------------------------------------------------------------------- polish
+
+
+def test_the_choices_in_help_are_the_loaders(cli: Any) -> None:
+    from jaxdiff_cli import cli as cli_module
+    from jaxdiff_cli.inputs.spec import DEVICES, DTYPES
+    from jaxdiff_cli.prepare import MODES
+
+    assert cli_module.DTYPE_CHOICES == DTYPES and cli_module.DEVICE_CHOICES == DEVICES
+    assert (cli_module.JACOBIAN_MODE_CHOICES, cli_module.HVP_MODE_CHOICES) == (MODES["jacobian"], MODES["hvp"])
+    text = cli("jacobian", "--help").stdout
+    assert "[float32|float64]" in text and "[cpu|gpu|tpu|auto]" in text and "[fwd|rev|auto]" in text
+    assert "[fwd-rev|rev-fwd|rev-rev]" in cli("hvp", "--help").stdout
+
+
+def test_exact_zeros_are_never_minus_zero_and_one_entry_is_singular(cli: Any, tmp_path: Path) -> None:
+    ran = cli("grad", "-f", "jnp.sum(x * 0.0) + 0.0 * jnp.sum(-x)", "-p", "x=[1.0, -2.0]")
+    assert ran.exit_code == 0 and "-0." not in ran.stdout and "[0. 0.]" in ran.stdout
+    spec = write(tmp_path, "one.yaml", "function: x**2\nprimals: {x: 3.0}\nexpect: {value: 9.0}\n")
+    text = cli("check", spec).stdout
+    assert "1 entry " in text and "1 entries" not in text
+
+
+# ----------------------------------------------------------------------------- pre-commit and CI recipes
+
+
+def test_the_pre_commit_hook_runs_jaxdiff_check_on_spec_files(cli: Any, tmp_path: Path) -> None:
+    import shlex
+
+    import yaml
+
+    from ..conftest import ROOT
+
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "jaxdiff-check" and hook["language"] == "python" and "yaml" in hook["types"]
+    assert re.search(hook["files"], "specs/poly.yaml") and re.search(hook["files"], "pkg/spec/a.yml")
+    assert not re.search(hook["files"], ".github/workflows/ci.yaml")
+    program, *args = shlex.split(hook["entry"]) + hook["args"]
+    assert program == "jaxdiff"
+    wrong = write(tmp_path, "wrong.yaml", WRONG)
+    assert cli(*args, CONFIGS / "seed000_poly.yaml").exit_code == 0  # pre-commit appends the files it checks
+    assert cli(*args, CONFIGS / "seed000_poly.yaml", wrong).exit_code == 1
+
+
+def test_the_readme_ci_recipes_are_valid_yaml_with_commands_that_run(cli: Any, tmp_path: Path) -> None:
+    import shlex
+
+    import yaml
+
+    from ..conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### In CI", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    docs = [yaml.safe_load(b) for b in blocks]
+    github = next(d for d in docs if "jobs" in d)
+    gitlab = next(d for d in docs if any(isinstance(v, dict) and "script" in v for v in d.values()))
+    steps = [s for job in github["jobs"].values() for s in job["steps"]]
+    assert any("actions/cache" in s.get("uses", "") for s in steps)
+    assert any("~/.cache/jaxdiff/xla" in str(s.get("with", {}).get("path", "")) for s in steps)
+    (job,) = [v for v in gitlab.values() if isinstance(v, dict) and "script" in v]
+    assert job["artifacts"]["reports"]["junit"] and job["cache"]["paths"]
+    commands = [line for s in steps for line in str(s.get("run", "")).splitlines()] + job["script"]
+    checks = [shlex.split(c) for c in commands if c.strip().startswith("jaxdiff check")]
+    assert len(checks) >= 2
+    for words in checks:  # each runs, on a config for the user's specs and into tmp_path for its files
+        words = words[: words.index(">")] if ">" in words else words
+        words = [str(CONFIGS / "seed000_poly.yaml") if "specs/" in w else w for w in words]
+        words = [str(tmp_path / Path(w).name) if w.endswith(".xml") else w for w in words]
+        ran = cli(*words[1:])
+        assert ran.exit_code == 0, (words, ran.stderr)

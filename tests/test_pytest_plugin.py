@@ -1,0 +1,104 @@
+"""The pytest plugin (``pytest --jaxdiff``): specs as items, one per case and check, in pytest's own run.
+
+Each test runs pytest in this process (pytester), so JAX is imported once; the runs are few.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+import jaxdiff_cli
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _imported_before(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Everything a check imports, imported out here first: pytester forgets the modules an inner run
+    imports, and NumPy's and jaxlib's compiled modules cannot be imported twice in one process."""
+    for module in pkgutil.walk_packages(jaxdiff_cli.__path__, "jaxdiff_cli."):
+        importlib.import_module(module.name)
+    from jaxdiff_cli.checks.check import Settings, check_spec
+    from jaxdiff_cli.inputs.spec import Overrides, load_spec
+
+    spec = Path(tmp_path_factory.mktemp("warm")) / "good.yaml"
+    spec.write_text(GOOD)
+    assert check_spec(load_spec(str(spec), Overrides()), Settings()).passed
+
+
+GOOD = """\
+function: "lambda x: jnp.sum(x**2)"
+primals:
+  x: [1.0, 2.0]
+expect:
+  value: 5.0
+  grad.x: [2.0, 4.0]
+"""
+# grad.x is wrong at [1] (4, not 4.5): the failing key is on line 6
+WRONG = GOOD.replace("[2.0, 4.0]", "[2.0, 4.5]")
+CASES = """\
+function: "lambda x: x * 3"
+cases:
+  - name: one
+    primals: {x: [1.0]}
+    expect: {value: [3.0]}
+  - name: two
+    primals: {x: [1.0, 2.0]}
+    expect: {value: [3.0, 6.0]}
+"""
+
+
+def test_off_unless_asked(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", good=GOOD)
+    result = pytester.runpytest_inprocess()
+    result.assert_outcomes()  # nothing collected: the YAML file is no test without --jaxdiff
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+@pytest.mark.slow
+def test_passing_and_failing_specs_with_k_x_and_junit_xml(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", good=GOOD, wrong=WRONG, cases=CASES)
+    result = pytester.runpytest_inprocess("--jaxdiff", "-v", "--junit-xml=report.xml")
+    # good: expect[value], expect[grad.x], fwd, rev, adjoint, hvp, hessian, finite; wrong: the same, one failing;
+    # cases: per case expect[value], fwd, rev, adjoint, finite, and hvp, hessian skipped (f is not scalar)
+    result.assert_outcomes(passed=8 + 7 + 2 * 5, failed=1, skipped=2 * 2)
+    result.stdout.fnmatch_lines(
+        [
+            "*cases.yaml::two::ad_vs_fd?fwd? PASSED*",
+            "*wrong.yaml::expect?grad.x? FAILED*",
+            "wrong.yaml:6: expect grad.x: 1 of 2 entries outside tolerance; worst grad.x?1?: AD 4, reference 4.5*",
+        ]
+    )
+    root = ET.parse(pytester.path / "report.xml").getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("30", "1", "4")
+    names = {(c.get("classname"), c.get("name")) for c in suite.iter("testcase")}
+    assert ("wrong.yaml", "expect[grad.x]") in names and ("cases.yaml.two", "finite") in names
+
+    # -k picks items by name, -x stops at the first failure
+    result = pytester.runpytest_inprocess("--jaxdiff", "-k", "expect and not cases")
+    result.assert_outcomes(passed=3, failed=1)
+    result = pytester.runpytest_inprocess("--jaxdiff", "-x", "wrong.yaml", "good.yaml")
+    result.assert_outcomes(passed=1, failed=1)  # wrong.yaml's expect[value] passes, expect[grad.x] fails, and it stops
+
+
+def test_specs_named_by_the_ini_option_with_a_spec_that_cannot_be_checked(pytester: pytest.Pytester) -> None:
+    """jaxdiff_specs turns the plugin on and names the specs; a plain `pytest` finds them beside the tests."""
+    pytester.makeini("[pytest]\ntestpaths = tests\njaxdiff_specs =\n    specs/*.yaml\n")
+    pytester.mkdir("tests")
+    pytester.makepyfile(**{"tests/test_unit": "def test_unit():\n    assert True\n"})
+    specs = pytester.mkdir("specs")
+    (specs / "good.yaml").write_text(GOOD)
+    (specs / "broken.yaml").write_text("function: x\nprimals:\n  x: [1.0, abc]\n")
+    (pytester.path / "ci.yaml").write_text("jobs: {}\n")  # YAML that is no spec: not collected
+    result = pytester.runpytest_inprocess("-rs")
+    # the unit test, good.yaml's 8 items; broken.yaml fails once (its first item), the rest skip
+    result.assert_outcomes(passed=1 + 8, failed=1, skipped=5)
+    result.stdout.fnmatch_lines(["*broken.yaml:3: primals.x?1?: 'abc' is not a number*(exit status 3 in jaxdiff check)*"])
+    assert "ci.yaml" not in result.stdout.str()
+    result = pytester.runpytest_inprocess("tests")  # paths given: only those
+    result.assert_outcomes(passed=1)

@@ -1,0 +1,143 @@
+"""The spec's JSON Schema against the loader: every config is valid, and what the schema refuses the loader refuses."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import jsonschema
+import pytest
+
+from jaxdiff_cli import schema
+from jaxdiff_cli.inputs.spec import SPEC_KEYS, parse_yaml
+from jaxdiff_cli.inputs.values import CONSTRUCTORS
+
+from .cli.test_bad_inputs import CATALOGUE
+from .conftest import CONFIGS, ROOT
+
+VALIDATOR = jsonschema.Draft202012Validator(schema.spec_schema())
+
+
+def valid(text: str) -> bool:
+    return VALIDATOR.is_valid(parse_yaml(text, "spec.yaml"))
+
+
+def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(schema.spec_schema())
+
+
+def test_every_table_entry_has_a_schema() -> None:
+    """A key or constructor added to the loader's tables needs its schema here (until then: any value)."""
+    assert set(schema.KEY_SCHEMAS) == set(SPEC_KEYS)
+    assert set(schema.CONSTRUCTOR_SCHEMAS) == set(CONSTRUCTORS)
+    assert set(schema.OPTION_SCHEMAS) == set().union(*CONSTRUCTORS.values())
+    properties = schema.spec_schema()["properties"]
+    assert list(properties) == list(SPEC_KEYS)
+    assert all(properties[k]["description"] == SPEC_KEYS[k] for k in SPEC_KEYS)
+
+
+def test_a_key_new_to_the_table_is_in_the_schema_and_takes_any_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SPEC_KEYS, "sparse", "a key another branch adds")
+    generated = schema.spec_schema()
+    assert generated["properties"]["sparse"] == {"description": "a key another branch adds"}
+    validator = jsonschema.Draft202012Validator(generated)
+    assert validator.is_valid({"function": "x", "sparse": {"anything": [1, 2]}})
+    assert "sparse" in generated["$defs"]["case"]["properties"]
+
+
+def test_the_shipped_file_is_the_generated_schema() -> None:
+    assert schema.SHIPPED.read_text(encoding="utf-8") == schema.schema_text(), "run python -m jaxdiff_cli.schema"
+
+
+def test_jaxdiff_schema_prints_it(cli: Any) -> None:
+    ran = cli("schema")
+    assert ran.exit_code == 0 and json.loads(ran.stdout) == schema.spec_schema()
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_is_valid(path: Any) -> None:
+    data = parse_yaml(path.read_text(), str(path))
+    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in VALIDATOR.iter_errors(data)]
+    assert not errors, errors
+
+
+def test_the_readme_specs_are_valid() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    specs = [b for b in blocks if b.startswith(("function:", "# yaml-language-server"))]
+    assert len(specs) >= 3
+    for block in specs:
+        assert valid(block), block
+
+
+# Entries of the bad-input catalogue whose spec the schema can judge alone (not shapes that must
+# agree, files, functions or devices): the catalogue shows the loader refuses each.
+REFUSED_BY_BOTH = [
+    "spec is a list",
+    "spec is a scalar",
+    "unknown key with suggestion",
+    "unknown key no suggestion",
+    "primals not a mapping",
+    "bad primal name",
+    "unknown dtype",
+    "text in a list",
+    "null value",
+    "unknown constructor option",
+    "negative shape",
+    "shape of rank 65",
+]
+# More that the loader refuses (tests elsewhere show it), as spec text.
+MORE_REFUSED = {
+    "wrt and argnums": "function: x\nprimals: {x: 1.0}\nwrt: [x]\nargnums: [0]\n",
+    "rtol 1": "function: x\nprimals: {x: 1.0}\nexpect:\n  value: 1.0\n  rtol: 1.0\n",
+    "rtol inf in an entry": "function: x\nprimals: {x: 1.0}\nexpect:\n  value: {value: 1.0, rtol: .inf}\n",
+    "atol -1": "function: x\nprimals: {x: 1.0}\nexpect:\n  value: 1.0\n  atol: -1\n",
+    "expect key misspelt": "function: x\nprimals: {x: 1.0}\nexpect:\n  jacobain.x: 1.0\n",
+    "expect entry key": "function: x\nprimals: {x: 1.0}\nexpect:\n  value: {value: 1.0, rtoll: 0.1}\n",
+    "bad einsum": "function: x\nprimals: {x: [1.0]}\nexpect:\n  jacobian.x: {value: [1.0], einsum: 'ii->>i'}\n",
+    "run unknown operation": "function: x\nprimals: {x: 1.0}\nrun: [eval, gradient]\n",
+    "run step options": "function: x\nprimals: {x: 1.0}\nrun: [{jacobian: {mode: rev, chunk: 2}}]\n",
+    "chunk size 0": "function: x\nprimals: {x: 1.0}\nchunk_size: 0\n",
+    "devices none": "function: x\nprimals: {x: 1.0}\ndevices: none\n",
+    "plot key": "function: x\nprimals: {x: 1.0}\nplot: {terminal: true, colour: red}\n",
+    "case key": "function: x\ncases:\n  - name: a\n    primals: {x: 1.0}\n    tangent: 1.0\n",
+    "cases empty": "function: x\nprimals: {x: 1.0}\ncases: []\n",
+    "two constructors": "function: x\nprimals:\n  x: {zeros: 3, ones: 3}\n",
+    "random distribution": "function: x\nprimals:\n  x: {random: cauchy, shape: [2]}\n",
+    "value dtype": "function: x\nprimals:\n  x: {value: 1, dtype: int8}\n",
+    "mode": "function: x\nprimals: {x: [1.0]}\nmode: sideways\nexpect:\n  jacobian.x: [[1.0]]\n",
+    "has_aux text": "function: x\nprimals: {x: 1.0}\nhas_aux: yes please\n",
+}
+
+
+@pytest.mark.parametrize("name", REFUSED_BY_BOTH)
+def test_the_schema_refuses_what_the_catalogue_refuses(name: str) -> None:
+    entry = next(c for c in CATALOGUE if c[0] == name)
+    assert entry[3] == 3  # the loader refuses it: a bad spec
+    assert not valid(str(entry[1])), name
+
+
+@pytest.mark.parametrize("name", sorted(MORE_REFUSED))
+def test_the_schema_refuses_more_that_the_loader_refuses(cli: Any, tmp_path: Any, name: str) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(MORE_REFUSED[name])
+    ran = cli("check", path, "--json")
+    assert ran.exit_code in (2, 3), (name, ran.stdout)  # the loader refuses it ...
+    assert not valid(MORE_REFUSED[name]), name  # ... and so does the schema
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "function: x\nprimals:\n  x: [1, nan, -inf, '1e-3', .inf]\n",
+        "function: x\nprimals:\n  p: {W: {random: normal, shape: [2, 2], seed: 1, split: [[3, 1]]}, b: {zeros: 2}}\n",
+        "function: x\nprimals:\n  x: [{value: [1, 2]}, {value: [3], dtype: int32}]\n",
+        "function: x\nprimals: {x: {file: d.npz, key: W, shape: [2]}}\nwrt: x\nchunk_size: '8'\ndevices: '2'\n",
+        "function: x\nprimals: {x: [1.0]}\nexpect:\n  jacobian.x: {value: [2.0], einsum: 'ii->i', rtol: 0.1}\n"
+        "  grad.p['a.b']: [1.0]\n  recorded: {jax: 0.4}\n",
+        "function: x\nprimals:\nrun: jvp\nplot: true\ndescription: [any, thing]\nname: 3\n",
+    ],
+)
+def test_valid_specs_are_valid(text: str) -> None:
+    assert valid(text), text
