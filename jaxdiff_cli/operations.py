@@ -189,6 +189,11 @@ def _pictures(outcome: Outcome, pictures: Pictures) -> None:
     if outcome.streamed:
         outcome.warnings.append("a streamed Jacobian is not drawn; load the .npy to plot it")
         return
+    from jaxdiff_cli.engine.complex_rules import is_complex_tree
+
+    if is_complex_tree(outcome.result.outputs[outcome.command]):
+        outcome.warnings.append("a complex matrix is not drawn or summarised (pictures and summaries are of real matrices)")
+        return
     problem = outcome.prep.problem
     diff = problem.diff(problem.primals)
     if outcome.command == "jacobian":
@@ -273,7 +278,8 @@ def run_cases(
             for step in case.steps:
                 done += 1
                 progress.advance(f"{case.name}: {step.label}", done, total)
-                result = run_operation(prep, step.op, Options(mode=step.mode, chunk_size=step.chunk_size, bake=bake))
+                options = Options(mode=step.mode, chunk_size=step.chunk_size, bake=bake, order=step.order)
+                result = run_operation(prep, step.op, options)
                 item.steps.append((step, result))
                 note = nonfinite_note(result.outputs, result.value)
                 if note is not None and outcome.nonfinite is None:

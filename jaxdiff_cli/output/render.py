@@ -138,7 +138,8 @@ def bench_json(outcome: BenchOutcome) -> dict[str, Any]:
 def format_array(arr: Any, width: int = 100) -> str:
     """Values as NumPy prints them, large arrays summarised with '...'."""
     a = np.asarray(arr)
-    return np.array2string(a, max_line_width=width, threshold=200, edgeitems=3, precision=8 if a.dtype == np.float64 else 7)
+    precision = 8 if a.dtype in (np.float64, np.complex128) else 7
+    return np.array2string(a, max_line_width=width, threshold=200, edgeitems=3, precision=precision)
 
 
 def rich_result(
