@@ -420,3 +420,13 @@ def test_help_never_imports_jax_for_the_new_commands() -> None:
     )
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) is False
+
+
+def test_bench_times_taylor_mode_against_nested_forward_mode(cli: Any) -> None:
+    doc = ok(
+        cli("bench", "-f", "sin(x) * exp(x)", "-p", "x=0.3", "--op", "taylor", "--order", "4", "--min-time", "0.01", "--json")
+    )
+    assert [t["mode"] for t in doc["timings"]] == ["jet", "jvp"]
+    doc = ok(cli("bench", "-f", "tan(x)", "-p", "x=0.3", "--op", "derivative", "-k", "3", "--min-time", "0.01", "--json"))
+    assert [t["mode"] for t in doc["timings"]] == ["jvp"]
+    assert "jet not timed" in doc["auto"] and "'tan'" in doc["auto"]
