@@ -252,10 +252,13 @@ def check_complex(prep: Prepared, report: Report, rtol: float | None, atol: floa
 
 def _grad_check(real: Real, ref: fd.Estimate, dtype: str, tol: tuple[float, float], results: list[tuple[str, Any]]) -> Finding:
     """grad of a real scalar of complex inputs is ∂f/∂x − i·∂f/∂y (JAX's convention)."""
+    import jax
+
     from jaxdiff_cli.engine.plans import grad
 
     result = grad(real.problem)
-    ad = np.concatenate([np.asarray(result.outputs["grad"][a]).reshape(-1) for a in real.problem.wrt])
+    per_arg = tuple(result.outputs["grad"][a] for a in real.problem.wrt)  # leaves in the order the input is raveled
+    ad = np.concatenate([np.asarray(leaf).reshape(-1) for leaf in jax.tree.leaves(per_arg)])
     results.append(("grad", ad))
     row, err = ref.value[0], ref.error[0]
     expected = row[: real.n] - 1j * row[real.n :]
