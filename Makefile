@@ -41,4 +41,5 @@ fuzz: $(STAMP)  ## property-based fuzzing with many more examples than CI runs
 
 bench: $(STAMP)  ## jaxdiff vs hand-written JAX: prints the tables, writes benchmarks/results.json
 	$(BIN)/python benchmarks/suite.py
+	$(BIN)/python benchmarks/taylor.py
 	$(BIN)/python benchmarks/report.py

@@ -84,7 +84,7 @@ CotangentOpt = Annotated[
 # The choices of --dtype, --device and --mode, for --help and shell completion. The loader's tables
 # (inputs.spec.DTYPES, DEVICES, prepare.MODES) are the truth and check the values; they are copied
 # here because importing them would import YAML and NumPy into `jaxdiff --help` (a test keeps them equal).
-DTYPE_CHOICES = ("float32", "float64")
+DTYPE_CHOICES = ("float32", "float64", "complex64", "complex128")
 DEVICE_CHOICES = ("cpu", "gpu", "tpu", "auto")
 JACOBIAN_MODE_CHOICES = ("fwd", "rev", "auto")
 HVP_MODE_CHOICES = ("fwd-rev", "rev-fwd", "rev-rev")
@@ -95,8 +95,9 @@ def _choice(*names: str, choices: tuple[str, ...], help: str) -> Any:
     return _opt(*names, help=help, metavar="[" + "|".join(choices) + "]", autocompletion=lambda: list(choices))
 
 
-DtypeOpt = Annotated[str | None, _choice("--dtype", choices=DTYPE_CHOICES, help="float64 enables x64.")]
+DtypeOpt = Annotated[str | None, _choice("--dtype", choices=DTYPE_CHOICES, help="float64 and complex128 enable x64.")]
 DeviceOpt = Annotated[str | None, _choice("--device", choices=DEVICE_CHOICES, help="auto: JAX's default device.")]
+TAYLOR_MODE_CHOICES = ("auto", "jet", "jvp")
 JsonOpt = Annotated[bool, _opt("--json", help="Print one JSON document on stdout (schema in the README).")]
 OutputOpt = Annotated[
     Path | None,
@@ -168,6 +169,25 @@ ChunkOpt = Annotated[
     ),
 ]
 ValueOpt = Annotated[bool, _opt("--value", help="Also show f(x).")]
+HolomorphicOpt = Annotated[
+    bool,
+    _opt(
+        "--holomorphic",
+        help="f is holomorphic (complex in and out): JAX's holomorphic=True, the complex derivative f'(z)."
+        " Without it, a real f of complex z has JAX's gradient ∂f/∂x − i·∂f/∂y.",
+    ),
+]
+OrderOpt = Annotated[int | None, _opt("--order", "-k", help="The order K (1 to 32).")]
+TaylorModeOpt = Annotated[
+    str | None,
+    _choice(
+        "--mode",
+        "-m",
+        choices=TAYLOR_MODE_CHOICES,
+        help="auto (default: Taylor mode by jax.experimental.jet, nested forward mode where jet has no rule), jet,"
+        " or jvp (nested forward mode).",
+    ),
+]
 CaseOpt = Annotated[
     list[str] | None,
     _opt(
@@ -212,6 +232,8 @@ class Common:
     spy: bool = False
     summary: bool = False
     case: list[str] | None = None
+    holomorphic: bool = False
+    order: int | None = None
 
     @classmethod
     def of(cls, params: dict[str, Any]) -> Common:
@@ -230,7 +252,7 @@ class Common:
         return Cluster(str(self.coordinator), int(self.num_processes or 1), int(self.process_id or 0))
 
     def request(self, command: str, pictures: Pictures | None = None) -> Request:
-        from jaxdiff_cli.inputs.spec import Overrides, parse_chunk_size
+        from jaxdiff_cli.inputs.spec import Overrides, parse_chunk_size, parse_order
         from jaxdiff_cli.operations import Request
         from jaxdiff_cli.prepare import Options
 
@@ -238,9 +260,11 @@ class Common:
             function=self.fn, primals=tuple(self.primal or ()), wrt=tuple(self.wrt or ()), tangents=tuple(self.tangent or ()),
             cotangent=self.cotangent, dtype=self.dtype, device=self.device, has_aux=self.has_aux, no_code=self.no_code,
             cases=tuple(self.case or ()),
+            holomorphic=self.holomorphic,
         )  # fmt: skip
         chunk = parse_chunk_size(self.chunk_size, "--chunk-size")
-        options = Options(mode=self.mode, chunk_size=chunk, with_value=self.value, bake=self.bake_primals)
+        order = parse_order(self.order, "--order")
+        options = Options(mode=self.mode, chunk_size=chunk, with_value=self.value, bake=self.bake_primals, order=order)
         return Request(
             command, self.spec, overrides, options, self.devices, self.cluster(), not self.no_cache, self.output, pictures
         )
@@ -342,6 +366,7 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {  # name -> (Annotated type, default), i
     "plot": (PlotOpt, False), "plot_file": (PlotFileOpt, None), "spy": (SpyOpt, False), "summary": (SummaryOpt, False),
     "devices": (DevicesOpt, None), "coordinator": (CoordinatorOpt, None), "num_processes": (ProcessesOpt, None),
     "process_id": (ProcessIdOpt, None),
+    "order": (OrderOpt, None), "taylor_mode": (TaylorModeOpt, None), "holomorphic": (HolomorphicOpt, False),
 }  # fmt: skip
 _SHARED = ("spec", "fn", "primal", "dtype", "device", "json_", "output", "quiet", "debug", "no_cache", "check_finite",
            "bake_primals", "has_aux", "no_code", "case")  # fmt: skip
@@ -355,8 +380,8 @@ def _computing(name: str, doc: str, *own: str) -> None:
 
     chosen = [n for n in _OPTIONS if n in _SHARED or n in own]
     params = [
-        inspect.Parameter(n.replace("hvp_mode", "mode"), inspect.Parameter.KEYWORD_ONLY, default=_OPTIONS[n][1],
-                          annotation=_OPTIONS[n][0])
+        inspect.Parameter(n.replace("hvp_mode", "mode").replace("taylor_mode", "mode"), inspect.Parameter.KEYWORD_ONLY,
+                          default=_OPTIONS[n][1], annotation=_OPTIONS[n][0])
         for n in chosen
     ]  # fmt: skip
 
@@ -380,29 +405,44 @@ _computing("jvp", """Forward mode: f(x) and the Jacobian-vector product J(x)·v.
     jax.vmap in one program.
 
     Example: jaxdiff jvp configs/seed000_poly.yaml
-    """, "wrt", "tangent", *_SHARDED)  # fmt: skip
+    """, "wrt", "tangent", "holomorphic", *_SHARDED)  # fmt: skip
 _computing("vjp", """Reverse mode: f(x) and the vector-Jacobian product uᵀ·J(x), one result per differentiated argument.
 
     Cotangents with one more leading axis than the output are a batch (Uᵀ·J via jax.vmap).
 
     Example: jaxdiff vjp configs/seed000_poly.yaml
-    """, "wrt", "cotangent", *_SHARDED)  # fmt: skip
+    """, "wrt", "cotangent", "holomorphic", *_SHARDED)  # fmt: skip
 _computing("grad", """Gradient ∇f(x) of a scalar-valued f, per differentiated argument.
 
     Example: jaxdiff grad -f "lambda x: jnp.sum(jnp.tanh(x)**2)" -p x=[1,2,3]
-    """, "wrt", "value")  # fmt: skip
+    """, "wrt", "value", "holomorphic")  # fmt: skip
 _computing("jacobian", """The Jacobian ∂f(x), output axes first, per differentiated argument.
 
     Example: jaxdiff jacobian configs/seed001_simplefun_vector.yaml --mode rev
-    """, "wrt", "mode", "chunk_size", *_PICTURES, *_SHARDED)  # fmt: skip
+    """, "wrt", "mode", "chunk_size", "holomorphic", *_PICTURES, *_SHARDED)  # fmt: skip
 _computing("hessian", """The Hessian ∂²f(x) of a scalar-valued f (forward-over-reverse).
 
     Example: jaxdiff hessian -f "lambda x: jnp.sum(x**3)" -p x=[1,2]
-    """, "wrt", *_PICTURES, *_SHARDED)  # fmt: skip
+    """, "wrt", "holomorphic", *_PICTURES, *_SHARDED)  # fmt: skip
 _computing("hvp", """Hessian-vector product ∂²f(x)·v of a scalar-valued f, without forming the Hessian.
 
     Example: jaxdiff hvp configs/seed003_tanh_hvp.yaml --mode rev-rev
-    """, "wrt", "tangent", "hvp_mode", *_SHARDED)  # fmt: skip
+    """, "wrt", "tangent", "hvp_mode", "holomorphic", *_SHARDED)  # fmt: skip
+_computing("derivative", """The K-th derivative of s ↦ f(x + s·v) at s = 0, for any output shape.
+
+    Of a function of one scalar (v = 1), or along the tangents -t (several arguments: all move
+    together). By Taylor mode (jax.experimental.jet) where jet has rules for every primitive of f,
+    else by nested forward mode (jvp of jvp ...); info says which, and why.
+
+    Example: jaxdiff derivative -f "sin(x) * exp(x)" -p x=0.5 --order 4
+    """, "wrt", "tangent", "order", "taylor_mode")  # fmt: skip
+_computing("taylor", """Taylor coefficients f⁽ᵏ⁾(x)[v, ..., v] / k!, k = 0..K, of s ↦ f(x + s·v), in one pass.
+
+    Each output leaf gets a leading axis of K + 1 coefficients (coefficient 0 is f(x)). Taylor mode
+    (jax.experimental.jet) where it applies, else nested forward mode, as derivative.
+
+    Example: jaxdiff taylor -f "jnp.exp(x)" -p x=[0.0,1.0] -t x=[1.0,2.0] --order 4
+    """, "wrt", "tangent", "order", "taylor_mode")  # fmt: skip
 
 
 def _pictures(c: Common) -> Pictures:
@@ -569,6 +609,7 @@ def bench(
     ] = ("jacobian"),
     chunk_size: Annotated[int | None, _opt("--chunk-size", min=1, help="Also time the chunked Jacobian.")] = None,
     min_time: Annotated[float, _opt("--min-time", help="Seconds of timed calls per mode, at least 5 calls (default 0.5).")] = 0.5,
+    order: OrderOpt = None,
     fn: FnOpt = None,
     primal: PrimalOpt = None,
     wrt: WrtOpt = None,
@@ -587,8 +628,9 @@ def bench(
 ) -> None:
     """Time an operation in each of its modes: compile time, steady-state time, working memory.
 
-    jacobian compares fwd and rev (and a chunk size, if given); hvp its three modes. The
-    recommendation is the fastest mode in steady state.
+    jacobian compares fwd and rev (and a chunk size, if given); hvp its three modes; derivative and
+    taylor Taylor mode (jet) against nested forward mode (--order K). The recommendation is the
+    fastest mode in steady state.
 
     Example: jaxdiff bench configs/seed003_tanh_hvp.yaml --op hvp --min-time 0.1
     """

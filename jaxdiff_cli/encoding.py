@@ -1,7 +1,8 @@
 """Arrays as JSON-ready data that reads back to the same bits, and shapes as text.
 
 Non-finite floats are the strings "NaN", "Infinity" and "-Infinity" (RFC 8259 has no tokens for
-them); every other number is a JSON number that reads back to the same bits in its dtype.
+them); every other number is a JSON number that reads back to the same bits in its dtype. Complex
+data is an object of two such arrays, ``{"real": ..., "imag": ...}``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ def json_number(value: float, dtype: np.dtype[Any]) -> float | int | str | bool:
 
 
 def array_json(arr: Any) -> dict[str, Any]:
+    """``{"shape", "dtype", "data"}``; complex data is ``{"real": ..., "imag": ...}``, each part nested
+    in the array's shape and written as its real dtype would be (complex64's parts as float32)."""
     a = np.asarray(arr)
+    if a.dtype.kind == "c":
+        parts = {name: array_json(part)["data"] for name, part in (("real", a.real), ("imag", a.imag))}
+        return {"shape": list(a.shape), "dtype": str(a.dtype), "data": parts}
     if a.dtype == np.float32 or a.dtype == np.float16:
         # str() of a float32 is its shortest round-trip form; as a float64 it still reads back exactly.
         flat = [float(str(v)) for v in a.ravel()]

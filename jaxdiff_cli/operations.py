@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from jaxdiff_cli.errors import JaxdiffError, NonFiniteError, SpecError, UsageError
+from jaxdiff_cli.errors import FunctionError, JaxdiffError, NonFiniteError, SpecError, UsageError
 from jaxdiff_cli.inputs.spec import (
     OPERATIONS,
     STDIN,
@@ -28,7 +28,7 @@ from jaxdiff_cli.inputs.spec import (
     parse_devices,
     read_source,
 )
-from jaxdiff_cli.prepare import Options, Prepared, prepare, primary_array, run_operation, stream_jacobian
+from jaxdiff_cli.prepare import TAYLOR_OPS, Options, Prepared, prepare, primary_array, run_operation, stream_jacobian
 
 if TYPE_CHECKING:
     import numpy as np
@@ -201,6 +201,11 @@ def _pictures(outcome: Outcome, pictures: Pictures) -> None:
     if outcome.streamed:
         outcome.warnings.append("a streamed Jacobian is not drawn; load the .npy to plot it")
         return
+    from jaxdiff_cli.engine.complex_rules import is_complex_tree
+
+    if is_complex_tree(outcome.result.outputs[outcome.command]):
+        outcome.warnings.append("a complex matrix is not drawn or summarised (pictures and summaries are of real matrices)")
+        return
     problem = outcome.prep.problem
     diff = problem.diff(problem.primals)
     if outcome.command == "jacobian":
@@ -297,7 +302,8 @@ def run_cases(
             for step in case.steps:
                 done += 1
                 progress.advance(f"{case.name}: {step.label}", done, total)
-                result = run_operation(prep, step.op, Options(mode=step.mode, chunk_size=step.chunk_size, bake=bake))
+                options = Options(mode=step.mode, chunk_size=step.chunk_size, bake=bake, order=step.order)
+                result = run_operation(prep, step.op, options)
                 item.steps.append((step, result))
                 note = nonfinite_note(result.outputs, result.value)
                 if note is not None and outcome.nonfinite is None:
@@ -411,13 +417,21 @@ def bench(request: Request, op: str, chunk_size: int | None, min_time: float, pr
     if op == "jacobian" and chunk_size is not None:
         variants += [(m, chunk_size) for m in ("fwd", "rev")]
     timings = []
+    skipped: list[str] = []
     for mode, chunk in variants:
         with progress.stage(f"timing {op} {mode or ''} {f'chunk {chunk}' if chunk else ''}"):
-            plan = plan_operation(prep, op, Options(mode=mode, chunk_size=chunk, bake=request.options.bake))
+            options = Options(mode=mode, chunk_size=chunk, bake=request.options.bake, order=request.options.order)
+            try:
+                plan = plan_operation(prep, op, options)
+            except FunctionError as exc:  # Taylor mode cannot go through f: time the other mode, say why
+                if op not in TAYLOR_OPS or mode != "jet":
+                    raise
+                skipped.append(f"jet not timed: {exc.message}")
+                continue
             t = timing.time_plan(plan, min_time=min_time)
             label = f"{mode} chunk {chunk}" if chunk else mode
             timings.append(timing.Timing(label, t.compile_s, t.median_s, t.min_s, t.runs, t.temp_bytes))
-    auto = "auto would choose {} ({})".format(*choose_mode(prep.problem)) if op == "jacobian" else None
+    auto = "auto would choose {} ({})".format(*choose_mode(prep.problem)) if op == "jacobian" else "; ".join(skipped) or None
     return BenchOutcome(op, spec, prep.runtime.device_name, timings, timing.recommend(timings), auto, versions())
 
 

@@ -35,9 +35,15 @@ PRIMARY = {
     "jacobian": "jacobian",
     "hessian": "hessian",
     "hvp": "hvp",
+    "derivative": "derivative",
+    "taylor": "taylor",
 }
 MODES = {"jacobian": ("fwd", "rev", "auto"), "hvp": ("fwd-rev", "rev-fwd", "rev-rev")}
 DEFAULT_MODE = {"jacobian": "auto", "hvp": "fwd-rev"}
+# derivative and taylor: jet (Taylor mode), jvp (nested forward mode), or auto (jet, else nested jvp).
+TAYLOR_OPS = ("derivative", "taylor")
+MODES.update(dict.fromkeys(TAYLOR_OPS, ("auto", "jet", "jvp")))
+DEFAULT_MODE.update(dict.fromkeys(TAYLOR_OPS, "auto"))
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class Options:
     with_value: bool = True
     bake: bool = False  # compile the primal values into the program (Plan.bake)
     mesh: Mesh | None = None  # spread the operation over these devices (engine/sharding.py)
+    order: int | None = None  # derivative / taylor: --order (else the spec's order:)
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,7 @@ def prepare(spec: Spec, *, use_cache: bool = True, cluster: Cluster | None = Non
         argnums=tuple(names.index(n) for n in wrt),
         where=spec.where("function"),
         has_aux=spec.has_aux,
+        holomorphic=spec.holomorphic,
     )
     ctx = Context(spec.dtype, spec.base_dir, spec.source)
     return Prepared(spec=spec, runtime=rt, problem=problem, ctx=ctx, inputs={"primals": dict(zip(names, values))})
@@ -152,6 +160,41 @@ def cotangents(prep: Prepared) -> tuple[Any, int | None]:
     return jax.device_put(g.value, prep.runtime.device), g.batch
 
 
+def directions(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
+    """derivative / taylor: the direction v of the line x + s·v, and its batch size.
+
+    The tangents, as jvp reads them; for a function of one scalar without tangents, v = 1.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    problem = prep.problem
+    diff = problem.diff(problem.primals)
+    if prep.spec.tangents is None:
+        if len(diff) == 1 and isinstance(diff[0], jax.Array) and diff[0].shape == ():
+            one = jnp.ones_like(diff[0])
+            prep.inputs["tangents"] = {problem.wrt[0]: np.asarray(one)}
+            return (one,), None
+        shapes = ", ".join(f"{n} {tuple(leaf.shape)}" for n, a in zip(problem.wrt, diff) for leaf in jax.tree.leaves(a))
+        raise SpecError(
+            f"{op} of a function of more than one scalar needs a direction: tangents shaped like {shapes}",
+            where=prep.spec.where("tangents"),
+            hint="--tangent NAME=VALUE (tangents: in the spec): the derivative is taken along x + s·v",
+        )
+    return tangents(prep, op)
+
+
+def order_of(prep: Prepared, op: str, opts: Options) -> int:
+    """The order K of derivative / taylor: --order (or the run step's), else the spec's order:."""
+    order = opts.order if opts.order is not None else prep.spec.order
+    if order is None:
+        hint = f"--order K (order: K in the spec, or {{{op}: {{order: K}}}} in run:)"
+        if prep.spec.source == CLI:
+            raise UsageError(f"{op} needs an order", where="--order", hint=hint)
+        raise SpecError(f"{op} needs an order", where=prep.spec.where("order"), hint=hint)
+    return order
+
+
 def mode_of(prep: Prepared, op: str, opts: Options) -> str:
     """The mode of a jacobian or hvp: --mode, else the spec's, else the default; checked once."""
     mode = opts.mode or prep.spec.mode or DEFAULT_MODE[op]
@@ -182,7 +225,11 @@ def plan_operation(prep: Prepared, op: str, opts: Options) -> Plan:
         vectors, batch = tangents(prep, op)
     elif op == "vjp":
         vectors, batch = cotangents(prep)
+    elif op in TAYLOR_OPS:
+        vectors, batch = directions(prep, op)
     plan: Plan | None = None
+    if op in ("jacobian", "hessian") and (opts.mesh is not None or chunk is not None):
+        _complex_blocks(prep, op, opts.mesh is not None)
     if opts.mesh is not None:
         from jaxdiff_cli.engine.sharding import shard_plan
 
@@ -195,6 +242,11 @@ def plan_operation(prep: Prepared, op: str, opts: Options) -> Plan:
             plan = _jacobian_plan(prep, mode, chunk)
         elif op == "hvp":
             plan = plans.plan_hvp(problem, vectors, mode or DEFAULT_MODE["hvp"], batch)
+        elif op in TAYLOR_OPS:
+            from jaxdiff_cli.engine import taylor
+
+            planner = taylor.plan_derivative if op == "derivative" else taylor.plan_taylor
+            plan = planner(problem, vectors, order_of(prep, op, opts), mode or "auto", batch)
         else:
             plan = {
                 "eval": lambda: plans.plan_eval(problem),
@@ -207,7 +259,30 @@ def plan_operation(prep: Prepared, op: str, opts: Options) -> Plan:
             plan = replace(plan, info={**plan.info, "devices": "1 (nothing to shard: a single product)"})
     if opts.bake:
         plan = replace(plan, bake=True, info={**plan.info, "baked_primals": True})
+    if problem.holomorphic and op != "eval":
+        plan = replace(plan, info={**plan.info, "holomorphic": True})
     return plan
+
+
+def _complex_blocks(prep: Prepared, op: str, sharded: bool) -> None:
+    """Jacobians a chunk at a time, and over devices, push basis vectors of one dtype through f: for
+    complex values that is right only for a holomorphic Jacobian on one device (complex in and out)."""
+    from jaxdiff_cli.engine.complex_rules import complex_sides
+
+    complex_in, complex_out = complex_sides(prep.problem)
+    if not (complex_in or complex_out):
+        return
+    if sharded:
+        raise SpecError(
+            f"--devices spreads real {op}s over devices; this one has complex values", where=prep.spec.where("devices"),
+            hint="leave out --devices (devices:) to compute it on one device",
+        )  # fmt: skip
+    if complex_in != complex_out:
+        raise SpecError(
+            "--chunk-size takes a Jacobian whose inputs and outputs are both real or both complex",
+            where=prep.spec.where("chunk_size"),
+            hint="leave out --chunk-size (chunk_size:): this Jacobian is computed whole",
+        )
 
 
 def _jacobian_plan(prep: Prepared, mode: str, chunk: int | str | None) -> Plan:

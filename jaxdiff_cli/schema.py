@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from jaxdiff_cli.checks.expectations import EINSUM_PATTERN, ENTRY_KEYS, PRODUCER
-from jaxdiff_cli.inputs.spec import DEVICES, DTYPES, OPERATIONS, PLOT_KEYS, SPEC_KEYS, STEP_OPTIONS
+from jaxdiff_cli.dtypes import DTYPES
+from jaxdiff_cli.inputs.spec import DEVICES, MAX_ORDER, OPERATIONS, PLOT_KEYS, SPEC_KEYS, STEP_OPTIONS
 from jaxdiff_cli.inputs.values import CONSTRUCTORS, MAX_RANK, VALUE_DTYPES
 from jaxdiff_cli.prepare import MODES
 
@@ -40,6 +41,9 @@ def _ref(name: str) -> Schema:
 _NUMBER_TEXT = (
     r"^\s*[-+]?(([0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)([eE][-+]?[0-9]+)?|[iI][nN][fF]([iI][nN][iI][tT][yY])?|[nN][aA][nN])\s*$"
 )
+# A complex number as Python writes one (1+2j, -0.5j, (1-2j)), which the loader reads too.
+_REAL = r"([0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)([eE][-+]?[0-9]+)?|[iI][nN][fF]|[nN][aA][nN]"
+_COMPLEX_TEXT = rf"^\s*\(?\s*[-+]?(({_REAL})\s*[-+]\s*)?({_REAL})?[jJ]\s*\)?\s*$"
 _NAME = r"^[^\W\d]\w*$"  # a Python name (str.isidentifier), as primals and parameters are
 _WHOLE = r"^0*[1-9][0-9]*$"  # a positive whole number written as text (the command line's form)
 _SHAPE: Schema = {
@@ -86,7 +90,11 @@ CONSTRUCTOR_SCHEMAS: dict[str, Schema] = {
         "description": "stop, [start, stop] or [start, stop, step]",
     },
     "file": {"type": "string", "minLength": 1, "description": ".npy, .npz or .csv, relative to the spec's folder"},
+    "re": {**_ref("array"), "description": "the real part of a complex value"},
+    "im": {**_ref("array"), "description": "the imaginary part of a complex value"},
 }
+OPTION_SCHEMAS["re"] = CONSTRUCTOR_SCHEMAS["re"]  # {re, im}: each names the constructor and is the other's option
+OPTION_SCHEMAS["im"] = CONSTRUCTOR_SCHEMAS["im"]
 
 
 def _constructor(name: str) -> Schema:
@@ -100,7 +108,7 @@ def _constructor(name: str) -> Schema:
 
 
 def _step() -> Schema:
-    options = {"mode": _ref("mode"), "chunk_size": _ref("chunk_size")}
+    options = {"mode": _ref("mode"), "chunk_size": _ref("chunk_size"), "order": _ref("order")}
     assert set(options) == set(STEP_OPTIONS)
     return {
         "anyOf": [
@@ -170,6 +178,8 @@ KEY_SCHEMAS: dict[str, Callable[[], Schema]] = {
         "anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}, "minItems": 1, "uniqueItems": True}]
     },
     "has_aux": lambda: {"type": "boolean"},
+    "holomorphic": lambda: {"type": "boolean"},
+    "order": lambda: _ref("order"),
     "tangents": lambda: _ref("value"),
     "cotangents": lambda: _ref("value"),
     "dtype": lambda: {"enum": list(DTYPES)},
@@ -207,7 +217,13 @@ def spec_schema() -> Schema:
         "additionalProperties": False,
         **both,
         "$defs": {
-            "number": {"anyOf": [{"type": "number"}, {"type": "string", "pattern": _NUMBER_TEXT}]},
+            "number": {
+                "anyOf": [
+                    {"type": "number"},
+                    {"type": "string", "pattern": _NUMBER_TEXT},
+                    {"type": "string", "pattern": _COMPLEX_TEXT, "description": "a complex number: 1+2j"},
+                ]
+            },
             "array": {
                 "anyOf": [_ref("number"), {"type": "boolean"}, {"type": "array", "items": _ref("array")}],
                 "description": "a number or a nested list of numbers (or of true/false)",
@@ -236,6 +252,7 @@ def spec_schema() -> Schema:
                 "anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}, {"type": "string", "pattern": _WHOLE}],
                 "description": SPEC_KEYS["chunk_size"],
             },
+            "order": {"type": "integer", "minimum": 1, "maximum": MAX_ORDER, "description": SPEC_KEYS["order"]},
             "case": {"type": "object", "properties": case_keys, "additionalProperties": False, **both},
         },
     }

@@ -12,6 +12,7 @@ from pathlib import Path
 from jaxdiff_cli.checks.derivatives import check_derivatives
 from jaxdiff_cli.checks.expectations import check_expectations, collect_results, environment, note_environment, update_spec
 from jaxdiff_cli.checks.findings import Finding, Report, Worst
+from jaxdiff_cli.checks.higher import check_higher
 from jaxdiff_cli.errors import JaxdiffError, blame
 from jaxdiff_cli.inputs.spec import Spec
 from jaxdiff_cli.prepare import prepare
@@ -38,6 +39,8 @@ def check_spec(spec: Spec, settings: Settings) -> Report:
         check_expectations(prep, report)
         note_environment(prep, report)
         check_derivatives(prep, report, settings.rtol, settings.atol, settings.seed)
+        if spec.order is not None:  # derivative / taylor at that order
+            check_higher(prep, report, settings.rtol, settings.atol)
         if settings.update:
             if spec.path is None:
                 raise JaxdiffError("--update rewrites a spec file without cases: record this one by hand", where=spec.source)

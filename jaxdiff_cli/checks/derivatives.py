@@ -143,6 +143,11 @@ def check_derivatives(prep: Prepared, report: Report, rtol: float | None, atol: 
         report.findings.append(Finding("value finite", False, value_note))
         report.findings.append(Finding("AD vs FD", True, "not compared: f is not finite at this point", skipped=True))
         return
+    from jaxdiff_cli.checks.complex_ad import check_complex, is_complex_problem
+
+    if is_complex_problem(problem):  # differenced in both real directions of each complex entry
+        check_complex(prep, report, rtol, atol, seed)
+        return
     flat = flatten_problem(problem, spec.dtype)
     rtol0, atol0 = DEFAULT_TOL[spec.dtype]
     tol = (rtol if rtol is not None else rtol0, atol if atol is not None else atol0)

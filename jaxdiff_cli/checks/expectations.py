@@ -9,7 +9,8 @@
       hessian.x.x: {file: s.golden.npz, key: hessian.x.x}   # a value from a file
       recorded: {jax: 0.10.2, ...}                  # written by `check --update`; not compared
 
-Default tolerances follow the dtype: rtol 1e-5 / atol 1e-6 for float32, 1e-12 / 1e-14 for float64.
+Default tolerances follow the dtype: rtol 1e-5 / atol 1e-6 for float32, 1e-12 / 1e-14 for float64
+(complex64 and complex128 as their parts). Complex values are written ``1+2j`` or ``{re: ..., im: ...}``.
 
 ``check --update`` writes the current results into the block (golden values): only that block of the
 file is replaced (found as text: the top-level ``expect:`` key up to the next top-level key), so the
@@ -32,6 +33,7 @@ import yaml
 
 from jaxdiff_cli.atomic import atomic_open
 from jaxdiff_cli.checks.findings import Finding, Report, compare_arrays
+from jaxdiff_cli.dtypes import real_dtype
 from jaxdiff_cli.encoding import array_json
 from jaxdiff_cli.errors import SpecError, suggest
 from jaxdiff_cli.inputs.spec import join
@@ -56,12 +58,18 @@ class Expectation:
     einsum: str | None = None
 
     def select(self, actual: Any) -> np.ndarray:
-        a = np.asarray(actual, dtype=np.float64)
+        a = _wide(actual)
         if self.index is not None:
             a = a[self.index]
         if self.einsum is not None:
             a = np.einsum(self.einsum, a)
         return np.asarray(a)
+
+
+def _wide(value: Any) -> np.ndarray:
+    """In float64, or complex128 for complex values (never dropping an imaginary part)."""
+    a = np.asarray(value)
+    return a.astype(np.complex128 if a.dtype.kind == "c" else np.float64)
 
 
 def _tol(raw: Any, ctx: Context, keypath: str) -> float:
@@ -76,7 +84,7 @@ def _tol(raw: Any, ctx: Context, keypath: str) -> float:
 
 def parse(expect: Mapping[str, Any], ctx: Context) -> list[Expectation]:
     """Check the expect block's form and read its values (in float64, to compare precisely)."""
-    rtol0, atol0 = DEFAULT_TOL[ctx.dtype]
+    rtol0, atol0 = DEFAULT_TOL[real_dtype(ctx.dtype)]
     rtol = _tol(expect["rtol"], ctx, "expect.rtol") if "rtol" in expect else rtol0
     atol = _tol(expect["atol"], ctx, "expect.atol") if "atol" in expect else atol0
     wide = Context("float64", ctx.base_dir, ctx.source)
@@ -99,11 +107,7 @@ def parse(expect: Mapping[str, Any], ctx: Context) -> list[Expectation]:
         value_path = join(kp, "value") if entry is raw else kp
         value = entry["value"]
         # A recorded golden value may live in a sidecar file: {file: spec.golden.npz, key: name}.
-        array = (
-            np.asarray(construct(value, wide, value_path), np.float64)
-            if is_constructor(value)
-            else to_array(value, wide, value_path)
-        )
+        array = _wide(construct(value, wide, value_path)) if is_constructor(value) else to_array(value, wide, value_path)
         out.append(
             Expectation(
                 name=str(name),
@@ -176,6 +180,7 @@ def environment(prep: Prepared) -> dict[str, str]:
 
 def collect_results(prep: Prepared, report: Report) -> None:
     """Run every operation the spec supports and keep its outputs (what --update records)."""
+    from jaxdiff_cli.engine.complex_rules import complex_sides
     from jaxdiff_cli.engine.layout import named_leaves
     from jaxdiff_cli.engine.problem import is_scalar, output_shape
 
@@ -188,6 +193,13 @@ def collect_results(prep: Prepared, report: Report) -> None:
     ops += ["jacobian"] if n * m <= RECORD_MAX else []
     if scalar:
         ops += ["grad"] + (["hessian"] if n * n <= RECORD_MAX else []) + (["hvp"] if spec.tangents is not None else [])
+    ops += ["derivative", "taylor"] if spec.order is not None else []
+    complex_in, complex_out = complex_sides(prep.problem)
+    if (complex_in or complex_out) and not prep.problem.holomorphic:  # what complex values leave undefined
+        undefined = (
+            {"hessian", "hvp"} | ({"grad"} if complex_out else set()) | ({"jacobian"} if complex_in and complex_out else set())
+        )
+        ops = [op for op in ops if op not in undefined]
     for op in ops:
         result = run_operation(prep, op, Options(mode=spec.mode if op in ("jacobian", "hvp") else None))
         for name, arr in named_leaves(result.outputs):
@@ -228,6 +240,8 @@ def expect_block(
         if a.size > INLINE_MAX:
             big[name] = a
             block[name] = {"file": sidecar.name, "key": name}
+        elif a.dtype.kind == "c":  # the {re, im} constructor reads it back
+            block[name] = {"re": array_json(a.real)["data"], "im": array_json(a.imag)["data"]}
         else:
             block[name] = array_json(a)["data"]  # reads back to the same bits
     for tol in ("rtol", "atol"):

@@ -3,7 +3,8 @@
 An entry fails only when |AD − reference| > atol + rtol·|reference| + 10·(error estimate of the
 reference) + 32·eps(dtype)·(largest |reference| in its output row): the last term is the rounding
 that computing the AD value in the spec's dtype can carry. A reference without a usable estimate
-(every finite-difference step left the function's domain) is reported, never convicts.
+(every finite-difference step left the function's domain) is reported, never convicts. Complex
+entries are compared part by part (real, imaginary), and a failure names the part.
 """
 
 from __future__ import annotations
@@ -59,13 +60,22 @@ class Report:
         return self.error is None and all(f.passed for f in self.findings)
 
 
+def real_view(a: Any) -> np.ndarray:
+    """A complex array as its (real, imaginary) parts along a new last axis; a real array as it is."""
+    a = np.asarray(a)
+    return np.stack([a.real, a.imag], axis=-1) if a.dtype.kind == "c" else a
+
+
 # The checks of a spec as tests (the pytest plugin's items, after one per expect: entry), and the
 # finding names each one gathers (the names check_derivatives gives its findings).
-DERIVATIVE_GROUPS = ("ad_vs_fd[fwd]", "ad_vs_fd[rev]", "adjoint", "hvp", "hessian", "finite")
+DERIVATIVE_GROUPS = ("ad_vs_fd[fwd]", "ad_vs_fd[rev]", "adjoint", "hvp", "hessian", "holomorphic", "higher_order", "finite")
 _GROUP_PREFIXES = (
     (("jacobian fwd vs FD", "jvp vs FD"), ("ad_vs_fd[fwd]",)),
-    (("jacobian rev vs FD", "vjp vs FD"), ("ad_vs_fd[rev]",)),
-    (("AD vs FD",), ("ad_vs_fd[fwd]", "ad_vs_fd[rev]")),  # not compared (f is not finite): both modes
+    (("jacobian rev vs FD", "vjp vs FD", "grad vs FD"), ("ad_vs_fd[rev]",)),
+    (("Cauchy", "holomorphic"), ("holomorphic",)),
+    (("derivative", "taylor"), ("higher_order",)),
+    (("second derivatives",), ("hessian",)),
+    (("AD vs FD", "jacobian vs FD"), ("ad_vs_fd[fwd]", "ad_vs_fd[rev]")),  # not compared: both modes
     (("adjoint",), ("adjoint",)),
     (("hvp ",), ("hvp",)),
     (("hessian ",), ("hessian",)),
@@ -84,6 +94,10 @@ def compare_arrays(
     name: str, output: str, ad: np.ndarray, ref: np.ndarray, err: np.ndarray, dtype: str, tol: tuple[float, float]
 ) -> Finding:
     """Entry-wise AD vs reference; a failure names the worst entry."""
+    parts = np.iscomplexobj(ad) or np.iscomplexobj(ref)
+    if parts:  # each part its own entry; the error estimate bounds both
+        err = np.broadcast_to(np.asarray(err, dtype=np.float64), np.shape(ref))[..., None]
+        ad, ref = real_view(np.asarray(ad, np.complex128)), real_view(np.asarray(ref, np.complex128))
     ad = np.asarray(ad, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     err = np.broadcast_to(np.asarray(err, dtype=np.float64), ref.shape)
@@ -104,6 +118,10 @@ def compare_arrays(
     ratio = np.where(bad, np.nan_to_num(ratio, nan=np.inf), -1)
     idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ad.shape))
     worst = Worst(output, idx, float(ad[idx]), float(ref[idx]), float(err[idx]), float(bound[idx]))
+    if parts:  # the last axis is the part: name it instead of indexing it
+        worst = Worst(
+            f"{output} ({('real', 'imag')[idx[-1]]} part)", idx[:-1], worst.ad, worst.reference, worst.error, worst.bound
+        )
     return Finding(name, False, f"{int(bad.sum())} of {entries(ad.size)} outside tolerance", worst)
 
 

@@ -16,6 +16,7 @@ from jaxdiff_cli.engine.plans import HVP_MODES
 from jaxdiff_cli.engine.problem import Plan, call, compile_plan
 
 MODES = {"jacobian": ("fwd", "rev"), "hvp": HVP_MODES}
+MODES.update({"derivative": ("jet", "jvp"), "taylor": ("jet", "jvp")})  # Taylor mode against nested forward mode
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ def first_nonfinite(outputs: Mapping[str, Any]) -> tuple[str, tuple[int, ...], f
             bad = np.argwhere(~np.isfinite(a)) if a.ndim else np.zeros((0 if np.isfinite(a) else 1, 0), int)
             if bad.shape[0]:
                 idx = tuple(int(i) for i in bad[0])
-                return name, idx, float(a[idx])
+                value = complex(a[idx])
+                # Of a complex entry, the part that is not finite (the real part when both are not).
+                return name, idx, value.real if not np.isfinite(value.real) or a.dtype.kind != "c" else value.imag
     return None
 
 

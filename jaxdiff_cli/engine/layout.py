@@ -128,6 +128,12 @@ class Matrix:
     cols: list[tuple[str, int]]
 
 
+def wide(block: Any) -> np.ndarray:
+    """A block in float64, or complex128 for a complex one (never dropping an imaginary part)."""
+    a = np.asarray(block)
+    return a.astype(np.complex128 if a.dtype.kind == "c" else np.float64)
+
+
 def _size(leaf: Any) -> int:
     return max(1, int(np.prod(leaf.shape)))
 
@@ -142,7 +148,7 @@ def jacobian_matrix(nested: Any, out_struct: Any, diff: Sequence[Any], names: Se
     for (_, size_out), per_arg in zip(rows, out_tree.flatten_up_to(nested)):
         row_blocks.append(
             [
-                np.asarray(block, dtype=np.float64).reshape(size_out, _size(leaf))
+                wide(block).reshape(size_out, _size(leaf))
                 for name, leaves in in_blocks
                 for (_, leaf), block in zip(leaves, jax.tree.leaves(per_arg[name]))
             ]
@@ -162,6 +168,6 @@ def hessian_matrix(nested: Mapping[str, Any], diff: Sequence[Any], names: Sequen
             row: list[np.ndarray] = []
             for b, b_leaves in blocks_in:
                 for (_, lb), block in zip(b_leaves, jax.tree.leaves(per_b[b])):
-                    row.append(np.asarray(block, dtype=np.float64).reshape(_size(la), _size(lb)))
+                    row.append(wide(block).reshape(_size(la), _size(lb)))
             rows_out.append(row)
     return Matrix("hessian", np.block(rows_out), axis, axis)

@@ -7,16 +7,18 @@ never a Python loop.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from jaxdiff_cli.engine import complex_rules
 from jaxdiff_cli.engine.chunking import chunked_flat_jacobian
 from jaxdiff_cli.engine.layout import nest_hessian, nest_jacobian, unflatten_jacobian
 from jaxdiff_cli.engine.problem import Plan, Problem, Result, by_arg, execute, output_shape, require_scalar
-from jaxdiff_cli.errors import FunctionError, UsageError
+from jaxdiff_cli.errors import FunctionError, SpecError, UsageError
 
 JACOBIAN_MODES = ("fwd", "rev", "auto")
 HVP_MODES = ("fwd-rev", "rev-fwd", "rev-rev")
@@ -34,6 +36,11 @@ def jacobian_mode(problem: Problem, mode: str) -> tuple[str, dict[str, Any]]:
     """A Jacobian mode checked, with auto resolved: (fwd or rev, the info that says so and why)."""
     if mode not in JACOBIAN_MODES:
         raise UsageError(f"unknown jacobian mode {mode!r}", hint=", ".join(JACOBIAN_MODES))
+    forced = complex_rules.forced_jacobian_mode(problem)
+    if forced is not None:  # complex values allow one mode only
+        if mode not in ("auto", forced[0]):
+            raise SpecError(f"--mode {mode} cannot differentiate this function: {forced[1]}", where=problem.where)
+        return forced[0], {"mode": forced[0]} if mode != "auto" else {"mode": forced[0], "auto": True, "reason": forced[1]}
     if mode != "auto":
         return mode, {"mode": mode}
     chosen, reason = choose_mode(problem)
@@ -44,14 +51,24 @@ def tree_vdot(a: Any, b: Any) -> Any:
     return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def hvp_product(f: Callable[[Any], Any], x: Any, v: Any, mode: str = "fwd-rev") -> Any:
-    """H v for a scalar f of one pytree x, by one of three compositions of the two modes."""
+def tree_dot(a: Any, b: Any) -> Any:
+    """Σ a·b over all leaves, without conjugating: the pairing of a holomorphic derivative with a vector."""
+    return sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def hvp_product(f: Callable[[Any], Any], x: Any, v: Any, mode: str = "fwd-rev", holomorphic: bool = False) -> Any:
+    """H v for a scalar f of one pytree x, by one of three compositions of the two modes.
+
+    ``holomorphic``: f is complex and holomorphic, H its complex second derivative (JAX's
+    holomorphic=True for each gradient, and a pairing without conjugate).
+    """
+    grad = functools.partial(jax.grad, holomorphic=True) if holomorphic else jax.grad
     if mode == "fwd-rev":  # forward over reverse: usually the cheapest
-        return jax.jvp(jax.grad(f), (x,), (v,))[1]
+        return jax.jvp(grad(f), (x,), (v,))[1]
     if mode == "rev-fwd":
-        return jax.grad(lambda y: jax.jvp(f, (y,), (v,))[1])(x)
+        return grad(lambda y: jax.jvp(f, (y,), (v,))[1])(x)
     if mode == "rev-rev":
-        return jax.grad(lambda y: tree_vdot(jax.grad(f)(y), v))(x)
+        return grad(lambda y: (tree_dot if holomorphic else tree_vdot)(grad(f)(y), v))(x)
     raise UsageError(f"unknown hvp mode {mode!r}", hint=", ".join(HVP_MODES))
 
 
@@ -77,6 +94,7 @@ def plan_eval(problem: Problem) -> Plan:
 
 def plan_jvp(problem: Problem, tangents: tuple[Any, ...], batch: int | None = None) -> Plan:
     """f(x) and ∂f(x)·v; with a batch of tangents, J·V via vmap."""
+    complex_rules.validate(problem, "jvp")
 
     def g(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
         h = problem.of_diff(primals)
@@ -89,6 +107,7 @@ def plan_jvp(problem: Problem, tangents: tuple[Any, ...], batch: int | None = No
 
 def plan_vjp(problem: Problem, cotangent: Any, batch: int | None = None) -> Plan:
     """f(x) and uᵀ·∂f(x), one result per differentiated argument; batched via vmap."""
+    complex_rules.validate(problem, "vjp")
 
     def g(primals: tuple[Any, ...], cotangent: Any) -> Any:
         value, pull, (_, aux) = jax.vjp(problem.of_diff(primals, with_aux=True), *problem.diff(primals), has_aux=True)
@@ -102,12 +121,14 @@ def plan_vjp(problem: Problem, cotangent: Any, batch: int | None = None) -> Plan
 
 def plan_grad(problem: Problem) -> Plan:
     """∇f(x) for scalar f, per differentiated argument, with f(x)."""
+    complex_rules.validate(problem, "grad")
     require_scalar(problem, "grad")
 
     def g(primals: tuple[Any, ...]) -> Any:
         h = problem.of_diff(primals, with_aux=True)
         argnums = tuple(range(len(problem.argnums)))
-        (_, value_aux), grads = jax.value_and_grad(h, argnums=argnums, has_aux=True)(*problem.diff(primals))
+        grad = jax.value_and_grad(h, argnums=argnums, has_aux=True, holomorphic=problem.holomorphic)
+        (_, value_aux), grads = grad(*problem.diff(primals))
         return value_aux, grads
 
     return Plan("grad", g, (problem.primals,), lambda o: _outputs(o[0], grad=by_arg(problem, o[1])), problem.where)
@@ -115,6 +136,7 @@ def plan_grad(problem: Problem) -> Plan:
 
 def plan_jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None = None) -> Plan:
     """∂f(x), nested as layout.nest_jacobian names it, each block with output axes first."""
+    complex_rules.validate(problem, "jacobian")
     mode, info = jacobian_mode(problem, mode)
     out_struct = output_shape(problem)  # also: a clean error for a bad function before jacfwd's own
     argnums = tuple(range(len(problem.argnums)))
@@ -127,7 +149,7 @@ def plan_jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None =
         diff = problem.diff(primals)
         if chunk_size is not None:
             return unflatten_jacobian(chunked_flat_jacobian(h, diff, mode, chunk_size), out_struct, diff)
-        jac = (jax.jacfwd if mode == "fwd" else jax.jacrev)(h, argnums=argnums)(*diff)
+        jac = (jax.jacfwd if mode == "fwd" else jax.jacrev)(h, argnums=argnums, holomorphic=problem.holomorphic)(*diff)
         # jax nests a tuple over arguments inside each output leaf; lift that tuple outward,
         # keeping each argument's block as jax lays it out (output tree, then input tree).
         per_leaf = out_tree.flatten_up_to(jac)
@@ -141,12 +163,13 @@ def plan_jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None =
 
 def plan_hessian(problem: Problem) -> Plan:
     """∂²f(x) for scalar f (forward-over-reverse), as layout.nest_hessian names it."""
+    complex_rules.validate(problem, "hessian")
     require_scalar(problem, "hessian")
     argnums = tuple(range(len(problem.argnums)))
     diff_struct = problem.diff(problem.primals)
 
     def g(primals: tuple[Any, ...]) -> Any:
-        return jax.hessian(problem.of_diff(primals), argnums=argnums)(*problem.diff(primals))
+        return jax.hessian(problem.of_diff(primals), argnums=argnums, holomorphic=problem.holomorphic)(*problem.diff(primals))
 
     def finish(hess: Any) -> dict[str, Any]:
         def block(i: int, j: int) -> Any:
@@ -162,12 +185,13 @@ def plan_hvp(problem: Problem, tangents: tuple[Any, ...], mode: str = "fwd-rev",
     """∂²f(x)·v for scalar f, per differentiated argument, without forming the Hessian."""
     if mode not in HVP_MODES:
         raise UsageError(f"unknown hvp mode {mode!r}", hint=", ".join(HVP_MODES))
+    complex_rules.validate(problem, "hvp")
     require_scalar(problem, "hvp")
 
     def g(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
         h = problem.of_diff(primals)
         diff = problem.diff(primals)
-        return _batched(batch, lambda v: hvp_product(lambda d: h(*d), diff, v, mode))(tangents)
+        return _batched(batch, lambda v: hvp_product(lambda d: h(*d), diff, v, mode, problem.holomorphic))(tangents)
 
     info = {"mode": mode, "batch": batch}
     return Plan("hvp", g, (problem.primals, tangents), lambda o: {"hvp": by_arg(problem, o)}, problem.where, info)

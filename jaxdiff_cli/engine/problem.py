@@ -32,6 +32,7 @@ class Problem:
     argnums: tuple[int, ...]
     where: str = "function"  # for error messages: the spec's function key
     has_aux: bool = False  # fn returns (output, auxiliary data); only the output is differentiated
+    holomorphic: bool = False  # complex in and out, differentiated as JAX's holomorphic=True (engine/complex_rules.py)
 
     def call(self, *args: Any) -> tuple[Any, Any]:
         """The user's function: (output, auxiliary data or None), each checked to be a pytree of arrays."""
@@ -205,8 +206,15 @@ def require_scalar(problem: Problem, op: str) -> None:
         raise SpecError(
             f"{op} needs a function with a scalar output, but it returns shape {shapes}", where=problem.where, hint=hint
         )
+    if problem.holomorphic and jnp.issubdtype(leaves[0].dtype, jnp.complexfloating):
+        return  # holomorphic=True: a complex scalar, whose derivative is f'(z)
     if not jnp.issubdtype(leaves[0].dtype, jnp.floating):
-        raise SpecError(f"{op} needs a float output, but it returns {leaves[0].dtype}", where=problem.where)
+        complex_hint = "pass --holomorphic if f is holomorphic; else reduce it to a real value, e.g. jnp.abs(z)**2 or z.real"
+        raise SpecError(
+            f"{op} needs a float output, but it returns {leaves[0].dtype}",
+            where=problem.where,
+            hint=complex_hint if jnp.issubdtype(leaves[0].dtype, jnp.complexfloating) else None,
+        )
 
 
 def by_arg(problem: Problem, per_arg: Sequence[Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jaxdiff_cli.dtypes import needs_x64
 from jaxdiff_cli.errors import DeviceError, UsageError
 
 
@@ -47,7 +48,7 @@ def configure(dtype: str, device: str, use_cache: bool, where: str = "device", c
         jax.config.update("jax_platforms", "cpu")
     if cluster is not None and not jax.distributed.is_initialized():
         initialize(cluster, device)
-    jax.config.update("jax_enable_x64", dtype == "float64")
+    jax.config.update("jax_enable_x64", needs_x64(dtype))  # float64, and complex128 (float64 parts)
     cache: Path | None = None
     if use_cache:
         cache = cache_dir()

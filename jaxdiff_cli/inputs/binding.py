@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxdiff_cli.dtypes import is_complex, needs_x64
 from jaxdiff_cli.errors import SpecError, suggest
 from jaxdiff_cli.inputs.functions import LoadedFunction
 from jaxdiff_cli.inputs.spec import CLI, Spec
@@ -72,9 +73,10 @@ def resolve_wrt(spec: Spec, loaded: LoadedFunction, names: tuple[str, ...]) -> t
 def fit_dtypes(value: Any, spec: Spec, name: str, *, differentiated: bool) -> Any:
     """Refuse what JAX would silently change: dtypes never lie about what was computed.
 
-    A differentiated argument is computed in the spec's float dtype, so a leaf of another dtype is
-    refused. Without x64 (float32 specs) JAX holds no 64-bit values: an explicit float64 is refused,
-    and 64-bit integers (from a file) become int32 only when every value fits.
+    A differentiated argument is computed in the spec's float (or complex) dtype, so a leaf of another
+    dtype is refused. Without x64 (float32 and complex64 specs) JAX holds no 64-bit values: an
+    explicit float64 or complex128 is refused, and 64-bit integers (from a file) become int32 only when
+    every value fits.
     """
     return _fit(value, spec, spec.primal_where(name), differentiated)
 
@@ -91,7 +93,7 @@ def _fit(value: Any, spec: Spec, here: str, differentiated: bool) -> Any:
         return type(value)(_fit(v, spec, f"{here}[{i}]", differentiated) for i, v in enumerate(value))
     arr = np.asarray(value)
     dtype = arr.dtype
-    if differentiated and dtype.kind != "f":
+    if differentiated and dtype.kind not in "fc":
         raise SpecError(
             f"{dtype} values cannot be differentiated",
             where=here,
@@ -107,11 +109,18 @@ def _fit(value: Any, spec: Spec, here: str, differentiated: bool) -> Any:
         raise SpecError(
             "a float64 value in a float32 run, where JAX computes in 32 bits", where=here, hint=_set_dtype(spec, "float64")
         )
-    if spec.dtype == "float32" and dtype.itemsize == 8 and dtype.kind in "iu":
+    wide = "complex128" if is_complex(spec.dtype) or dtype.kind == "c" else "float64"  # the 64-bit run to suggest
+    wide_value = (dtype.kind == "c" and dtype.itemsize == 16) or (dtype.kind == "f" and dtype.itemsize == 8)
+    if not needs_x64(spec.dtype) and wide_value:
+        # JAX without x64 would silently compute this in complex64 (or float32).
+        raise SpecError(
+            f"a {dtype} value in a {spec.dtype} run, where JAX computes in 32-bit parts", where=here, hint=_set_dtype(spec, wide)
+        )
+    if not needs_x64(spec.dtype) and dtype.itemsize == 8 and dtype.kind in "iu":
         info = np.iinfo(np.int32)
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
             raise SpecError(
-                "64-bit integers that int32 cannot hold, in a float32 run", where=here, hint=_set_dtype(spec, "float64")
+                f"64-bit integers that int32 cannot hold, in a {spec.dtype} run", where=here, hint=_set_dtype(spec, wide)
             )
         return arr.astype(np.int32)
     return arr

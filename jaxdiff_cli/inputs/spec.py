@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
+from jaxdiff_cli.dtypes import DTYPES
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, Where, suggest
 
-DTYPES = ("float32", "float64")
 DEVICES = ("cpu", "gpu", "tpu", "auto")
 
 # Top-level keys of a spec, with what each is for (used in "did you mean" and docs).
@@ -33,9 +33,12 @@ SPEC_KEYS: dict[str, str] = {
     "has_aux": "the function returns (output, auxiliary data): differentiate the output, report the data",
     "tangents": "tangents for jvp / hvp, shaped like the wrt primals",
     "cotangents": "cotangents for vjp, shaped like the output",
-    "dtype": "float32 or float64",
+    "dtype": "float32, float64, complex64 (float32 parts) or complex128 (float64 parts, enables x64)",
     "device": "cpu, gpu, tpu or auto",
     "mode": "jacobian mode (fwd, rev, auto) or hvp mode (fwd-rev, rev-fwd, rev-rev)",
+    "holomorphic": "f is holomorphic (complex in and out): JAX's holomorphic=True for grad, jacobian, hessian;"
+    " check also tests the Cauchy-Riemann equations",
+    "order": "derivative / taylor: the order K (1 to 32): the K-th derivative, or Taylor coefficients up to K",
     "chunk_size": "jacobian: number of basis vectors pushed or pulled at a time",
     "expect": "expected results, for `jaxdiff check` and the tests",
     "plot": "jacobian / hessian: true for a terminal heatmap, or {terminal, file, spy, summary}",
@@ -45,8 +48,9 @@ SPEC_KEYS: dict[str, str] = {
     "name": "a case's name",
     "description": "free text",
 }
-OPERATIONS = ("eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp")
-STEP_OPTIONS = ("mode", "chunk_size")
+OPERATIONS = ("eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "derivative", "taylor")
+STEP_OPTIONS = ("mode", "chunk_size", "order")
+MAX_ORDER = 32  # derivative / taylor: Taylor mode costs O(K²); beyond this the numbers mean little in floating point
 
 
 def where(source: str, keypath: str) -> str:
@@ -327,6 +331,8 @@ class Spec:
     cli_primals: frozenset[str] = frozenset()  # primals given (or overridden) with --primal
     cli_tangents: frozenset[str] = frozenset()  # tangents given with --tangent
     case: str | None = None  # the case's name, for a case of a spec with cases:
+    holomorphic: bool = False  # f is holomorphic: JAX's holomorphic=True, and check tests Cauchy-Riemann
+    order: int | None = None  # derivative / taylor: the order K
 
     def where(self, keypath: str) -> str:
         return where(self.source, keypath)
@@ -352,6 +358,7 @@ class Overrides:
     dtype: str | None = None
     device: str | None = None
     has_aux: bool = False
+    holomorphic: bool = False
     no_code: bool = False  # --no-code / JAXDIFF_NO_CODE=1: expressions only, no module or file functions
     cases: tuple[str, ...] = ()  # --case NAME (globs): the cases of a spec with cases: to use
 
@@ -522,6 +529,9 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
     has_aux = ov.has_aux or data.get("has_aux", False)
     if not isinstance(has_aux, bool):
         raise SpecError("true or false", where=where(source, "has_aux"))
+    holomorphic = ov.holomorphic or data.get("holomorphic", False)
+    if not isinstance(holomorphic, bool):
+        raise SpecError("true or false", where=where(source, "holomorphic"))
 
     tangents = data.get("tangents")
     if ov.tangents:
@@ -546,9 +556,7 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
 
     dtype = ov.dtype or data.get("dtype", "float32")
     if dtype not in DTYPES:
-        raise SpecError(
-            f"unknown dtype {dtype!r}", where=where(source if not ov.dtype else CLI, "dtype"), hint="float32 or float64"
-        )
+        raise SpecError(f"unknown dtype {dtype!r}", where=where(source if not ov.dtype else CLI, "dtype"), hint=", ".join(DTYPES))
     device = ov.device or data.get("device", "auto")
     if device not in DEVICES:
         raise SpecError(
@@ -584,6 +592,8 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         has_aux=has_aux,
         cli_primals=frozenset(from_cli),
         cli_tangents=tangent_options,
+        holomorphic=holomorphic,
+        order=parse_order(data.get("order"), where(source, "order")),
     )
 
 
@@ -615,6 +625,19 @@ def parse_chunk_size(raw: Any, where_: str) -> int | str | None:
         return raw
     error = UsageError if where_.startswith("--") else SpecError
     raise error(f"{raw!r} is not a positive whole number or auto", where=where_)
+
+
+def parse_order(raw: Any, where_: str) -> int | None:
+    """order: / --order: the order K of derivative and taylor, a whole number from 1 to MAX_ORDER.
+
+    A bad --order is a usage error (exit 2), a bad order: key a spec error (exit 3).
+    """
+    if raw is None:
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool) and 1 <= raw <= MAX_ORDER:
+        return raw
+    error = UsageError if where_.startswith("--") else SpecError
+    raise error(f"{raw!r} is not an order from 1 to {MAX_ORDER}", where=where_)
 
 
 def parse_devices(raw: Any, where_: str) -> str | int | None:
@@ -727,11 +750,14 @@ class Step:
     op: str
     mode: str | None = None
     chunk_size: int | str | None = None
+    order: int | None = None  # derivative / taylor
 
     @property
     def label(self) -> str:
         """The step's name in `run`'s results and files: unique within a case (``jacobian[mode=fwd]``)."""
-        options = [f"{k}={v}" for k, v in (("mode", self.mode), ("chunk_size", self.chunk_size)) if v is not None]
+        options = [
+            f"{k}={v}" for k, v in (("mode", self.mode), ("chunk_size", self.chunk_size), ("order", self.order)) if v is not None
+        ]
         return f"{self.op}[{','.join(options)}]" if options else self.op
 
 
@@ -767,7 +793,8 @@ def _steps(raw: Any, source: str, keypath: str) -> tuple[Step, ...]:
         if not isinstance(options, dict) or set(options) - set(STEP_OPTIONS):
             raise SpecError(f"options of {item} are {', '.join(STEP_OPTIONS)}", where=where(source, kp))
         chunk = parse_chunk_size(options.get("chunk_size"), where(source, join(join(kp, item), "chunk_size")))
-        step = Step(item, options.get("mode"), chunk)
+        order = parse_order(options.get("order"), where(source, join(join(kp, item), "order")))
+        step = Step(item, options.get("mode"), chunk, order)
         if any(s.label == step.label for s in steps):
             raise SpecError(f"{step.label} is listed twice", where=where(source, kp), hint="give each step other options")
         steps.append(step)

@@ -1,9 +1,11 @@
 """Spec values -> NumPy arrays (pytrees of them), checked before anything is traced.
 
 A value is a number, a nested list (a rectangular array), a constructor mapping (one of
-``random``, ``zeros``, ``ones``, ``eye``, ``linspace``, ``arange``, ``file``), or a pytree: a
-mapping that is not a constructor, or a list holding mappings. Numbers in lists are read as the
-spec's float dtype; ``nan``, ``inf`` and ``-inf`` (and YAML's ``.nan``, ``.inf``) are IEEE values.
+``random``, ``zeros``, ``ones``, ``eye``, ``linspace``, ``arange``, ``file``, ``re``/``im``), or a
+pytree: a mapping that is not a constructor, or a list holding mappings. Numbers in lists are read
+as the spec's dtype; ``nan``, ``inf`` and ``-inf`` (and YAML's ``.nan``, ``.inf``) are IEEE values.
+A string such as ``1+2j`` (Python's form, which YAML leaves a string) is a complex number: a list
+holding one is complex, with parts of the spec's float precision.
 
 Tangents, cotangents and expected values are read *guided* by the structure they must match
 (the primals, the function's output), so every mismatch is caught here with both shapes named.
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxdiff_cli.dtypes import complex_dtype, is_complex, needs_x64, real_dtype
 from jaxdiff_cli.encoding import shape_text
 from jaxdiff_cli.errors import SpecError, suggest
 from jaxdiff_cli.inputs.spec import CommandLinePath, join, spec_path, where
@@ -33,8 +36,11 @@ CONSTRUCTORS: dict[str, frozenset[str]] = {
     "linspace": frozenset({"dtype"}),
     "arange": frozenset({"dtype"}),
     "file": frozenset({"key", "shape", "dtype"}),
+    # {re: ..., im: ...}: a complex value from its parts (either may be left out: it is then 0).
+    "re": frozenset({"im", "dtype"}),
+    "im": frozenset({"re", "dtype"}),
 }
-VALUE_DTYPES = ("float32", "float64", "int32", "int64", "bool")
+VALUE_DTYPES = ("float32", "float64", "complex64", "complex128", "int32", "int64", "bool")
 MAX_RANK = 64  # NumPy's limit on dimensions (and so JAX's, which builds arrays through NumPy)
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
 
@@ -79,8 +85,8 @@ def build_value(raw: Any, ctx: Context, keypath: str, *, integers: bool = False)
 
 
 def default_int(ctx: Context) -> str:
-    """JAX's integer dtype for the run: int64 only with x64 (float64 specs)."""
-    return "int64" if ctx.dtype == "float64" else "int32"
+    """JAX's integer dtype for the run: int64 only with x64 (float64 and complex128 specs)."""
+    return "int64" if needs_x64(ctx.dtype) else "int32"
 
 
 def to_array(raw: Any, ctx: Context, keypath: str, *, integers: bool = False) -> np.ndarray:
@@ -96,6 +102,11 @@ def to_array(raw: Any, ctx: Context, keypath: str, *, integers: bool = False) ->
         raise ctx.error(keypath, "mixes true/false with numbers")
     if integers and flat and all(type(v) is int for v in flat):
         return cast_int(np.array(flat, dtype=object).reshape(shape), default_int(ctx), ctx, keypath)
+    if any(isinstance(v, complex) for v in flat):
+        # A complex number anywhere makes the array complex, in the run's precision; binding then
+        # refuses it for a differentiated argument of a real run (the hint names the complex dtype).
+        numbers = np.array([complex(v) for v in flat], dtype=np.complex128).reshape(shape)
+        return cast_float(numbers, Context(complex_dtype(ctx.dtype), ctx.base_dir, ctx.source), keypath)
     values = np.array([float(v) for v in flat], dtype=np.float64).reshape(shape)
     return cast_float(values, ctx, keypath)
 
@@ -116,7 +127,9 @@ def cast_int(values: np.ndarray, dtype: str, ctx: Context, keypath: str) -> np.n
 
 
 def cast_float(values: np.ndarray, ctx: Context, keypath: str) -> np.ndarray:
-    """Cast to the spec float dtype, refusing finite values that overflow it."""
+    """Cast to the spec float (or complex) dtype, refusing finite values that overflow it."""
+    if np.iscomplexobj(values) and not is_complex(ctx.dtype):
+        raise ctx.error(keypath, f"complex values where {ctx.dtype} numbers are expected", hint=f"use {complex_dtype(ctx.dtype)}")
     with np.errstate(over="ignore"):  # overflow is detected and reported just below
         out = values.astype(ctx.dtype)
     with np.errstate(invalid="ignore"):
@@ -126,7 +139,7 @@ def cast_float(values: np.ndarray, ctx: Context, keypath: str) -> np.ndarray:
         raise ctx.error(
             keypath + "".join(f"[{i}]" for i in idx),
             f"{values[idx]:g} overflows {ctx.dtype}",
-            hint="set dtype: float64" if ctx.dtype == "float32" else None,
+            hint=None if needs_x64(ctx.dtype) else f"set dtype: {'complex128' if is_complex(ctx.dtype) else 'float64'}",
         )
     return out
 
@@ -148,8 +161,8 @@ def _walk(raw: Any, ctx: Context, keypath: str, flat: list[Any]) -> tuple[int, .
     return ()
 
 
-def _scalar(raw: Any, ctx: Context, keypath: str) -> float | int | bool:
-    """A number as written: bool, int (a whole-number literal) or float."""
+def _scalar(raw: Any, ctx: Context, keypath: str) -> float | int | bool | complex:
+    """A number as written: bool, int (a whole-number literal), float, or complex (a string such as 1+2j)."""
     if isinstance(raw, bool):
         return raw
     if isinstance(raw, int):
@@ -167,10 +180,12 @@ def _scalar(raw: Any, ctx: Context, keypath: str) -> float | int | bool:
         try:
             value = float(text)
         except ValueError:
-            raise ctx.error(keypath, f"{raw!r} is not a number", hint="numbers, nan, inf or -inf") from None
+            return _complex(raw, ctx, keypath)
         if math.isinf(value):
             raise ctx.error(keypath, f"{raw} overflows float64", hint="write inf if you mean infinity")
         return value
+    if isinstance(raw, complex):
+        return raw
     if isinstance(raw, dict):
         raise ctx.error(keypath, "a mapping inside a numeric list", hint="a pytree list must hold only mappings or arrays")
     if raw is None:
@@ -178,11 +193,30 @@ def _scalar(raw: Any, ctx: Context, keypath: str) -> float | int | bool:
     raise ctx.error(keypath, f"a {type(raw).__name__} is not a number")
 
 
+def _complex(raw: str, ctx: Context, keypath: str) -> complex:
+    """A complex number written as Python writes one (``1+2j``, ``-0.5j``, ``(1-2j)``); spaces allowed."""
+    text = raw.strip().replace(" ", "")
+    # complex() also takes "j" alone and "infj"; a number needs a digit, or the name of a special value.
+    hint = "numbers, nan, inf or -inf, or complex numbers such as 1+2j"
+    special = any(word in text.lower() for word in ("inf", "nan"))
+    if "j" not in text.lower() or not (special or any(ch.isdigit() for ch in text)):
+        raise ctx.error(keypath, f"{raw!r} is not a number", hint=hint)
+    try:
+        value = complex(text)
+    except ValueError:
+        raise ctx.error(keypath, f"{raw!r} is not a number", hint=hint) from None
+    if (math.isinf(value.real) or math.isinf(value.imag)) and "inf" not in text.lower():
+        raise ctx.error(keypath, f"{raw} overflows complex128", hint="write inf if you mean infinity")
+    return value
+
+
 # --------------------------------------------------------------------------- constructors
 
 
 def construct(raw: dict[str, Any], ctx: Context, keypath: str) -> Any:
     names = [k for k in raw if k in CONSTRUCTORS]
+    if sorted(names) == ["im", "re"]:
+        names = ["re"]  # one constructor, of two parts
     if len(names) > 1:
         raise ctx.error(keypath, f"a value can have one constructor, not {' and '.join(names)}")
     name = names[0]
@@ -208,6 +242,8 @@ def construct(raw: dict[str, Any], ctx: Context, keypath: str) -> Any:
         "linspace": _linspace,
         "arange": _arange,
         "file": _file,
+        "re": _parts,
+        "im": _parts,
     }
     try:
         return builders[name](raw, ctx, keypath, dtype)
@@ -232,6 +268,8 @@ def _shape(raw: Any, ctx: Context, keypath: str) -> tuple[int, ...]:
 
 def _number(raw: Any, ctx: Context, keypath: str) -> float:
     value = _scalar(raw, ctx, keypath)
+    if isinstance(value, complex):
+        raise ctx.error(keypath, f"expected a real number, got {raw!r}")
     if isinstance(value, bool) or not math.isfinite(value):
         raise ctx.error(keypath, f"expected a finite number, got {raw!r}")
     return float(value)
@@ -259,6 +297,36 @@ def _value(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.nd
     return cast_float(arr, Context(dtype, ctx.base_dir, ctx.source), path)
 
 
+def _parts(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.ndarray:
+    """``{re: ..., im: ...}``: a complex value from its real and imaginary parts (a missing part is 0).
+
+    Each part is a real value (a number, a nested list or a constructor); both have one shape. The
+    dtype is the one given, else the run's complex dtype (complex64 in a float32 run).
+    """
+    if np.dtype(dtype).kind != "c":
+        if "dtype" in raw:
+            where = join(keypath, "dtype")
+            raise ctx.error(where, f"{{re, im}} makes a complex value, not {dtype}", hint="complex64 or complex128")
+        dtype = complex_dtype(dtype)
+    real = Context(real_dtype(dtype), ctx.base_dir, ctx.source)
+    parts = {}
+    for name in ("re", "im"):
+        if name in raw:
+            part = build_value(raw[name], real, join(keypath, name))
+            if not isinstance(part, np.ndarray) or part.dtype.kind not in "iuf":
+                raise ctx.error(join(keypath, name), "a real number or a nested list of real numbers")
+            parts[name] = part
+    re, im = parts.get("re"), parts.get("im")
+    if re is not None and im is not None and re.shape != im.shape:
+        raise ctx.error(keypath, f"re has shape {shape_text(re.shape)} but im has {shape_text(im.shape)}")
+    first = re if re is not None else im
+    assert first is not None  # one of the two named the constructor
+    value = np.zeros(first.shape, np.complex128)
+    value.real = re if re is not None else 0.0
+    value.imag = im if im is not None else 0.0
+    return cast_float(value, Context(dtype, ctx.base_dir, ctx.source), keypath)
+
+
 def _random(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.ndarray:
     import jax
 
@@ -271,8 +339,10 @@ def _random(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.n
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ctx.error(join(keypath, "seed"), "a seed is a whole number from 0 to 2**32 - 1")
-    if dtype not in ("float32", "float64"):
-        raise ctx.error(join(keypath, "dtype"), "random values are floats")
+    if dtype not in ("float32", "float64", "complex64", "complex128"):
+        raise ctx.error(join(keypath, "dtype"), "random values are floats (or complex, for normal)")
+    if kind == "uniform" and is_complex(dtype):
+        raise ctx.error(keypath, "uniform draws real numbers", hint="for complex values: {re: {random: uniform, ...}, im: {...}}")
     partitionable = raw.get("partitionable", True)
     if not isinstance(partitionable, bool):
         raise ctx.error(join(keypath, "partitionable"), "must be true or false")
@@ -388,7 +458,7 @@ def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
         raise ctx.error(fpath, f"cannot read {path.name}: {exc}") from None
 
     def finish(arr: np.ndarray, kp: str) -> np.ndarray:
-        if arr.dtype == object or arr.dtype.kind not in "biuf":
+        if arr.dtype == object or arr.dtype.kind not in "biufc":
             raise ctx.error(kp, f"{path.name} holds {arr.dtype} data, not numbers")
         if "shape" in raw:
             want = _shape(raw["shape"], ctx, join(keypath, "shape"))
@@ -396,8 +466,12 @@ def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
                 raise ctx.error(
                     join(keypath, "shape"), f"{path.name} has shape {shape_text(arr.shape)}, expected {shape_text(want)}"
                 )
+        if arr.dtype.kind == "c" and np.dtype(dtype).kind != "c" and "dtype" in raw:
+            raise ctx.error(join(keypath, "dtype"), f"{path.name} holds complex data: {dtype} would drop its imaginary part")
         if "dtype" in raw:
             return arr.astype(dtype)
+        if arr.dtype.kind == "c":  # complex data in the run's precision, as real data takes the run's float dtype
+            return cast_float(arr.astype(np.complex128), Context(complex_dtype(ctx.dtype), ctx.base_dir, ctx.source), kp)
         if arr.dtype.kind == "f":
             return cast_float(arr.astype(np.float64), ctx, kp)
         return arr  # integers and bools stay as they are (indices, labels)
@@ -477,10 +551,14 @@ def _guided(raw: Any, like: Any, ctx: Context, keypath: str, what: str, leaves: 
     if isinstance(arr, dict):
         raise ctx.error(keypath, f"an .npz without 'key' gives a mapping, but the {what} here is one array")
     dtype = np.dtype(like.dtype)
-    if dtype.kind == "f" and np.asarray(arr).dtype == bool:
+    if dtype.kind in "fc" and np.asarray(arr).dtype == bool:
         raise ctx.error(keypath, f"true/false values where the {what} holds {dtype} numbers")
+    if dtype.kind == "f" and np.iscomplexobj(arr):
+        raise ctx.error(keypath, f"complex values where the {what} holds {dtype} numbers")
     if dtype.kind == "f":
         arr = cast_float(np.asarray(arr, dtype=np.float64), Context(str(dtype), ctx.base_dir, ctx.source), keypath)
+    if dtype.kind == "c":
+        arr = cast_float(np.asarray(arr, dtype=np.complex128), Context(str(dtype), ctx.base_dir, ctx.source), keypath)
     leaves.append((keypath, arr, like))
     return arr
 

@@ -156,7 +156,8 @@ def format_array(arr: Any, width: int = 100) -> str:
     a = np.asarray(arr)
     if a.dtype.kind in "fc":
         a = a + a.dtype.type(0)  # -0.0 + 0.0 is +0.0; every other value is unchanged
-    return np.array2string(a, max_line_width=width, threshold=200, edgeitems=3, precision=8 if a.dtype == np.float64 else 7)
+    precision = 8 if a.dtype in (np.float64, np.complex128) else 7
+    return np.array2string(a, max_line_width=width, threshold=200, edgeitems=3, precision=precision)
 
 
 def rich_result(

@@ -163,6 +163,10 @@ def test_every_finding_belongs_to_a_test_of_the_pytest_plugin(tmp_path: Path) ->
         "large": "function: jnp.sin(x)\nprimals: {x: {ones: [70]}}\n",
         "not finite": "function: jnp.sum(jnp.log(x))\nprimals: {x: [-1.0]}\n",
         "custom_vjp": "function: teeth.py:tanh_good\nprimals: {x: [0.3]}\n",
+        "complex, holomorphic": "function: jnp.sin(z)\nprimals: {z: [1+2j]}\ndtype: complex128\nholomorphic: true\n",
+        "complex, real loss": "function: jnp.sum(jnp.abs(z)**2)\nprimals: {z: [1+2j]}\ndtype: complex128\n",
+        "complex to complex": "function: jnp.conj(z)\nprimals: {z: [1+2j]}\ndtype: complex128\n",
+        "order": "function: jnp.sin(x)\nprimals: {x: 0.5}\ndtype: float64\norder: 3\n",
     }
     names = set()
     for label, text in specs.items():

@@ -277,7 +277,8 @@ def test_json_errors_name_file_key_and_line(cli: Any, tmp_path: Path) -> None:
     assert ran.json() == {
         "error": {
             "exit_code": 3,
-            "message": f"{broken}: primals.x[1]: 'abc' is not a number (numbers, nan, inf or -inf)",
+            "message": f"{broken}: primals.x[1]: 'abc' is not a number"
+            " (numbers, nan, inf or -inf, or complex numbers such as 1+2j)",
             "file": str(broken),
             "key": "primals.x[1]",
             "line": 4,
@@ -383,7 +384,7 @@ def test_show_completion_prints_a_script(cli: Any, shell: str, monkeypatch: pyte
     ("words", "cword", "expected"),
     [
         ("jaxdiff ch", 1, ["check"]),
-        ("jaxdiff jvp --dtype ", 3, ["float32", "float64"]),
+        ("jaxdiff jvp --dtype ", 3, ["float32", "float64", "complex64", "complex128"]),
         ("jaxdiff jacobian --mode ", 3, ["fwd", "rev", "auto"]),
         ("jaxdiff hvp --mode rev-", 3, ["rev-fwd", "rev-rev"]),
         ("jaxdiff check --output-format ", 3, ["text", "json", "github"]),
@@ -411,13 +412,15 @@ def test_completion_completes_commands_and_choices_without_jax(words: str, cword
 
 def test_the_choices_in_help_are_the_loaders(cli: Any) -> None:
     from jaxdiff_cli import cli as cli_module
-    from jaxdiff_cli.inputs.spec import DEVICES, DTYPES
+    from jaxdiff_cli.dtypes import DTYPES
+    from jaxdiff_cli.inputs.spec import DEVICES
     from jaxdiff_cli.prepare import MODES
 
     assert cli_module.DTYPE_CHOICES == DTYPES and cli_module.DEVICE_CHOICES == DEVICES
     assert (cli_module.JACOBIAN_MODE_CHOICES, cli_module.HVP_MODE_CHOICES) == (MODES["jacobian"], MODES["hvp"])
+    assert cli_module.TAYLOR_MODE_CHOICES == MODES["taylor"] == MODES["derivative"]
     text = cli("jacobian", "--help").stdout
-    assert "[float32|float64]" in text and "[cpu|gpu|tpu|auto]" in text and "[fwd|rev|auto]" in text
+    assert "[float32|float64|complex64|complex128]" in text and "[cpu|gpu|tpu|auto]" in text and "[fwd|rev|auto]" in text
     assert "[fwd-rev|rev-fwd|rev-rev]" in cli("hvp", "--help").stdout
 
 

@@ -34,7 +34,7 @@ small_ints = st.integers(min_value=-3, max_value=6)
 numbers = st.one_of(
     small_ints,
     st.floats(allow_nan=True, allow_infinity=True, width=64),
-    st.sampled_from(["nan", "inf", "-inf", "1e400", "abc", ""]),
+    st.sampled_from(["nan", "inf", "-inf", "1e400", "abc", "", "1+2j", "-0.5j", "1e400j", "j", "nanj"]),
 )
 scalars = st.one_of(st.none(), st.booleans(), numbers, st.text(max_size=8))
 shapes = st.one_of(small_ints, st.lists(small_ints, max_size=3), st.text(max_size=3))
@@ -52,6 +52,8 @@ def constructors(draw: Any) -> dict[str, Any]:
         "linspace": draw(st.lists(numbers, max_size=4)),
         "arange": draw(st.one_of(numbers, st.lists(numbers, max_size=4))),
         "file": draw(st.sampled_from(["missing.npy", "x.csv", "", "a.npz", 3])),
+        "re": draw(st.one_of(scalars, st.lists(numbers, max_size=3))),
+        "im": draw(st.one_of(scalars, st.lists(numbers, max_size=3))),
     }[name]
     out = {name: value}
     options = [*sorted(CONSTRUCTORS[name]), "bogus"]
