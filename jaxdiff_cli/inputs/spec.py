@@ -36,6 +36,8 @@ SPEC_KEYS: dict[str, str] = {
     "device": "cpu, gpu, tpu or auto",
     "mode": "jacobian mode (fwd, rev, auto) or hvp mode (fwd-rev, rev-fwd, rev-rev)",
     "chunk_size": "jacobian: number of basis vectors pushed or pulled at a time",
+    "sparse": "jacobian / hessian: true to detect the sparsity pattern, color it and compute only the nonzeros"
+    " (needs jaxdiff[sparse])",
     "expect": "expected results, for `jaxdiff check` and the tests",
     "plot": "jacobian / hessian: true for a terminal heatmap, or {terminal, file, spy, summary}",
     "devices": "spread the work over all devices or the first N (a 1-D mesh); default one device",
@@ -45,7 +47,7 @@ SPEC_KEYS: dict[str, str] = {
     "description": "free text",
 }
 OPERATIONS = ("eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp")
-STEP_OPTIONS = ("mode", "chunk_size")
+STEP_OPTIONS = ("mode", "chunk_size", "sparse")
 
 
 def where(source: str, keypath: str) -> str:
@@ -243,6 +245,7 @@ class Spec:
     devices: str | int | None = None  # "all" or N: shard over a mesh
     argnums: tuple[int, ...] | None = None  # positions in the function's signature, as JAX counts them
     has_aux: bool = False
+    sparse: bool = False  # jacobian / hessian: compute the nonzeros of the detected pattern
     cli_primals: frozenset[str] = frozenset()  # primals given (or overridden) with --primal
     cli_tangents: frozenset[str] = frozenset()  # tangents given with --tangent
 
@@ -471,6 +474,9 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         raise SpecError("must be a string", where=where(source, "mode"))
     chunk = parse_chunk_size(data.get("chunk_size"), where(source, "chunk_size"))
     plot = _plot(data.get("plot"), source, base_dir)
+    sparse = data.get("sparse", False)
+    if not isinstance(sparse, bool):
+        raise SpecError("true or false", where=where(source, "sparse"))
     expect = data.get("expect") or {}
     if not isinstance(expect, dict):
         raise SpecError("must be a mapping of operation names to values", where=where(source, "expect"))
@@ -493,6 +499,7 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         devices=parse_devices(data.get("devices"), where(source, "devices")),
         argnums=argnums,
         has_aux=has_aux,
+        sparse=sparse,
         cli_primals=frozenset(from_cli),
         cli_tangents=tangent_options,
     )
@@ -623,11 +630,13 @@ class Step:
     op: str
     mode: str | None = None
     chunk_size: int | str | None = None
+    sparse: bool | None = None  # None: the spec's sparse:
 
     @property
     def label(self) -> str:
         """The step's name in `run`'s results and files: unique within a case (``jacobian[mode=fwd]``)."""
         options = [f"{k}={v}" for k, v in (("mode", self.mode), ("chunk_size", self.chunk_size)) if v is not None]
+        options += [f"sparse={str(self.sparse).lower()}"] if self.sparse is not None else []
         return f"{self.op}[{','.join(options)}]" if options else self.op
 
 
@@ -663,7 +672,10 @@ def _steps(raw: Any, source: str, keypath: str) -> tuple[Step, ...]:
         if not isinstance(options, dict) or set(options) - set(STEP_OPTIONS):
             raise SpecError(f"options of {item} are {', '.join(STEP_OPTIONS)}", where=where(source, kp))
         chunk = parse_chunk_size(options.get("chunk_size"), where(source, join(join(kp, item), "chunk_size")))
-        step = Step(item, options.get("mode"), chunk)
+        sparse = options.get("sparse")
+        if sparse is not None and not isinstance(sparse, bool):
+            raise SpecError("true or false", where=where(source, join(join(kp, item), "sparse")))
+        step = Step(item, options.get("mode"), chunk, sparse)
         if any(s.label == step.label for s in steps):
             raise SpecError(f"{step.label} is listed twice", where=where(source, kp), hint="give each step other options")
         steps.append(step)
