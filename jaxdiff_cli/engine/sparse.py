@@ -36,7 +36,7 @@ import numpy as np
 
 from jaxdiff_cli.atomic import atomic_open
 from jaxdiff_cli.engine.layout import Matrix, leaves_with_names
-from jaxdiff_cli.engine.problem import Plan, Problem, output_shape
+from jaxdiff_cli.engine.problem import Plan, Problem, output_shape, require_scalar
 from jaxdiff_cli.errors import FunctionError, UsageError
 
 INSTALL_HINT = "pip install 'jaxdiff[sparse]' (make install includes it)"
@@ -424,6 +424,8 @@ def plan_sparse(problem: Problem, kind: str, mode: str = "auto", chunk: int | No
     colors are pushed at a time (``lax.map``); None pushes them all at once (``vmap``).
     """
     asdex = asdex_module()
+    if kind == "hessian":
+        require_scalar(problem, "hessian")
     colored, coloring = colored_pattern(problem, kind, mode, cache)
     empty = _matrix(problem, kind, colored, coloring)
     compress = asdex.compressed_jacobian_from_coloring if kind == "jacobian" else asdex.compressed_hessian_from_coloring

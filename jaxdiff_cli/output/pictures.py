@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -100,9 +101,10 @@ def save_spy_figure(sm: SparseMatrix, path: Path, *, title: str = "") -> None:
     try:
         counts = binned(sm, rb, cb)
         extent = (-0.5, n - 0.5, m - 0.5, -0.5)  # axes in the matrix's own indices, whatever the blocks
-        ax.imshow(counts > 0, cmap="Greys", interpolation="nearest", aspect="auto", vmin=0, vmax=1, extent=extent)
-        colors = f", {sm.coloring.colors} colors: {sm.coloring.passes}"
-        ax.set_title(f"{title}  ({sm.nnz:,} nonzeros of {m:,}x{n:,}{colors})", fontsize=8)
+        aspect: Literal["equal", "auto"] = "equal" if max(m, n) <= 4 * min(m, n) else "auto"  # square looks square
+        ax.imshow(counts > 0, cmap="Greys", interpolation="nearest", aspect=aspect, vmin=0, vmax=1, extent=extent)
+        facts = f"{sm.nnz:,} nonzeros of {m:,} x {n:,}; {sm.coloring.colors} colors: {sm.coloring.passes}"
+        ax.set_title(f"{title}\n{facts}", fontsize=8)
         for blocks_, line, axis in ((sm.rows, ax.axhline, ax.yaxis), (sm.cols, ax.axvline, ax.xaxis)):
             total = sum(size for _, size in blocks_)
             ticks, labels, start = [], [], 0

@@ -11,7 +11,7 @@ import pytest
 from ..conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
-COMMANDS = ["eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "devices"]
+COMMANDS = ["eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "devices", "sparsity"]
 
 
 def _readme_examples() -> list[list[str]]:

@@ -150,8 +150,12 @@ def test_several_arguments_and_pytrees_are_flattened_with_their_block_names(dtyp
     np.testing.assert_allclose(sm.dense(), flat_reference(f, (p, w, k), (0, 1)), **TOL[dtype])
     assert sm.rows == [("f.a", 3), ("f.b", 2)]
     assert sm.cols == [("p.a", 3), ("p.b", 4), ("w", 5)]
-    hess = sparse_result(problem(lambda p, w: jnp.sum(p["a"] ** 2 * w[:3]) + jnp.sum(p["b"] ** 3), p, w, argnums=(0, 1)), "hessian")
-    ref = flat_reference(lambda p, w: jnp.sum(p["a"] ** 2 * w[:3]) + jnp.sum(p["b"] ** 3), (p, w), (0, 1), hessian=True)
+
+    def g(p: Any, w: Any) -> Any:
+        return jnp.sum(p["a"] ** 2 * w[:3]) + jnp.sum(p["b"] ** 3)
+
+    hess = sparse_result(problem(g, p, w, argnums=(0, 1)), "hessian")
+    ref = flat_reference(g, (p, w), (0, 1), hessian=True)
     np.testing.assert_allclose(hess.dense(), ref, **TOL[dtype])
     assert hess.rows == hess.cols == [("x.a", 3), ("x.b", 4), ("y", 5)]
 
