@@ -42,3 +42,8 @@ fuzz: $(STAMP)  ## property-based fuzzing with many more examples than CI runs
 bench: $(STAMP)  ## jaxdiff vs hand-written JAX: prints the tables, writes benchmarks/results.json
 	$(BIN)/python benchmarks/suite.py
 	$(BIN)/python benchmarks/report.py
+
+.PHONY: bench-sparse
+bench-sparse: $(STAMP)  ## --sparse vs asdex called directly and vs dense, n = 10^3 .. 10^6 (minutes): benchmarks/sparse_results.json
+	$(BIN)/python benchmarks/sparse.py
+	$(BIN)/python benchmarks/report.py
