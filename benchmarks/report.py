@@ -217,6 +217,27 @@ def sparse_section(r: dict) -> list[str]:
         "from n = 4096 the dense matrix no longer fits in cache and sparse is hundreds of times faster.",
         "",
     ]
+    if r.get("sparsejac"):
+        version = r["sparsejac"][0]["version"]
+        out += [
+            f"### Another library: sparsejac {version}",
+            "",
+            "sparsejac computes sparse Jacobians of 1-D functions from a pattern the user gives (it detects none, and has "
+            "no Hessians or pytrees); it colors with networkx. Given asdex's pattern of the banded residual:",
+            "",
+            "| n | its coloring | its steady state | jaxdiff's | jaxdiff / sparsejac |",
+            "|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {o['n']:,} | {secs(o['color_s'])} | {ms(o['sparsejac_s'])} | {ms(o['steady_s'])} | {o['ratio']:.2f}x |"
+            for o in r["sparsejac"]
+        ]
+        out += [
+            "",
+            "asdex is kept: it is the one that detects patterns, colors Hessians symmetrically, handles several "
+            "arguments and pytrees, and is maintained; its numba coloring is the faster too.",
+            "",
+        ]
     if r.get("cli"):
         asdex_peak = {row["n"]: row["asdex"]["peak_bytes"] for row in rows if row["problem"] == "laplacian"}
         out += [

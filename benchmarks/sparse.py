@@ -179,6 +179,30 @@ print(json.dumps({{"detect_s": detect_s, "color_s": color_s, "first_call_s": fir
 )
 
 
+SPARSEJAC_PROBE = (
+    COMMON
+    + """
+# sparsejac (not a dependency): given asdex's pattern, its networkx coloring and its steady state
+import asdex, sparsejac
+from jax.experimental import sparse as jsparse
+from jaxdiff_cli.engine import sparse
+from jaxdiff_cli.engine.problem import Problem, compile_plan
+p = Problem(fn=f, names=("x",), primals=(x,), argnums=(0,))
+plan = sparse.plan_sparse(p, kind, "fwd", None, None)
+compiled, _ = compile_plan(plan)
+pat = asdex.jacobian_sparsity(f, x)
+bcoo = jsparse.BCOO((jnp.ones(pat.nnz), jnp.stack([jnp.asarray(pat.rows), jnp.asarray(pat.cols)], 1)), shape=pat.shape)
+t0 = time.perf_counter()
+sj = jax.jit(sparsejac.jacfwd(f, bcoo))
+color_s = time.perf_counter() - t0
+jax.block_until_ready(sj(x))
+times, paired = steady([lambda: compiled(*plan.call_args), lambda: sj(x)], min_time)
+print(json.dumps({{"n": n, "color_s": color_s, "steady_s": times[0], "sparsejac_s": times[1], "ratio": paired[0],
+                  "version": __import__("importlib.metadata").metadata.version("sparsejac")}}))
+"""
+)
+
+
 def probe(code: str) -> dict[str, Any]:
     res = subprocess.run([str(BIN / "python"), "-c", code], capture_output=True, text=True, check=False)
     if res.returncode != 0:
@@ -266,8 +290,22 @@ def main() -> None:
                 f" warm {r['warm']['wall_s']:.1f} s {r['warm']['peak_bytes'] / 2**20:.0f} MiB",
                 flush=True,
             )
+    others = []
+    try:
+        import sparsejac  # noqa: F401
+    except ImportError:
+        print("  sparsejac is not installed: skipped (pip install sparsejac to compare)")
+    else:
+        for n in (s for s in (10**4, 10**5) if s <= args.max_n):
+            fmt = {"root": str(ROOT), "name": "banded", "n": n, "min_time": args.min_time, "dense_max": DENSE_MAX}
+            r = probe(SPARSEJAC_PROBE.format(**fmt))
+            others.append(r)
+            print(
+                f"  sparsejac {r['version']} n={n}: coloring {r['color_s']:.2f} s, steady jaxdiff / sparsejac {r['ratio']:.3f}x"
+            )
     meta["load_after"] = os.getloadavg()[0]
-    Path(args.out).write_text(json.dumps({"meta": meta, "targets": TARGETS, "rows": rows, "cli": cli}, indent=1))
+    doc = {"meta": meta, "targets": TARGETS, "rows": rows, "cli": cli, "sparsejac": others}
+    Path(args.out).write_text(json.dumps(doc, indent=1))
     print(f"\nwritten to {args.out}")
 
 
