@@ -315,10 +315,9 @@ def primary_array(prep: Prepared, op: str, result: Result) -> tuple[np.ndarray, 
     streamed Jacobian), any other result as its leaves raveled and joined, in the order named."""
     from jaxdiff_cli.engine.layout import hessian_matrix, jacobian_matrix, named_leaves
     from jaxdiff_cli.engine.problem import output_shape
-
-    tree = result.outputs[PRIMARY[op]]
     from jaxdiff_cli.engine.sparse import SparseMatrix
 
+    tree = result.outputs[PRIMARY[op]]
     if isinstance(tree, SparseMatrix):
         return _dense_of_sparse(prep, tree)
     leaves = list(named_leaves({PRIMARY[op]: tree}))

@@ -214,8 +214,11 @@ def test_nothing_is_kept_without_a_cache_and_a_bad_cache_file_is_recomputed(tmp_
     ids=["fft", "cumlogsumexp"],
 )
 def test_a_primitive_without_a_rule_is_named_never_guessed(fn: Any, primitive: str) -> None:
+    import gc
+
     with pytest.raises(sparse.Undetectable, match=f"no sparsity rule for the primitive '{primitive}'"):
         sparse.plan_sparse(problem(fn, jnp.linspace(0.1, 1.0, 8)), "jacobian")
+    assert gc.isenabled()  # paused while detecting (it walks millions of sets for nothing), and back on
 
 
 def test_sparse_summary_matches_the_dense_one() -> None:
