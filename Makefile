@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,plot]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,plot,sparse]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install jaxdiff with its test tools
@@ -42,4 +42,9 @@ fuzz: $(STAMP)  ## property-based fuzzing with many more examples than CI runs
 bench: $(STAMP)  ## jaxdiff vs hand-written JAX: prints the tables, writes benchmarks/results.json
 	$(BIN)/python benchmarks/suite.py
 	$(BIN)/python benchmarks/taylor.py
+	$(BIN)/python benchmarks/report.py
+
+.PHONY: bench-sparse
+bench-sparse: $(STAMP)  ## --sparse vs asdex called directly and vs dense, n = 10^3 .. 10^6 (minutes): benchmarks/sparse_results.json
+	$(BIN)/python benchmarks/sparse.py
 	$(BIN)/python benchmarks/report.py

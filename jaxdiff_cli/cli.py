@@ -169,6 +169,14 @@ ChunkOpt = Annotated[
     ),
 ]
 ValueOpt = Annotated[bool, _opt("--value", help="Also show f(x).")]
+SparseOpt = Annotated[
+    bool,
+    _opt(
+        "--sparse",
+        help="Detect the sparsity pattern, color it and compute only the nonzeros (needs jaxdiff[sparse])."
+        " -o FILE.npz is then scipy's sparse format; .mtx is Matrix Market.",
+    ),
+]
 HolomorphicOpt = Annotated[
     bool,
     _opt(
@@ -234,6 +242,7 @@ class Common:
     case: list[str] | None = None
     holomorphic: bool = False
     order: int | None = None
+    sparse: bool = False
 
     @classmethod
     def of(cls, params: dict[str, Any]) -> Common:
@@ -264,7 +273,10 @@ class Common:
         )  # fmt: skip
         chunk = parse_chunk_size(self.chunk_size, "--chunk-size")
         order = parse_order(self.order, "--order")
-        options = Options(mode=self.mode, chunk_size=chunk, with_value=self.value, bake=self.bake_primals, order=order)
+        options = Options(
+            mode=self.mode, chunk_size=chunk, with_value=self.value, bake=self.bake_primals, order=order,
+            sparse=self.sparse or None,
+        )  # fmt: skip
         return Request(
             command, self.spec, overrides, options, self.devices, self.cluster(), not self.no_cache, self.output, pictures
         )
@@ -342,8 +354,8 @@ def _computed(command: str, c: Common, pictures: Pictures | None) -> Outcome:
     from jaxdiff_cli import operations
     from jaxdiff_cli.output import console, save
 
-    if c.output is not None:
-        save.check_output_path(c.output)  # fail before any work, not after
+    if c.output is not None:  # fail before any work, not after; Matrix Market holds a Jacobian or Hessian
+        save.check_output_path(c.output, save.FORMATS + ((".mtx",) if command in ("jacobian", "hessian") else ()))
     if pictures is not None and pictures.file is not None:
         from jaxdiff_cli.output.pictures import check_figure_path
 
@@ -367,6 +379,7 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {  # name -> (Annotated type, default), i
     "devices": (DevicesOpt, None), "coordinator": (CoordinatorOpt, None), "num_processes": (ProcessesOpt, None),
     "process_id": (ProcessIdOpt, None),
     "order": (OrderOpt, None), "taylor_mode": (TaylorModeOpt, None), "holomorphic": (HolomorphicOpt, False),
+    "sparse": (SparseOpt, False),
 }  # fmt: skip
 _SHARED = ("spec", "fn", "primal", "dtype", "device", "json_", "output", "quiet", "debug", "no_cache", "check_finite",
            "bake_primals", "has_aux", "no_code", "case")  # fmt: skip
@@ -419,11 +432,11 @@ _computing("grad", """Gradient ∇f(x) of a scalar-valued f, per differentiated 
 _computing("jacobian", """The Jacobian ∂f(x), output axes first, per differentiated argument.
 
     Example: jaxdiff jacobian configs/seed001_simplefun_vector.yaml --mode rev
-    """, "wrt", "mode", "chunk_size", "holomorphic", *_PICTURES, *_SHARDED)  # fmt: skip
+    """, "wrt", "mode", "chunk_size", "holomorphic", *_PICTURES, *_SHARDED, "sparse")  # fmt: skip
 _computing("hessian", """The Hessian ∂²f(x) of a scalar-valued f (forward-over-reverse).
 
     Example: jaxdiff hessian -f "lambda x: jnp.sum(x**3)" -p x=[1,2]
-    """, "wrt", "holomorphic", *_PICTURES, *_SHARDED)  # fmt: skip
+    """, "wrt", "holomorphic", *_PICTURES, *_SHARDED, "sparse")  # fmt: skip
 _computing("hvp", """Hessian-vector product ∂²f(x)·v of a scalar-valued f, without forming the Hessian.
 
     Example: jaxdiff hvp configs/seed003_tanh_hvp.yaml --mode rev-rev
@@ -648,6 +661,56 @@ def bench(
             console.show_bench(outcome)
 
     _guarded(debug, body, c.json_)
+
+
+@app.command()
+def sparsity(
+    spec: SpecArg = None,
+    op: Annotated[str, _opt("--op", help="jacobian (the default) or hessian.")] = "jacobian",
+    mode: Annotated[
+        str | None, _opt("--mode", "-m", help="jacobian: fwd (column coloring), rev (row coloring) or auto (the fewer colors).")
+    ] = None,
+    fn: FnOpt = None,
+    primal: PrimalOpt = None,
+    wrt: WrtOpt = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    json_: JsonOpt = False,
+    output: Annotated[
+        Path | None,
+        _opt("--output", "-o", help="Save the pattern: .npz (scipy.sparse.load_npz), .mtx (Matrix Market), .json. Atomic."),
+    ] = None,
+    plot_file: PlotFileOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    no_cache: Annotated[bool, _opt("--no-cache", help="Detect and color afresh, and keep nothing.")] = False,
+    has_aux: HasAuxOpt = False,
+    no_code: NoCodeOpt = False,
+) -> None:
+    """The sparsity pattern of the Jacobian (or Hessian) and its coloring, without computing values.
+
+    Shows the nonzeros, the density, the colors (the JVPs, VJPs or HVPs that --sparse needs) and a
+    spy picture; the pattern is valid at every value of the differentiated inputs. Needs jaxdiff[sparse].
+
+    Example: jaxdiff sparsity configs/pde_laplacian2d_sparse.yaml
+    """
+    c = Common.of(locals())
+
+    def body() -> None:
+        from jaxdiff_cli import operations
+        from jaxdiff_cli.output import console, save
+
+        if c.output is not None:
+            save.check_output_path(c.output, formats=(".npz", ".mtx", ".json"))
+        if c.plot_file is not None:
+            from jaxdiff_cli.output.pictures import check_figure_path
+
+            check_figure_path(c.plot_file)
+        with console.progress(c.shows_progress) as progress:
+            outcome = operations.sparsity(c.request("sparsity"), op, progress)
+        console.show_sparsity(outcome, json_=c.json_, quiet=c.quiet, output=c.output, plot_file=c.plot_file)
+
+    _guarded(debug, body)
 
 
 @app.command()

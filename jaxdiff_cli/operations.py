@@ -28,7 +28,16 @@ from jaxdiff_cli.inputs.spec import (
     parse_devices,
     read_source,
 )
-from jaxdiff_cli.prepare import TAYLOR_OPS, Options, Prepared, prepare, primary_array, run_operation, stream_jacobian
+from jaxdiff_cli.prepare import (
+    TAYLOR_OPS,
+    Options,
+    Prepared,
+    prepare,
+    primary_array,
+    run_operation,
+    sparse_of,
+    stream_jacobian,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -159,6 +168,7 @@ def compute(request: Request, progress: Progress | None = None) -> Outcome:
     output = request.output
     chunked = opts.chunk_size is not None or spec.chunk_size is not None
     streamed = command == "jacobian" and output is not None and output.suffix.lower() == ".npy" and chunked
+    streamed = streamed and not sparse_of(prep, opts)  # a sparse Jacobian's .npy is its dense form, made if it fits
     if streamed:
         assert output is not None
         # The chunks go into a memory-mapped file: the Jacobian may be larger than memory.
@@ -169,6 +179,8 @@ def compute(request: Request, progress: Progress | None = None) -> Outcome:
     warnings = [
         f"float32 may lose the answer: {w} (try dtype: float64)" for w in precision_warnings({**prep.inputs, **result.outputs})
     ] + integer_warnings(prep.inputs)
+    if result.info.get("sparse_fallback"):
+        warnings.append(f"not sparse: {result.info['sparse_fallback']}")
     outcome = Outcome(
         command=command,
         spec=spec,
@@ -184,6 +196,8 @@ def compute(request: Request, progress: Progress | None = None) -> Outcome:
         outcome.npy = primary_array(prep, command, result)
         if outcome.npy[1]:
             result.info["npy_layout"] = outcome.npy[1]
+    if output is not None and output.suffix.lower() == ".mtx" and sparse_result(result) is None:
+        outcome.npy = primary_array(prep, command, result)  # the dense matrix Matrix Market holds the nonzeros of
     if request.pictures is not None:
         _pictures(outcome, request.pictures.merged(spec.plot))
     return outcome
@@ -208,11 +222,35 @@ def _pictures(outcome: Outcome, pictures: Pictures) -> None:
         return
     problem = outcome.prep.problem
     diff = problem.diff(problem.primals)
+    found = sparse_result(outcome.result)
+    if found is not None:
+        _sparse_pictures(outcome, found)
+        return
     if outcome.command == "jacobian":
         outcome.matrix = jacobian_matrix(outcome.result.outputs["jacobian"], output_shape(problem), diff, problem.wrt)
     else:
         outcome.matrix = hessian_matrix(outcome.result.outputs["hessian"], diff, problem.wrt)
     outcome.summary = summary(outcome.matrix, hvp_matvec(problem) if outcome.command == "hessian" else None)
+
+
+def sparse_result(result: Result) -> Any:
+    """The SparseMatrix a sparse jacobian / hessian computed, else None."""
+    from jaxdiff_cli.engine.sparse import SparseMatrix
+
+    found = result.outputs.get(result.op)
+    return found if isinstance(found, SparseMatrix) else None
+
+
+def _sparse_pictures(outcome: Outcome, sm: Any) -> None:
+    """A sparse matrix's summary from its nonzeros; its dense view, for the heatmap and image, only when small."""
+    from jaxdiff_cli.engine.sparse import summary
+
+    outcome.summary = summary(sm)
+    if sm.shape[0] * sm.shape[1] <= PICTURE_DENSE_MAX:
+        outcome.matrix = sm.matrix()
+
+
+PICTURE_DENSE_MAX = 10**6  # entries: up to this a sparse result is also drawn as a dense heatmap
 
 
 def finite_or_fail(outcome: Outcome, check_finite: bool) -> None:
@@ -246,14 +284,17 @@ class RunOutcome:
         return next((c.error for c in self.cases if c.error is not None), None)
 
     def arrays(self) -> dict[str, Any]:
-        """Every output of every case and step, named CASE/STEP/OUTPUT (unique: see Step.label)."""
+        """Every output of every case and step, named CASE/STEP/OUTPUT (unique: see Step.label); a sparse
+        result as its OUTPUT.row, .col, .data and .shape."""
         from jaxdiff_cli.engine.layout import named_leaves
+        from jaxdiff_cli.engine.sparse import file_arrays
 
         return {
-            f"{case.name}/{step.label}/{name}": array
+            f"{case.name}/{step.label}/{part}": array
             for case in self.cases
             for step, result in case.steps
-            for name, array in named_leaves(result.outputs)
+            for name, leaf in named_leaves(result.outputs)
+            for part, array in file_arrays(name, leaf)
         }
 
 
@@ -302,8 +343,8 @@ def run_cases(
             for step in case.steps:
                 done += 1
                 progress.advance(f"{case.name}: {step.label}", done, total)
-                options = Options(mode=step.mode, chunk_size=step.chunk_size, bake=bake, order=step.order)
-                result = run_operation(prep, step.op, options)
+                opts = Options(mode=step.mode, chunk_size=step.chunk_size, bake=bake, order=step.order, sparse=step.sparse)
+                result = run_operation(prep, step.op, opts)
                 item.steps.append((step, result))
                 note = nonfinite_note(result.outputs, result.value)
                 if note is not None and outcome.nonfinite is None:
@@ -383,6 +424,65 @@ def check_exit(reports: list[Report]) -> int:
     if errors:
         return int(errors[0].exit_code)
     return 0 if all(r.passed for r in reports) else int(ExitCode.CHECK_FAILED)
+
+
+# --------------------------------------------------------------------------- sparsity
+
+
+@dataclass
+class SparsityOutcome:
+    """`jaxdiff sparsity`: the pattern of a Jacobian or Hessian and its coloring, without values."""
+
+    op: str
+    spec: Spec
+    prep: Prepared
+    pattern: Any  # an engine.sparse.SparseMatrix without data
+    info: dict[str, Any]
+    versions: dict[str, str]
+
+    @property
+    def title(self) -> str:
+        fn = " ".join(self.spec.function.split())
+        fn = fn if len(fn) <= 80 else fn[:77] + "..."
+        return f"sparsity of the {self.op} of {fn}  (wrt {', '.join(self.prep.problem.wrt)})"
+
+
+def sparsity(request: Request, op: str, progress: Progress | None = None) -> SparsityOutcome:
+    """The sparsity pattern of the Jacobian or Hessian, and its coloring (read from the cache when there)."""
+    from jaxdiff_cli.engine import sparse
+    from jaxdiff_cli.engine.problem import require_scalar
+    from jaxdiff_cli.engine.runtime import pattern_cache_dir, versions
+    from jaxdiff_cli.prepare import mode_of
+
+    progress = progress or Silent()
+    if op not in sparse.KINDS:
+        raise UsageError(f"no sparsity pattern of {op!r}", where="--op", hint=", ".join(sparse.KINDS))
+    _need_function(request.spec_path, request.overrides, "sparsity")
+    sparse.asdex_module()  # before any work: asdex missing is a usage error, with how to install it
+    spec = load_spec(request.spec_path, request.overrides)
+    with progress.stage("preparing"):
+        prep = prepare(spec, use_cache=request.use_cache)
+    problem = prep.problem
+    mode = mode_of(prep, "jacobian", request.options) if op == "jacobian" else "auto"
+    if op == "hessian":
+        require_scalar(problem, "hessian")
+    cache = pattern_cache_dir() if prep.runtime.cache is not None else None
+    with progress.stage(f"detecting and coloring the sparsity pattern of the {op}"):
+        try:
+            pattern = sparse.pattern_matrix(problem, op, mode, cache)
+        except sparse.Undetectable as exc:
+            raise FunctionError(
+                f"cannot find the sparsity pattern of the {op}: {exc.reason}",
+                where=problem.where,
+                hint=f"jaxdiff {op} without --sparse computes it densely",
+            ) from None
+    c = pattern.coloring
+    info: dict[str, Any] = {"wrt": list(problem.wrt), "mode": c.mode}
+    if c.reason:
+        info.update(auto=True, reason=c.reason)
+    info["sparse"] = c.info(pattern.nnz, pattern.density)
+    info["blocks"] = sparse.block_info(pattern)
+    return SparsityOutcome(op, spec, prep, pattern, info, versions())
 
 
 # --------------------------------------------------------------------------- bench and devices

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jaxdiff_cli.errors import SpecError, UsageError
+from jaxdiff_cli.errors import FunctionError, SpecError, UsageError
 from jaxdiff_cli.inputs.binding import bind_primals, fit_dtypes, resolve_wrt
 from jaxdiff_cli.inputs.spec import CLI, OPERATIONS, Spec
 from jaxdiff_cli.inputs.values import Context, build_like, build_value, per_argument
@@ -54,6 +54,7 @@ class Options:
     chunk_size: int | str | None = None  # a number, or "auto"
     with_value: bool = True
     bake: bool = False  # compile the primal values into the program (Plan.bake)
+    sparse: bool | None = None  # jacobian / hessian: --sparse (None: the spec's sparse:)
     mesh: Mesh | None = None  # spread the operation over these devices (engine/sharding.py)
     order: int | None = None  # derivative / taylor: --order (else the spec's order:)
 
@@ -230,7 +231,10 @@ def plan_operation(prep: Prepared, op: str, opts: Options) -> Plan:
     plan: Plan | None = None
     if op in ("jacobian", "hessian") and (opts.mesh is not None or chunk is not None):
         _complex_blocks(prep, op, opts.mesh is not None)
-    if opts.mesh is not None:
+    fallback: str | None = None
+    if op in ("jacobian", "hessian"):
+        plan, fallback = _sparse_plan(prep, op, mode or "auto", chunk, opts)
+    if opts.mesh is not None and plan is None:
         from jaxdiff_cli.engine.sharding import shard_plan
 
         plan = shard_plan(
@@ -257,6 +261,8 @@ def plan_operation(prep: Prepared, op: str, opts: Options) -> Plan:
             }[op]()
         if opts.mesh is not None:
             plan = replace(plan, info={**plan.info, "devices": "1 (nothing to shard: a single product)"})
+        if fallback is not None:
+            plan = replace(plan, info={**plan.info, "sparse_fallback": fallback})
     if opts.bake:
         plan = replace(plan, bake=True, info={**plan.info, "baked_primals": True})
     if problem.holomorphic and op != "eval":
@@ -283,6 +289,61 @@ def _complex_blocks(prep: Prepared, op: str, sharded: bool) -> None:
             where=prep.spec.where("chunk_size"),
             hint="leave out --chunk-size (chunk_size:): this Jacobian is computed whole",
         )
+
+
+def sparse_of(prep: Prepared, opts: Options) -> bool:
+    """Whether a jacobian / hessian was asked for sparse: --sparse, else the spec's sparse:."""
+    return opts.sparse if opts.sparse is not None else prep.spec.sparse
+
+
+def _sparse_plan(prep: Prepared, op: str, mode: str, chunk: int | str | None, opts: Options) -> tuple[Plan | None, str | None]:
+    """The sparse plan of a Jacobian or Hessian, or None for the dense one (with why it is not sparse).
+
+    Sparse when asked for (--sparse, sparse: true), and also when the dense matrix cannot fit in
+    memory and no dense mode was asked for (jacobian --mode auto, hessian): then it says so. A dense
+    mode that cannot fit is refused before any work, suggesting --sparse. A function whose pattern
+    asdex cannot find is computed densely with a warning when that fits, and refused when not.
+    """
+    from jaxdiff_cli.engine import sparse
+    from jaxdiff_cli.engine.chunking import MEMORY_SHARE, free_bytes
+    from jaxdiff_cli.engine.runtime import pattern_cache_dir
+
+    asked = sparse_of(prep, opts)
+    if opts.mesh is not None:
+        if asked:
+            raise UsageError("a sparse Jacobian or Hessian runs on one device", hint="drop --devices (or devices:)")
+        return None, None
+    problem = prep.problem
+    need = sparse.dense_bytes(problem, op)
+    free = free_bytes(prep.runtime.device)
+    fits = need <= MEMORY_SHARE * free
+    why = None
+    if not asked:
+        if fits:
+            return None, None
+        said = f"the dense {op} would take {sparse.human_bytes(need)}, more than half the free memory"
+        said += f" ({sparse.human_bytes(free)})"
+        if op == "jacobian" and mode != "auto":
+            raise UsageError(said, hint="add --sparse (sparse: true) to compute only its nonzeros")
+        if not sparse.available():
+            raise UsageError(said, hint=f"--sparse computes only its nonzeros: {sparse.INSTALL_HINT}")
+        why = f"{said}: computed sparse"
+    size = chunk if isinstance(chunk, int) else None
+    cache = pattern_cache_dir() if prep.runtime.cache is not None else None
+    try:
+        plan = sparse.plan_sparse(problem, op, mode, size, cache)
+    except sparse.Undetectable as exc:
+        if not fits:
+            raise FunctionError(
+                f"cannot find the sparsity pattern of the {op}: {exc.reason}",
+                where=problem.where,
+                hint=f"the dense {op} ({sparse.human_bytes(need)}) does not fit in memory either; jvp and vjp compute products",
+            ) from None
+        return None, f"{exc.reason}: computed densely instead"
+    if why is not None:
+        reason = plan.info.get("reason")
+        plan = replace(plan, info={**plan.info, "auto": True, "reason": why + (f"; {reason}" if reason else "")})
+    return plan, None
 
 
 def _jacobian_plan(prep: Prepared, mode: str, chunk: int | str | None) -> Plan:
@@ -331,8 +392,11 @@ def primary_array(prep: Prepared, op: str, result: Result) -> tuple[np.ndarray, 
     streamed Jacobian), any other result as its leaves raveled and joined, in the order named."""
     from jaxdiff_cli.engine.layout import hessian_matrix, jacobian_matrix, named_leaves
     from jaxdiff_cli.engine.problem import output_shape
+    from jaxdiff_cli.engine.sparse import SparseMatrix
 
     tree = result.outputs[PRIMARY[op]]
+    if isinstance(tree, SparseMatrix):
+        return _dense_of_sparse(prep, tree)
     leaves = list(named_leaves({PRIMARY[op]: tree}))
     if len(leaves) == 1:
         return np.asarray(leaves[0][1]), None
@@ -348,6 +412,25 @@ def primary_array(prep: Prepared, op: str, result: Result) -> tuple[np.ndarray, 
         return m.data.astype(dtype), f"flat (inputs, inputs) matrix: {', '.join(n for n, _ in m.rows)}"
     flat = np.concatenate([np.asarray(a).reshape(-1) for _, a in leaves])
     return flat, f"leaves raveled and joined: {', '.join(n for n, _ in leaves)}"
+
+
+def _dense_of_sparse(prep: Prepared, sm: Any) -> tuple[np.ndarray, str | None]:
+    """A sparse result made dense for ``-o FILE.npy``, refused when it does not fit in memory. One block
+    (one array in, one out) keeps its shape, as the dense result's; several are the flat matrix."""
+    import jax
+
+    from jaxdiff_cli.engine.chunking import MEMORY_SHARE, free_bytes
+    from jaxdiff_cli.engine.problem import output_shape
+
+    room = int(MEMORY_SHARE * free_bytes(prep.runtime.device)) // max(sm.dtype.itemsize, 1)
+    dense = sm.dense(min(room, sm.shape[0] * sm.shape[1]), why=", more than half the free memory, for -o FILE.npy")
+    if len(sm.rows) == 1 and len(sm.cols) == 1:
+        problem = prep.problem
+        (arg,) = jax.tree.leaves(problem.diff(problem.primals))
+        out = arg if sm.kind == "hessian" else jax.tree.leaves(output_shape(problem))[0]
+        return dense.reshape(tuple(out.shape) + tuple(arg.shape)), None
+    axes = "(inputs, inputs)" if sm.kind == "hessian" else "(outputs, inputs)"
+    return dense, f"flat {axes} matrix: rows {', '.join(n for n, _ in sm.rows)}; columns {', '.join(n for n, _ in sm.cols)}"
 
 
 def stream_jacobian(prep: Prepared, opts: Options, path: Path, progress: Callable[[int, int], None] | None = None) -> Result:

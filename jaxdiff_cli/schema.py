@@ -108,7 +108,7 @@ def _constructor(name: str) -> Schema:
 
 
 def _step() -> Schema:
-    options = {"mode": _ref("mode"), "chunk_size": _ref("chunk_size"), "order": _ref("order")}
+    options = {"mode": _ref("mode"), "chunk_size": _ref("chunk_size"), "order": _ref("order"), "sparse": {"type": "boolean"}}
     assert set(options) == set(STEP_OPTIONS)
     return {
         "anyOf": [
@@ -179,6 +179,7 @@ KEY_SCHEMAS: dict[str, Callable[[], Schema]] = {
     },
     "has_aux": lambda: {"type": "boolean"},
     "holomorphic": lambda: {"type": "boolean"},
+    "sparse": lambda: {"type": "boolean"},
     "order": lambda: _ref("order"),
     "tangents": lambda: _ref("value"),
     "cotangents": lambda: _ref("value"),

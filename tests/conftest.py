@@ -41,7 +41,18 @@ class Ran:
     def outputs(self) -> dict[str, Any]:
         import numpy as np
 
-        return {k: np.asarray(_decode(v["data"]), dtype=v["dtype"]) for k, v in self.json()["outputs"].items()}
+        outputs = self.json()["outputs"]
+        dense = {k: np.asarray(_decode(v["data"]), dtype=v["dtype"]) for k, v in outputs.items() if "format" not in v}
+        return {**dense, **{k: _coo_dense(v) for k, v in outputs.items() if v.get("format") == "coo"}}
+
+
+def _coo_dense(doc: dict[str, Any]) -> Any:
+    """A sparse result's COO document ({"format": "coo", "shape", "row", "col", "data"}) as its dense matrix."""
+    import numpy as np
+
+    out = np.zeros(doc["shape"], dtype=doc["dtype"])
+    out[np.asarray(doc["row"], int), np.asarray(doc["col"], int)] = np.asarray(_decode(doc["data"]), dtype=doc["dtype"])
+    return out
 
 
 def _decode(data: Any) -> Any:

@@ -143,6 +143,7 @@ def check_outputs(outputs: Mapping[str, Any], expectations: list[Expectation]) -
 def check_expectations(prep: Prepared, report: Report) -> None:
     """Run the operations that produce the expected outputs, and compare each (a misspelt key is exit 3)."""
     from jaxdiff_cli.engine.layout import named_leaves
+    from jaxdiff_cli.engine.sparse import as_array
 
     spec = prep.spec
     if not spec.expect:
@@ -154,7 +155,7 @@ def check_expectations(prep: Prepared, report: Report) -> None:
             continue
         result = run_operation(prep, op, Options(mode=spec.mode))
         for name, arr in named_leaves(result.outputs):
-            report.results.setdefault(name, np.asarray(arr))
+            report.results.setdefault(name, as_array(arr))  # a sparse result (sparse: true) as its dense matrix
     for e in expectations:
         prefix = e.name.split(".")[0].split("[")[0]
         if prefix not in PRODUCER or e.name not in report.results:
@@ -183,6 +184,7 @@ def collect_results(prep: Prepared, report: Report) -> None:
     from jaxdiff_cli.engine.complex_rules import complex_sides
     from jaxdiff_cli.engine.layout import named_leaves
     from jaxdiff_cli.engine.problem import is_scalar, output_shape
+    from jaxdiff_cli.engine.sparse import as_array
 
     spec = prep.spec
     n, m = prep.problem.sizes()
@@ -203,7 +205,7 @@ def collect_results(prep: Prepared, report: Report) -> None:
     for op in ops:
         result = run_operation(prep, op, Options(mode=spec.mode if op in ("jacobian", "hvp") else None))
         for name, arr in named_leaves(result.outputs):
-            report.results.setdefault(name, np.asarray(arr))
+            report.results.setdefault(name, as_array(arr))
 
 
 def note_environment(prep: Prepared, report: Report) -> None:

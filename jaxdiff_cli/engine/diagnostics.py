@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from jaxdiff_cli.engine.layout import named_leaves
+from jaxdiff_cli.engine.sparse import SparseMatrix
 
 F32 = np.finfo(np.float32)
 NEAR_OVERFLOW = 1e30  # float32 overflows at 3.4e38; squaring or summing anything this large will
@@ -20,6 +21,11 @@ WIDE_RANGE = 1e12  # float32 keeps ~7 digits: an array this wide cannot be summe
 def first_nonfinite(outputs: Mapping[str, Any]) -> tuple[str, tuple[int, ...], float] | None:
     """The first NaN/Inf in the outputs: (leaf name, index, value), or None."""
     for name, arr in named_leaves(dict(outputs)):
+        if isinstance(arr, SparseMatrix):  # its nonzeros, named by (row, column)
+            if arr.data is not None and not np.all(np.isfinite(arr.data)):
+                k = int(np.argmin(np.isfinite(arr.data)))
+                return name, (int(arr.row[k]), int(arr.col[k])), float(arr.data[k])
+            continue
         a = np.asarray(arr)
         if a.dtype.kind in "fc":
             # argwhere of a 0-d array has no columns, so a scalar is looked at directly.
@@ -56,7 +62,7 @@ def precision_warnings(trees: Mapping[str, Any]) -> list[str]:
     """Where float32 is likely to lose the answer: values near overflow, subnormals, huge ranges."""
     notes = []
     for name, arr in named_leaves(dict(trees)):
-        a = np.asarray(arr)
+        a = np.asarray(arr.values() if isinstance(arr, SparseMatrix) else arr)
         if a.dtype != np.float32:
             continue
         mags = np.abs(a[np.isfinite(a) & (a != 0)]).astype(np.float64)

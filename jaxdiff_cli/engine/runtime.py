@@ -27,6 +27,14 @@ def cache_dir() -> Path:
     return Path(base) / "jaxdiff" / "xla"
 
 
+def pattern_cache_dir() -> Path:
+    """Where sparsity patterns and their colorings are kept between runs (``--sparse``), beside the
+    compiled programs: ``sparsity/`` in $JAXDIFF_CACHE_DIR (the one folder given), else in the user cache."""
+    if os.environ.get("JAXDIFF_CACHE_DIR"):
+        return cache_dir() / "sparsity"
+    return cache_dir().parent / "sparsity"
+
+
 @dataclass(frozen=True)
 class Runtime:
     device: Any  # a jax.Device

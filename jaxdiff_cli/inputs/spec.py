@@ -40,6 +40,8 @@ SPEC_KEYS: dict[str, str] = {
     " check also tests the Cauchy-Riemann equations",
     "order": "derivative / taylor: the order K (1 to 32): the K-th derivative, or Taylor coefficients up to K",
     "chunk_size": "jacobian: number of basis vectors pushed or pulled at a time",
+    "sparse": "jacobian / hessian: true to detect the sparsity pattern, color it and compute only the nonzeros"
+    " (needs jaxdiff[sparse])",
     "expect": "expected results, for `jaxdiff check` and the tests",
     "plot": "jacobian / hessian: true for a terminal heatmap, or {terminal, file, spy, summary}",
     "devices": "spread the work over all devices or the first N (a 1-D mesh); default one device",
@@ -49,7 +51,7 @@ SPEC_KEYS: dict[str, str] = {
     "description": "free text",
 }
 OPERATIONS = ("eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "derivative", "taylor")
-STEP_OPTIONS = ("mode", "chunk_size", "order")
+STEP_OPTIONS = ("mode", "chunk_size", "order", "sparse")
 MAX_ORDER = 32  # derivative / taylor: Taylor mode costs O(K²); beyond this the numbers mean little in floating point
 
 
@@ -328,6 +330,7 @@ class Spec:
     devices: str | int | None = None  # "all" or N: shard over a mesh
     argnums: tuple[int, ...] | None = None  # positions in the function's signature, as JAX counts them
     has_aux: bool = False
+    sparse: bool = False  # jacobian / hessian: compute the nonzeros of the detected pattern
     cli_primals: frozenset[str] = frozenset()  # primals given (or overridden) with --primal
     cli_tangents: frozenset[str] = frozenset()  # tangents given with --tangent
     case: str | None = None  # the case's name, for a case of a spec with cases:
@@ -568,6 +571,9 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         raise SpecError("must be a string", where=where(source, "mode"))
     chunk = parse_chunk_size(data.get("chunk_size"), where(source, "chunk_size"))
     plot = _plot(data.get("plot"), source, base_dir)
+    sparse = data.get("sparse", False)
+    if not isinstance(sparse, bool):
+        raise SpecError("true or false", where=where(source, "sparse"))
     expect = data.get("expect") or {}
     if not isinstance(expect, dict):
         raise SpecError("must be a mapping of operation names to values", where=where(source, "expect"))
@@ -590,6 +596,7 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         devices=parse_devices(data.get("devices"), where(source, "devices")),
         argnums=argnums,
         has_aux=has_aux,
+        sparse=sparse,
         cli_primals=frozenset(from_cli),
         cli_tangents=tangent_options,
         holomorphic=holomorphic,
@@ -751,6 +758,7 @@ class Step:
     mode: str | None = None
     chunk_size: int | str | None = None
     order: int | None = None  # derivative / taylor
+    sparse: bool | None = None  # None: the spec's sparse:
 
     @property
     def label(self) -> str:
@@ -758,6 +766,7 @@ class Step:
         options = [
             f"{k}={v}" for k, v in (("mode", self.mode), ("chunk_size", self.chunk_size), ("order", self.order)) if v is not None
         ]
+        options += [f"sparse={str(self.sparse).lower()}"] if self.sparse is not None else []
         return f"{self.op}[{','.join(options)}]" if options else self.op
 
 
@@ -794,7 +803,10 @@ def _steps(raw: Any, source: str, keypath: str) -> tuple[Step, ...]:
             raise SpecError(f"options of {item} are {', '.join(STEP_OPTIONS)}", where=where(source, kp))
         chunk = parse_chunk_size(options.get("chunk_size"), where(source, join(join(kp, item), "chunk_size")))
         order = parse_order(options.get("order"), where(source, join(join(kp, item), "order")))
-        step = Step(item, options.get("mode"), chunk, order)
+        sparse = options.get("sparse")
+        if sparse is not None and not isinstance(sparse, bool):
+            raise SpecError("true or false", where=where(source, join(join(kp, item), "sparse")))
+        step = Step(item, options.get("mode"), chunk, order=order, sparse=sparse)
         if any(s.label == step.label for s in steps):
             raise SpecError(f"{step.label} is listed twice", where=where(source, kp), hint="give each step other options")
         steps.append(step)

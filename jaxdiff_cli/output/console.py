@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from jaxdiff_cli.engine.problem import Result
-    from jaxdiff_cli.operations import BenchOutcome, Outcome
+    from jaxdiff_cli.operations import BenchOutcome, Outcome, SparsityOutcome
 
 
 def stderr() -> Any:
@@ -69,14 +69,18 @@ def show_pictures(outcome: Outcome, to_stderr: bool) -> None:
     from rich.console import Console
     from rich.text import Text
 
-    from jaxdiff_cli.output.terminal import heatmap, summary_text
+    from jaxdiff_cli.operations import sparse_result
+    from jaxdiff_cli.output.terminal import heatmap, spy, summary_text
 
     pictures = outcome.pictures
-    if outcome.matrix is None or outcome.summary is None or pictures is None:
+    found = sparse_result(outcome.result)
+    if (outcome.matrix is None and found is None) or outcome.summary is None or pictures is None:
         return
     console = Console(stderr=to_stderr, highlight=False)
-    if pictures.terminal:
+    if pictures.terminal and outcome.matrix is not None:
         console.print(heatmap(outcome.matrix, width=console.width))
+    elif pictures.terminal and to_stderr:  # too large for a heatmap: the spy, which the terminal shows anyway
+        console.print(spy(found, width=console.width))
     console.print(Text(summary_text(outcome.summary)))
     if pictures.file is not None:
         console.print(Text(f"picture saved to {pictures.file}"))
@@ -84,7 +88,7 @@ def show_pictures(outcome: Outcome, to_stderr: bool) -> None:
 
 def show_outcome(outcome: Outcome, *, json_: bool, quiet: bool, output: Path | None, check_finite: bool) -> None:
     """Show, save and draw a computing command's outcome; results are shown and saved before any exit 5."""
-    from jaxdiff_cli.operations import finite_or_fail
+    from jaxdiff_cli.operations import finite_or_fail, sparse_result
     from jaxdiff_cli.output import render, save
 
     if not outcome.leader:  # several processes computed this together; process 0 alone prints and writes
@@ -94,17 +98,29 @@ def show_outcome(outcome: Outcome, *, json_: bool, quiet: bool, output: Path | N
     if json_ or (output is not None and output.suffix.lower() == ".json"):
         # Only when asked for: every value becomes a Python number, slow for a large Jacobian.
         doc = render.outcome_json(outcome)
+    found = sparse_result(outcome.result)
+    title = f"{outcome.command} of {' '.join(outcome.spec.function.split())[:60]}"
     if outcome.pictures is not None and outcome.pictures.file is not None and outcome.matrix is not None:
         from jaxdiff_cli.output.pictures import save_figure
 
-        title = f"{outcome.command} of {' '.join(outcome.spec.function.split())[:60]}"
         save_figure(outcome.matrix, outcome.pictures.file, spy=outcome.pictures.spy, title=title)
-    if output is not None and not outcome.streamed:
+    elif outcome.pictures is not None and outcome.pictures.file is not None and found is not None:
+        from jaxdiff_cli.output.pictures import save_spy_figure
+
+        save_spy_figure(found, outcome.pictures.file, title=title)
+    suffix = output.suffix.lower() if output is not None else ""
+    if output is not None and (suffix == ".mtx" or (suffix == ".npz" and found is not None)):
+        save_matrix_file(outcome, output, title)
+    elif output is not None and not outcome.streamed:
         save.save(output, render.arrays(outcome), doc)
     if json_:
         print_json(doc)
     elif not quiet:
         print_result(outcome.title, outcome.result, outcome.prep.runtime.device_name, outcome.spec.dtype, saved=output)
+        if found is not None:
+            from jaxdiff_cli.output.terminal import spy
+
+            print_renderable(spy(found, width=_width()))
     if not quiet:
         show_pictures(outcome, to_stderr=json_)
         for w in outcome.warnings:
@@ -112,6 +128,73 @@ def show_outcome(outcome: Outcome, *, json_: bool, quiet: bool, output: Path | N
     finite_or_fail(outcome, check_finite)
     if outcome.nonfinite and not quiet:
         say("warning", outcome.nonfinite)
+
+
+def _width() -> int:
+    from rich.console import Console
+
+    return int(Console().width)
+
+
+def save_matrix_file(outcome: Outcome, output: Path, title: str) -> None:
+    """-o FILE.mtx of a Jacobian or Hessian, or -o FILE.npz of a sparse one (scipy.sparse.load_npz reads it)."""
+    from jaxdiff_cli.operations import sparse_result
+    from jaxdiff_cli.output import matrixfile
+
+    found = sparse_result(outcome.result)
+    if found is not None:
+        matrixfile.save_matrix(output, found, title=title)
+        return
+    assert outcome.npy is not None  # operations.compute made the dense matrix for the file
+    n, m = outcome.prep.problem.sizes()
+    shape = (n, n) if outcome.command == "hessian" else (m, n)
+    matrixfile.save_dense_matrix(output, outcome.npy[0], shape, title=title)
+
+
+def show_sparsity(outcome: SparsityOutcome, *, json_: bool, quiet: bool, output: Path | None, plot_file: Path | None) -> None:
+    """`jaxdiff sparsity`: the pattern and coloring on the terminal (with its spy picture), as JSON, in files."""
+    from rich.text import Text
+
+    from jaxdiff_cli.output import render
+    from jaxdiff_cli.output.terminal import spy
+
+    title = f"sparsity of the {outcome.op} of {' '.join(outcome.spec.function.split())[:60]}"
+    doc = render.sparsity_json(outcome) if json_ or (output is not None and output.suffix.lower() == ".json") else {}
+    if plot_file is not None:
+        from jaxdiff_cli.output.pictures import save_spy_figure
+
+        save_spy_figure(outcome.pattern, plot_file, title=title)
+    if output is not None and output.suffix.lower() == ".json":
+        from jaxdiff_cli.atomic import atomic_open
+        from jaxdiff_cli.errors import OutputError
+
+        try:
+            with atomic_open(output, "w") as f:
+                json.dump(doc, f, indent=2, allow_nan=False)
+                f.write("\n")
+        except OSError as exc:
+            raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"-o {output}") from None
+    elif output is not None:
+        from jaxdiff_cli.output import matrixfile
+
+        matrixfile.save_matrix(output, outcome.pattern, title=title)
+    if json_:
+        print_json(doc)
+        return
+    if quiet:
+        return
+    info = outcome.info
+    lines: list[Any] = [Text(outcome.title, style="bold")]
+    if info.get("reason"):
+        lines.append(Text(f"auto chose {info['mode']} ({info['reason']})", style="cyan"))
+    lines.append(Text(render.sparse_text(outcome.pattern, _width() - 2)))
+    lines.append(spy(outcome.pattern, width=_width()))
+    footer = f"device {outcome.prep.runtime.device_name}  dtype {outcome.spec.dtype}"
+    lines += [Text(footer, style="dim")] + ([Text(f"saved {output}")] if output is not None else [])
+    lines += [Text(f"picture saved to {plot_file}")] if plot_file is not None else []
+    from rich.console import Group
+
+    print_renderable(Group(*lines))
 
 
 def show_bench(outcome: BenchOutcome) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from jaxdiff_cli.atomic import atomic_open
 from jaxdiff_cli.engine.layout import Matrix
+from jaxdiff_cli.engine.sparse import SparseMatrix, binned
 from jaxdiff_cli.errors import OutputError, UsageError
 
 SIZE = (6.4, 4.8)  # inches; at DPI the image is 640 x 480 pixels
@@ -101,3 +103,53 @@ def index_ticks(blocks: list[tuple[str, int]], most: int = 12) -> tuple[list[flo
         keep = range(0, len(positions), -(-len(positions) // most))
         positions, labels = [positions[k] for k in keep], [labels[k] for k in keep]
     return positions, labels
+
+
+SPY_BINS = 480  # a large pattern is drawn as this many rows (and columns) of blocks at most
+
+
+def save_spy_figure(sm: SparseMatrix, path: Path, *, title: str = "") -> None:
+    """The sparsity pattern of a sparse result (or of ``jaxdiff sparsity``) as an image, blocks marked.
+
+    Nothing is densified: a matrix larger than ``SPY_BINS`` along an axis is drawn in blocks, each
+    black when it holds a nonzero, so a band one entry wide stays visible at any size.
+    """
+    check_figure_path(path)
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never a window
+    import matplotlib.pyplot as plt
+
+    m, n = sm.shape
+    rb, cb = max(1, min(m, SPY_BINS)), max(1, min(n, SPY_BINS))
+    fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
+    try:
+        counts = binned(sm, rb, cb)
+        extent = (-0.5, n - 0.5, m - 0.5, -0.5)  # axes in the matrix's own indices, whatever the blocks
+        aspect: Literal["equal", "auto"] = "equal" if max(m, n) <= 4 * min(m, n) else "auto"  # square looks square
+        ax.imshow(counts > 0, cmap="Greys", interpolation="nearest", aspect=aspect, vmin=0, vmax=1, extent=extent)
+        facts = f"{sm.nnz:,} nonzeros of {m:,} x {n:,}; {sm.coloring.colors} colors: {sm.coloring.passes}"
+        ax.set_title(f"{title}\n{facts}", fontsize=8)
+        for blocks_, line, axis in ((sm.rows, ax.axhline, ax.yaxis), (sm.cols, ax.axvline, ax.xaxis)):
+            total = sum(size for _, size in blocks_)
+            ticks, labels, start = [], [], 0
+            for name, size in blocks_:
+                if size >= 0.015 * total or len(blocks_) <= 3:
+                    ticks.append(start + (size - 1) / 2)
+                    labels.append(f"{name} [{size:,}]" if size > 1 else name)
+                start += size
+                if start < total:
+                    line(start - 0.5, color="tab:red", linewidth=0.8)
+            axis.set_ticks(ticks, labels, fontsize=7)
+        if len(sm.cols) > 3:
+            ax.tick_params(axis="x", labelrotation=30)
+        ax.set_xlabel("inputs" if sm.kind == "hessian" else "inputs (columns)", fontsize=8)
+        ax.set_ylabel("inputs" if sm.kind == "hessian" else "outputs (rows)", fontsize=8)
+        fig.tight_layout()
+        try:
+            with atomic_open(path) as handle:
+                fig.savefig(handle, format=path.suffix.lower().lstrip("."), dpi=DPI)
+        except OSError as exc:
+            raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"--plot-file {path}") from None
+    finally:
+        plt.close(fig)

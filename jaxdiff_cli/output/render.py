@@ -20,6 +20,7 @@ import numpy as np
 from jaxdiff_cli import __version__
 from jaxdiff_cli.encoding import array_json, json_number, shape_text
 from jaxdiff_cli.engine.layout import named_leaves
+from jaxdiff_cli.engine.sparse import SparseMatrix
 from jaxdiff_cli.inputs.spec import CLI, STDIN
 from jaxdiff_cli.output.reports import error_fields, number
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from jaxdiff_cli.checks.check import Report
     from jaxdiff_cli.engine.bench import Timing
     from jaxdiff_cli.inputs.spec import Spec
-    from jaxdiff_cli.operations import BenchOutcome, Outcome, RunOutcome
+    from jaxdiff_cli.operations import BenchOutcome, Outcome, RunOutcome, SparsityOutcome
 
 SCHEMA_VERSION = 1
 F64 = np.dtype(np.float64)
@@ -65,9 +66,27 @@ def document(
         dtype=dtype,
         info={k: v for k, v in info.items() if v is not None},
         inputs={name: array_json(a) for name, a in named_leaves(dict(inputs))},
-        outputs={name: array_json(a) for name, a in named_leaves(dict(outputs))},
+        outputs={name: output_json(a) for name, a in named_leaves(dict(outputs))},
         timing={k: round(v, 6) for k, v in timing.items()},
     )
+
+
+def output_json(a: Any) -> dict[str, Any]:
+    """An output as JSON: an array as {shape, dtype, data}; a sparse Jacobian or Hessian as COO."""
+    return coo_json(a) if isinstance(a, SparseMatrix) else array_json(a)
+
+
+def coo_json(sm: SparseMatrix) -> dict[str, Any]:
+    """``{"format": "coo", "shape", "dtype", "row", "col", "data"}``: ``data[k]`` is the entry at
+    ``(row[k], col[k])``, row-major sorted. A pattern without values has no dtype and no data."""
+    doc: dict[str, Any] = {"format": "coo", "shape": list(sm.shape)}
+    if sm.data is not None:
+        doc["dtype"] = str(sm.data.dtype)
+    doc["row"] = sm.row.tolist()
+    doc["col"] = sm.col.tolist()
+    if sm.data is not None:
+        doc["data"] = array_json(sm.data)["data"]
+    return doc
 
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
@@ -122,7 +141,7 @@ def run_json(outcome: RunOutcome) -> dict[str, Any]:
                     "op": step.op,
                     "name": step.label,
                     "info": {k: v for k, v in result.info.items() if v is not None},
-                    "outputs": {n: array_json(a) for n, a in named_leaves(result.outputs)},
+                    "outputs": {n: output_json(a) for n, a in named_leaves(result.outputs)},
                     "timing": {"compile_s": round(result.timing.compile_s, 6), "run_s": round(result.timing.run_s, 6)},
                 }
             )
@@ -132,6 +151,25 @@ def run_json(outcome: RunOutcome) -> dict[str, Any]:
     warnings = outcome.warnings + ([outcome.nonfinite] if outcome.nonfinite else [])
     spec = STDIN if outcome.spec_path == "-" else outcome.spec_path
     return envelope("run", outcome.versions, spec=spec, cases=cases, warnings=warnings)
+
+
+def sparsity_json(outcome: SparsityOutcome) -> dict[str, Any]:
+    """The `sparsity` document: the pattern as COO without data, and the coloring (each vertex's color)."""
+    spec, sm = outcome.spec, outcome.pattern
+    c = sm.coloring
+    return envelope(
+        "sparsity",
+        outcome.versions,
+        op=outcome.op,
+        function=spec.function,
+        spec=None if spec.source.startswith("<") else spec.source,
+        device=outcome.prep.runtime.device_name,
+        dtype=spec.dtype,
+        info=outcome.info,
+        pattern=coo_json(sm),
+        coloring={"method": c.method, "mode": c.mode, "colors": c.colors, "assignment": c.assignment.tolist()},
+        timing={"detect_s": round(c.detect_s, 6), "color_s": round(c.color_s, 6)},
+    )
 
 
 def bench_json(outcome: BenchOutcome) -> dict[str, Any]:
@@ -175,12 +213,16 @@ def rich_result(
     from rich.text import Text
 
     parts: list[Any] = [Text(title, style="bold")]
-    notes = [f"{k}: {v}" for k, v in info.items() if v is not None and k != "reason"]
+    notes = [f"{k}: {v}" for k, v in info.items() if v is not None and k not in ("reason", "sparse", "blocks")]
     if info.get("reason"):
         notes.append(f"auto chose {info.get('mode')} ({info['reason']})")
     if notes:
         parts.append(Text(" · ".join(notes), style="cyan"))
     for name, arr in named_leaves(dict(outputs)):
+        if isinstance(arr, SparseMatrix):
+            head = Text.assemble((name, "bold green"), "  ", (shape_text(arr.shape), "magenta"), "  ", ("sparse", "yellow"))
+            parts.append(Panel(Text(sparse_text(arr, width - 6)), title=head, title_align="left", expand=False))
+            continue
         a = np.asarray(arr)
         head = Text.assemble((name, "bold green"), "  ", (shape_text(a.shape), "magenta"), "  ", (str(a.dtype), "yellow"))
         parts.append(Panel(Text(format_array(a, width - 6)), title=head, title_align="left", expand=False))
@@ -190,6 +232,32 @@ def rich_result(
     table.add_row(*[Text.assemble((f"{k} ", "dim"), v) for k, v in footer.items()])
     parts.append(table)
     return Group(*parts)
+
+
+def sparse_text(sm: SparseMatrix, width: int = 100) -> str:
+    """A sparse Jacobian or Hessian (or its pattern) in a few lines: nnz, density, colors, how found, blocks,
+    and its first nonzeros."""
+    c = sm.coloring
+    kind = {"column": "column coloring", "row": "row coloring", "star": "star (symmetric) coloring"}[c.method]
+    colors = f"{c.colors} color{'' if c.colors == 1 else 's'}"
+    lines = [f"nnz {sm.nnz:,} of {sm.shape[0] * sm.shape[1]:,} (density {100 * sm.density:.3g}%) · {colors}, {kind}: {c.passes}"]
+    if c.cached:
+        lines.append(f"pattern and coloring from the cache (read in {c.detect_s:.2f} s)")
+    else:
+        lines.append(f"pattern detected in {c.detect_s:.2f} s, colored in {c.color_s:.2f} s")
+    lines.append(
+        f"rows: {', '.join(f'{n} [{k:,}]' for n, k in sm.rows)}; columns: {', '.join(f'{n} [{k:,}]' for n, k in sm.cols)}"
+    )
+    if sm.data is not None and sm.nnz:
+        shown: list[str] = []
+        for k in range(min(sm.nnz, 12)):
+            item = f"({sm.row[k]}, {sm.col[k]}) {format_array(sm.data[k])}"
+            if len(", ".join([*shown, item])) > width - 20:
+                break
+            shown.append(item)
+        more = ", ..." if len(shown) < sm.nnz else ""
+        lines.append(f"nonzeros: {', '.join(shown)}{more}")
+    return "\n".join(lines)
 
 
 def devices_table(rows: list[dict[str, Any]]) -> Any:

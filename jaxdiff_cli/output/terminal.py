@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from jaxdiff_cli.engine.layout import Matrix
+from jaxdiff_cli.engine.sparse import SparseMatrix, binned
 
 LEVELS = ("··", "░░", "▒▒", "▓▓")  # |v| up to 25, 50, 75, 100 % of the largest magnitude
 POSITIVE, NEGATIVE = "#c0392b", "#2e6fd8"  # diverging around zero: red above, blue below
@@ -108,9 +109,94 @@ def summary_text(s: dict[str, Any]) -> str:
         f"‖·‖_F {s['frobenius_norm']:.4g}",
         f"max |v| {s['max_abs']:.4g}",
     ]
+    if "nnz" in s:  # a sparse result: its pattern
+        parts.append(f"{s['nnz']:,} nonzeros in the pattern, {s['colors']} colors")
     if "symmetry_defect" in s:
         parts.append(f"symmetry defect {s['symmetry_defect']:.2g}")
         e = s["eigenvalues"]
         bounds = f" ± {e['residual_min']:.1g}, ± {e['residual_max']:.1g}" if "residual_min" in e else ""
         parts.append(f"eigenvalues [{e['min']:.4g}, {e['max']:.4g}]{bounds} ({e['method']}): {s['definiteness']}")
     return "summary: " + ", ".join(parts)
+
+
+# Braille characters draw 2 x 4 dots each: a spy picture at eight times the resolution of a heatmap.
+_BRAILLE = 0x2800
+_DOT = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))  # [dot row][dot column] -> bit
+
+
+def spy_grid(sm: SparseMatrix, width: int = 100, max_lines: int = 16) -> tuple[np.ndarray, int, int]:
+    """Which dots of the picture hold a nonzero, and how many rows and columns of the matrix a dot covers.
+
+    Dots are square on a terminal (a character is two dots wide and four tall, and twice as tall as
+    wide), so the picture keeps the matrix's aspect; a small matrix is drawn one dot per entry.
+    """
+    import math
+
+    m, n = sm.shape
+    lines = max(1, min(max_lines, math.ceil(m / 4)))
+    chars = max(1, min(width, math.ceil(n / 2), max(1, round(2 * lines * n / max(m, 1)))))
+    if chars == width:  # wide: fewer lines keep the aspect
+        lines = max(1, min(lines, round(chars * m / (2 * max(n, 1)))))
+    rows_b, cols_b = min(4 * lines, m), min(2 * chars, n)
+    counts = binned(sm, rows_b, cols_b) if rows_b and cols_b else np.zeros((0, 0), np.int64)
+    return counts > 0, math.ceil(m / max(rows_b, 1)), math.ceil(n / max(cols_b, 1))
+
+
+def spy(sm: SparseMatrix, width: int = 100, max_lines: int = 16) -> Any:
+    """A sparse matrix's pattern in braille dots, its blocks separated and named, with a legend."""
+    import math
+
+    from rich.console import Group
+    from rich.text import Text
+
+    m, n = sm.shape
+    label_w = min(14, max((len(name) for name, _ in sm.rows), default=1) + 1)
+    room = max(4, width - label_w - 2 - max(0, len(sm.cols) - 1))
+    dots, fr, fc = spy_grid(sm, room, max_lines)
+    rows_b, cols_b = dots.shape
+    lines_n, chars_n = math.ceil(rows_b / 4), math.ceil(cols_b / 2)
+    cells = np.zeros((lines_n * 4, chars_n * 2), bool)
+    cells[:rows_b, :cols_b] = dots
+    codes = np.full((lines_n, chars_n), _BRAILLE)
+    for i in range(4):
+        for j in range(2):
+            codes += np.where(cells[i::4, j::2], _DOT[i][j], 0)
+
+    def starts(blocks: list[tuple[str, int]], total: int, bins: int, per_char: int) -> list[int]:
+        out, seen = [], 0
+        for _, size in blocks:
+            out.append(min(round(seen * bins / max(total, 1) / per_char), max(bins // per_char, 1)))
+            seen += size
+        return out
+
+    col_starts, row_starts = starts(sm.cols, n, cols_b, 2), starts(sm.rows, m, rows_b, 4)
+    col_cuts = sorted({c for c in col_starts[1:] if 0 < c < chars_n})
+    row_cuts = sorted({r for r in row_starts[1:] if 0 < r < lines_n})
+    header = [" "] * (chars_n + len(col_cuts) + 16)
+    for (name, _), c in zip(sm.cols, col_starts):
+        at = c + sum(1 for cut in col_cuts if cut <= c)
+        for k, ch in enumerate(name[: max(1, len(header) - at)]):
+            if at + k < len(header):
+                header[at + k] = ch
+    out: list[Any] = [Text(" " * label_w + "".join(header).rstrip(), style="bold")]
+    labels: dict[int, str] = {}
+    for (name, _), r in zip(sm.rows, row_starts):
+        labels.setdefault(min(r, lines_n - 1), name)
+    for i in range(lines_n):
+        line = Text(f"{labels.get(i, '')[: label_w - 1]:<{label_w}}", style="bold")
+        for j in range(chars_n):
+            if j in col_cuts:
+                line.append("│", style="dim")
+            line.append(chr(int(codes[i, j])))
+        out.append(line)
+        if i + 1 in row_cuts:
+            out.append(Text(" " * label_w + "─" * (chars_n + len(col_cuts)), style="dim"))
+    axes = "rows: outputs, columns: inputs" if sm.kind == "jacobian" else "rows and columns: inputs"
+    scale = "each dot one entry" if fr == 1 and fc == 1 else f"each dot a {fr:,}x{fc:,} block, shown when it holds a nonzero"
+    out.append(
+        Text(
+            f"spy: {sm.kind} {m:,}x{n:,}, {sm.nnz:,} nonzeros (density {100 * sm.density:.3g}%); {scale} ({axes})",
+            style="dim",
+        )
+    )
+    return Group(*out)

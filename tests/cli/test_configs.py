@@ -44,6 +44,7 @@ RUNS: dict[str, list[list[str]]] = {
     "seed004_mlp.yaml": [["jvp"], ["vjp"], ["jacobian", "--mode", "fwd"], ["jacobian", "--mode", "rev", "--chunk-size", "2"]],
     "seed004_mlp_batched.yaml": [["jvp"], ["vjp"]],
     "cases_seed001_simplefun.yaml": [],  # a `run` spec: test_cases_config_matches_seed
+    "pde_laplacian2d_sparse.yaml": [["jacobian"], ["jacobian", "--mode", "rev"]],  # sparse: true
 }
 CASES = [(name, args) for name, runs in RUNS.items() for args in runs]
 
@@ -192,3 +193,17 @@ def test_cases_config_matches_seed(cli: Any) -> None:
             assert not failed, (case["name"], result["op"], failed)
             covered |= {e.name for e in expectations} & set(outputs)
         assert covered == {e.name for e in expectations}, case["name"]
+
+
+def test_sparse_poisson_residual_against_its_closed_form_on_a_larger_grid(cli: Any) -> None:
+    """The config's Jacobian, 16·L + diag(3u²), on a 20x20 grid: 400x400 with five diagonals."""
+    pytest.importorskip("asdex")
+    path = CONFIGS / "pde_laplacian2d_sparse.yaml"
+    u = np.random.default_rng(0).normal(size=(20, 20))
+    ran = cli("jacobian", path, "-p", f"u={u.tolist()}", "-p", "f={ones: [20, 20]}", "--dtype", "float64", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    t = 2 * np.eye(20) - np.eye(20, k=1) - np.eye(20, k=-1)
+    closed = 16 * (np.kron(np.eye(20), t) + np.kron(t, np.eye(20))) + np.diag(3 * u.ravel() ** 2)
+    np.testing.assert_allclose(ran.outputs()["jacobian"], closed, rtol=1e-14)
+    sparse = ran.json()["info"]["sparse"]
+    assert sparse["nnz"] == 5 * 400 - 4 * 20 and sparse["colors"] <= 8  # vs 400 JVPs dense

@@ -11,7 +11,9 @@ import pytest
 from ..conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
-COMMANDS = ["eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "derivative", "taylor", "devices", "init", "schema"]
+COMMANDS = [
+    "eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "derivative", "taylor", "devices", "init", "schema", "sparsity",
+]  # fmt: skip
 
 
 def _readme_examples() -> list[list[str]]:
