@@ -31,6 +31,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with signals.deferred():
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
             os.close(fd)
+            signals.track(tmp)
         # mkstemp makes the file private (0600); give it the mode the old file had, else the umask's.
         try:
             perms = path.stat().st_mode & 0o7777
@@ -40,10 +41,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
         _hold_for_tests()
         yield Path(tmp)
         os.replace(tmp, path)
+        signals.untrack(tmp)
     except BaseException:  # an error, Ctrl-C (signals.Interrupted) or SIGTERM (signals.Terminated)
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            signals.untrack(tmp)
         raise
 
 

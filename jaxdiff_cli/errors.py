@@ -63,10 +63,13 @@ class JaxdiffError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
+        """One line: control characters from the spec (a newline in a key) are escaped."""
+        from jaxdiff_cli.encoding import printable
+
         text = f"{self.where}: {self.message}" if self.where else self.message
         if self.hint:
             text += f" ({self.hint})"
-        return text
+        return printable(text)
 
 
 class UsageError(JaxdiffError):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError
-from jaxdiff_cli.inputs.binding import bind_primals, fit_dtypes, resolve_wrt
+from jaxdiff_cli.inputs.binding import bind_primals, check_sizes, fit_dtypes, resolve_wrt
 from jaxdiff_cli.inputs.spec import CLI, OPERATIONS, Spec
 from jaxdiff_cli.inputs.values import Context, build_like, build_value, per_argument
 
@@ -94,6 +94,7 @@ def prepare(spec: Spec, *, use_cache: bool = True, cluster: Cluster | None = Non
         ctx = Context(spec.dtype, spec.base_dir, CLI if cli else spec.source)
         value = build_value(spec.primals[n], ctx, f"--primal {n}" if cli else f"primals.{n}", integers=n not in wrt)
         values.append(fit_dtypes(value, spec, n, differentiated=n in wrt))
+        check_sizes(dict(zip(names, values)), spec)  # as they are built: refused before all are in memory
     problem = Problem(
         fn=loaded.bind(names),
         names=names,
@@ -218,6 +219,10 @@ def plan_operation(prep: Prepared, op: str, opts: Options) -> Plan:
     if op not in OPERATIONS:
         raise UsageError(f"unknown operation {op!r}", hint=", ".join(OPERATIONS))
     problem = prep.problem
+    if op != "eval":
+        from jaxdiff_cli.engine.problem import require_numbers
+
+        require_numbers(problem, op)
     mode = mode_of(prep, op, opts) if op in MODES else None
     chunk = chunk_of(prep, opts)
     vectors: Any = None

@@ -11,6 +11,7 @@ first one started is not cut short. Within :func:`deferred` a signal waits until
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -46,6 +47,7 @@ _EXCEPTIONS: dict[int, type[Stopped]] = {signal.SIGINT: Interrupted, signal.SIGT
 
 
 class _State:
+    watcher: threading.Thread | None = None  # the thread that starts the grace period (_watch)
     swallowed: Stopped | None = None  # raised where Python ignores exceptions (a gc callback, __del__)
     installed = False
     raised = False  # the one exception has been raised: later signals are ignored
@@ -54,6 +56,50 @@ class _State:
 
 
 _state = _State()
+
+
+GRACE_S = 5.0  # after a signal, how long the unwinding may take before the process is ended
+_TEMPORARY: set[str] = set()  # temporary files being written (atomic.py): removed even by a forced end
+
+
+def track(path: str) -> None:
+    _TEMPORARY.add(path)
+
+
+def untrack(path: str) -> None:
+    _TEMPORARY.discard(path)
+
+
+def _force_exit(stopped: type[Stopped]) -> None:
+    """The signal's exception cannot unwind while XLA compiles or runs (native code, which a Python
+    handler does not interrupt), nor can shutdown finish while it waits for XLA's threads: after
+    GRACE_S the process ends here instead, its temporary files removed, with the signal's status."""
+    for path in list(_TEMPORARY):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.write(2, f"{stopped.message}\n".encode())
+    os._exit(int(stopped.exit_code))
+
+
+def _watch(read_fd: int) -> None:
+    """Sees each signal the moment it arrives: the C-level handler writes its number to the wakeup fd
+    even while the main thread is inside XLA, where the Python handler (and its exception) must wait.
+    The first SIGINT or SIGTERM starts the grace period; the unwinding usually ends the process first."""
+    started = False
+    while True:
+        try:
+            data = os.read(read_fd, 64)
+        except OSError:
+            return
+        if not data:
+            return
+        for signum in data:
+            if signum in _EXCEPTIONS and not started:
+                started = True
+                watchdog = threading.Timer(GRACE_S, _force_exit, args=(_EXCEPTIONS[signal.Signals(signum)],))
+                watchdog.daemon = True
+                watchdog.start()
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
@@ -92,6 +138,12 @@ def install() -> None:
         signal.signal(signum, _handler)
     sys.unraisablehook = _unraisable
     _state.installed, _state.raised, _state.pending, _state.defer, _state.swallowed = True, False, None, 0, None
+    if _state.watcher is None:
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        _state.watcher = threading.Thread(target=_watch, args=(read_fd,), daemon=True, name="jaxdiff-signals")
+        _state.watcher.start()
 
 
 @contextlib.contextmanager

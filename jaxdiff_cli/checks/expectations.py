@@ -72,14 +72,38 @@ def _wide(value: Any) -> np.ndarray:
     return a.astype(np.complex128 if a.dtype.kind == "c" else np.float64)
 
 
+# A spec arrives in a pull request: a tolerance loose enough to accept anything would switch its own
+# check off (rtol: .inf, rtol: 0.999999, atol: 1e300). A derivative within 1% is not a tolerance
+# question any more, and an atol as large as the values themselves accepts zeros for them.
+MAX_RTOL = 0.01
+ATOL_SHARE = 0.01  # of the largest expected magnitude
+ATOL_FLOOR = 1e-6  # the most an atol may be where every expected value is (near) zero
+
+
 def _tol(raw: Any, ctx: Context, keypath: str) -> float:
-    # A spec arrives in a pull request: rtol: .inf (or 1e300, or rtol >= 1, which accepts any value
-    # of the right sign) would switch its own check off.
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw < 0:
         raise ctx.error(keypath, "a tolerance is a finite number >= 0")
-    if keypath.endswith("rtol") and raw >= 1:
-        raise ctx.error(keypath, f"rtol {raw:g} would accept anything within 100% of the expected value", hint="rtol is below 1")
+    if keypath.endswith("rtol") and raw > MAX_RTOL:
+        raise ctx.error(
+            keypath,
+            f"rtol {raw:g} would accept anything within 100% of the expected value"
+            if raw >= 1
+            else f"rtol {raw:g} would accept values {raw:.0%} away from the expected ones",
+            hint=f"rtol is at most {MAX_RTOL:g}",
+        )
     return float(raw)
+
+
+def _atol_fits(atol: float, value: np.ndarray, ctx: Context, keypath: str) -> None:
+    """An atol that accepts zero for every expected value would make the entry check nothing."""
+    biggest = float(np.max(np.abs(value), initial=0.0)) if value.size else 0.0
+    most = max(ATOL_FLOOR, ATOL_SHARE * biggest) if math.isfinite(biggest) else math.inf
+    if atol > most:
+        raise ctx.error(
+            keypath,
+            f"atol {atol:g} would accept values far from the expected ones (largest |value| {biggest:g})",
+            hint=f"atol is at most 1% of the largest expected value, or {ATOL_FLOOR:g}: here {most:g}",
+        )
 
 
 def parse(expect: Mapping[str, Any], ctx: Context) -> list[Expectation]:
@@ -108,12 +132,15 @@ def parse(expect: Mapping[str, Any], ctx: Context) -> list[Expectation]:
         value = entry["value"]
         # A recorded golden value may live in a sidecar file: {file: spec.golden.npz, key: name}.
         array = _wide(construct(value, wide, value_path)) if is_constructor(value) else to_array(value, wide, value_path)
+        entry_atol = _tol(entry["atol"], ctx, join(kp, "atol")) if "atol" in entry else atol
+        if "atol" in entry or "atol" in expect:
+            _atol_fits(entry_atol, array, ctx, join(kp, "atol") if "atol" in entry else "expect.atol")
         out.append(
             Expectation(
                 name=str(name),
                 value=array,
                 rtol=_tol(entry["rtol"], ctx, join(kp, "rtol")) if "rtol" in entry else rtol,
-                atol=_tol(entry["atol"], ctx, join(kp, "atol")) if "atol" in entry else atol,
+                atol=entry_atol,
                 index=tuple(index) if index is not None else None,
                 einsum=einsum,
             )

@@ -112,6 +112,10 @@ def compare_arrays(
         bad &= np.isfinite(err)  # an unusable reference (every step left the domain: inf error) cannot convict
         ratio = np.where(bound > 0, gap / np.where(bound > 0, bound, 1), np.where(gap > 0, np.inf, 0))
     unusable = int(np.sum(~np.isfinite(err)))
+    if ad.size and unusable == ad.size:
+        # Nothing was compared: a derivative checked against no reference must not pass (a spec could
+        # make f NaN around its point on purpose, and pass any derivative).
+        return Finding(name, False, "no entry has a usable reference: f is not finite at the finite-difference steps")
     note = entries(ad.size) + (f", {unusable} without a usable reference" if unusable else "")
     if not bad.any():
         return Finding(name, True, note)

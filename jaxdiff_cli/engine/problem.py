@@ -21,6 +21,8 @@ import numpy as np
 
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, describe_user_error
 
+MAX_OUTPUT_LEAVES = 256
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -53,6 +55,8 @@ class Problem:
         for leaf in jax.tree.leaves((out, aux)):
             if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, float, int)):
                 raise FunctionError(f"the function returned a {type(leaf).__name__}, not an array", where=self.where)
+            if jnp.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key):
+                raise FunctionError("the function returned a PRNG key, not numbers", where=self.where)
         return out, aux
 
     def main(self, *args: Any) -> Any:
@@ -185,7 +189,27 @@ def output_shape(problem: Problem) -> Any:
         raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=problem.where) from exc
     if not jax.tree.leaves(out):
         raise FunctionError("the function returned no arrays", where=problem.where)
+    if len(jax.tree.leaves(out)) > MAX_OUTPUT_LEAVES:
+        # Compiling a reverse-mode Jacobian of an output of many arrays grows with their cube in
+        # XLA (289 arrays: 15 s; 900: 3 minutes), and check compiles one: bounded before it starts.
+        raise FunctionError(
+            f"the function returns {len(jax.tree.leaves(out)):,} arrays; at most {MAX_OUTPUT_LEAVES}",
+            where=problem.where,
+            hint="return fewer, larger arrays (jnp.stack)",
+        )
     return out
+
+
+def require_numbers(problem: Problem, op: str) -> None:
+    """Derivatives of outputs that are not floats (or complex) do not exist: say so before JAX does."""
+    kinds = {np.dtype(leaf.dtype).kind for leaf in jax.tree.leaves(output_shape(problem))}
+    if kinds - {"f", "c"}:
+        dtypes = ", ".join(sorted({str(leaf.dtype) for leaf in jax.tree.leaves(output_shape(problem))}))
+        raise SpecError(
+            f"{op} needs float or complex outputs, but the function returns {dtypes}",
+            where=problem.where,
+            hint="return floats (x.astype(jnp.float32)), or use eval",
+        )
 
 
 def is_scalar(out_struct: Any) -> bool:

@@ -124,3 +124,32 @@ def _fit(value: Any, spec: Spec, here: str, differentiated: bool) -> Any:
             )
         return arr.astype(np.int32)
     return arr
+
+
+def check_sizes(values: dict[str, Any], spec: Spec) -> None:
+    """All the primals together: at most MAX_LEAVES arrays and MAX_ELEMENTS entries (each constructor
+    is bounded alone, but a spec could name many: twenty zeros of 2**28 are 20 GB)."""
+    from jaxdiff_cli.inputs.values import MAX_ELEMENTS, MAX_LEAVES
+
+    leaves: list[Any] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for item in v.values():
+                walk(item)
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                walk(item)
+        else:
+            leaves.append(v)
+
+    for v in values.values():
+        walk(v)
+    where = spec.where("--primal" if spec.source == CLI else "primals")
+    if len(leaves) > MAX_LEAVES:
+        raise SpecError(f"the primals hold {len(leaves):,} arrays; at most {MAX_LEAVES:,}", where=where)
+    total = sum(int(np.asarray(leaf).size) for leaf in leaves)
+    if total > MAX_ELEMENTS:
+        raise SpecError(
+            f"the primals hold {total:,} entries; at most {MAX_ELEMENTS:,} in all", where=where, hint="use fewer or smaller"
+        )

@@ -165,6 +165,7 @@ MAX_STRING = 100  # characters of a string constant
 MAX_INT_BITS = 1_024  # a Python integer, literal or computed (2**1000 fits; 9**999 does not)
 MAX_SEQUENCE = 10_000  # items of a list, tuple, string or range built by +, * or range()
 MAX_WORK = 100_000  # syntax nodes evaluated, counting each lambda call's and comprehension step's body
+MAX_NESTED_TRANSFORMS = 6  # jax.grad(jax.grad(...)) deep: tracing grows exponentially with depth
 
 _DOTTED: dict[str, tuple[str, str]] = {}  # "jnp.linalg.norm" -> ("jax.numpy.linalg", "norm")
 for _family in FAMILIES:
@@ -814,17 +815,34 @@ def resolve(module: str, attr: str, where: str = "function") -> Any:
     return plain(obj, attr)
 
 
-def plain(obj: Callable[..., Any], name: str) -> Callable[..., Any]:
+def plain(obj: Callable[..., Any], name: str, transformed: bool = False) -> Callable[..., Any]:
     """A plain function calling ``obj``: the value an expression gets carries none of ``obj``'s
     attributes (a custom_jvp's defjvp, a ufunc's reduce). The functions it returns are plain too:
-    jax.jit(f) without .lower and .trace, the pullback of jax.vjp without its jaxpr and tree."""
+    jax.jit(f) without .lower and .trace, the pullback of jax.vjp without its jaxpr and tree.
+
+    Each call is charged to the work budget: JAX calls table functions back (jax.tree.map(jnp.sin,
+    ...) per leaf, lax.switch per branch), which no lambda body counts. A function a transformation
+    returns counts how deeply such calls nest: nested jax.grad traces in time exponential in depth.
+    """
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        out = obj(*args, **kwargs)
+        _g_tick(1)
+        depth = _TRANSFORM_DEPTH.get() + transformed
+        if depth > MAX_NESTED_TRANSFORMS:
+            raise FunctionError(
+                f"transformations nested more than {MAX_NESTED_TRANSFORMS} deep (jax.grad of jax.grad of ...)",
+                where=_where(),
+                hint="higher derivatives of one variable: jaxdiff derivative --order K",
+            )
+        token = _TRANSFORM_DEPTH.set(depth)
+        try:
+            out = obj(*args, **kwargs)
+        finally:
+            _TRANSFORM_DEPTH.reset(token)
         if callable(out):
-            return plain(out, name)
+            return plain(out, name, transformed or name in TRANSFORMS)
         if type(out) is tuple:  # jax.vjp, jax.linearize: (value, function)
-            return tuple(plain(v, name) if callable(v) else v for v in out)
+            return tuple(plain(v, name, transformed or name in TRANSFORMS) if callable(v) else v for v in out)
         return out
 
     call.__name__ = call.__qualname__ = name
@@ -925,6 +943,7 @@ class _Budget:
 
 
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("jaxdiff_budget", default=None)
+_TRANSFORM_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("jaxdiff_transform_depth", default=0)
 _SHARED = _Budget(None)  # outside any call (never, in practice) one shared budget applies: it still runs out
 
 
@@ -973,9 +992,20 @@ def _bits(n: int) -> NoReturn:
     )
 
 
+def _items(seq: Any, seen: dict[int, int] | None = None) -> int:
+    """Items of a sequence counting those of the lists and tuples inside it: ``[[0]*100]*100`` holds
+    10,000 though each list is 100 long (the inner one shared: counted once per id, not walked again)."""
+    seen = {} if seen is None else seen
+    if isinstance(seq, str) or not isinstance(seq, (list, tuple)):
+        return 1 if not isinstance(seq, str) else max(len(seq), 1)
+    if id(seq) not in seen:
+        seen[id(seq)] = sum(_items(v, seen) if isinstance(v, (list, tuple)) else 1 for v in seq) or 1
+    return seen[id(seq)]
+
+
 def _g_add(a: Any, b: Any) -> Any:
-    if _is_seq(a) and _is_seq(b) and len(a) + len(b) > MAX_SEQUENCE:
-        _too_long(len(a) + len(b))
+    if _is_seq(a) and _is_seq(b) and _items(a) + _items(b) > MAX_SEQUENCE:
+        _too_long(_items(a) + _items(b))
     return a + b
 
 
@@ -985,8 +1015,8 @@ def _g_mul(a: Any, b: Any) -> Any:
             _bits(a.bit_length() + b.bit_length())
     elif (_is_seq(a) and _is_int(b)) or (_is_int(a) and _is_seq(b)):
         seq, n = (a, b) if _is_seq(a) else (b, a)
-        if len(seq) * max(n, 0) > MAX_SEQUENCE:
-            _too_long(len(seq) * n)
+        if _items(seq) * max(n, 0) > MAX_SEQUENCE:
+            _too_long(_items(seq) * n)
     return a * b
 
 

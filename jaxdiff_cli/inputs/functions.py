@@ -232,9 +232,30 @@ def _getattr_path(obj: Any, attr: str, origin: str, where: str) -> Callable[...,
     return obj  # type: ignore[no-any-return]
 
 
+def _forget_a_stale_import(modname: str, folders: Sequence[Path]) -> None:
+    """Drop a cached module of this name that this spec would not import (found in another spec's folder).
+
+    `jaxdiff check a/s.yaml b/s.yaml` runs both in one process: each spec's `mymod:f` is the mymod
+    next to it, not the one Python imported for the spec before (sys.modules caches by name).
+    """
+    import importlib.machinery
+
+    top = modname.split(".")[0]
+    cached = sys.modules.get(top)
+    cached_file = getattr(cached, "__file__", None)
+    if cached is None or not cached_file:
+        return
+    found = importlib.machinery.PathFinder.find_spec(top, [str(f) for f in folders] + sys.path)
+    if found is not None and found.origin and Path(found.origin).resolve() == Path(cached_file).resolve():
+        return
+    for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+        del sys.modules[name]
+
+
 def _load_from_module(modname: str, attr: str, base_dir: Path, where: str) -> Callable[..., Any]:
     try:
         with _import_path(base_dir, Path.cwd()):
+            _forget_a_stale_import(modname, (base_dir, Path.cwd()))
             module = importlib.import_module(modname)
             top = sys.modules.get(modname.split(".")[0])
             for found in (getattr(top, "__file__", None), getattr(module, "__file__", None)):

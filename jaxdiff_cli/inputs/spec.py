@@ -164,17 +164,32 @@ _FLOAT = re.compile(
     |\.(?:nan|NaN|NAN))$""",
     re.X,
 )
+# YAML 1.1's integers include base 60 (`1:30` is 90), which converting takes time quadratic in the
+# length (a 2 MB `description: 1:0:0:...` took a minute): YAML 1.2's decimal, octal and hex instead.
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+MAX_INT_DIGITS = 400  # far more than any float64 can hold (1.8e308 has 309 digits)
 _Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    k: [(tag, rx) for tag, rx in v if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:int")]
     for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
 
 
 class _Overflow(yaml.YAMLError):
     def __init__(self, message: str, line: int) -> None:
         super().__init__(message)
         self.line = line
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if len(text) > MAX_INT_DIGITS:
+        mark = node.start_mark
+        raise _Overflow(f"line {mark.line + 1}: an integer of {len(text):,} digits; at most {MAX_INT_DIGITS}", mark.line + 1)
+    if text.startswith(("0o", "0x")):
+        return int(text, 0)
+    return int(text)
 
 
 def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
@@ -202,11 +217,18 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
             ) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        if isinstance(key, str) and _CONTROL.search(key):
+            # A newline in a key would start a line of its own wherever the key is printed (a CI log).
+            raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} holds a control character", key_node.start_mark)
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 _Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 
 
@@ -858,6 +880,8 @@ def cases_of(
             raise SpecError("a case must be a mapping", where=where(source, kp))
         merged = {**shared, **case}
         name = str(merged.pop("name", f"case {i}" if raw_cases is not None else Path(source).stem))
+        if _CONTROL.search(name):
+            raise SpecError(f"the case name {name!r} holds a control character", where=where(source, join(kp, "name")))
         if name in names:
             raise SpecError(f"two cases are named {name!r}", where=where(source, kp))
         names.add(name)

@@ -14,6 +14,7 @@ Tangents, cotangents and expected values are read *guided* by the structure they
 from __future__ import annotations
 
 import math
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -425,37 +426,35 @@ def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
         raise ctx.error(fpath, "must be a file path")
     # Inside the spec's folder, unless the path was typed on the command line.
     path = spec_path(path_text, ctx.base_dir, ctx.at(fpath), trusted=isinstance(path_text, CommandLinePath))
-    if path.exists() and not path.is_file():
-        raise ctx.error(fpath, f"not a regular file: {path}", hint=".npy, .npz or .csv files")
-    if not path.is_file():
-        raise ctx.error(fpath, f"no such file: {path}")
+    try:
+        if path.exists() and not path.is_file():
+            raise ctx.error(fpath, f"not a regular file: {path}", hint=".npy, .npz or .csv files")
+        if not path.is_file():
+            raise ctx.error(fpath, f"no such file: {path}")
+    except OSError as exc:  # a name too long, a loop of links
+        raise ctx.error(fpath, f"cannot open: {exc.strerror or exc}") from None
     suffix = path.suffix.lower()
     key = raw.get("key")
     if key is not None and suffix != ".npz":
         raise ctx.error(join(keypath, "key"), "'key' goes with .npz files")
     try:
         if suffix == ".npy":
+            with open(path, "rb") as handle:
+                _fits(_npy_header(handle), ctx, fpath, path.name)
             value: Any = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                if key is None:
-                    value = {name: archive[name] for name in archive.files}
-                elif key not in archive.files:
-                    raise ctx.error(
-                        join(keypath, "key"),
-                        f"{path.name} has no array {key!r}; it has {', '.join(archive.files)}",
-                        hint=suggest(str(key), archive.files),
-                    )
-                else:
-                    value = archive[key]
+            value = _npz(path, key, ctx, keypath)
         elif suffix == ".csv":
+            if path.stat().st_size > MAX_CSV_BYTES:
+                raise ctx.error(fpath, f"{path.name} is larger than {MAX_CSV_BYTES // 2**20} MiB", hint="use .npy or .npz")
             value = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=1, comments="#")
         else:
             raise ctx.error(fpath, f"unknown file type {suffix!r}", hint=".npy, .npz or .csv")
     except SpecError:
         raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise ctx.error(fpath, f"cannot read {path.name}: {exc}") from None
+    except (OSError, ValueError, EOFError, KeyError, RuntimeError, NotImplementedError, zipfile.BadZipFile) as exc:
+        # A corrupt, encrypted or oddly compressed archive, a bad CRC, a member that is no .npy.
+        raise ctx.error(fpath, f"cannot read {path.name}: {type(exc).__name__}: {exc}") from None
 
     def finish(arr: np.ndarray, kp: str) -> np.ndarray:
         if arr.dtype == object or arr.dtype.kind not in "biufc":
@@ -481,6 +480,52 @@ def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
             raise ctx.error(join(keypath, "shape"), "'shape' needs 'key' for an .npz file")
         return {k: finish(v, join(keypath, k)) for k, v in value.items()}
     return finish(value, fpath)
+
+
+MAX_CSV_BYTES = 256 * 2**20
+MAX_LEAVES = 10_000  # arrays in all the primals of a spec: each is an argument of every program
+
+
+def _npy_header(handle: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """The shape and dtype an .npy stream declares, read without reading (or inflating) its data."""
+    version = np.lib.format.read_magic(handle)
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = reader(handle)
+    return tuple(shape), dtype
+
+
+def _fits(header: tuple[tuple[int, ...], np.dtype[Any]], ctx: Context, keypath: str, name: str) -> None:
+    """Refuse an array too large before it is read: a 17 MB .npz can inflate to 4 GB (a zip bomb)."""
+    shape, dtype = header
+    if len(shape) > MAX_RANK:
+        raise ctx.error(keypath, f"{name} has {len(shape)} dimensions; at most {MAX_RANK}")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise ctx.error(keypath, f"{name} holds {math.prod(shape):,} elements; at most {MAX_ELEMENTS:,}", hint="split it up")
+    if dtype.hasobject:
+        raise ctx.error(keypath, f"{name} holds Python objects, not numbers")
+
+
+def _npz(path: Path, key: Any, ctx: Context, keypath: str) -> Any:
+    """An .npz's arrays (or the one named ``key``), each member's size checked from its header first."""
+    fpath = join(keypath, "file")
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+        if key is not None and key not in members:
+            raise ctx.error(
+                join(keypath, "key"),
+                f"{path.name} has no array {key!r}; it has {', '.join(members)}",
+                hint=suggest(str(key), list(members)),
+            )
+        chosen = [key] if key is not None else list(members)
+        if len(chosen) > MAX_LEAVES:
+            raise ctx.error(fpath, f"{path.name} holds {len(chosen):,} arrays; at most {MAX_LEAVES:,} in a value")
+        for name in chosen:
+            with archive.open(members[name]) as member:
+                _fits(_npy_header(member), ctx, join(keypath, name) if key is None else fpath, f"{path.name}[{name}]")
+    with np.load(path, allow_pickle=False) as loaded:
+        if key is not None:
+            return loaded[key]
+        return {name: loaded[name] for name in chosen}
 
 
 # --------------------------------------------------------------------------- guided values

@@ -25,8 +25,10 @@ def stderr() -> Any:
 
 
 def say(prefix: str, text: str) -> None:
-    """One line on stderr: ``error: ...``, ``warning: ...``, ``note: ...``."""
-    stderr().print(f"{prefix}: {text}" if prefix else text, markup=False, soft_wrap=True)
+    """One line on stderr: ``error: ...``, ``warning: ...``, ``note: ...`` (control characters escaped)."""
+    from jaxdiff_cli.encoding import printable
+
+    stderr().print(printable(f"{prefix}: {text}" if prefix else text), markup=False, highlight=False, soft_wrap=True)
 
 
 def print_json(doc: Mapping[str, Any]) -> None:
@@ -208,6 +210,16 @@ def show_bench(outcome: BenchOutcome) -> None:
             print_renderable(line)
 
 
+def _plain(text: str) -> str:
+    """Progress text from a spec (case names, paths): no control characters, and no Rich markup,
+    which status lines and progress bars would otherwise render ([link=...] makes a hyperlink)."""
+    from rich.markup import escape
+
+    from jaxdiff_cli.encoding import printable
+
+    return escape(printable(text))
+
+
 class TerminalProgress:
     """A spinner for stages and a bar for counted steps, on stderr (operations.Progress)."""
 
@@ -217,12 +229,14 @@ class TerminalProgress:
         self.task: Any = None
 
     def stage(self, text: str) -> contextlib.AbstractContextManager[Any]:
+        text = _plain(text)
         if self.bar is not None:  # a bar is showing: the stage is its description
             self.bar.update(self.task, description=text)
             return contextlib.nullcontext()
         return self.console.status(text)  # type: ignore[no-any-return]
 
     def advance(self, text: str, done: int | None = None, total: int | None = None) -> None:
+        text = _plain(text)
         if self.bar is None:
             from rich.progress import Progress
 

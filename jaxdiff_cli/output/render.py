@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxdiff_cli import __version__
-from jaxdiff_cli.encoding import array_json, json_number, shape_text
+from jaxdiff_cli.encoding import array_json, json_number, printable, shape_text
 from jaxdiff_cli.engine.layout import named_leaves
 from jaxdiff_cli.engine.sparse import SparseMatrix
 from jaxdiff_cli.inputs.spec import CLI, STDIN
@@ -212,24 +212,28 @@ def rich_result(
     from rich.table import Table
     from rich.text import Text
 
-    parts: list[Any] = [Text(title, style="bold")]
+    parts: list[Any] = [Text(printable(title), style="bold")]
     notes = [f"{k}: {v}" for k, v in info.items() if v is not None and k not in ("reason", "sparse", "blocks")]
     if info.get("reason"):
         notes.append(f"auto chose {info.get('mode')} ({info['reason']})")
     if notes:
-        parts.append(Text(" · ".join(notes), style="cyan"))
+        parts.append(Text(printable(" · ".join(notes)), style="cyan"))
     for name, arr in named_leaves(dict(outputs)):
         if isinstance(arr, SparseMatrix):
-            head = Text.assemble((name, "bold green"), "  ", (shape_text(arr.shape), "magenta"), "  ", ("sparse", "yellow"))
+            head = Text.assemble(
+                (printable(name), "bold green"), "  ", (shape_text(arr.shape), "magenta"), "  ", ("sparse", "yellow")
+            )
             parts.append(Panel(Text(sparse_text(arr, width - 6)), title=head, title_align="left", expand=False))
             continue
         a = np.asarray(arr)
-        head = Text.assemble((name, "bold green"), "  ", (shape_text(a.shape), "magenta"), "  ", (str(a.dtype), "yellow"))
+        head = Text.assemble(
+            (printable(name), "bold green"), "  ", (shape_text(a.shape), "magenta"), "  ", (str(a.dtype), "yellow")
+        )
         parts.append(Panel(Text(format_array(a, width - 6)), title=head, title_align="left", expand=False))
     table = Table.grid(padding=(0, 2))
     for _ in footer:
         table.add_column()
-    table.add_row(*[Text.assemble((f"{k} ", "dim"), v) for k, v in footer.items()])
+    table.add_row(*[Text.assemble((f"{k} ", "dim"), printable(v)) for k, v in footer.items()])
     parts.append(table)
     return Group(*parts)
 
@@ -325,7 +329,7 @@ def check_table(reports: Sequence[Report]) -> Any:
             if r.passed
             else Text("FAIL", style="bold red")
         )
-        parts.append(Text.assemble(mark, "  ", (r.spec, "bold")))
+        parts.append(Text.assemble(mark, "  ", (printable(r.spec), "bold")))
         if r.error is not None:
             parts.append(Text(f"  {r.error.render()}"))
             continue
@@ -344,10 +348,11 @@ def check_table(reports: Sequence[Report]) -> Any:
             cells = (
                 ["", "", "", ""] if w is None else [f"{w.output}{list(w.index)}", _num(w.ad), _num(w.reference), f"{w.error:.2g}"]
             )
-            table.add_row(status, f.name, f.detail, *cells)
+            # Text, not str: a str cell is Rich markup, and names and details come from the spec.
+            table.add_row(status, *(Text(printable(c)) for c in (f.name, f.detail, *cells)))
         parts.append(table)
         if r.updated:
-            parts.append(Text(f"  recorded golden values in {', '.join(r.updated)}", style="cyan"))
+            parts.append(Text(printable(f"  recorded golden values in {', '.join(r.updated)}"), style="cyan"))
     failed = sum(not r.passed for r in reports)
     parts.append(Text(f"{len(reports) - failed} of {len(reports)} spec(s) passed", style="bold"))
     return Group(*parts)
@@ -356,8 +361,9 @@ def check_table(reports: Sequence[Report]) -> Any:
 def bench_table(title: str, timings: Sequence[Timing], op: str) -> Any:
     """`jaxdiff bench`: one row per mode."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title)
+    table = Table(title=Text(printable(title)))
     for col in ("mode", "compile", "median run", "min run", "runs", "working memory"):
         table.add_column(col, justify="right" if col != "mode" else "left")
     for t in timings:

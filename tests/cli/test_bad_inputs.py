@@ -181,7 +181,7 @@ CATALOGUE: list[tuple[str, str | None, list[str], int, str]] = [
         "function: x\nprimals:\n  x: {file: obj.npy}\n",
         ["eval", "{spec}"],
         3,
-        "primals.x.file: cannot read obj.npy",
+        "primals.x.file: obj.npy holds Python objects, not numbers",
     ),
     # --- tangents and cotangents
     (
