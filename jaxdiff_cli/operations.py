@@ -74,13 +74,16 @@ class Pictures:
     file: Path | None = None
     spy: bool = False
     summary: bool = False
+    file_source: str = "--plot-file"  # where file came from, for messages: --plot-file or plot.file
 
     def merged(self, spec_plot: dict[str, Any]) -> Pictures:
+        from_spec = self.file is None and bool(spec_plot.get("file"))
         return Pictures(
             terminal=self.terminal or bool(spec_plot.get("terminal")),
             file=self.file or (Path(spec_plot["file"]) if spec_plot.get("file") else None),
             spy=self.spy or bool(spec_plot.get("spy")),
             summary=self.summary or bool(spec_plot.get("summary")),
+            file_source="plot.file" if from_spec else self.file_source,
         )
 
     @property

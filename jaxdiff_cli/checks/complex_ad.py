@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxdiff_cli.checks import fd
-from jaxdiff_cli.checks.findings import ERR_MULTIPLE, ROUNDING_MULTIPLE, Finding, Report, Worst, compare_arrays
+from jaxdiff_cli.checks.findings import ERR_MULTIPLE, ROUNDING_MULTIPLE, Finding, Report, compare_arrays, finite_results
 from jaxdiff_cli.dtypes import real_dtype
 from jaxdiff_cli.prepare import Prepared
 
@@ -107,13 +107,7 @@ def real_problem(problem: Problem) -> Real:
     m = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(out_struct))
 
     with jax.enable_x64(True):
-
-        def wide(a: Any) -> Any:
-            if jnp.issubdtype(a.dtype, jnp.complexfloating):
-                return jnp.asarray(a, jnp.complex128)
-            return jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
-
-        primals64 = jax.tree.map(wide, problem.primals)
+        primals64 = fd.primals64(problem.primals)
         _, unravel64 = ravel_pytree(problem.diff(primals64))
         h64 = problem.of_diff(primals64)
 
@@ -247,7 +241,7 @@ def check_complex(prep: Prepared, report: Report, rtol: float | None, atol: floa
             report.findings.append(_cauchy_riemann_directions(real, r0, rng, dtype, tol))
     report.findings.append(_adjoint(real, rng, dtype, tol))
     report.findings.append(Finding("second derivatives", True, "not compared for complex values (hessian, hvp)", skipped=True))
-    report.findings.append(_finite(results))
+    report.findings.append(finite_results(results))
 
 
 def _grad_check(real: Real, ref: fd.Estimate, dtype: str, tol: tuple[float, float], results: list[tuple[str, Any]]) -> Finding:
@@ -359,13 +353,3 @@ def _adjoint(real: Real, rng: np.random.Generator, dtype: str, tol: tuple[float,
     return compare_arrays(
         "adjoint Re⟨u, Jt⟩ = Re⟨vjp(u), t⟩", "Re⟨vjp(u), t⟩", rhs, lhs, rounding / ERR_MULTIPLE, dtype, (tol[0], 0.0)
     )
-
-
-def _finite(results: list[tuple[str, Any]]) -> Finding:
-    from jaxdiff_cli.engine.diagnostics import first_nonfinite
-
-    bad = first_nonfinite(dict(results))
-    if bad is None:
-        return Finding("finite", True, "all results finite")
-    name, idx, value = bad
-    return Finding("finite", False, f"{name} is {value} at {list(idx)}", Worst(name, idx, value, math.nan, 0.0, 0.0))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxdiff_cli.checks import fd
-from jaxdiff_cli.checks.findings import ERR_MULTIPLE, ROUNDING_MULTIPLE, Finding, Report, Worst, compare_arrays
+from jaxdiff_cli.checks.findings import ERR_MULTIPLE, ROUNDING_MULTIPLE, Finding, Report, compare_arrays, finite_results
 from jaxdiff_cli.inputs.spec import Spec
 from jaxdiff_cli.prepare import Prepared
 
@@ -200,7 +200,7 @@ def check_derivatives(prep: Prepared, report: Report, rtol: float | None, atol: 
             ad_results.append(("hessian", hess))
     if spec.sparse:
         report.findings.extend(_sparse_checks(prep, flat, rng, tol, ad_results))
-    report.findings.append(_finite(ad_results))
+    report.findings.append(finite_results(ad_results))
 
 
 SPARSE_DENSE_MAX = 10**6  # entries: up to this a sparse result is also compared with the dense one
@@ -305,9 +305,7 @@ def _float64_batch(problem: Problem, post: Callable[[Any], Any], grad: bool = Fa
     from jax.flatten_util import ravel_pytree
 
     with jax.enable_x64(True):
-        primals64 = jax.tree.map(
-            lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, problem.primals
-        )
+        primals64 = fd.primals64(problem.primals)
         _, unravel64 = ravel_pytree(problem.diff(primals64))
         h64 = problem.of_diff(primals64)
 
@@ -321,13 +319,3 @@ def _float64_batch(problem: Problem, post: Callable[[Any], Any], grad: bool = Fa
             return np.asarray(batched(jnp.asarray(points, jnp.float64)))
 
     return run
-
-
-def _finite(results: list[tuple[str, Any]]) -> Finding:
-    from jaxdiff_cli.engine.diagnostics import first_nonfinite
-
-    bad = first_nonfinite(dict(results))
-    if bad is None:
-        return Finding("finite", True, "all results finite")
-    name, idx, value = bad
-    return Finding("finite", False, f"{name} is {value} at {list(idx)}", Worst(name, idx, value, math.nan, 0.0, 0.0))

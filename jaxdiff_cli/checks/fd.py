@@ -22,6 +22,20 @@ RATIO = 2.0
 BASE = 0.25
 
 
+def primals64(primals: Any) -> Any:
+    """The primals with float leaves in float64 and complex leaves in complex128 (integers as they
+    are): the reference side of every check computes in 64 bits. Call it under jax.enable_x64."""
+    import jax
+    import jax.numpy as jnp
+
+    def wide(a: Any) -> Any:
+        if jnp.issubdtype(a.dtype, jnp.complexfloating):
+            return jnp.asarray(a, jnp.complex128)
+        return jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    return jax.tree.map(wide, primals)
+
+
 @dataclass(frozen=True)
 class Estimate:
     """Derivative estimates and their error estimates, both (directions, outputs)."""

@@ -9,6 +9,7 @@ entries are compared part by part (real, imaginary), and a failure names the par
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,3 +133,14 @@ def compare_arrays(
 def entries(n: int) -> str:
     """``1 entry``, ``4 entries``."""
     return f"{n} entry" if n == 1 else f"{n} entries"
+
+
+def finite_results(results: list[tuple[str, Any]]) -> Finding:
+    """The "finite" finding: passes when no result holds a NaN or Inf, else names the first one."""
+    from jaxdiff_cli.engine.diagnostics import first_nonfinite
+
+    bad = first_nonfinite(dict(results))
+    if bad is None:
+        return Finding("finite", True, "all results finite")
+    name, idx, value = bad
+    return Finding("finite", False, f"{name} is {value} at {list(idx)}", Worst(name, idx, value, math.nan, 0.0, 0.0))

@@ -59,13 +59,7 @@ def lower_order_batch(problem: Problem, order: int) -> Callable[[Any], Any] | No
     from jaxdiff_cli.engine import taylor
 
     with jax.enable_x64(True):
-
-        def wide(a: Any) -> Any:
-            if jnp.issubdtype(a.dtype, jnp.complexfloating):
-                return jnp.asarray(a, jnp.complex128)
-            return jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
-
-        primals64 = jax.tree.map(wide, problem.primals)
+        primals64 = fd.primals64(problem.primals)
         x64, unravel = ravel_pytree(problem.diff(primals64))
         complex_in = jnp.issubdtype(x64.dtype, jnp.complexfloating)
         n = int(x64.size)

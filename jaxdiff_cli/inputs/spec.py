@@ -644,16 +644,22 @@ def _function_form(text: str, at: str, base_dir: Path, *, no_code: bool, trusted
         spec_path(reference, base_dir, at, trusted=trusted)
 
 
-def parse_chunk_size(raw: Any, where_: str) -> int | str | None:
-    """chunk_size: / --chunk-size: a positive whole number, or auto (text from the command line too)."""
-    if raw is None or raw == "auto":
-        return raw  # type: ignore[no-any-return]
+def _count_or_word(raw: Any, word: str, where_: str, wanted: str) -> int | str | None:
+    """A positive whole number (text from the command line too), the one word, or None; else an
+    error: a usage error (exit 2) for an option, a spec error (exit 3) for a key."""
+    if raw is None or raw == word:
+        return word if raw is not None else None
     if isinstance(raw, str) and raw.isdigit():
         raw = int(raw)
     if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
         return raw
     error = UsageError if where_.startswith("--") else SpecError
-    raise error(f"{raw!r} is not a positive whole number or auto", where=where_)
+    raise error(f"{raw!r} is not {wanted}", where=where_)
+
+
+def parse_chunk_size(raw: Any, where_: str) -> int | str | None:
+    """chunk_size: / --chunk-size: a positive whole number, or auto (text from the command line too)."""
+    return _count_or_word(raw, "auto", where_, "a positive whole number or auto")
 
 
 def parse_order(raw: Any, where_: str) -> int | None:
@@ -674,14 +680,7 @@ def parse_devices(raw: Any, where_: str) -> str | int | None:
 
     A bad --devices is a usage error (exit 2), a bad devices: key a spec error (exit 3).
     """
-    if raw is None or raw == "all":
-        return raw  # type: ignore[no-any-return]
-    if isinstance(raw, str) and raw.isdigit():
-        raw = int(raw)
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
-        return raw
-    error = UsageError if where_.startswith("--") else SpecError
-    raise error(f"{raw!r} is not all or a positive number of devices", where=where_)
+    return _count_or_word(raw, "all", where_, "all or a positive number of devices")
 
 
 PLOT_KEYS = ("terminal", "file", "spy", "summary")
@@ -703,7 +702,14 @@ def _plot(raw: Any, source: str, base_dir: Path) -> dict[str, Any]:
             raise SpecError("true or false", where=where(source, join("plot", key)))
     out = dict(raw)
     if "file" in out:  # relative to the spec's folder and inside it, like its data files
-        out["file"] = str(spec_path(out["file"], base_dir, where(source, "plot.file")))
+        target = spec_path(out["file"], base_dir, where(source, "plot.file"))
+        # Refused here, before any work, as --plot-file is (not after a long Jacobian).
+        if target.suffix.lower() not in (".png", ".svg"):
+            shown = target.suffix or "(none)"
+            raise SpecError(f"unknown image format {shown!r}", where=where(source, "plot.file"), hint=".png, .svg")
+        if not target.parent.is_dir():
+            raise SpecError(f"folder {target.parent} does not exist", where=where(source, "plot.file"))
+        out["file"] = str(target)
     return out
 
 

@@ -105,11 +105,13 @@ def show_outcome(outcome: Outcome, *, json_: bool, quiet: bool, output: Path | N
     if outcome.pictures is not None and outcome.pictures.file is not None and outcome.matrix is not None:
         from jaxdiff_cli.output.pictures import save_figure
 
-        save_figure(outcome.matrix, outcome.pictures.file, spy=outcome.pictures.spy, title=title)
+        save_figure(
+            outcome.matrix, outcome.pictures.file, spy=outcome.pictures.spy, title=title, source=outcome.pictures.file_source
+        )
     elif outcome.pictures is not None and outcome.pictures.file is not None and found is not None:
         from jaxdiff_cli.output.pictures import save_spy_figure
 
-        save_spy_figure(found, outcome.pictures.file, title=title)
+        save_spy_figure(found, outcome.pictures.file, title=title, source=outcome.pictures.file_source)
     suffix = output.suffix.lower() if output is not None else ""
     if output is not None and (suffix == ".mtx" or (suffix == ".npz" and found is not None)):
         save_matrix_file(outcome, output, title)

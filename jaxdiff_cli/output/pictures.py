@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -17,15 +17,16 @@ DPI = 100
 FORMATS = (".png", ".svg")
 
 
-def check_figure_path(path: Path) -> None:
-    """Fail before any work: wrong format, missing folder, or no matplotlib."""
+def check_figure_path(path: Path, source: str = "--plot-file") -> None:
+    """Fail before any work: wrong format, missing folder, or no matplotlib.
+
+    ``source`` names where the path came from in messages: --plot-file, or a spec's plot.file.
+    """
     if path.suffix.lower() not in FORMATS:
-        raise OutputError(
-            f"unknown image format {path.suffix or '(none)'!r}", where=f"--plot-file {path}", hint=", ".join(FORMATS)
-        )
+        raise OutputError(f"unknown image format {path.suffix or '(none)'!r}", where=f"{source} {path}", hint=", ".join(FORMATS))
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise OutputError(f"folder {folder} does not exist", where=f"--plot-file {path}")
+        raise OutputError(f"folder {folder} does not exist", where=f"{source} {path}")
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -34,9 +35,26 @@ def check_figure_path(path: Path) -> None:
         ) from None
 
 
-def save_figure(m: Matrix, path: Path, *, spy: bool = False, title: str = "") -> None:
+def _axis_labels(ax: Any, kind: str, n_col_blocks: int) -> None:
+    if n_col_blocks > 3:
+        ax.tick_params(axis="x", labelrotation=30)
+    ax.set_xlabel("inputs" if kind == "hessian" else "inputs (columns)", fontsize=8)
+    ax.set_ylabel("inputs" if kind == "hessian" else "outputs (rows)", fontsize=8)
+
+
+def _write(fig: Any, path: Path, source: str) -> None:
+    """The figure into ``path``, atomically (a run killed mid-write leaves the old image or none)."""
+    fig.tight_layout()
+    try:
+        with atomic_open(path) as handle:
+            fig.savefig(handle, format=path.suffix.lower().lstrip("."), dpi=DPI)
+    except OSError as exc:
+        raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"{source} {path}") from None
+
+
+def save_figure(m: Matrix, path: Path, *, spy: bool = False, title: str = "", source: str = "--plot-file") -> None:
     """A heatmap (diverging colours around zero, with a colour bar) or a sparsity pattern, blocks marked."""
-    check_figure_path(path)
+    check_figure_path(path, source)
     import matplotlib
 
     matplotlib.use("Agg")  # files only: never a window
@@ -70,16 +88,8 @@ def save_figure(m: Matrix, path: Path, *, spy: bool = False, title: str = "") ->
         for secondary, blocks in ((ax.secondary_xaxis("top"), m.cols), (ax.secondary_yaxis("right"), m.rows)):
             positions, indices = index_ticks(blocks)
             secondary.set_ticks(positions, indices, fontsize=6)
-        if len(m.cols) > 3:
-            ax.tick_params(axis="x", labelrotation=30)
-        ax.set_xlabel("inputs" if m.kind == "hessian" else "inputs (columns)", fontsize=8)
-        ax.set_ylabel("inputs" if m.kind == "hessian" else "outputs (rows)", fontsize=8)
-        fig.tight_layout()
-        try:
-            with atomic_open(path) as handle:
-                fig.savefig(handle, format=path.suffix.lower().lstrip("."), dpi=DPI)
-        except OSError as exc:
-            raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"--plot-file {path}") from None
+        _axis_labels(ax, m.kind, len(m.cols))
+        _write(fig, path, source)
     finally:
         plt.close(fig)
 
@@ -108,13 +118,13 @@ def index_ticks(blocks: list[tuple[str, int]], most: int = 12) -> tuple[list[flo
 SPY_BINS = 480  # a large pattern is drawn as this many rows (and columns) of blocks at most
 
 
-def save_spy_figure(sm: SparseMatrix, path: Path, *, title: str = "") -> None:
+def save_spy_figure(sm: SparseMatrix, path: Path, *, title: str = "", source: str = "--plot-file") -> None:
     """The sparsity pattern of a sparse result (or of ``jaxdiff sparsity``) as an image, blocks marked.
 
     Nothing is densified: a matrix larger than ``SPY_BINS`` along an axis is drawn in blocks, each
     black when it holds a nonzero, so a band one entry wide stays visible at any size.
     """
-    check_figure_path(path)
+    check_figure_path(path, source)
     import matplotlib
 
     matplotlib.use("Agg")  # files only: never a window
@@ -141,15 +151,7 @@ def save_spy_figure(sm: SparseMatrix, path: Path, *, title: str = "") -> None:
                 if start < total:
                     line(start - 0.5, color="tab:red", linewidth=0.8)
             axis.set_ticks(ticks, labels, fontsize=7)
-        if len(sm.cols) > 3:
-            ax.tick_params(axis="x", labelrotation=30)
-        ax.set_xlabel("inputs" if sm.kind == "hessian" else "inputs (columns)", fontsize=8)
-        ax.set_ylabel("inputs" if sm.kind == "hessian" else "outputs (rows)", fontsize=8)
-        fig.tight_layout()
-        try:
-            with atomic_open(path) as handle:
-                fig.savefig(handle, format=path.suffix.lower().lstrip("."), dpi=DPI)
-        except OSError as exc:
-            raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"--plot-file {path}") from None
+        _axis_labels(ax, sm.kind, len(sm.cols))
+        _write(fig, path, source)
     finally:
         plt.close(fig)

@@ -481,6 +481,20 @@ CATALOGUE: list[tuple[str, str | None, list[str], int, str]] = [
         "spec.yaml: plot.file: '../pic.png' goes up with '..'",
     ),
     (
+        "plot file missing folder",
+        "function: x**2\nprimals: {x: [1.0]}\nplot: {file: nope/pic.png}\n",
+        ["jacobian", "{spec}"],
+        3,
+        "spec.yaml: plot.file: folder",
+    ),
+    (
+        "plot file format",
+        "function: x**2\nprimals: {x: [1.0]}\nplot: {file: pic.gif}\n",
+        ["jacobian", "{spec}"],
+        3,
+        "spec.yaml: plot.file: unknown image format '.gif'",
+    ),
+    (
         "function file up",
         "function: ../f.py:f\nprimals: {x: 1.0}\n",
         ["eval", "{spec}"],
