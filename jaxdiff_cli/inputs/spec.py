@@ -258,9 +258,16 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
-        if "could not determine a constructor" in str(exc):
+        if "tag:yaml.org,2002:merge" in str(exc):
+            # Merge keys are YAML 1.1 only, and expand aliases where the value counter cannot see them.
+            problem = "merge keys (<<:) are not supported in a spec"
+            hint: str | None = "write the keys out, or use cases: for variations of one spec"
+        elif "could not determine a constructor" in str(exc):
             problem = f"{problem}; YAML tags such as !!python/... are not allowed in a spec"
-        raise SpecError(f"{line}{problem}", where=_at_line(source, mark.line + 1 if mark else None)) from None
+            hint = None
+        else:
+            hint = None
+        raise SpecError(f"{line}{problem}", where=_at_line(source, mark.line + 1 if mark else None), hint=hint) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", where=source) from None
 

@@ -448,6 +448,7 @@ def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
             if path.stat().st_size > MAX_CSV_BYTES:
                 raise ctx.error(fpath, f"{path.name} is larger than {MAX_CSV_BYTES // 2**20} MiB", hint="use .npy or .npz")
             value = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=1, comments="#")
+            _no_overflow(value, path, ctx, fpath)
         else:
             raise ctx.error(fpath, f"unknown file type {suffix!r}", hint=".npy, .npz or .csv")
     except SpecError:
@@ -484,6 +485,23 @@ def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
 
 MAX_CSV_BYTES = 256 * 2**20
 MAX_LEAVES = 10_000  # arrays in all the primals of a spec: each is an argument of every program
+
+
+def _no_overflow(value: np.ndarray, path: Path, ctx: Context, keypath: str) -> None:
+    """A CSV number too large for float64 (1e400) is an error, as it is in a spec, not infinity;
+    an infinity written as inf stays one. The text is read again only when an entry is infinite."""
+    if not np.isinf(value).any():
+        return
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            for text in line.split("#")[0].split(","):
+                text = text.strip()
+                try:
+                    big = math.isinf(float(text)) and "inf" not in text.lower()
+                except ValueError:
+                    continue
+                if big:
+                    raise ctx.error(keypath, f"{path.name}, line {number}: {text[:40]} is too large for float64")
 
 
 def _npy_header(handle: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:

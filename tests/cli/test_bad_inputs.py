@@ -177,6 +177,20 @@ CATALOGUE: list[tuple[str, str | None, list[str], int, str]] = [
         "primals.x.file: cannot read bad.csv",
     ),
     (
+        "csv number overflows",
+        "function: x\nprimals:\n  x: {file: big.csv}\n",
+        ["eval", "{spec}"],
+        3,
+        "primals.x.file: big.csv, line 3: -1e400 is too large for float64",
+    ),
+    (
+        "yaml merge key",
+        "base: &b {x: [1.0]}\nfunction: x\nprimals:\n  <<: *b\n",
+        ["eval", "{spec}"],
+        3,
+        "spec.yaml: line 4, column 3: merge keys (<<:) are not supported in a spec",
+    ),
+    (
         "pickled npy",
         "function: x\nprimals:\n  x: {file: obj.npy}\n",
         ["eval", "{spec}"],
@@ -565,6 +579,7 @@ def _files(tmp: Path) -> None:
     np.save(tmp / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     np.savez(tmp / "p.npz", W=np.ones(2))
     (tmp / "bad.csv").write_text("a,b\nc,d\n")
+    (tmp / "big.csv").write_text("1.0,inf\n# a comment\n-1e400,2.0\n")  # inf is one; -1e400 overflows
     (tmp / "sub.npz").mkdir()
 
 
