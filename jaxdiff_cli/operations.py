@@ -165,7 +165,7 @@ def compute(request: Request, progress: Progress | None = None) -> Outcome:
     _need_function(request.spec_path, request.overrides, command)
     spec = load_spec(request.spec_path, request.overrides)
     with _quiet_cluster(request.cluster), progress.stage(f"preparing {command}"):
-        prep = prepare(spec, use_cache=request.use_cache, cluster=request.cluster)
+        prep = prepare(spec, use_cache=request.use_cache, cluster=request.cluster, only_spec=True)
     opts = Options(**{**request.options.__dict__, "mesh": _mesh(request.devices, spec)})
     output = request.output
     chunked = opts.chunk_size is not None or spec.chunk_size is not None
@@ -330,6 +330,7 @@ def run_cases(
     # With --devices (or the spec's devices:), the cases go round-robin over the mesh's devices.
     mesh = _mesh(devices, cases[0].spec) if cases else None
     spread = list(mesh.devices.flat) if mesh is not None else []
+    only_cpu = all(case.spec.device == "cpu" for case in cases)  # then JAX may skip accelerators
     outcome = RunOutcome(spec_path, [], {})
     done = 0
     for number, case in enumerate(cases):
@@ -337,7 +338,7 @@ def run_cases(
         outcome.cases.append(item)
         try:
             device = spread[number % len(spread)] if spread else None
-            prep = prepare(case.spec, use_cache=use_cache, cluster=cluster, device=device)
+            prep = prepare(case.spec, use_cache=use_cache, cluster=cluster, device=device, only_spec=only_cpu)
             item.device = prep.runtime.device_name
             outcome.warnings += [
                 f"{case.name}: float32 may lose the answer: {w} (try dtype: float64)" for w in precision_warnings(prep.inputs)
@@ -422,7 +423,8 @@ def check(
     progress = progress or Silent()
     reports: list[Report] = []
     found: list[str] = []  # every case name seen, for the message when --case picks none
-    for path in expand(patterns):
+    paths = expand(patterns)
+    for path in paths:
         with progress.stage(f"checking {path}"):
             try:
                 data, source, base = read_source(path)
@@ -431,8 +433,10 @@ def check(
             except JaxdiffError as exc:
                 reports.append(Report(spec=path, error=exc, file=STDIN if path == "-" else path))
                 continue
+            # One spec (and its cases) all on the CPU: JAX need not start accelerators.
+            alone = len(paths) == 1 and all(case.spec.device == "cpu" for case in chosen)
             for case in chosen:
-                report = check_spec(case.spec, settings)
+                report = check_spec(case.spec, settings, only_spec=alone)
                 report.spec += f" ({case.name})" if case.spec.case is not None and (len(chosen) > 1 or cases) else ""
                 reports.append(report)
     if cases and not reports:
@@ -486,7 +490,7 @@ def sparsity(request: Request, op: str, progress: Progress | None = None) -> Spa
     sparse.asdex_module()  # before any work: asdex missing is a usage error, with how to install it
     spec = load_spec(request.spec_path, request.overrides)
     with progress.stage("preparing"):
-        prep = prepare(spec, use_cache=request.use_cache)
+        prep = prepare(spec, use_cache=request.use_cache, only_spec=True)
     problem = prep.problem
     mode = mode_of(prep, "jacobian", request.options) if op == "jacobian" else "auto"
     if op == "hessian":
@@ -537,7 +541,7 @@ def bench(request: Request, op: str, chunk_size: int | None, min_time: float, pr
     _need_function(request.spec_path, request.overrides, "bench")
     spec = load_spec(request.spec_path, request.overrides)
     with progress.stage("preparing"):
-        prep = prepare(spec, use_cache=request.use_cache)
+        prep = prepare(spec, use_cache=request.use_cache, only_spec=True)
     variants: list[tuple[str | None, int | None]] = [(m, None) for m in timing.MODES.get(op, (None,))]
     if op == "jacobian" and chunk_size is not None:
         variants += [(m, chunk_size) for m in ("fwd", "rev")]

@@ -70,10 +70,13 @@ class Prepared:
     inputs: dict[str, Any] = field(default_factory=dict)  # what was built, by kind, for the JSON document
 
 
-def prepare(spec: Spec, *, use_cache: bool = True, cluster: Cluster | None = None, device: Any = None) -> Prepared:
+def prepare(
+    spec: Spec, *, use_cache: bool = True, cluster: Cluster | None = None, device: Any = None, only_spec: bool = False
+) -> Prepared:
     """Configure JAX (joining a cluster first, if given), load the function, bind and build the primals.
 
     ``device`` overrides the spec's device (run spreads its cases over devices this way).
+    ``only_spec``: no other spec runs in this process (see runtime.configure).
     """
     import jax
 
@@ -81,7 +84,7 @@ def prepare(spec: Spec, *, use_cache: bool = True, cluster: Cluster | None = Non
     from jaxdiff_cli.engine.problem import Problem
     from jaxdiff_cli.inputs.functions import load_function
 
-    rt = runtime.configure(spec.dtype, spec.device, use_cache, where=spec.where("device"), cluster=cluster)
+    rt = runtime.configure(spec.dtype, spec.device, use_cache, where=spec.where("device"), cluster=cluster, only_spec=only_spec)
     if device is not None:
         rt = runtime.Runtime(device=device, dtype=rt.dtype, cache=rt.cache)
     loaded = load_function(spec.function, tuple(spec.primals), spec.base_dir, spec.where("function"))

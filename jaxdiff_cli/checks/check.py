@@ -29,13 +29,16 @@ class Settings:
     update: bool = False  # record the current results as the spec's expect block
 
 
-def check_spec(spec: Spec, settings: Settings) -> Report:
-    """Every check of one spec; errors (bad spec, failing function) are kept in the report."""
+def check_spec(spec: Spec, settings: Settings, *, only_spec: bool = False) -> Report:
+    """Every check of one spec; errors (bad spec, failing function) are kept in the report.
+
+    ``only_spec``: no spec on another device runs in this process (see runtime.configure).
+    """
     source = spec.source
     report = Report(spec=source, file=getattr(source, "file", None), key=getattr(source, "key", ""), case=spec.case)
     start = time.perf_counter()
     try:
-        prep = prepare(spec, use_cache=settings.use_cache)
+        prep = prepare(spec, use_cache=settings.use_cache, only_spec=only_spec)
         check_expectations(prep, report)
         note_environment(prep, report)
         check_derivatives(prep, report, settings.rtol, settings.atol, settings.seed)

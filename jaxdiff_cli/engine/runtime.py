@@ -46,13 +46,27 @@ class Runtime:
         return f"{self.device.platform}:{self.device.id} ({self.device.device_kind})"
 
 
-def configure(dtype: str, device: str, use_cache: bool, where: str = "device", cluster: Cluster | None = None) -> Runtime:
-    """Configure JAX for this run and return the device to run on."""
+def configure(
+    dtype: str,
+    device: str,
+    use_cache: bool,
+    where: str = "device",
+    cluster: Cluster | None = None,
+    *,
+    only_spec: bool = False,
+) -> Runtime:
+    """Configure JAX for this run and return the device to run on.
+
+    ``only_spec``: this is the process's only spec (one command, one spec, no cases on other
+    devices), so a ``device: cpu`` may keep JAX from starting accelerators at all. With several
+    specs in one process (check of many files, run of cases, the pytest plugin) it must not: the
+    setting is process-wide, and a later ``device: gpu`` spec would find no GPU.
+    """
     import jax
 
-    if device == "cpu" and "JAX_PLATFORMS" not in os.environ:
-        # Skip probing for accelerators that were not asked for: faster start, no warnings.
-        # (jax.config, not os.environ: the setting must not leak into child processes.)
+    if only_spec and device == "cpu" and "JAX_PLATFORMS" not in os.environ:
+        # Skip probing for accelerators that were not asked for: faster start, no warnings, and on a
+        # GPU machine no GPU memory taken. (jax.config, not os.environ: it must not leak into children.)
         jax.config.update("jax_platforms", "cpu")
     if cluster is not None and not jax.distributed.is_initialized():
         initialize(cluster, device)
