@@ -19,7 +19,6 @@ Second derivatives of complex functions are not compared (a row says so).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxdiff_cli.checks import fd
-from jaxdiff_cli.checks.findings import ERR_MULTIPLE, ROUNDING_MULTIPLE, Finding, Report, compare_arrays, finite_results
+from jaxdiff_cli.checks.findings import (
+    Finding,
+    Report,
+    adjoint_finding,
+    compare_arrays,
+    finite_results,
+)
 from jaxdiff_cli.dtypes import real_dtype
 from jaxdiff_cli.prepare import Prepared
 
@@ -345,11 +350,4 @@ def _adjoint(real: Real, rng: np.random.Generator, dtype: str, tol: tuple[float,
     u = _random_out(real, rng, k)
     jt = _engine_jvp(real, t)
     w = _engine_vjp(real, u)
-    lhs = np.real(np.einsum("km,km->k", u, jt))
-    rhs = np.real(np.einsum("kn,kn->k", w, t))
-    scale = np.einsum("km,km->k", np.abs(u), np.abs(jt)) + np.einsum("kn,kn->k", np.abs(w), np.abs(t))
-    eps = float(np.finfo(dtype).eps)
-    rounding = ROUNDING_MULTIPLE * eps * scale * math.sqrt(max(real.n, real.m))
-    return compare_arrays(
-        "adjoint Re⟨u, Jt⟩ = Re⟨vjp(u), t⟩", "Re⟨vjp(u), t⟩", rhs, lhs, rounding / ERR_MULTIPLE, dtype, (tol[0], 0.0)
-    )
+    return adjoint_finding("adjoint Re⟨u, Jt⟩ = Re⟨vjp(u), t⟩", "Re⟨vjp(u), t⟩", u, jt, w, t, dtype, tol)

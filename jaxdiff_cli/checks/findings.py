@@ -130,6 +130,23 @@ def compare_arrays(
     return Finding(name, False, f"{int(bad.sum())} of {entries(ad.size)} outside tolerance", worst)
 
 
+def adjoint_finding(
+    name: str, output: str, u: np.ndarray, jv: np.ndarray, jtu: np.ndarray, v: np.ndarray, dtype: str, tol: tuple[float, float]
+) -> Finding:
+    """Re⟨u, J v⟩ against Re⟨Jᵀu, v⟩ for k pairs of directions, u (k, m) and v (k, n): forward and
+    reverse mode against each other, with no reference of either's making."""
+    lhs = np.real(np.einsum("km,km->k", u, jv))
+    rhs = np.real(np.einsum("kn,kn->k", jtu, v))
+    # The sums' own rounding scales with the sum of absolute products, not with the result.
+    scale = np.einsum("km,km->k", np.abs(u), np.abs(jv)) + np.einsum("kn,kn->k", np.abs(jtu), np.abs(v))
+    rounding = ROUNDING_MULTIPLE * float(np.finfo(dtype).eps) * scale * math.sqrt(max(u.shape[1], v.shape[1], 1))
+    # atol on each entry of J allows atol·Σ|u_i|·|v_j| in each product, and both sides carry their
+    # own: without it a J that is zero (f constant) convicts the rounding noise of Jv and Jᵀu,
+    # whatever --atol says.
+    slack = 2 * tol[1] * np.sum(np.abs(u), axis=1) * np.sum(np.abs(v), axis=1)
+    return compare_arrays(name, output, rhs, lhs, (rounding + slack) / ERR_MULTIPLE, dtype, (tol[0], 0.0))
+
+
 def entries(n: int) -> str:
     """``1 entry``, ``4 entries``."""
     return f"{n} entry" if n == 1 else f"{n} entries"

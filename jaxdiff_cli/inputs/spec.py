@@ -442,6 +442,11 @@ def _mark_command_line(value: Any) -> Any:
     return value
 
 
+def _folder_hint(folder: str) -> str:
+    pattern = f"{folder.rstrip('/')}/**/*.yaml"
+    return f"every spec in it: jaxdiff check '{pattern}'"
+
+
 def _read_file(path: Path, source: str) -> str:
     """A spec file's text. Only a regular file of at most MAX_SPEC_BYTES: /dev/zero or a FIFO would
     never end. Opened non-blocking, so opening a FIFO does not wait for a writer either."""
@@ -450,14 +455,14 @@ def _read_file(path: Path, source: str) -> str:
     except FileNotFoundError:
         raise SpecError("no such file", where=source) from None
     except IsADirectoryError:
-        raise SpecError("is a folder, not a spec file", where=source) from None
+        raise SpecError("is a folder, not a spec file", where=source, hint=_folder_hint(source)) from None
     except OSError as exc:
         raise SpecError(f"cannot read: {exc.strerror or exc}", where=source) from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         if stat.S_ISDIR(mode):
-            raise SpecError("is a folder, not a spec file", where=source)
+            raise SpecError("is a folder, not a spec file", where=source, hint=_folder_hint(source))
         raise SpecError("is not a regular file (a device, FIFO or socket)", where=source, hint="a spec is a YAML file")
     with os.fdopen(fd, "rb") as handle:
         try:

@@ -179,3 +179,35 @@ def test_every_finding_belongs_to_a_test_of_the_pytest_plugin(tmp_path: Path) ->
         groups = groups_of(name)
         assert groups and all(g in DERIVATIVE_GROUPS or g.startswith("expect[") for g in groups), name
     assert {g for n in names for g in groups_of(n)} == {*DERIVATIVE_GROUPS, "expect[value]"}  # every item is used
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "fn",
+    ["jnp.sum(jnp.sin(x)**2 + jnp.cos(x)**2)", "jnp.sum(jax.nn.softmax(5 * x))", "jnp.sum(jnp.exp(10*x) * jnp.exp(-10*x))"],
+)
+def test_a_function_constant_in_x_passes(cli: Any, tmp_path: Path, fn: str, dtype: str) -> None:
+    """J = 0 exactly, and AD returns rounding noise of the terms' size: the adjoint identity compared
+    that noise against a bound relative to J (zero), and failed correct AD whatever --atol said."""
+    path = tmp_path / "s.yaml"
+    path.write_text(f"function: '{fn}'\nprimals: {{x: [0.3, -1.2, 2.5]}}\ndtype: {dtype}\n")
+    ran = cli("check", path, "--json")
+    assert ran.exit_code == 0, ran.stdout
+    checks = {c["name"]: c for c in ran.json()["specs"][0]["checks"]}
+    assert not checks["adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩"]["skipped"]
+
+
+def test_the_adjoint_still_convicts_reverse_mode_off_by_a_little_at_a_small_jacobian(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The absolute slack is atol on J's entries (1e-12 in float64): reverse mode off by 0.1% of a J
+    of size 1e-3 still fails the adjoint identity."""
+    from jaxdiff_cli.checks import derivatives
+
+    real = derivatives._engine_vjp
+    monkeypatch.setattr(derivatives, "_engine_vjp", lambda flat, u: real(flat, u) * 1.001)
+    path = tmp_path / "s.yaml"
+    path.write_text("function: 1e-3 * jnp.sin(x)\nprimals: {x: [0.3, -0.7, 1.1]}\ndtype: float64\n")
+    ran = cli("check", path, "--json")
+    failed = {c["name"] for c in ran.json()["specs"][0]["checks"] if not c["passed"]}
+    assert ran.exit_code == 1 and "adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩" in failed

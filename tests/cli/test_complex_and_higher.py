@@ -454,3 +454,39 @@ def test_complex_pytree_arguments_in_any_order(cli: Any, tmp_path: Path) -> None
     assert doc["info"]["fallback"].startswith("jet failed")  # jet has no rule for |z| of a complex z
     assert complex_data(doc["outputs"]["derivative"]) == pytest.approx(second, rel=1e-13)
     assert ok(cli("check", spec, "--json"))["passed"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_check_passes_a_derivative_that_cancels_to_zero_along_v(cli: Any, tmp_path: Path, order: int, dtype: str) -> None:
+    """Along ones, softmax(5x)·x has K-th derivative 0 while its terms are ~5^K: both methods return
+    rounding noise of that size (float32, K = 4: jet 3e-4, nested jvp 1.7e-3), which is not a failure."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "function: jnp.sum(jax.nn.softmax(x * 5) * x)\nprimals: {x: {random: normal, shape: [10], seed: 0}}\n"
+        f"tangents: {{x: {{ones: 10}}}}\norder: {order}\ndtype: {dtype}\n"
+    )
+    ran = cli("check", spec, "--json")
+    assert ran.exit_code == 0, [c for c in ran.json()["specs"][0]["checks"] if not c["passed"]]
+
+
+@pytest.mark.parametrize(("dtype", "off"), [("float32", 1e-3), ("float64", 1e-6)])
+def test_check_convicts_a_taylor_mode_off_by_a_little(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: str, off: float
+) -> None:
+    """The rounding allowance is a few hundred eps of the derivative's size, not a blanket: a jet off
+    by 1e-3 (float32) or 1e-6 (float64) relative still fails against nested jvp and differences."""
+    from jaxdiff_cli.engine import taylor
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"function: exp(2*x) * x\nprimals: {{x: 0.3}}\ndtype: {dtype}\norder: 3\n")
+    real = taylor.jet_derivatives
+
+    def slightly_off(*args: Any) -> Any:
+        value, derivs = real(*args)
+        return value, [d * (1 + off) for d in derivs]
+
+    monkeypatch.setattr(taylor, "jet_derivatives", slightly_off)
+    ran = cli("check", spec, "--json")
+    failed = {c["name"] for c in ran.json()["specs"][0]["checks"] if not c["passed"]}
+    assert ran.exit_code == 1 and {"derivative: jet vs nested jvp", "derivative vs FD of order 2"} <= failed
