@@ -36,6 +36,10 @@ from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, describe_us
 jet: Callable[..., tuple[Any, Any]] = jet_module.jet
 METHODS = ("auto", "jet", "jvp")
 NESTED_MAX_ORDER = 10  # nested jvp of a 64-wide MLP: 0.3 s to compile at order 2, 8 s at 8, 55 s at 10
+# auto takes nested forward mode up to this order: there it compiled 1.6-2.8x faster than jet and ran
+# as fast or faster (BENCHMARKS.md), and it rounds less (x³ at 2, order 2: 12 exactly; jet 11.999994
+# in float32). From order 5 the nested program's 2^K growth makes jet the cheaper one to compile.
+AUTO_NESTED_UP_TO = 4
 METHOD_NAMES = {"jet": "taylor mode (jax.experimental.jet)", "jvp": "nested forward mode (jvp of jvp ...)"}
 
 Line = Callable[..., Any]  # f of the differentiated leaves
@@ -112,6 +116,8 @@ def choose_method(
     nested_info: dict[str, Any] = {"method": METHOD_NAMES["jvp"]}
     if mode == "jvp":
         _nested_order_ok(problem, order, None)
+        return "jvp", nested_info
+    if mode == "auto" and order <= AUTO_NESTED_UP_TO:
         return "jvp", nested_info
 
     def probe(primals: Any, vectors: Any) -> Any:

@@ -197,7 +197,7 @@ def test_derivative_of_scalar_to_vector_and_matrix(cli: Any, dtype: str) -> None
     want = [-math.cos(X0), 6.0, 6 / (2 - X0) ** 4]
     np.testing.assert_allclose(got, want, rtol=1e-12 if dtype == "float64" else 2e-5)
     assert doc["outputs"]["derivative"]["dtype"] == dtype and doc["info"]["order"] == 3
-    assert doc["info"]["method"] == "taylor mode (jax.experimental.jet)"
+    assert doc["info"]["method"] == "nested forward mode (jvp of jvp ...)"  # auto, up to order 4
     doc = ok(
         cli(
             "derivative",
@@ -240,11 +240,17 @@ def test_derivative_along_a_tangent_and_complex128(cli: Any) -> None:
 
 def test_derivative_says_when_it_falls_back(cli: Any) -> None:
     doc = ok(cli("derivative", "-f", "tan(x)", "-p", "x=0.5", "--order", "3", "--dtype", "float64", "--json"))
-    assert doc["info"]["method"] == "nested forward mode (jvp of jvp ...)"
-    assert doc["info"]["fallback"] == "jet has no Taylor rule for the primitive 'tan'"
+    assert doc["info"]["method"] == "nested forward mode (jvp of jvp ...)" and "fallback" not in doc["info"]
     sec2, tan2 = 1 / math.cos(0.5) ** 2, math.tan(0.5) ** 2
     assert doc["outputs"]["derivative"]["data"] == pytest.approx(2 * sec2 * (sec2 + 2 * tan2), rel=1e-13)
-    ran = cli("derivative", "-f", "tan(x)", "-p", "x=0.5", "--order", "3")
+    # From order 5 auto tries jet, which has no rule for tan: it falls back, and says so.
+    doc = ok(cli("derivative", "-f", "tan(x)", "-p", "x=0.5", "--order", "5", "--dtype", "float64", "--json"))
+    assert doc["info"]["method"] == "nested forward mode (jvp of jvp ...)"
+    assert doc["info"]["fallback"] == "jet has no Taylor rule for the primitive 'tan'"
+    # tan⁽⁵⁾ = 8 sec²x (2 sec⁴x + 11 sec²x tan²x + 2 tan⁴x)
+    fifth = 8 * sec2 * (2 * sec2**2 + 11 * sec2 * tan2 + 2 * tan2**2)
+    assert doc["outputs"]["derivative"]["data"] == pytest.approx(fifth, rel=1e-12)
+    ran = cli("derivative", "-f", "tan(x)", "-p", "x=0.5", "--order", "5")
     assert "fallback: jet has no Taylor rule" in " ".join(ran.stdout.split())
 
 
@@ -316,7 +322,7 @@ def test_check_convicts_a_wrong_taylor_mode(cli: Any, tmp_path: Path, monkeypatc
     from jaxdiff_cli.engine import taylor
 
     spec = tmp_path / "s.yaml"
-    spec.write_text("function: exp(2*x) * x\nprimals: {x: 0.3}\ndtype: float64\norder: 3\n")
+    spec.write_text("function: exp(2*x) * x\nprimals: {x: 0.3}\ndtype: float64\norder: 3\nmode: jet\n")
     real = taylor.jet_derivatives
 
     def off(*args: Any) -> Any:
@@ -451,7 +457,7 @@ def test_complex_pytree_arguments_in_any_order(cli: Any, tmp_path: Path) -> None
     du = ta * w + a * tw + tb
     second = 2 * np.sum(np.abs(du) ** 2) + 4 * np.sum(np.real(np.conj(u) * ta * tw))
     doc = ok(cli("derivative", spec, "--json"))
-    assert doc["info"]["fallback"].startswith("jet failed")  # jet has no rule for |z| of a complex z
+    assert doc["info"]["method"] == "nested forward mode (jvp of jvp ...)"  # and jet has no rule for |z| of a complex z
     assert complex_data(doc["outputs"]["derivative"]) == pytest.approx(second, rel=1e-13)
     assert ok(cli("check", spec, "--json"))["passed"]
 
@@ -479,7 +485,7 @@ def test_check_convicts_a_taylor_mode_off_by_a_little(
     from jaxdiff_cli.engine import taylor
 
     spec = tmp_path / "s.yaml"
-    spec.write_text(f"function: exp(2*x) * x\nprimals: {{x: 0.3}}\ndtype: {dtype}\norder: 3\n")
+    spec.write_text(f"function: exp(2*x) * x\nprimals: {{x: 0.3}}\ndtype: {dtype}\norder: 3\nmode: jet\n")
     real = taylor.jet_derivatives
 
     def slightly_off(*args: Any) -> Any:

@@ -215,13 +215,25 @@ def test_batched_directions_are_one_vmapped_program() -> None:
 )
 def test_auto_falls_back_to_nested_forward_mode_and_says_why(fn: Any, reason: str) -> None:
     p = problem(fn, 0.3)
-    result = derivative(p, 3)
+    result = derivative(p, 5)  # from order 5 auto tries jet first
     assert result.info["method"] == METHOD_NAMES["jvp"]
     assert reason in result.info["fallback"]
-    forced = derivative(p, 3, mode="jvp")
+    forced = derivative(p, 5, mode="jvp")
     assert float(result.outputs["derivative"]) == float(forced.outputs["derivative"])
     with pytest.raises(FunctionError, match="Taylor mode cannot differentiate"):
-        derivative(p, 3, mode="jet")
+        derivative(p, 5, mode="jet")
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5, 8])
+def test_auto_is_nested_forward_mode_up_to_order_4_and_jet_above(order: int) -> None:
+    """Up to order 4 nested jvp compiles faster and rounds less (BENCHMARKS.md); above, jet."""
+    result = derivative(problem(lambda x: jnp.sin(x) * x, 0.3), order)
+    assert result.info["method"] == METHOD_NAMES["jvp" if order <= 4 else "jet"] and "fallback" not in result.info
+
+
+def test_auto_is_exact_on_a_cubic_in_float32() -> None:
+    """x³ at 2, order 2: 12 exactly (jet gave 11.999994 in float32)."""
+    assert float(derivative(problem(lambda x: x**3, 2.0, dtype="float32"), 2).outputs["derivative"]) == 12.0
 
 
 def test_tan_closed_form_through_the_fallback() -> None:
