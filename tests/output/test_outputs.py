@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -90,3 +91,17 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("columns", ["60", "80"])
+def test_check_table_never_splits_a_number(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, columns: str) -> None:
+    """In a narrow CI log a number split over two lines (-4.247665e-1 / 8) reads as another number."""
+    monkeypatch.setenv("COLUMNS", columns)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "function: x * 1.0e-9\nprimals: {x: [-4.247665, 6.479936]}\ndtype: float64\nexpect:\n  value: [-4.0e-9, 6.0e-9]\n"
+    )
+    ran = cli("check", spec)
+    assert ran.exit_code == 1
+    lines = ran.stdout.splitlines()
+    assert any("6.479936e-09" in line and "6e-09" in line for line in lines), ran.stdout
