@@ -103,7 +103,13 @@ OutputOpt = Annotated[
     Path | None,
     _opt("--output", "-o", help="Save results: .npz (all arrays), .npy (the main result), .json (as --json). Atomic."),
 ]
-QuietOpt = Annotated[bool, _opt("--quiet", "-q", help="No progress and no result on the terminal (use with -o).")]
+QuietOpt = Annotated[
+    bool, _opt("--quiet", "-q", help="No progress and no result on the terminal (use with -o); errors still go to stderr.")
+]
+CheckQuietOpt = Annotated[
+    bool,
+    _opt("--quiet", "-q", help="No progress and no table: the exit status (and --junit-xml) only; errors still go to stderr."),
+]
 DebugOpt = Annotated[bool, _opt("--debug", help="Show the full traceback of an error.")]
 NoCacheOpt = Annotated[bool, _opt("--no-cache", help="Skip the persistent XLA compilation cache.")]
 PlotOpt = Annotated[
@@ -498,7 +504,7 @@ def check(
         _opt("--junit-xml", metavar="FILE", help="Also write a JUnit XML report (one test per spec, case and check). Atomic."),
     ] = None,
     case: CaseOpt = None,
-    quiet: QuietOpt = False,
+    quiet: CheckQuietOpt = False,
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
     no_code: NoCodeOpt = False,
@@ -531,6 +537,10 @@ def check(
             console.print_lines(ci.github_annotations(reports))
         if fmt != "json" and not quiet:
             console.print_renderable(render.check_table(reports))
+        elif fmt != "json":  # --quiet hides the table, not why the exit status is 3 or 4
+            for report in reports:
+                if report.error is not None:
+                    console.say("error", report.error.render())
         raise typer.Exit(operations.check_exit(reports))
 
     _guarded(debug, body, json_ or output_format == "json")

@@ -480,3 +480,15 @@ def test_the_readme_ci_recipes_are_valid_yaml_with_commands_that_run(cli: Any, t
         words = [str(tmp_path / Path(w).name) if w.endswith(".xml") else w for w in words]
         ran = cli(*words[1:])
         assert ran.exit_code == 0, (words, ran.stderr)
+
+
+def test_check_quiet_prints_no_table_but_still_says_why_it_failed(cli: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("function: x\nprimals: {x: [1.0, abc]}\n")
+    good = tmp_path / "good.yaml"
+    good.write_text("function: x**2\nprimals: {x: [1.0]}\n")
+    ran = cli("check", bad, good, "-q")
+    assert ran.exit_code == 3 and ran.stdout == ""
+    assert ran.stderr.count("\n") == 1 and "bad.yaml: primals.x[1]: 'abc' is not a number" in ran.stderr
+    ran = cli("check", good, "-q")
+    assert ran.exit_code == 0 and ran.stdout == "" and ran.stderr == ""
