@@ -7,6 +7,7 @@ the engine) is imported inside the commands, so ``jaxdiff``, ``jaxdiff --help``,
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from . import __version__, signals
-from .errors import ExitCode, JaxdiffError, UsageError, blame
+from .errors import ExitCode, JaxdiffError, OutputClosed, UsageError, blame
 
 if TYPE_CHECKING:
     from jaxdiff_cli.engine.problem import Result
@@ -331,6 +332,8 @@ def _guarded(debug: bool, body: Callable[[], None], json_: bool = False) -> None
             raise
         say("", "interrupted")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except OutputClosed:  # `| head`: the reader has what it wanted; not an error, nothing to say
+        raise typer.Exit(int(ExitCode.OUTPUT_CLOSED)) from None
     except BaseException as exc:  # never a traceback (nor a silent exit: SystemExit too) without --debug
         if debug:
             raise
@@ -340,7 +343,8 @@ def _guarded(debug: bool, body: Callable[[], None], json_: bool = False) -> None
             from jaxdiff_cli.output.console import print_json
             from jaxdiff_cli.output.reports import error_json
 
-            print_json(error_json(error))
+            with contextlib.suppress(OutputClosed):  # the error's exit code says it all
+                print_json(error_json(error))
         raise typer.Exit(int(error.exit_code)) from None
 
 
@@ -531,16 +535,19 @@ def check(
             reports = operations.check(specs, settings, progress, no_code=no_code, cases=tuple(case or ()))
         if junit_xml is not None:
             ci.write_junit(junit_xml, ci.junit_xml(reports, operations.versions()))
-        if fmt == "json":
-            console.print_json(render.check_json(reports, operations.versions()))
-        if fmt == "github":
-            console.print_lines(ci.github_annotations(reports))
-        if fmt != "json" and not quiet:
-            console.print_renderable(render.check_table(reports))
-        elif fmt != "json":  # --quiet hides the table, not why the exit status is 3 or 4
-            for report in reports:
-                if report.error is not None:
-                    console.say("error", report.error.render())
+        # check's verdict is its exit status: a reader that stops early (| head) must not turn a
+        # pass into 141 under `set -o pipefail`.
+        with contextlib.suppress(OutputClosed):
+            if fmt == "json":
+                console.print_json(render.check_json(reports, operations.versions()))
+            if fmt == "github":
+                console.print_lines(ci.github_annotations(reports))
+            if fmt != "json" and not quiet:
+                console.print_renderable(render.check_table(reports))
+            elif fmt != "json":  # --quiet hides the table, not why the exit status is 3 or 4
+                for report in reports:
+                    if report.error is not None:
+                        console.say("error", report.error.render())
         raise typer.Exit(operations.check_exit(reports))
 
     _guarded(debug, body, json_ or output_format == "json")
@@ -780,6 +787,7 @@ def init(
         from jaxdiff_cli.atomic import write_new
         from jaxdiff_cli.errors import OutputError
         from jaxdiff_cli.inputs.starter import starter_spec
+        from jaxdiff_cli.output import console
 
         name = output.name if output is not None else "spec.yaml"
         folder = (output.parent if str(output.parent) else Path(".")) if output is not None else None
@@ -793,7 +801,7 @@ def init(
             base_dir=folder.resolve() if folder is not None else None,
         )  # fmt: skip
         if output is None:
-            sys.stdout.write(text)
+            console.write(text)
             return
         try:
             write_new(output, text.encode("utf-8"))
@@ -817,9 +825,10 @@ def schema(debug: DebugOpt = False) -> None:
     """
 
     def body() -> None:
+        from jaxdiff_cli.output import console
         from jaxdiff_cli.schema import schema_text
 
-        sys.stdout.write(schema_text())
+        console.write(schema_text())
 
     _guarded(debug, body)
 

@@ -29,6 +29,11 @@ class ExitCode(enum.IntEnum):
     INTERNAL = 70  # a bug of jaxdiff itself (sysexits' EX_SOFTWARE), never blamed on the user's function
     INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2, as shells report it
     TERMINATED = 143  # SIGTERM: 128 + 15
+    OUTPUT_CLOSED = 141  # stdout closed before the output was written (| head): 128 + SIGPIPE, as shells report it
+
+
+class OutputClosed(Exception):
+    """stdout's reader went away (``jaxdiff check ... | head -1``): stop writing, say nothing."""
 
 
 class Where(str):

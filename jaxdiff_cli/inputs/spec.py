@@ -526,7 +526,7 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         if not isinstance(key, str) or key not in SPEC_KEYS:
             raise SpecError(
                 f"unknown key {key!r}",
-                where=source,
+                where=where(source, str(key)),  # the key itself: its line, for the CI annotation
                 hint=suggest(str(key), list(SPEC_KEYS)) or f"known keys: {', '.join(SPEC_KEYS)}",
             )
 

@@ -13,14 +13,46 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jaxdiff_cli.errors import OutputClosed
+
 if TYPE_CHECKING:
     from jaxdiff_cli.engine.problem import Result
     from jaxdiff_cli.operations import BenchOutcome, Outcome, SparsityOutcome
 
 
-def stderr() -> Any:
-    from rich.console import Console
+def Console(**options: Any) -> Any:
+    """A Rich console whose closed pipe is our OutputClosed: Rich's own answer, SystemExit(1), would
+    read as a failed check (exit 1), or as an internal error where SystemExit is caught."""
+    from rich.console import Console as Rich
 
+    class Closing(Rich):
+        def on_broken_pipe(self) -> None:
+            _silence_stdout()
+            raise OutputClosed
+
+    return Closing(**options)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush does not fail again."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def write(text: str) -> None:
+    """Text on stdout as it is; a closed pipe is OutputClosed."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        raise OutputClosed from None
+
+
+def stderr() -> Any:
     return Console(stderr=True, highlight=False)
 
 
@@ -33,18 +65,16 @@ def say(prefix: str, text: str) -> None:
 
 def print_json(doc: Mapping[str, Any]) -> None:
     """One JSON document on stdout (RFC 8259: non-finite numbers were encoded as strings before)."""
-    sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
+    write(json.dumps(doc, allow_nan=False) + "\n")
 
 
 def print_lines(lines: list[str]) -> None:
     """Plain lines on stdout, as they are (GitHub workflow commands: no wrapping, no markup)."""
-    for line in lines:
-        sys.stdout.write(line + "\n")
+    write("".join(line + "\n" for line in lines))
 
 
 def print_result(title: str, result: Result, device: str, dtype: str, saved: Path | None = None) -> None:
     """One result on the terminal: its arrays, then device, dtype, compile and run time."""
-    from rich.console import Console
 
     from jaxdiff_cli.output.render import rich_result
 
@@ -61,14 +91,12 @@ def print_result(title: str, result: Result, device: str, dtype: str, saved: Pat
 
 
 def print_renderable(renderable: Any) -> None:
-    from rich.console import Console
 
     Console(highlight=False).print(renderable)
 
 
 def show_pictures(outcome: Outcome, to_stderr: bool) -> None:
     """The heatmap and summary; on stderr with --json, so stdout stays one JSON document."""
-    from rich.console import Console
     from rich.text import Text
 
     from jaxdiff_cli.operations import sparse_result
@@ -135,7 +163,6 @@ def show_outcome(outcome: Outcome, *, json_: bool, quiet: bool, output: Path | N
 
 
 def _width() -> int:
-    from rich.console import Console
 
     return int(Console().width)
 

@@ -105,3 +105,31 @@ def test_check_table_never_splits_a_number(cli: Any, tmp_path: Path, monkeypatch
     assert ran.exit_code == 1
     lines = ran.stdout.splitlines()
     assert any("6.479936e-09" in line and "6e-09" in line for line in lines), ran.stdout
+
+
+def _with_stdout_closed(*args: str) -> subprocess.CompletedProcess[str]:
+    """jaxdiff with a stdout whose reader is already gone (`| head` that has read its lines)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        jaxdiff = str(Path(sys.executable).parent / "jaxdiff")
+        return subprocess.run([jaxdiff, *args], stdout=write, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write)
+
+
+def test_a_closed_stdout_is_141_and_silent(tmp_path: Path) -> None:
+    ran = _with_stdout_closed("jacobian", "-f", "jnp.sin(x)", "-p", "x={ones: 50}")
+    assert ran.returncode == 141 and ran.stderr == "", ran.stderr
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "github"])
+def test_check_keeps_its_verdict_when_stdout_is_closed(tmp_path: Path, fmt: str) -> None:
+    """Under `set -o pipefail`, `jaxdiff check ... | head` must pass or fail as the checks did."""
+    good = tmp_path / "good.yaml"
+    good.write_text("function: x**2\nprimals: {x: [1.0]}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("function: x**2\nprimals: {x: [1.0]}\nexpect: {value: [2.0]}\n")
+    assert _with_stdout_closed("check", str(good), "--output-format", fmt).returncode == 0
+    ran = _with_stdout_closed("check", str(bad), "--output-format", fmt)
+    assert ran.returncode == 1 and "internal error" not in ran.stderr
