@@ -140,7 +140,7 @@ def blame(exc: BaseException, where: str | None = None) -> JaxdiffError:
         if name.startswith(_PACKAGE_ROOT + "/"):
             break
         if name == EXPRESSION_FILE or any(name.startswith(root + "/") for root in _USER_ROOTS):
-            return FunctionError(f"the function failed: {describe_user_error(exc)}", where=where)
+            return function_failed("", exc, where)
     return InternalError(
         f"internal error: {type(exc).__name__}: {exc}",
         hint="this is a bug in jaxdiff, not in your spec or function: please report it with the output of --debug",
@@ -153,5 +153,68 @@ def describe_user_error(exc: BaseException) -> str:
     user = [f for f in frames if f.filename == EXPRESSION_FILE or any(f.filename.startswith(r + "/") for r in _USER_ROOTS)]
     user = user or [f for f in frames if not f.filename.startswith(_PACKAGE_ROOT + "/") and "importlib" not in f.filename]
     at = f" ({Path(user[-1].filename).name}, line {user[-1].lineno})" if user else ""
-    said = f": {exc}" if str(exc) else ""
+    concrete = _concretization(exc)
+    if concrete is not None:  # JAX's text is long and about its internals: what the user's code did instead
+        return f"{concrete[0]} ({type(exc).__name__}{'; ' + at[2:-1] if at else ''})"
+    text = _one_line(str(exc))
+    said = f": {text}" if text else ""
     return f"{type(exc).__name__}{said}{at}"
+
+
+def function_failed(stage: str, exc: BaseException, where: str | None, hint: str | None = None) -> FunctionError:
+    """The user's function raised ``exc`` while jaxdiff traced or ran it (``stage``: "trace", "run"
+    or "" when unknown): one line, with the remedy for errors whose cause is known (a Python
+    ``if`` on a traced value)."""
+    said = f"the function failed to {stage}" if stage else "the function failed"
+    return FunctionError(f"{said}: {describe_user_error(exc)}", where=where, hint=hint or explain(exc))
+
+
+# JAX's errors for a Python decision (if, int(), a shape) taken on a traced value, by class name:
+# this module imports no JAX. Each: what the user's code did, and what to write instead. JAX's own
+# text names jaxdiff's internals (the function it jitted, its argument "args[0]"), not the user's.
+_CONCRETIZATION: dict[str, tuple[str, str]] = {
+    "TracerBoolConversionError": (
+        "a Python if, and, or, not or bool() on a traced value",
+        "jaxdiff traces the function with abstract values, so a Python branch on them is not differentiable"
+        " here: use jnp.where(x > 0, x**2, 0.0) for values, or lax.cond(pred, f, g, x) for branches",
+    ),
+    "TracerIntegerConversionError": (
+        "a traced value used as a Python integer (range(n), a list index, operator.index)",
+        "keep it an array: index arrays with it (v[i], jnp.take(v, i)), loop with lax.fori_loop,"
+        " or make the count a constant of the function",
+    ),
+    "TracerArrayConversionError": (
+        "a traced value converted to a NumPy array (numpy functions, np.asarray)",
+        "use jax.numpy (jnp) functions on the function's arguments, not numpy",
+    ),
+    "ConcretizationTypeError": (
+        "a concrete Python value (int(), float(), a shape, a loop count) taken from a traced value",
+        "jaxdiff traces the function with abstract values: shapes and Python control flow cannot depend"
+        " on them; convert with x.astype(jnp.int32), branch with jnp.where or lax.cond, loop with"
+        " lax.fori_loop, or make the number a constant of the function",
+    ),
+}
+# Lines of JAX's messages about its own tracing (where it jitted, its docs' address), not the user's code.
+# "If using `jit`": jaxdiff jits, not the user.
+_JAX_NOISE = ("The error occurred while tracing", "See https://", "For simplicity, JAX has removed", "-----", "If using `jit`")
+
+
+def _concretization(exc: BaseException) -> tuple[str, str] | None:
+    for cls in type(exc).__mro__:  # most specific first: TracerBoolConversionError is a ConcretizationTypeError
+        if cls.__name__ in _CONCRETIZATION and cls.__module__.startswith("jax"):
+            return _CONCRETIZATION[cls.__name__]
+    return None
+
+
+def explain(exc: BaseException) -> str | None:
+    """What to write instead, for an error of the user's function whose cause is known."""
+    concrete = _concretization(exc)
+    if concrete is None and isinstance(exc, TypeError) and "concrete value" in str(exc):
+        concrete = _CONCRETIZATION["ConcretizationTypeError"]  # e.g. jnp.zeros(n) of a traced n
+    return concrete[1] if concrete is not None else None
+
+
+def _one_line(text: str) -> str:
+    """An exception's text on one line, without JAX's notes on how it traced (they name jaxdiff's internals)."""
+    lines = [line.strip() for line in text.splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith(_JAX_NOISE))

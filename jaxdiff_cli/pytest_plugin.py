@@ -6,10 +6,14 @@
     jaxdiff_specs = ["specs/*.yaml"]          # a plain `pytest` then checks them with the tests
 
 Installed with jaxdiff as a ``pytest11`` entry point; ``-p no:jaxdiff`` removes it. Each spec (and
-each case of a spec with ``cases:``) gives the items ``expect[NAME]`` (one per ``expect:`` entry),
-``ad_vs_fd[fwd]``, ``ad_vs_fd[rev]``, ``adjoint``, ``hvp``, ``hessian`` and ``finite``: the checks
-of ``jaxdiff check``, which ``-k`` selects, ``-x`` stops at and ``--junit-xml`` reports. An item
-whose check does not apply (``hvp`` of a function that is not scalar) is skipped, and says why.
+each case of a spec with ``cases:``) gives the items ``spec`` (it can be read and checked at all),
+``expect[NAME]`` (one per ``expect:`` entry), ``ad_vs_fd[fwd]``, ``ad_vs_fd[rev]``, ``adjoint``,
+``hvp``, ``hessian``, ``holomorphic`` (with ``holomorphic: true``), ``higher_order`` (with
+``order:``) and ``finite``: the checks of ``jaxdiff check``, which ``-k`` selects, ``-x`` stops at
+and ``--junit-xml`` reports. An item whose check does not apply (``hvp`` of a function that is not
+scalar) is skipped, and says why. A spec that cannot be checked (a bad value, a function that fails
+to load or trace) fails its ``spec`` item, with jaxdiff's message and exit status, and its other
+items are skipped, pointing at it; one that cannot even be read has only the ``spec`` item.
 
 The checks run in the pytest process, so JAX is imported once for the whole run. A spec's (or
 case's) checks are computed together, by its first item that runs, and the other items read them.
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
     from jaxdiff_cli.inputs.spec import Spec
 
 SUFFIXES = (".yaml", ".yml")
+SPEC_ITEM = "spec"  # the item of a spec (or case) as a whole: it fails when the spec cannot be read or checked
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -141,6 +146,9 @@ def _checks(parent: pytest.Collector, spec: Spec) -> Iterator[pytest.Item]:
     from jaxdiff_cli.checks.findings import DERIVATIVE_GROUPS
 
     holder = _Holder(spec)
+    # First: whether the spec can be checked at all (its values build, its function loads and traces).
+    # A spec that cannot fails here, as one that cannot be read does, not as a derivative check.
+    yield SpecCheck.from_parent(parent, name=SPEC_ITEM, holder=holder, key="")
     for name in spec.expect:
         if name not in ("rtol", "atol", "recorded"):
             yield SpecCheck.from_parent(parent, name=f"expect[{name}]", holder=holder, key=f"expect.{name}")
@@ -193,17 +201,21 @@ class SpecCheck(pytest.Item):
         assert self.holder is not None
         report = self.holder.get()
         if report.error is not None:
-            # A spec that could not be checked fails once, by its first item that runs (not six times
-            # over): its other items are skipped and say where the error is.
-            if self.holder.error_shown_by is None:
-                self.holder.error_shown_by = self.nodeid
+            # A spec that could not be checked fails once, by its spec item (which runs first), not
+            # six times over: its other items are skipped and say where the error is. One of them
+            # shows the error where the spec item was deselected (-k hvp): a broken spec never passes.
+            if self.name == SPEC_ITEM or self.holder.error_shown_by is None:
+                self.holder.error_shown_by = self.holder.error_shown_by or self.nodeid
                 raise report.error
             pytest.skip(f"the spec could not be checked: see {self.holder.error_shown_by}")
+        if self.name == SPEC_ITEM:
+            return
         mine = [f for f in report.findings if self.name in groups_of(f.name)]
         if self.name == "finite":  # findings no item knows about are not lost: the last item shows them
             mine += [f for f in report.findings if not groups_of(f.name)]
         if not mine:
-            pytest.skip(f"{self.name} does not apply to this spec")
+            why = report.inapplicable.get(self.name)
+            pytest.skip(f"{self.name} does not apply to this spec" + (f": {why}" if why else ""))
         failed = [f for f in mine if not f.passed and not f.skipped]
         if failed:
             texts: dict[str, str | None] = {}

@@ -90,11 +90,17 @@ CONSTRUCTOR_SCHEMAS: dict[str, Schema] = {
         "description": "stop, [start, stop] or [start, stop, step]",
     },
     "file": {"type": "string", "minLength": 1, "description": ".npy, .npz or .csv, relative to the spec's folder"},
-    "re": {**_ref("array"), "description": "the real part of a complex value"},
-    "im": {**_ref("array"), "description": "the imaginary part of a complex value"},
+    # A part is a real value: a number, a nested list or a constructor of real values (not a pytree).
+    "re": {"anyOf": [_ref("array"), _ref("real_constructor")], "description": "the real part of a complex value"},
+    "im": {"anyOf": [_ref("array"), _ref("real_constructor")], "description": "the imaginary part of a complex value"},
 }
 OPTION_SCHEMAS["re"] = CONSTRUCTOR_SCHEMAS["re"]  # {re, im}: each names the constructor and is the other's option
 OPTION_SCHEMAS["im"] = CONSTRUCTOR_SCHEMAS["im"]
+# Constructors that name each other as options are one constructor of several parts ({re, im}, as the
+# loader reads them): one oneOf branch, which needs any of them. Two branches would both match
+# {re: .., im: ..}, and oneOf refuses a value that matches two.
+PARTS = ("re", "im")
+COMPLEX_DTYPES = ("complex64", "complex128")
 
 
 def _constructor(name: str) -> Schema:
@@ -105,6 +111,27 @@ def _constructor(name: str) -> Schema:
         "properties": {name: CONSTRUCTOR_SCHEMAS[name], **{o: OPTION_SCHEMAS[o] for o in options}},
         "additionalProperties": False,
     }
+
+
+def _parts() -> Schema:
+    options = sorted(set().union(*(CONSTRUCTORS[p] for p in PARTS)) - set(PARTS))
+    properties = {**{p: CONSTRUCTOR_SCHEMAS[p] for p in PARTS}, **{o: OPTION_SCHEMAS[o] for o in options}}
+    if "dtype" in properties:  # {re, im} makes a complex value: the loader refuses a real dtype
+        properties["dtype"] = {**properties["dtype"], "enum": [d for d in VALUE_DTYPES if d in COMPLEX_DTYPES]}
+    return {
+        "type": "object",
+        "anyOf": [{"required": [p]} for p in PARTS],
+        "properties": properties,
+        "additionalProperties": False,
+        "description": "a complex value from its real and imaginary parts (a missing one is 0)",
+    }
+
+
+def _constructors(real_only: bool = False) -> Schema:
+    branches = [_constructor(name) for name in CONSTRUCTORS if name not in PARTS]
+    if not real_only:
+        branches.append(_parts())
+    return {"oneOf": branches}
 
 
 def _step() -> Schema:
@@ -229,7 +256,8 @@ def spec_schema() -> Schema:
                 "anyOf": [_ref("number"), {"type": "boolean"}, {"type": "array", "items": _ref("array")}],
                 "description": "a number or a nested list of numbers (or of true/false)",
             },
-            "constructor": {"oneOf": [_constructor(name) for name in CONSTRUCTORS]},
+            "constructor": _constructors(),
+            "real_constructor": _constructors(real_only=True),
             "value": {
                 "anyOf": [
                     _ref("number"),

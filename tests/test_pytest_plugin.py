@@ -62,9 +62,9 @@ def test_off_unless_asked(pytester: pytest.Pytester) -> None:
 def test_passing_and_failing_specs_with_k_x_and_junit_xml(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", good=GOOD, wrong=WRONG, cases=CASES)
     result = pytester.runpytest_inprocess("--jaxdiff", "-v", "--junit-xml=report.xml")
-    # good: expect[value], expect[grad.x], fwd, rev, adjoint, hvp, hessian, finite; wrong: the same, one failing;
-    # cases: per case expect[value], fwd, rev, adjoint, finite, and hvp, hessian skipped (f is not scalar)
-    result.assert_outcomes(passed=8 + 7 + 2 * 5, failed=1, skipped=2 * 2)
+    # good: spec, expect[value], expect[grad.x], fwd, rev, adjoint, hvp, hessian, finite; wrong: the same, one
+    # failing; cases: per case spec, expect[value], fwd, rev, adjoint, finite, and hvp, hessian skipped (f is not scalar)
+    result.assert_outcomes(passed=9 + 8 + 2 * 6, failed=1, skipped=2 * 2)
     result.stdout.fnmatch_lines(
         [
             "*cases.yaml::two::ad_vs_fd?fwd? PASSED*",
@@ -75,7 +75,7 @@ def test_passing_and_failing_specs_with_k_x_and_junit_xml(pytester: pytest.Pytes
     root = ET.parse(pytester.path / "report.xml").getroot()
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("30", "1", "4")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("34", "1", "4")
     names = {(c.get("classname"), c.get("name")) for c in suite.iter("testcase")}
     assert ("wrong.yaml", "expect[grad.x]") in names and ("cases.yaml.two", "finite") in names
 
@@ -83,7 +83,7 @@ def test_passing_and_failing_specs_with_k_x_and_junit_xml(pytester: pytest.Pytes
     result = pytester.runpytest_inprocess("--jaxdiff", "-k", "expect and not cases")
     result.assert_outcomes(passed=3, failed=1)
     result = pytester.runpytest_inprocess("--jaxdiff", "-x", "wrong.yaml", "good.yaml")
-    result.assert_outcomes(passed=1, failed=1)  # wrong.yaml's expect[value] passes, expect[grad.x] fails, and it stops
+    result.assert_outcomes(passed=2, failed=1)  # wrong.yaml's spec and expect[value] pass, expect[grad.x] fails: it stops
 
 
 def test_specs_named_by_the_ini_option_with_a_spec_that_cannot_be_checked(pytester: pytest.Pytester) -> None:
@@ -95,10 +95,51 @@ def test_specs_named_by_the_ini_option_with_a_spec_that_cannot_be_checked(pytest
     (specs / "good.yaml").write_text(GOOD)
     (specs / "broken.yaml").write_text("function: x\nprimals:\n  x: [1.0, abc]\n")
     (pytester.path / "ci.yaml").write_text("jobs: {}\n")  # YAML that is no spec: not collected
-    result = pytester.runpytest_inprocess("-rs")
-    # the unit test, good.yaml's 8 items; broken.yaml fails once (its first item), the rest skip
-    result.assert_outcomes(passed=1 + 8, failed=1, skipped=5)
+    result = pytester.runpytest_inprocess("-rfs")
+    # the unit test, good.yaml's 9 items; broken.yaml fails once, as its spec item (a bad value is no
+    # derivative check's failure), and its 6 checks skip, pointing at it
+    result.assert_outcomes(passed=1 + 9, failed=1, skipped=6)
     result.stdout.fnmatch_lines(["*broken.yaml:3: primals.x?1?: 'abc' is not a number*(exit status 3 in jaxdiff check)*"])
+    result.stdout.fnmatch_lines(["FAILED specs/broken.yaml::spec*"])
+    result.stdout.fnmatch_lines(["SKIPPED ?6?*: the spec could not be checked: see specs/broken.yaml::spec"])
     assert "ci.yaml" not in result.stdout.str()
     result = pytester.runpytest_inprocess("tests")  # paths given: only those
     result.assert_outcomes(passed=1)
+
+
+def test_a_spec_that_cannot_be_checked_still_fails_when_its_spec_item_is_deselected(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", broken="function: x\nprimals:\n  x: [1.0, abc]\n")
+    result = pytester.runpytest_inprocess("--jaxdiff", "-k", "hvp or hessian", "-rfs")
+    result.assert_outcomes(failed=1, skipped=1, deselected=5)  # never all skipped: the first that runs fails
+    result.stdout.fnmatch_lines(["FAILED broken.yaml::hvp*"])
+
+
+VECTOR = "function: 'lambda x: jnp.sin(x)'\nprimals: {x: [1.0, 2.0]}\n"
+ORDER = "function: 'lambda x: jnp.sin(x)'\nprimals: {x: 0.5}\norder: 3\n"
+HOLOMORPHIC = (
+    "function: 'lambda z: jnp.sum(z**2)'\nprimals: {z: {re: [1, 2], im: [0.5, -1]}}\ndtype: complex64\nholomorphic: true\n"
+)
+
+
+@pytest.mark.slow
+def test_skips_say_why_and_order_and_holomorphic_specs_get_their_items(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", vector=VECTOR, order=ORDER, holomorphic=HOLOMORPHIC)
+    result = pytester.runpytest_inprocess("--jaxdiff", "-v", "-rs")
+    result.stdout.fnmatch_lines(
+        [
+            "holomorphic.yaml::holomorphic PASSED*",
+            "order.yaml::higher_order PASSED*",
+        ]
+    )
+    out = result.stdout.str()
+    assert "vector.yaml::higher_order" not in out and "vector.yaml::holomorphic" not in out  # only where they apply
+    for line in [
+        "hvp does not apply to this spec: the output is not a scalar (shape (2,)): hvp and hessian need one",
+        "hessian does not apply to this spec: the output is not a scalar (shape (2,))",
+        "second derivatives: not compared for complex values (hessian, hvp)",
+    ]:
+        assert line in out, line
+    assert "does not apply to this spec\n" not in out  # every skip gives its reason
+    # vector: spec, fwd, rev, adjoint, finite + hvp, hessian skipped; order: spec, fwd, rev, adjoint, hvp, hessian,
+    # higher_order, finite; holomorphic: spec, fwd, rev, adjoint, holomorphic, finite + hvp, hessian skipped
+    result.assert_outcomes(passed=5 + 8 + 6, skipped=2 + 2)

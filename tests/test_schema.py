@@ -141,3 +141,48 @@ def test_the_schema_refuses_more_that_the_loader_refuses(cli: Any, tmp_path: Any
 )
 def test_valid_specs_are_valid(text: str) -> None:
     assert valid(text), text
+
+
+# Specs the loader accepts, in the forms the README gives for complex values, sparse derivatives and
+# orders: `jaxdiff check` passes each (the loader's verdict, and more), and the schema must agree.
+ACCEPTED = {
+    "complex parts": "function: 'lambda z: jnp.sum(jnp.abs(z)**2)'\nprimals:\n  z: {re: [1, 2], im: [0.5, -1]}\n"
+    "dtype: complex64\n",
+    "complex part alone": "function: 'lambda z: jnp.sum(jnp.abs(z)**2)'\nprimals:\n  z: {im: 1}\ndtype: complex128\n",
+    "complex parts from constructors": "function: 'lambda z: jnp.sum(jnp.abs(z)**2)'\nprimals:\n"
+    "  z: {re: {random: normal, shape: [3], seed: 0}, im: {zeros: 3}, dtype: complex64}\ndtype: complex64\n",
+    "complex text": "function: 'lambda z: jnp.sum(jnp.abs(z)**2)'\nprimals:\n  z: ['1+2j', 3, 2j]\ndtype: complex64\n",
+    "holomorphic": "function: 'lambda z: z**2'\nprimals: {z: {re: [1, 2], im: [0.5, -1]}}\ndtype: complex64\nholomorphic: true\n",
+    "sparse": "function: 'lambda x: jnp.sin(x) * x[::-1]'\nprimals: {x: {linspace: [0, 1, 6]}}\nsparse: true\n",
+    "order": "function: 'lambda x: jnp.sum(jnp.exp(x))'\nprimals: {x: [0.5, 1.0]}\norder: 3\n"
+    "tangents: {x: [1.0, 0.0]}\nmode: auto\n",
+    "tangents, cotangents and cases": "function: 'lambda x, w: (x + w) * x**2'\ncotangents: [1.0, 1.0]\ncases:\n"
+    "  - name: a\n    primals: {x: [1.0, 2.0], w: [0.5, 0.5]}\n    tangents: {x: [1.0, 0.0]}\n    wrt: [x]\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED))
+def test_specs_the_loader_accepts_are_valid(cli: Any, tmp_path: Any, name: str) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(ACCEPTED[name])
+    ran = cli("check", path, "--json")
+    assert ran.exit_code == 0, (name, ran.stdout)  # the loader accepts it (and its derivatives check) ...
+    data = parse_yaml(ACCEPTED[name], "spec.yaml")
+    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in VALIDATOR.iter_errors(data)]
+    assert not errors, errors  # ... and so does the schema
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("{re: [1, 2], im: [0.5, -1], dtype: float32}", "{re, im} makes a complex value, not float32"),
+        ("{re: [1, 2], zeros: 2}", "a value can have one constructor"),
+        ("{re: {a: 1.0}}", "a real number or a nested list of real numbers"),
+    ],
+)
+def test_complex_parts_the_loader_refuses_are_invalid(cli: Any, tmp_path: Any, text: str, refused: str) -> None:
+    spec = f"function: 'lambda z: jnp.sum(jnp.abs(z)**2)'\nprimals:\n  z: {text}\ndtype: complex64\n"
+    (tmp_path / "spec.yaml").write_text(spec)
+    ran = cli("check", tmp_path / "spec.yaml", "--json")
+    assert ran.exit_code == 3 and refused in ran.json()["specs"][0]["error"]["message"], ran.stdout
+    assert not valid(spec)

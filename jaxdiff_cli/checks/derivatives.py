@@ -141,6 +141,7 @@ def check_derivatives(prep: Prepared, report: Report, rtol: float | None, atol: 
     if value_note is not None:
         report.findings.append(Finding("value finite", False, value_note))
         report.findings.append(Finding("AD vs FD", True, "not compared: f is not finite at this point", skipped=True))
+        report.not_applied(("adjoint", "hvp", "hessian"), "f is not finite at this point, so nothing is compared")
         return
     from jaxdiff_cli.checks.complex_ad import check_complex, is_complex_problem
 
@@ -150,6 +151,7 @@ def check_derivatives(prep: Prepared, report: Report, rtol: float | None, atol: 
     flat = flatten_problem(problem, spec.dtype)
     if flat.n == 0 or flat.m == 0:
         report.findings.append(Finding("AD vs FD", True, "not compared: the inputs or the outputs have no entries", skipped=True))
+        report.not_applied(("adjoint", "hvp", "hessian", "finite"), "the inputs or the outputs have no entries")
         return
     rtol0, atol0 = DEFAULT_TOL[spec.dtype]
     tol = (rtol if rtol is not None else rtol0, atol if atol is not None else atol0)
@@ -191,12 +193,26 @@ def check_derivatives(prep: Prepared, report: Report, rtol: float | None, atol: 
         report.findings.append(_adjoint(flat, rng, tol))
     else:
         report.findings.append(Finding("adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩", True, flat.forward_note, skipped=True))
+        report.not_applied(("ad_vs_fd[fwd]", "hessian"), flat.forward_note)
     if flat.scalar:
         report.findings.extend(_hvp_checks(prep, flat, rng, tol))
         if flat.n <= FULL_COLUMNS and flat.forward:
             finding, hess = _hessian_check(prep, flat, tol)
             report.findings.append(finding)
             ad_results.append(("hessian", hess))
+        elif flat.forward:
+            report.not_applied(
+                ("hessian",),
+                f"the Hessian is compared entry by entry for at most {FULL_COLUMNS} inputs (this has {flat.n});"
+                " hvp checks second derivatives along random directions",
+            )
+    else:
+        import jax
+
+        from jaxdiff_cli.encoding import shape_text
+
+        shapes = ", ".join(shape_text(leaf.shape) for leaf in jax.tree.leaves(output_shape(problem)))
+        report.not_applied(("hvp", "hessian"), f"the output is not a scalar (shape {shapes}): hvp and hessian need one")
     if spec.sparse:
         report.findings.extend(_sparse_checks(prep, flat, rng, tol, ad_results))
     report.findings.append(finite_results(ad_results))

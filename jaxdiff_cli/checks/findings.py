@@ -55,6 +55,13 @@ class Report:
     key: str = ""  # the case's key path in the file (cases[1]); empty for a spec without cases:
     case: str | None = None  # the case's name
     seconds: float = 0.0  # how long checking it took
+    # Checks (DERIVATIVE_GROUPS) that do not apply to this spec, and why: the pytest plugin's skip reasons.
+    inapplicable: dict[str, str] = field(default_factory=dict)
+
+    def not_applied(self, groups: tuple[str, ...], why: str) -> None:
+        """Say why these checks do not apply (the first reason given for each stands)."""
+        for group in groups:
+            self.inapplicable.setdefault(group, why)
 
     @property
     def passed(self) -> bool:
@@ -75,7 +82,7 @@ _GROUP_PREFIXES = (
     (("jacobian rev vs FD", "vjp vs FD", "grad vs FD"), ("ad_vs_fd[rev]",)),
     (("Cauchy", "holomorphic"), ("holomorphic",)),
     (("derivative", "taylor"), ("higher_order",)),
-    (("second derivatives",), ("hessian",)),
+    (("second derivatives",), ("hessian", "hvp")),
     (("AD vs FD", "jacobian vs FD"), ("ad_vs_fd[fwd]", "ad_vs_fd[rev]")),  # not compared: both modes
     (("adjoint",), ("adjoint",)),
     (("hvp ",), ("hvp",)),

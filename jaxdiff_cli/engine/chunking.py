@@ -24,7 +24,7 @@ import numpy as np
 from jaxdiff_cli.atomic import atomic_path
 from jaxdiff_cli.engine.layout import flat_function, nest_jacobian, unflatten_jacobian
 from jaxdiff_cli.engine.problem import Problem, Result, Timing, output_shape
-from jaxdiff_cli.errors import FunctionError, OutputError, describe_user_error
+from jaxdiff_cli.errors import OutputError, function_failed
 
 MEMORY_SHARE = 0.5  # of the free memory, what a Jacobian and its working set may take
 
@@ -137,7 +137,7 @@ def jacobian_to_npy(
     try:
         block = jax.jit(jacobian_block(flat_f, x, n, m, mode, chunk)).lower(jnp.int32(0)).compile()
     except Exception as exc:
-        raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=problem.where) from exc
+        raise function_failed("trace", exc, problem.where) from exc
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     starts = block_starts(total, chunk)

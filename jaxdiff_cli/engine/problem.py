@@ -10,6 +10,7 @@ call), so no second trace can happen between timing and use. Nothing here prints
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +20,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, describe_user_error
+from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, function_failed
 
 MAX_OUTPUT_LEAVES = 256
+# JAX's dtype errors that an integer argument causes ("Integers cannot be raised to negative powers",
+# "sin does not accept dtype int32").
+_INTEGER_ERROR = re.compile(r"\bu?int(8|16|32|64)\b|\bIntegers?\b")
+
+
+def _flow(value: Any) -> str:
+    """A value as the command line writes it: 2.0, [1.0, 2.0]."""
+    return str(value).replace(" ", "") if isinstance(value, list) else repr(value)
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,13 @@ class Problem:
 
     def call(self, *args: Any) -> tuple[Any, Any]:
         """The user's function: (output, auxiliary data or None), each checked to be a pytree of arrays."""
-        raw = self.fn(*args)
+        try:
+            raw = self.fn(*args)
+        except TypeError as exc:
+            hint = self.integer_hint(exc)
+            if hint is None:
+                raise
+            raise function_failed("trace", exc, self.where, hint) from exc
         if self.has_aux:
             if not (isinstance(raw, (tuple, list)) and len(raw) == 2):
                 if isinstance(raw, (tuple, list)):
@@ -58,6 +73,26 @@ class Problem:
             if jnp.issubdtype(getattr(leaf, "dtype", np.float32), jax.dtypes.prng_key):
                 raise FunctionError("the function returned a PRNG key, not numbers", where=self.where)
         return out, aux
+
+    def integer_hint(self, exc: BaseException) -> str | None:
+        """For a dtype error of JAX (``Integers cannot be raised to negative powers``) where an argument
+        that is not differentiated holds integers: whole numbers there keep an integer dtype (README:
+        Values), which the user may not have meant."""
+        if not _INTEGER_ERROR.search(str(exc)):
+            return None
+        for i, name in enumerate(self.names):
+            if i in self.argnums:
+                continue
+            leaves = [leaf for leaf in jax.tree.leaves(self.primals[i]) if np.dtype(leaf.dtype).kind in "iu"]
+            if not leaves:
+                continue
+            leaf = np.asarray(leaves[0])
+            as_float = _flow(leaf.astype(np.float64).tolist()) if leaf.size <= 4 else "2.0, not 2"
+            return (
+                f"{name} holds {leaf.dtype}: whole numbers for an argument that is not differentiated keep an integer"
+                f" dtype (README: Values); if it is a number, not an index, write {name}={as_float}"
+            )
+        return None
 
     def main(self, *args: Any) -> Any:
         """The output that is differentiated."""
@@ -156,7 +191,7 @@ def compile_plan(plan: Plan) -> tuple[Any, float]:
     except (SpecError, UsageError, FunctionError):
         raise
     except Exception as exc:
-        raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=plan.where) from exc
+        raise function_failed("trace", exc, plan.where) from exc
     return compiled, time.perf_counter() - t0
 
 
@@ -165,7 +200,7 @@ def call(compiled: Any, plan: Plan) -> Any:
     try:
         return jax.block_until_ready(compiled(*plan.call_args))
     except Exception as exc:
-        raise FunctionError(f"the function failed to run: {describe_user_error(exc)}", where=plan.where) from exc
+        raise function_failed("run", exc, plan.where) from exc
 
 
 def execute(plan: Plan) -> Result:
@@ -186,7 +221,7 @@ def output_shape(problem: Problem) -> Any:
     except FunctionError:
         raise
     except Exception as exc:
-        raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=problem.where) from exc
+        raise function_failed("trace", exc, problem.where) from exc
     if not jax.tree.leaves(out):
         raise FunctionError("the function returned no arrays", where=problem.where)
     if len(jax.tree.leaves(out)) > MAX_OUTPUT_LEAVES:

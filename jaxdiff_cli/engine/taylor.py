@@ -30,7 +30,7 @@ from jax.experimental import jet as jet_module
 
 from jaxdiff_cli.engine import complex_rules
 from jaxdiff_cli.engine.problem import Plan, Problem, output_shape
-from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, describe_user_error
+from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, function_failed
 
 # jet carries no annotations; typed here once.
 jet: Callable[..., tuple[Any, Any]] = jet_module.jet
@@ -151,7 +151,7 @@ def _function_traces(problem: Problem) -> None:
     except FunctionError:
         raise
     except Exception as exc:
-        raise FunctionError(f"the function failed to trace: {describe_user_error(exc)}", where=problem.where) from exc
+        raise function_failed("trace", exc, problem.where) from exc
 
 
 def _nested_order_ok(problem: Problem, order: int, reason: str | None) -> None:

@@ -246,6 +246,11 @@ _WHY = {
     "make_jaxpr": "jaxprs are not values; ",
     "eval_shape": "use x.shape; ",
     "device_put": "device placement is the spec's device: key; ",
+    # README: Functions, "Rewrites for what earlier versions accepted".
+    "polyval": "write the polynomial out, e.g. c[0] + x * (c[1] + x * c[2]) (Horner), or use a file.py:function; ",
+    "vectorize": "use jax.vmap; ",
+    "stats": "write the density out (jax.scipy.special has erf, ndtr, log_ndtr, gammaln, xlogy, ...) or use a file.py:function; ",
+    "linalg": "use jnp.linalg (solve, cholesky, eigh, qr, svd, ...); ",
     **dict.fromkeys(
         ("register_pytree_node", "register_dataclass", "register_static", "register_pytree_with_keys"),
         "expressions cannot change JAX's pytree registry; ",
@@ -255,8 +260,54 @@ _WHY = {
         "tree definitions are not values: use jax.tree.map or jax.tree.leaves; ",
     ),
 }
+# Bare names that are not in the tables, with why (a "did you mean" to a table name would mislead).
+_NAME_WHY = {
+    "print": "functions return a value and nothing is printed (jaxdiff eval shows the result); ",
+    "input": "expressions cannot read input; ",
+    "open": _NO_FILES,
+    **dict.fromkeys(("eval", "exec", "compile"), "expressions cannot run code from strings; "),
+    **dict.fromkeys(
+        ("getattr", "setattr", "delattr", "hasattr", "vars", "globals", "locals", "dir"),
+        "attributes are written out (x.T, x.shape), never looked up by name; ",
+    ),
+    **dict.fromkeys(("type", "isinstance"), "types are not values: use x.ndim or x.shape; "),
+    "breakpoint": "to debug, put the code in a file.py:function; ",
+    **dict.fromkeys(("map", "filter"), "use a comprehension or jax.vmap; "),
+    "sorted": "use jnp.sort; ",
+    "bool": "a bool() of a traced value fails: compare arrays (x > 0) and use jnp.where; ",
+}
+# Modules people write from habit. Expressions see jnp, jax and lax only: each path is offered under
+# the name it has there (math.pi -> jnp.pi, scipy.special.erf -> jax.scipy.special.erf).
+_FOREIGN_MODULES = ("math", "cmath", "numpy", "np", "onp", "scipy")
+_TABLE_ROOTS = "expressions see jnp (jax.numpy), jax and lax, not math, numpy or scipy"
 _GUARDED_OPS = {ast.Add: "_g_add", ast.Mult: "_g_mul", ast.Pow: "_g_pow", ast.Mod: "_g_mod"}
 _PLAIN_OPS = (ast.Sub, ast.Div, ast.FloorDiv, ast.MatMult, ast.BitAnd, ast.BitOr, ast.BitXor)
+
+
+def _qualified(name: str) -> str | None:
+    """The table entry a bare or misplaced name is, by its full path (isnan -> jnp.isnan, relu -> jax.nn.relu)."""
+    for root in ("jnp", "jax.nn", "jax.scipy.special", "lax", "jnp.linalg", "jax"):
+        if f"{root}.{name}" in _DOTTED:
+            return f"{root}.{name}"
+    return None
+
+
+def _translate(module: str, chain: Sequence[str]) -> str | None:
+    """``math.pi``, ``np.linalg.norm``, ``scipy.special.erf`` as the table entry of that name, if there is one."""
+    for n in range(len(chain), 0, -1):  # np.pi.real: the longest path that names an entry
+        tail = ".".join(chain[:n])
+        for path in (f"jnp.{tail}", f"jax.{tail}", f"jax.scipy.{tail}"):
+            if path in _DOTTED:
+                return path + "".join(f".{a}" for a in chain[n:])
+    return _qualified(chain[-1]) if len(chain) == 1 else None
+
+
+def _close(name: str, choices: Sequence[str]) -> str | None:
+    """A "did you mean" only for a likely typo: print is not int, though difflib rates them 0.75."""
+    for close in difflib.get_close_matches(name, list(choices), n=3, cutoff=0.75):
+        if close[0] == name[0] or difflib.SequenceMatcher(None, name, close).ratio() >= 0.85:
+            return close
+    return None
 
 
 def mangle(table_key: str) -> str:
@@ -348,8 +399,16 @@ class _Checker:
         if name.startswith("_"):
             self.fail(node, f"name {name!r} starts with an underscore", hint=_UNDERSCORE)
         visible = sorted({n for scope in self.scopes for n in scope})
-        close = difflib.get_close_matches(name, [*visible, *_FLAT, *MODULE_ROOTS], n=1, cutoff=0.75)
-        hint = f"did you mean '{close[0]}'? " if close else ""
+        if name in _FOREIGN_MODULES:
+            self.fail(node, f"unknown name {name!r}", hint=f"{_TABLE_ROOTS}: e.g. jnp.sin, jnp.pi, jax.scipy.special.erf")
+        qualified = _qualified(name)
+        close = _close(name, [*visible, *_FLAT, *MODULE_ROOTS])
+        if name in _NAME_WHY:
+            hint = _NAME_WHY[name]
+        elif qualified is not None:
+            hint = f"did you mean '{qualified}'? "
+        else:
+            hint = f"did you mean '{close}'? " if close else ""
         arguments = f"its arguments ({', '.join(visible)})" if visible else "its arguments"
         self.fail(
             node,
@@ -367,6 +426,10 @@ class _Checker:
         chain.reverse()
         if isinstance(base, ast.Name) and base.id in MODULE_ROOTS and not self.visible(base.id):
             return self._module_path(node, base.id, chain)
+        if isinstance(base, ast.Name) and base.id in _FOREIGN_MODULES and not self.visible(base.id):
+            here = _translate(base.id, chain)
+            what = f"write {here}: " if here is not None else f"{base.id}.{'.'.join(chain)} has no counterpart in the tables; "
+            self.fail(base, f"unknown name {base.id!r}", hint=f"{what}{_TABLE_ROOTS} (see README: Expressions)")
         value = self.visit(node.value)  # errors in reading order: the value's own first
         self.value_attr(node, node.attr)
         return ast.Attribute(value=value, attr=node.attr, ctx=ast.Load())
@@ -396,7 +459,15 @@ class _Checker:
                 parent = path.rsplit(".", 1)[0]
                 offered = sorted({p[len(parent) + 1 :].split(".")[0] for p in _DOTTED if p.startswith(parent + ".")})
                 close = difflib.get_close_matches(part, offered, n=1, cutoff=0.75)
-                why = _WHY.get(part, f"did you mean '{parent}.{close[0]}'? " if close else "")
+                elsewhere = _qualified(part)
+                if part in _WHY:
+                    why = _WHY[part]
+                elif elsewhere is not None and elsewhere != path:  # jnp.relu: jax.nn.relu, not jnp.real
+                    why = f"did you mean '{elsewhere}'? "
+                elif close:
+                    why = f"did you mean '{parent}.{close[0]}'? "
+                else:  # README: names outside the tables
+                    why = "outside the tables: write the formula out, use jax.vmap, or put the code in a file.py:function; "
                 listed = ", ".join(offered) if len(offered) <= 40 else f"{len(offered)} names"
                 self.fail(
                     node,
@@ -701,9 +772,24 @@ def _parse(text: str, where: str) -> ast.Expression:
         return ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         col = f" at column {exc.offset}" if exc.offset else ""
-        raise FunctionError(f"not a valid Python expression: {exc.msg}{col}", where=where) from None
+        raise FunctionError(f"not a valid Python expression: {exc.msg}{col}", where=where, hint=_statements(text)) from None
     except (ValueError, RecursionError, MemoryError):
         raise FunctionError("expression rejected: it cannot be parsed safely (nested too deeply?)", where=where) from None
+
+
+def _statements(text: str) -> str | None:
+    """The hint for Python statements (import numpy, def f(x): ...), which parse as a module but not
+    as an expression. Parsing runs nothing."""
+    try:
+        body = ast.parse(text.strip(), mode="exec").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if not body:
+        return None
+    instead = "write a lambda (lambda x: ...) or an expression, or put the code in a file.py:function"
+    if isinstance(body[0], (ast.Import, ast.ImportFrom)):
+        return f"statements are not allowed, imports neither: jnp, jax and lax are there already; {instead}"
+    return f"statements (def, import, assignments, return) are not allowed: {instead}"
 
 
 def check_lambda_params(tree: ast.Expression, argnames: Sequence[str], where: str) -> None:

@@ -2,19 +2,24 @@
 
 The spec has the function, the primals (by name), what to differentiate, the dtype and an empty
 ``expect:`` block for ``jaxdiff check --update`` to fill; comments say what each key is for and
-what to run next. Its text is loaded like any spec before anyone sees it, so a starter spec that
-the loader would refuse is never written.
+what to run next, and the commented keys hold values of the right shape (the output's comes from
+``jax.eval_shape``: init imports JAX, ``--help`` does not). Its text is loaded like any spec before
+anyone sees it, so a starter spec that the loader would refuse is never written.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import yaml
 
-from jaxdiff_cli.errors import UsageError, Where
-from jaxdiff_cli.inputs.spec import CLI, Overrides, build_spec, parse_yaml, where
+from jaxdiff_cli.encoding import printable, shape_text
+from jaxdiff_cli.errors import JaxdiffError, UsageError, Where
+from jaxdiff_cli.inputs.spec import CLI, Overrides, Spec, build_spec, parse_yaml, where
 
 _NAME_HINT = "give each primal as -p NAME=VALUE, e.g. -p x=[1.0,2.0]"
 
@@ -79,19 +84,78 @@ def starter_spec(
     if given_tangents:
         lines.append("# For jvp and hvp, shaped like the differentiated primals (one more leading axis: a batch):")
         lines += _mapping("tangents", given_tangents)
-    else:
-        first = names[0] if names else next(iter(values))
-        lines.append(f"# tangents: {{{first}: ...}}  # for jvp and hvp, shaped like the differentiated primal {first}")
-    lines.append("# cotangents: [1.0, 1.0]  # for vjp, shaped like the output")
-    lines.append(f"dtype: {dtype or 'float32'}  # float32 or float64 (float64 turns on x64)")
+    at = len(lines)  # the commented tangents and cotangents go here, once the output's shape is known
+    lines.append(f"dtype: {dtype or 'float32'}  # float32, float64, complex64 or complex128 (the 64-bit ones turn on x64)")
     lines.append(f"expect: {{}}  # filled by: jaxdiff check --update {name}")
     _check_function(function, list(values))
-    text = "\n".join(lines) + "\n"
     # The loader's verdict before the file exists: a starter spec it would refuse is never written.
+    # (The lines still to come are comments: they change nothing the loader reads.)
     source = Where(name)
-    data = parse_yaml(text, source)
-    build_spec(data, source, base_dir or Path.cwd(), Overrides(wrt=wrt, dtype=dtype))
+    overrides = Overrides(wrt=wrt, dtype=dtype)
+    spec = build_spec(parse_yaml("\n".join(lines) + "\n", source), source, base_dir or Path.cwd(), overrides)
+    lines[at:at] = _shaped_comments(spec, tangents=not given_tangents)
+    text = "\n".join(lines) + "\n"
+    build_spec(parse_yaml(text, source), source, base_dir or Path.cwd(), overrides)
     return text
+
+
+_LITERAL_MAX = 8  # entries of a 1-D leaf written out as a list; larger leaves as {ones: shape}
+
+
+def _shaped_comments(spec: Spec, *, tangents: bool) -> list[str]:
+    """The commented ``tangents:`` and ``cotangents:`` lines, each a value of the right shape (ones), so
+    that uncommenting one gives a spec that checks: the tangents shaped like the differentiated primals,
+    the cotangents like the output, which takes evaluating the function's shape (``jax.eval_shape``).
+    Where the function cannot be loaded or traced here, a comment says what they must be instead."""
+    from jaxdiff_cli.engine.problem import output_shape
+    from jaxdiff_cli.prepare import prepare
+
+    try:
+        prep = prepare(spec, use_cache=False)
+        out = output_shape(prep.problem)
+    except JaxdiffError as exc:
+        why = printable(exc.message)
+        why = why if len(why) <= 120 else why[:117] + "..."
+        return [
+            "# For jvp and hvp add tangents: shaped like the differentiated primals (keyed by name), and for vjp",
+            f"# cotangents: shaped like the output. The function could not be evaluated here ({why}).",
+        ]
+    problem = prep.problem
+    lines = []
+    if tangents:
+        like = dict(zip(problem.wrt, problem.diff(problem.primals)))
+        shown = ", ".join(f"{n} {_shape_of(v)}" for n, v in like.items())
+        value = {n: _ones_like(v, spec.dtype) for n, v in like.items()}
+        lines.append(f"# tangents: {_flow(value)}  # for jvp and hvp, shaped like the differentiated primals ({shown})")
+    lines.append(f"# cotangents: {_flow(_ones_like(out, spec.dtype))}  # for vjp, shaped like the output ({_shape_of(out)})")
+    return lines
+
+
+def _ones_like(tree: Any, dtype: str) -> Any:
+    """Ones with the structure and shapes of ``tree`` (arrays or ShapeDtypeStructs), as YAML values."""
+    if isinstance(tree, Mapping):
+        return {str(k): _ones_like(v, dtype) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_ones_like(v, dtype) for v in tree]
+    shape = [int(n) for n in tree.shape]
+    if not shape:
+        return 1.0
+    if len(shape) == 1 and shape[0] <= _LITERAL_MAX:
+        return [1.0] * shape[0]
+    leaf = str(np.dtype(tree.dtype))
+    # A constructor makes the run's dtype: a real leaf in a complex run says its own.
+    return {"ones": shape, **({"dtype": leaf} if leaf != dtype and np.dtype(leaf).kind in "fc" else {})}
+
+
+def _shape_of(tree: Any) -> str:
+    """``a scalar``, ``shape (2,)``, or the shapes of a pytree's leaves."""
+    if isinstance(tree, (Mapping, list, tuple)):
+        return "a pytree: " + ", ".join(f"{k} {_shape_of(v)}" for k, v in _items(tree))
+    return "a scalar" if not tree.shape else f"shape {shape_text(tree.shape)}"
+
+
+def _items(tree: Mapping[Any, Any] | list[Any] | tuple[Any, ...]) -> list[tuple[str, Any]]:
+    return [(str(k), v) for k, v in tree.items()] if isinstance(tree, Mapping) else [(f"[{i}]", v) for i, v in enumerate(tree)]
 
 
 def _check_function(text: str, primals: list[str]) -> None:

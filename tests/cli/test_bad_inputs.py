@@ -742,3 +742,60 @@ def test_yaml_bombs_are_refused_within_a_second(cli: Any, tmp_path: Path, text: 
         ran = cli(*command)
         assert time.monotonic() - t0 < 5  # generous for a loaded machine: about 0.2 s here
         assert ran.exit_code == 3, ran.stderr + ran.stdout
+
+
+# --------------------------------------------------------------------------- a function JAX cannot trace
+
+BRANCH_HINT = "a Python branch on them is not differentiable here: use jnp.where(x > 0, x**2, 0.0)"
+
+
+@pytest.mark.parametrize("command", ["grad", "eval", "jacobian"])
+def test_a_python_if_on_a_traced_value_is_one_line_with_the_rewrite(cli: Any, command: str) -> None:
+    ran = cli(command, "-f", "lambda x: x ** 2 if x > 0 else 0", "-p", "x=1.0")
+    assert ran.exit_code == 4 and ran.stderr.count("\n") == 1, ran.stderr
+    assert ran.stderr.startswith(
+        "error: <command line>: function: the function failed to trace: a Python if, and, or, not or bool() on a"
+        " traced value (TracerBoolConversionError; <jaxdiff expression>, line 1)"
+    )
+    assert BRANCH_HINT in ran.stderr and "lax.cond" in ran.stderr
+    for internal in ("\\n", "jaxdiff_cli/", "args[0]", "p[0]", "docs.jax.dev"):
+        assert internal not in ran.stderr, internal
+
+
+def test_the_same_in_a_file_function_checked_names_its_line(cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "f.py").write_text("def f(x):\n    if x.sum() > 0:\n        return x.sum() ** 2\n    return x.sum()\n")
+    (tmp_path / "s.yaml").write_text("function: f.py:f\nprimals: {x: [1.0, 2.0]}\n")
+    ran = cli("check", tmp_path / "s.yaml", "--json")
+    assert ran.exit_code == 4
+    message = ran.json()["specs"][0]["error"]["message"]
+    assert "(TracerBoolConversionError; f.py, line 2)" in message and BRANCH_HINT in message, message
+
+
+@pytest.mark.parametrize(
+    ("fn", "said", "hint"),
+    [
+        ("lambda x: x[int(x[0])]", "a concrete Python value (int(), float(), a shape, a loop count)", "x.astype(jnp.int32)"),
+        ("lambda x: jnp.zeros(x)", "Shapes must be 1D sequences of concrete values", "shapes and Python control flow"),
+    ],
+)
+def test_other_concrete_values_from_traced_ones_get_their_remedy(cli: Any, fn: str, said: str, hint: str) -> None:
+    ran = cli("grad", "-f", fn, "-p", "x=[1.0, 2.0]" if "[" in fn else "x=2.0")
+    assert ran.exit_code == 4 and ran.stderr.count("\n") == 1
+    assert said in ran.stderr and hint in ran.stderr, ran.stderr
+    assert "\\n" not in ran.stderr and "If using `jit`" not in ran.stderr
+
+
+def test_an_integer_argument_in_a_float_operation_says_it_is_an_integer(cli: Any) -> None:
+    ran = cli("grad", "-f", "lambda x, s: jnp.sum(x * s**-1)", "-p", "x=[1.0,2.0]", "-p", "s=2")
+    assert ran.exit_code == 4 and ran.stderr.count("\n") == 1
+    assert "Integers cannot be raised to negative powers" in ran.stderr
+    assert "(s holds int32: whole numbers for an argument that is not differentiated keep an integer dtype" in ran.stderr
+    assert "write s=2.0)" in ran.stderr
+    # the rewrite the hint gives works: d/dx sum(x / 2) = 1/2
+    fixed = cli("grad", "-f", "lambda x, s: jnp.sum(x * s**-1)", "-p", "x=[1.0,2.0]", "-p", "s=2.0", "--json")
+    assert fixed.exit_code == 0 and list(fixed.outputs()["grad.x"]) == [0.5, 0.5]
+
+
+def test_no_integer_hint_where_no_argument_is_an_integer(cli: Any) -> None:
+    ran = cli("grad", "-f", "lambda x: jnp.sum(x * jnp.arange(2) ** -1)", "-p", "x=[1.0,2.0]")
+    assert ran.exit_code == 4 and "Integers cannot be raised" in ran.stderr and "holds int32" not in ran.stderr

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ..conftest import CONFIGS
@@ -345,6 +346,32 @@ def test_init_round_trip_through_check_update(cli: Any, tmp_path: Path) -> None:
     assert "# The inputs, by parameter name" in spec.read_text()  # only the expect block was rewritten
     spec.write_text(spec.read_text().replace("[33.0, 0.0, 0.0]", "[34.0, 0.0, 0.0]"))
     assert cli("check", spec).exit_code == 1  # a changed derivative now fails
+
+
+def test_init_comments_hold_tangents_and_cotangents_of_the_right_shape(cli: Any, tmp_path: Path) -> None:
+    # Uncommenting the starter's tangents/cotangents lines gives a spec that jvp and vjp accept, for a
+    # pytree primal and a pytree output with one large leaf (written as a constructor, not a list).
+    spec = tmp_path / "tree.yaml"
+    fn = 'lambda p, s: {"a": p["a"] * s, "b": jnp.outer(p["a"], jnp.ones(12)) * s}'
+    ran = cli("init", fn, "-p", "p={a: [1.0, 2.0]}", "-p", "s=3.0", "-o", spec)
+    assert ran.exit_code == 0, ran.stderr
+    text = spec.read_text()
+    assert "# tangents: {p: {a: [1.0, 1.0]}}" in text
+    assert "# cotangents: {a: [1.0, 1.0], b: {ones: [2, 12]}}" in text and "b shape (2, 12)" in text
+    spec.write_text(text.replace("# tangents:", "tangents:").replace("# cotangents:", "cotangents:"))
+    jvp = cli("jvp", spec, "--json")
+    assert jvp.exit_code == 0, jvp.stderr
+    np.testing.assert_allclose(jvp.json()["outputs"]["jvp.a"]["data"], [3.0, 3.0])  # d(a*s)/da . 1 = s
+    vjp = cli("vjp", spec, "--json")
+    assert vjp.exit_code == 0, vjp.stderr
+    np.testing.assert_allclose(vjp.json()["outputs"]["vjp.p.a"]["data"], [3.0 + 36.0, 3.0 + 36.0])  # s + 12 s
+
+
+def test_init_says_why_when_the_output_shape_is_unknown(cli: Any, tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    ran = cli("init", "lambda x: x @ jnp.ones(3)", "-p", "x=[1.0, 2.0]", "-o", spec)
+    assert ran.exit_code == 0, ran.stderr
+    assert "# cotangents: shaped like the output. The function could not be evaluated here (" in spec.read_text()
 
 
 def test_init_never_overwrites(cli: Any, tmp_path: Path) -> None:

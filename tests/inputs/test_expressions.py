@@ -12,7 +12,9 @@ from __future__ import annotations
 import builtins
 import collections
 import io
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -674,3 +676,101 @@ def test_table_sizes() -> None:
     sizes = expressions.table_sizes()
     assert sizes["value attributes"] == len(expressions.VALUE_ATTRS) < 60
     assert all(n > 0 for n in sizes.values())
+
+
+# --------------------------------------------------------------------------- hints for honest users
+
+# (text, what to write instead, the value of x=1.0 through Python's own math, an oracle that shares
+# nothing with JAX). The suggested rewrite must load and give that value: a hint never names a
+# table entry that is not there.
+HABITS = [
+    ("math.pi * x", "jnp.pi", math.pi),
+    ("numpy.sin(x)", "jnp.sin", math.sin(1.0)),
+    ("np.sin(x)", "jnp.sin", math.sin(1.0)),
+    ("np.linalg.norm(x)", "jnp.linalg.norm", 1.0),
+    ("scipy.special.erf(x)", "jax.scipy.special.erf", math.erf(1.0)),
+    ("math.erf(x)", "jax.scipy.special.erf", math.erf(1.0)),
+    ("cmath.exp(x)", "jnp.exp", math.e),
+    ("jnp.relu(x)", "jax.nn.relu", 1.0),
+    ("isnan(x)", "jnp.isnan", False),
+]
+
+
+@pytest.mark.parametrize(("text", "instead", "value"), HABITS, ids=[h[0] for h in HABITS])
+def test_modules_from_habit_get_the_table_entry_of_that_name(cli: Any, text: str, instead: str, value: object) -> None:
+    ran = cli("eval", "-f", text, "-p", "x=1.0", "--json")
+    assert ran.exit_code == 4
+    message = ran.json()["error"]["message"]
+    assert f"write {instead}:" in message or f"did you mean '{instead}'?" in message, message
+    if text.split(".")[0] in ("math", "numpy", "np", "scipy", "cmath"):
+        assert "expressions see jnp (jax.numpy), jax and lax, not math, numpy or scipy" in message
+    root = text.split("(")[0].split(" ")[0]
+    fixed = cli("eval", "-f", text.replace(root, instead, 1), "-p", "x=1.0", "--json")
+    assert fixed.exit_code == 0, fixed.stderr
+    assert fixed.outputs()["value"] == pytest.approx(value, rel=1e-6)
+
+
+def test_a_module_path_without_a_counterpart_says_so(cli: Any) -> None:
+    ran = cli("eval", "-f", "math.factorial(3) * x", "-p", "x=1.0")
+    assert ran.exit_code == 4
+    assert "unknown name 'math'" in ran.stderr and "math.factorial has no counterpart in the tables" in ran.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("import numpy", "statements are not allowed, imports neither: jnp, jax and lax are there already"),
+        ("from math import pi", "imports neither"),
+        ("def f(x): return x", "statements (def, import, assignments, return) are not allowed: write a lambda"),
+        ("y = x ** 2", "put the code in a file.py:function"),
+    ],
+)
+def test_statements_get_a_hint(cli: Any, text: str, hint: str) -> None:
+    ran = cli("eval", "-f", text, "-p", "x=1.0")
+    assert ran.exit_code == 4 and ran.stderr.count("\n") == 1
+    assert "not a valid Python expression: invalid syntax" in ran.stderr and hint in ran.stderr, ran.stderr
+
+
+def test_a_syntax_error_that_is_no_statement_gets_no_statement_hint(cli: Any) -> None:
+    ran = cli("eval", "-f", "x +* 2", "-p", "x=1.0")
+    assert ran.exit_code == 4 and "statements" not in ran.stderr
+
+
+def test_print_is_explained_not_matched_to_int(cli: Any) -> None:
+    ran = cli("eval", "-f", "print(x)", "-p", "x=1.0")
+    assert ran.exit_code == 4
+    assert "unknown name 'print'" in ran.stderr and "nothing is printed" in ran.stderr
+    assert "did you mean" not in ran.stderr
+
+
+def test_a_typo_still_gets_its_did_you_mean(cli: Any) -> None:
+    assert "did you mean 'sin'?" in cli("eval", "-f", "sine(x)", "-p", "x=1.0").stderr
+    assert "did you mean 'jnp.sin'?" in cli("eval", "-f", "jnp.sinn(x)", "-p", "x=1.0").stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "rewrite"),
+    [
+        ("jnp.polyval(x, x)", "write the polynomial out"),
+        ("jnp.vectorize(sin)(x)", "use jax.vmap"),
+        ("jax.scipy.stats.norm.pdf(x)", "jax.scipy.special has erf"),
+        ("jax.scipy.linalg.expm(x)", "use jnp.linalg"),
+        ("jnp.frobnicate(x)", "outside the tables: write the formula out, use jax.vmap, or put the code in a file.py:function"),
+    ],
+)
+def test_refused_names_get_the_readmes_rewrite(cli: Any, text: str, rewrite: str) -> None:
+    ran = cli("eval", "-f", text, "-p", "x=1.0")
+    assert ran.exit_code == 4 and "is not available in expressions" in ran.stderr
+    assert rewrite in ran.stderr, ran.stderr
+
+
+def test_every_name_a_hint_suggests_is_in_the_tables() -> None:
+    """Hints name only what an expression may use (a module path like jnp.linalg as a family)."""
+    from jaxdiff_cli import errors
+
+    texts = [*expressions._WHY.values(), *expressions._NAME_WHY.values(), expressions._TABLE_ROOTS]
+    texts += [hint for _, hint in errors._CONCRETIZATION.values()]
+    named = {m.rstrip(".") for text in texts for m in re.findall(r"\b(?:jnp|jax|lax)(?:\.\w+)+", text)}
+    assert {"jnp.where", "lax.cond", "jax.vmap", "jnp.linalg"} <= named
+    prefixes = {p.rsplit(".", i)[0] for p in expressions.DOTTED_NAMES for i in range(1, p.count(".") + 1)}
+    assert not named - set(expressions.DOTTED_NAMES) - prefixes
