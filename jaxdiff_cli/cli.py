@@ -89,6 +89,7 @@ DTYPE_CHOICES = ("float32", "float64", "complex64", "complex128")
 DEVICE_CHOICES = ("cpu", "gpu", "tpu", "auto")
 JACOBIAN_MODE_CHOICES = ("fwd", "rev", "auto")
 HVP_MODE_CHOICES = ("fwd-rev", "rev-fwd", "rev-rev")
+SPARSITY_OP_CHOICES = ("jacobian", "hessian")  # engine.sparse.KINDS
 
 
 def _choice(*names: str, choices: tuple[str, ...], help: str) -> Any:
@@ -103,6 +104,16 @@ JsonOpt = Annotated[bool, _opt("--json", help="Print one JSON document on stdout
 OutputOpt = Annotated[
     Path | None,
     _opt("--output", "-o", help="Save results: .npz (all arrays), .npy (the main result), .json (as --json). Atomic."),
+]
+MatrixOutputOpt = Annotated[
+    Path | None,
+    _opt(
+        "--output",
+        "-o",
+        help="Save results: .npz, .npy (the matrix), .mtx (Matrix Market: its nonzeros), .json (as --json). Atomic."
+        " A sparse result (--sparse, sparse: true, or chosen by itself when the dense matrix would not fit in memory,"
+        " as info.reason says) makes .npz scipy's sparse format (scipy.sparse.load_npz); a dense one, its arrays by name.",
+    ),
 ]
 QuietOpt = Annotated[
     bool, _opt("--quiet", "-q", help="No progress and no result on the terminal (use with -o); errors still go to stderr.")
@@ -181,7 +192,7 @@ SparseOpt = Annotated[
     _opt(
         "--sparse",
         help="Detect the sparsity pattern, color it and compute only the nonzeros (needs jaxdiff[sparse])."
-        " -o FILE.npz is then scipy's sparse format; .mtx is Matrix Market.",
+        " -o FILE.npz is then scipy's sparse format; .mtx is Matrix Market. Of real functions only.",
     ),
 ]
 HolomorphicOpt = Annotated[
@@ -381,6 +392,7 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {  # name -> (Annotated type, default), i
     "tangent": (TangentOpt, None), "cotangent": (CotangentOpt, None), "value": (ValueOpt, False),
     "mode": (ModeOpt, None), "hvp_mode": (HvpModeOpt, None), "chunk_size": (ChunkOpt, None),
     "dtype": (DtypeOpt, None), "device": (DeviceOpt, None), "json_": (JsonOpt, False), "output": (OutputOpt, None),
+    "matrix_output": (MatrixOutputOpt, None),
     "quiet": (QuietOpt, False), "debug": (DebugOpt, False), "no_cache": (NoCacheOpt, False),
     "check_finite": (FiniteOpt, False), "bake_primals": (BakeOpt, False), "has_aux": (HasAuxOpt, False),
     "no_code": (NoCodeOpt, False),
@@ -391,6 +403,7 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {  # name -> (Annotated type, default), i
     "order": (OrderOpt, None), "taylor_mode": (TaylorModeOpt, None), "holomorphic": (HolomorphicOpt, False),
     "sparse": (SparseOpt, False),
 }  # fmt: skip
+_RENAMED = {"hvp_mode": "mode", "taylor_mode": "mode", "matrix_output": "output"}  # one option, other help
 _SHARED = ("spec", "fn", "primal", "dtype", "device", "json_", "output", "quiet", "debug", "no_cache", "check_finite",
            "bake_primals", "has_aux", "no_code", "case")  # fmt: skip
 _SHARDED = ("devices", "coordinator", "num_processes", "process_id")
@@ -401,12 +414,11 @@ def _computing(name: str, doc: str, *own: str) -> None:
     """Register the command ``name``: the shared options and its ``own``, ``doc`` as its --help."""
     import inspect
 
-    chosen = [n for n in _OPTIONS if n in _SHARED or n in own]
+    chosen = [n for n in _OPTIONS if (n in _SHARED and n not in {_RENAMED.get(o) for o in own}) or n in own]
     params = [
-        inspect.Parameter(n.replace("hvp_mode", "mode").replace("taylor_mode", "mode"), inspect.Parameter.KEYWORD_ONLY,
-                          default=_OPTIONS[n][1], annotation=_OPTIONS[n][0])
+        inspect.Parameter(_RENAMED.get(n, n), inspect.Parameter.KEYWORD_ONLY, default=_OPTIONS[n][1], annotation=_OPTIONS[n][0])
         for n in chosen
-    ]  # fmt: skip
+    ]
 
     def command(**given: Any) -> None:
         c = Common.of(given)
@@ -442,11 +454,11 @@ _computing("grad", """Gradient ∇f(x) of a scalar-valued f, per differentiated 
 _computing("jacobian", """The Jacobian ∂f(x), output axes first, per differentiated argument.
 
     Example: jaxdiff jacobian configs/seed001_simplefun_vector.yaml --mode rev
-    """, "wrt", "mode", "chunk_size", "holomorphic", *_PICTURES, *_SHARDED, "sparse")  # fmt: skip
+    """, "wrt", "mode", "chunk_size", "holomorphic", *_PICTURES, *_SHARDED, "sparse", "matrix_output")  # fmt: skip
 _computing("hessian", """The Hessian ∂²f(x) of a scalar-valued f (forward-over-reverse).
 
     Example: jaxdiff hessian -f "lambda x: jnp.sum(x**3)" -p x=[1,2]
-    """, "wrt", "holomorphic", *_PICTURES, *_SHARDED, "sparse")  # fmt: skip
+    """, "wrt", "holomorphic", *_PICTURES, *_SHARDED, "sparse", "matrix_output")  # fmt: skip
 _computing("hvp", """Hessian-vector product ∂²f(x)·v of a scalar-valued f, without forming the Hessian.
 
     Example: jaxdiff hvp configs/seed003_tanh_hvp.yaml --mode rev-rev
@@ -683,9 +695,15 @@ def bench(
 @app.command()
 def sparsity(
     spec: SpecArg = None,
-    op: Annotated[str, _opt("--op", help="jacobian (the default) or hessian.")] = "jacobian",
+    op: Annotated[str, _choice("--op", choices=SPARSITY_OP_CHOICES, help="jacobian (the default) or hessian.")] = "jacobian",
     mode: Annotated[
-        str | None, _opt("--mode", "-m", help="jacobian: fwd (column coloring), rev (row coloring) or auto (the fewer colors).")
+        str | None,
+        _choice(
+            "--mode",
+            "-m",
+            choices=JACOBIAN_MODE_CHOICES,
+            help="jacobian: fwd (column coloring), rev (row coloring) or auto (the fewer colors).",
+        ),
     ] = None,
     fn: FnOpt = None,
     primal: PrimalOpt = None,

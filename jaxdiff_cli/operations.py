@@ -23,6 +23,7 @@ from jaxdiff_cli.inputs.spec import (
     Step,
     case_names,
     cases_of,
+    join,
     load_spec,
     parse_devices,
     read_source,
@@ -346,7 +347,10 @@ def run_cases(
             for step in case.steps:
                 done += 1
                 progress.advance(f"{case.name}: {step.label}", done, total)
-                opts = Options(mode=step.mode, chunk_size=step.chunk_size, bake=bake, order=step.order, sparse=step.sparse)
+                opts = Options(
+                    mode=step.mode, chunk_size=step.chunk_size, bake=bake, order=step.order, sparse=step.sparse,
+                    sparse_key=join(step.key, "sparse") if step.sparse is not None else None,
+                )  # fmt: skip
                 result = run_operation(prep, step.op, opts)
                 item.steps.append((step, result))
                 note = nonfinite_note(result.outputs, result.value)
@@ -481,7 +485,7 @@ def sparsity(request: Request, op: str, progress: Progress | None = None) -> Spa
     from jaxdiff_cli.engine import sparse
     from jaxdiff_cli.engine.problem import require_scalar
     from jaxdiff_cli.engine.runtime import pattern_cache_dir, versions
-    from jaxdiff_cli.prepare import mode_of
+    from jaxdiff_cli.prepare import complex_kind, mode_of
 
     progress = progress or Silent()
     if op not in sparse.KINDS:
@@ -492,6 +496,13 @@ def sparsity(request: Request, op: str, progress: Progress | None = None) -> Spa
     with progress.stage("preparing"):
         prep = prepare(spec, use_cache=request.use_cache, only_spec=True)
     problem = prep.problem
+    complex_values = complex_kind(problem)
+    if complex_values is not None:
+        raise SpecError(
+            f"sparsity patterns are of real functions' Jacobians and Hessians; this one has {complex_values}",
+            where=problem.where,
+            hint="jaxdiff jacobian and hessian without --sparse compute it densely",
+        )
     mode = mode_of(prep, "jacobian", request.options) if op == "jacobian" else "auto"
     if op == "hessian":
         require_scalar(problem, "hessian")

@@ -55,6 +55,7 @@ class Options:
     with_value: bool = True
     bake: bool = False  # compile the primal values into the program (Plan.bake)
     sparse: bool | None = None  # jacobian / hessian: --sparse (None: the spec's sparse:)
+    sparse_key: str | None = None  # where ``sparse`` was said in the spec (a run step's key); None: --sparse
     mesh: Mesh | None = None  # spread the operation over these devices (engine/sharding.py)
     order: int | None = None  # derivative / taylor: --order (else the spec's order:)
 
@@ -304,6 +305,39 @@ def sparse_of(prep: Prepared, opts: Options) -> bool:
     return opts.sparse if opts.sparse is not None else prep.spec.sparse
 
 
+def complex_kind(problem: Problem) -> str | None:
+    """What is complex about a function (its inputs or outputs), or None for a real one."""
+    import jax
+
+    from jaxdiff_cli.engine.complex_rules import complex_sides
+    from jaxdiff_cli.engine.problem import output_shape
+
+    complex_in, complex_out = complex_sides(problem)
+    if not (complex_in or complex_out):
+        return None
+    tree = problem.diff(problem.primals) if complex_in else output_shape(problem)
+    dtype = next(str(leaf.dtype) for leaf in jax.tree.leaves(tree) if np.dtype(leaf.dtype).kind == "c")
+    return f"complex {'inputs' if complex_in else 'outputs'} ({dtype})"
+
+
+def refuse_complex_sparse(prep: Prepared, opts: Options) -> None:
+    """A sparse Jacobian or Hessian is of a real function: refused for complex values, before any work,
+    naming where sparse was asked for (the spec's sparse:, a run step's, or --sparse).
+
+    asdex's compressed products take holomorphic=True, but its Hessian pattern does not, and the
+    checks, summaries and files of a sparse result (the float64 finite-difference matvecs, the
+    eigenvalues, Matrix Market's real field) are of real matrices: one rule, stated once.
+    """
+    complex_values = complex_kind(prep.problem)
+    if complex_values is None:
+        return
+    message = f"sparse Jacobians and Hessians are of real functions; this one has {complex_values}"
+    if opts.sparse is None or opts.sparse_key is not None:
+        key = opts.sparse_key or "sparse"
+        raise SpecError(message, where=prep.spec.where(key), hint="drop 'sparse: true' to compute it densely")
+    raise UsageError(message, where="--sparse", hint="drop --sparse to compute it densely")
+
+
 def _sparse_plan(prep: Prepared, op: str, mode: str, chunk: int | str | None, opts: Options) -> tuple[Plan | None, str | None]:
     """The sparse plan of a Jacobian or Hessian, or None for the dense one (with why it is not sparse).
 
@@ -322,6 +356,8 @@ def _sparse_plan(prep: Prepared, op: str, mode: str, chunk: int | str | None, op
             raise UsageError("a sparse Jacobian or Hessian runs on one device", hint="drop --devices (or devices:)")
         return None, None
     problem = prep.problem
+    if asked:
+        refuse_complex_sparse(prep, opts)
     need = sparse.dense_bytes(problem, op)
     free = free_bytes(prep.runtime.device)
     fits = need <= MEMORY_SHARE * free
@@ -329,8 +365,13 @@ def _sparse_plan(prep: Prepared, op: str, mode: str, chunk: int | str | None, op
     if not asked:
         if fits:
             return None, None
-        said = f"the dense {op} would take {sparse.human_bytes(need)}, more than half the free memory"
-        said += f" ({sparse.human_bytes(free)})"
+        said = f"the dense {op} needs {sparse.human_bytes(need)}, more than half of the {sparse.human_bytes(free)} free"
+        complex_values = complex_kind(problem)
+        if complex_values is not None:  # never sent to sparse, which is of real functions only
+            products = "jvp and vjp compute" if op == "jacobian" else "hvp computes"
+            raise UsageError(
+                said, hint=f"a sparse {op} is of a real function, and this one has {complex_values}: {products} products"
+            )
         if op == "jacobian" and mode != "auto":
             raise UsageError(said, hint="add --sparse (sparse: true) to compute only its nonzeros")
         if not sparse.available():
@@ -429,9 +470,12 @@ def _dense_of_sparse(prep: Prepared, sm: Any) -> tuple[np.ndarray, str | None]:
 
     from jaxdiff_cli.engine.chunking import MEMORY_SHARE, free_bytes
     from jaxdiff_cli.engine.problem import output_shape
+    from jaxdiff_cli.engine.sparse import human_bytes
 
-    room = int(MEMORY_SHARE * free_bytes(prep.runtime.device)) // max(sm.dtype.itemsize, 1)
-    dense = sm.dense(min(room, sm.shape[0] * sm.shape[1]), why=", more than half the free memory, for -o FILE.npy")
+    free = free_bytes(prep.runtime.device)
+    room = int(MEMORY_SHARE * free) // max(sm.dtype.itemsize, 1)
+    why = f", more than half of the {human_bytes(free)} free, for -o FILE.npy"
+    dense = sm.dense(min(room, sm.shape[0] * sm.shape[1]), why=why)
     if len(sm.rows) == 1 and len(sm.cols) == 1:
         problem = prep.problem
         (arg,) = jax.tree.leaves(problem.diff(problem.primals))

@@ -15,7 +15,7 @@ from jaxdiff_cli.checks.findings import Finding, Report, Worst
 from jaxdiff_cli.checks.higher import check_higher
 from jaxdiff_cli.errors import JaxdiffError, blame
 from jaxdiff_cli.inputs.spec import Spec
-from jaxdiff_cli.prepare import prepare
+from jaxdiff_cli.prepare import Options, prepare, refuse_complex_sparse
 
 __all__ = ["Finding", "Report", "Settings", "Worst", "check_spec"]
 
@@ -39,6 +39,8 @@ def check_spec(spec: Spec, settings: Settings, *, only_spec: bool = False) -> Re
     start = time.perf_counter()
     try:
         prep = prepare(spec, use_cache=settings.use_cache, only_spec=only_spec)
+        if spec.sparse:  # refused as jacobian refuses it, not passed with no sparse row
+            refuse_complex_sparse(prep, Options())
         check_expectations(prep, report)
         note_environment(prep, report)
         check_derivatives(prep, report, settings.rtol, settings.atol, settings.seed)

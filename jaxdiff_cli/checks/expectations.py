@@ -36,8 +36,9 @@ from jaxdiff_cli.checks.findings import Finding, Report, compare_arrays
 from jaxdiff_cli.dtypes import real_dtype
 from jaxdiff_cli.encoding import array_json
 from jaxdiff_cli.errors import SpecError, suggest
+from jaxdiff_cli.inputs.sparsefile import SparseValue
 from jaxdiff_cli.inputs.spec import join
-from jaxdiff_cli.inputs.values import Context, construct, is_constructor, to_array
+from jaxdiff_cli.inputs.values import Context, construct, is_constructor, sparse_file, to_array
 from jaxdiff_cli.prepare import PRIMARY, Options, Prepared, run_operation
 
 # expect names -> the command that produces them (each command's main result, read backwards)
@@ -51,11 +52,12 @@ ENTRY_KEYS, EINSUM_PATTERN = frozenset(_ENTRY_KEYS), _EINSUM.pattern  # what the
 @dataclass(frozen=True)
 class Expectation:
     name: str  # output name, as in --json ("vjp.x")
-    value: np.ndarray
+    value: np.ndarray  # a sparse expected value's nonzeros
     rtol: float
     atol: float
     index: tuple[int, ...] | None = None
     einsum: str | None = None
+    sparse: SparseValue | None = None  # a scipy sparse .npz ({file: J.npz}), compared on the patterns
 
     def select(self, actual: Any) -> np.ndarray:
         a = _wide(actual)
@@ -130,8 +132,19 @@ def parse(expect: Mapping[str, Any], ctx: Context) -> list[Expectation]:
             raise ctx.error(join(kp, "einsum"), "an einsum selection such as 'ijij->ij'")
         value_path = join(kp, "value") if entry is raw else kp
         value = entry["value"]
-        # A recorded golden value may live in a sidecar file: {file: spec.golden.npz, key: name}.
-        array = _wide(construct(value, wide, value_path)) if is_constructor(value) else to_array(value, wide, value_path)
+        sparse = sparse_file(value, wide, value_path)  # -o J.npz of a sparse result, a sparse golden file
+        if sparse is not None:
+            if index is not None or einsum is not None:
+                raise ctx.error(
+                    join(kp, "index" if index is not None else "einsum"),
+                    "a sparse expected value is compared whole",
+                    hint="give a part as a dense value, or name the block (jacobian.x) with a sparse file of its own",
+                )
+            array = sparse.data
+        elif is_constructor(value):  # a recorded golden value may live in a sidecar: {file: spec.golden.npz, key: name}
+            array = _wide(construct(value, wide, value_path))
+        else:
+            array = to_array(value, wide, value_path)
         entry_atol = _tol(entry["atol"], ctx, join(kp, "atol")) if "atol" in entry else atol
         if "atol" in entry or "atol" in expect:
             _atol_fits(entry_atol, array, ctx, join(kp, "atol") if "atol" in entry else "expect.atol")
@@ -143,20 +156,39 @@ def parse(expect: Mapping[str, Any], ctx: Context) -> list[Expectation]:
                 atol=entry_atol,
                 index=tuple(index) if index is not None else None,
                 einsum=einsum,
+                sparse=sparse,
             )
         )
     return out
 
 
 def check_outputs(outputs: Mapping[str, Any], expectations: list[Expectation]) -> list[Finding]:
-    """Each expectation whose output is among ``outputs``, compared by the one comparator."""
+    """Each expectation whose output is among ``outputs``, compared by the one comparator.
+
+    An output is an array, or a sparse result (``SparseMatrix``, ``matrices.SparseActual``): compared on
+    the patterns with a sparse expected value, made dense (when it can be) for a dense one.
+    """
+    from jaxdiff_cli.checks import matrices
+    from jaxdiff_cli.engine.sparse import SparseMatrix
+
     findings = []
     for e in expectations:
         if e.name not in outputs:
             continue
         name = f"expect {e.name}"
+        found = outputs[e.name]
+        if isinstance(found, SparseMatrix):
+            found = matrices.SparseActual(found, found.shape)
+        if e.sparse is not None:
+            findings.append(matrices.compare_sparse(name, e.name, found, e.sparse, (e.rtol, e.atol)))
+            continue
+        if isinstance(found, matrices.SparseActual):
+            found = matrices.dense_or_finding(name, found)
+            if isinstance(found, Finding):
+                findings.append(found)
+                continue
         try:
-            actual = e.select(outputs[e.name])
+            actual = e.select(found)
         except (IndexError, ValueError) as exc:
             findings.append(Finding(name, False, f"cannot select: {exc}"))
             continue
@@ -169,32 +201,37 @@ def check_outputs(outputs: Mapping[str, Any], expectations: list[Expectation]) -
 
 def check_expectations(prep: Prepared, report: Report) -> None:
     """Run the operations that produce the expected outputs, and compare each (a misspelt key is exit 3)."""
+    from jaxdiff_cli.checks import matrices
     from jaxdiff_cli.engine.layout import named_leaves
-    from jaxdiff_cli.engine.sparse import as_array
 
     spec = prep.spec
     if not spec.expect:
         return
     expectations = parse(spec.expect, prep.ctx)
-    ops = sorted({PRODUCER.get(e.name.split(".")[0].split("[")[0], "") for e in expectations})
+    ops = sorted({PRODUCER.get(matrices.kind_of(e.name), "") for e in expectations})
+    trees: dict[str, Any] = {}  # each operation's outputs, as trees: a Jacobian's blocks, or its SparseMatrix
     for op in ops:
         if not op:
             continue
         result = run_operation(prep, op, Options(mode=spec.mode))
+        trees.update(result.outputs)
         for name, arr in named_leaves(result.outputs):
-            report.results.setdefault(name, as_array(arr))  # a sparse result (sparse: true) as its dense matrix
+            report.results.setdefault(name, arr)
+    actual: dict[str, Any] = {}
     for e in expectations:
-        prefix = e.name.split(".")[0].split("[")[0]
-        if prefix not in PRODUCER or e.name not in report.results:
+        prefix = matrices.kind_of(e.name)
+        found = matrices.actual_for(e.name, report.results, trees, prep.problem) if prefix in PRODUCER else None
+        if found is None:
             # A misspelt key is a bad spec (exit 3), not a failed check.
-            known = sorted(report.results) if prefix in PRODUCER else sorted(PRODUCER)
+            known = matrices.names(report.results, trees, prep.problem) if prefix in PRODUCER else sorted(PRODUCER)
             listed = ", ".join(known[:8]) + (f", ... ({len(known)} in all)" if len(known) > 8 else "")
             raise SpecError(
                 f"no output named {e.name!r}",
                 where=spec.where(join("expect", e.name)),
                 hint=suggest(e.name, known) or f"outputs: {listed}",
             )
-    report.findings.extend(check_outputs(report.results, expectations))
+        actual[e.name] = found
+    report.findings.extend(check_outputs(actual, expectations))
 
 
 RECORD_MAX = 10**6  # largest Jacobian / Hessian (entries) that --update records
@@ -207,21 +244,28 @@ def environment(prep: Prepared) -> dict[str, str]:
 
 
 def collect_results(prep: Prepared, report: Report) -> None:
-    """Run every operation the spec supports and keep its outputs (what --update records)."""
+    """Run every operation the spec supports and keep its outputs (what --update records).
+
+    A dense Jacobian or Hessian is recorded up to RECORD_MAX entries; a sparse one (``sparse: true``)
+    at any size, as its nonzeros. What is left out is said in ``report.unrecorded``, with why.
+    """
     from jaxdiff_cli.engine.complex_rules import complex_sides
     from jaxdiff_cli.engine.layout import named_leaves
     from jaxdiff_cli.engine.problem import is_scalar, output_shape
-    from jaxdiff_cli.engine.sparse import as_array
+    from jaxdiff_cli.engine.sparse import SparseMatrix, count
+    from jaxdiff_cli.prepare import sparse_of
 
     spec = prep.spec
     n, m = prep.problem.sizes()
     scalar = is_scalar(output_shape(prep.problem))
+    sparse = sparse_of(prep, Options())
+    entries = {"jacobian": m * n, "hessian": n * n}
     ops = ["eval"]
     ops += ["jvp"] if spec.tangents is not None else []
     ops += ["vjp"] if spec.cotangents is not None or scalar else []
-    ops += ["jacobian"] if n * m <= RECORD_MAX else []
+    ops += ["jacobian"]
     if scalar:
-        ops += ["grad"] + (["hessian"] if n * n <= RECORD_MAX else []) + (["hvp"] if spec.tangents is not None else [])
+        ops += ["grad", "hessian"] + (["hvp"] if spec.tangents is not None else [])
     ops += ["derivative", "taylor"] if spec.order is not None else []
     complex_in, complex_out = complex_sides(prep.problem)
     if (complex_in or complex_out) and not prep.problem.holomorphic:  # what complex values leave undefined
@@ -229,10 +273,19 @@ def collect_results(prep: Prepared, report: Report) -> None:
             {"hessian", "hvp"} | ({"grad"} if complex_out else set()) | ({"jacobian"} if complex_in and complex_out else set())
         )
         ops = [op for op in ops if op not in undefined]
+    too_big = f"more than the {count(RECORD_MAX)} dense entries recorded"
     for op in ops:
+        if op in entries and entries[op] > RECORD_MAX and not sparse:
+            remedy = "sparse: true records its nonzeros" if not (complex_in or complex_out) else "sparse is of real functions"
+            report.unrecorded.append(f"{op}: {count(entries[op])} dense entries, {too_big} ({remedy})")
+            continue
         result = run_operation(prep, op, Options(mode=spec.mode if op in ("jacobian", "hvp") else None))
+        if op in entries and entries[op] > RECORD_MAX and not isinstance(result.outputs.get(op), SparseMatrix):
+            why = result.info.get("sparse_fallback", "computed densely")
+            report.unrecorded.append(f"{op}: {count(entries[op])} dense entries, {too_big} ({why})")
+            result.outputs.pop(op)
         for name, arr in named_leaves(result.outputs):
-            report.results.setdefault(name, as_array(arr))
+            report.results.setdefault(name, arr)
 
 
 def note_environment(prep: Prepared, report: Report) -> None:
@@ -259,13 +312,22 @@ _EXPECT = re.compile(r"^expect\s*:")
 
 
 def expect_block(
-    results: Mapping[str, np.ndarray], recorded: Mapping[str, str], keep: Mapping[str, Any], sidecar: Path
-) -> tuple[str, dict[str, np.ndarray]]:
-    """The new ``expect:`` YAML text, and the arrays that go to the sidecar file."""
+    results: Mapping[str, Any], recorded: Mapping[str, str], keep: Mapping[str, Any], sidecar: Path
+) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
+    """The new ``expect:`` YAML text, the arrays that go to the sidecar file, and the sparse results
+    that go to files of their own (``SPEC.golden.NAME.npz``, scipy's sparse form), by file name."""
+    from jaxdiff_cli.engine.sparse import SparseMatrix
+
     block: dict[str, Any] = {}
     big: dict[str, np.ndarray] = {}
+    sparse: dict[str, Any] = {}
     for name, arr in results.items():
-        a = np.asarray(arr)
+        if isinstance(arr, SparseMatrix) and arr.shape[0] * arr.shape[1] > INLINE_MAX:
+            file = sidecar.name.removesuffix(".npz") + f".{name}.npz"
+            sparse[file] = arr
+            block[name] = {"file": file}
+            continue
+        a = arr.dense() if isinstance(arr, SparseMatrix) else np.asarray(arr)
         if a.size > INLINE_MAX:
             big[name] = a
             block[name] = {"file": sidecar.name, "key": name}
@@ -278,7 +340,7 @@ def expect_block(
             block[tol] = keep[tol]
     block["recorded"] = dict(recorded)
     text = yaml.safe_dump({"expect": block}, sort_keys=False, default_flow_style=None, width=120, allow_unicode=True)
-    return text, big
+    return text, big, sparse
 
 
 def replace_block(source: str, new_block: str) -> str:
@@ -297,17 +359,28 @@ def replace_block(source: str, new_block: str) -> str:
     return "".join(lines[:start]) + new_block + "".join(lines[end:])
 
 
-def update_spec(path: Path, results: Mapping[str, np.ndarray], recorded: Mapping[str, str], keep: Mapping[str, Any]) -> list[str]:
+def update_spec(path: Path, results: Mapping[str, Any], recorded: Mapping[str, str], keep: Mapping[str, Any]) -> list[str]:
     """Rewrite ``path``'s expect block (atomically); returns the files written."""
     sidecar = path.with_name(path.stem + ".golden.npz")
-    block, big = expect_block(results, recorded, keep, sidecar)
+    block, big, sparse = expect_block(results, recorded, keep, sidecar)
     written = []
     if big:
         with atomic_open(sidecar) as f:
             np.savez(f, **big)  # type: ignore[arg-type]
         written.append(str(sidecar))
+    for file, sm in sparse.items():
+        target = path.with_name(file)
+        with atomic_open(target) as f:
+            save_sparse(f, sm)
+        written.append(str(target))
     text = replace_block(path.read_text(encoding="utf-8"), block)
     with atomic_open(path, "w") as f:
         f.write(text)
     written.append(str(path))
     return written
+
+
+def save_sparse(f: Any, sm: Any) -> None:
+    """A sparse result in scipy's .npz form (what ``scipy.sparse.load_npz`` and ``sparsefile`` read),
+    written with NumPy: COO, its entries row-major sorted, structural zeros included."""
+    np.savez(f, row=sm.row, col=sm.col, format=np.bytes_(b"coo"), shape=np.asarray(sm.shape, np.int64), data=sm.values())

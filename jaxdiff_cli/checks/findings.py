@@ -50,6 +50,7 @@ class Report:
     # what the operations computed, by output name (for --update)
     results: dict[str, Any] = field(default_factory=dict)
     updated: list[str] = field(default_factory=list)
+    unrecorded: list[str] = field(default_factory=list)  # results --update left out, each with why
     # Where the spec is, for reports that point at its lines (JUnit, GitHub annotations, pytest):
     file: str | None = None  # the spec file, or <stdin>
     key: str = ""  # the case's key path in the file (cases[1]); empty for a spec without cases:

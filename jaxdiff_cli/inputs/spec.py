@@ -799,6 +799,7 @@ class Step:
     chunk_size: int | str | None = None
     order: int | None = None  # derivative / taylor
     sparse: bool | None = None  # None: the spec's sparse:
+    key: str = field(default="", compare=False)  # the step's key path (run[0]), for errors about its options
 
     @property
     def label(self) -> str:
@@ -846,7 +847,7 @@ def _steps(raw: Any, source: str, keypath: str) -> tuple[Step, ...]:
         sparse = options.get("sparse")
         if sparse is not None and not isinstance(sparse, bool):
             raise SpecError("true or false", where=where(source, join(join(kp, item), "sparse")))
-        step = Step(item, options.get("mode"), chunk, order=order, sparse=sparse)
+        step = Step(item, options.get("mode"), chunk, order=order, sparse=sparse, key=join(kp, item))
         if any(s.label == step.label for s in steps):
             raise SpecError(f"{step.label} is listed twice", where=where(source, kp), hint="give each step other options")
         steps.append(step)

@@ -25,6 +25,8 @@ import numpy as np
 from jaxdiff_cli.dtypes import complex_dtype, is_complex, needs_x64, real_dtype
 from jaxdiff_cli.encoding import shape_text
 from jaxdiff_cli.errors import SpecError, suggest
+from jaxdiff_cli.inputs import sparsefile
+from jaxdiff_cli.inputs.sparsefile import SparseValue
 from jaxdiff_cli.inputs.spec import CommandLinePath, join, spec_path, where
 
 # Constructor name -> the other keys it accepts.
@@ -419,12 +421,13 @@ def _arange(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.n
     return np.arange(start, stop, step, dtype=dtype)
 
 
-def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
+def _file_path(raw: dict[str, Any], ctx: Context, keypath: str) -> Path:
+    """The file of a ``file:`` constructor: a regular file inside the spec's folder (unless typed on
+    the command line)."""
     path_text = raw["file"]
     fpath = join(keypath, "file")
     if not isinstance(path_text, str) or not path_text:
         raise ctx.error(fpath, "must be a file path")
-    # Inside the spec's folder, unless the path was typed on the command line.
     path = spec_path(path_text, ctx.base_dir, ctx.at(fpath), trusted=isinstance(path_text, CommandLinePath))
     try:
         if path.exists() and not path.is_file():
@@ -433,6 +436,27 @@ def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
             raise ctx.error(fpath, f"no such file: {path}")
     except OSError as exc:  # a name too long, a loop of links
         raise ctx.error(fpath, f"cannot open: {exc.strerror or exc}") from None
+    return path
+
+
+def sparse_file(raw: Any, ctx: Context, keypath: str) -> SparseValue | None:
+    """``{file: X.npz}`` holding a scipy sparse matrix (``-o J.npz`` of a sparse result, a sparse golden
+    file), read as one; None for any other value, which ``construct`` reads as usual."""
+    if not (isinstance(raw, dict) and set(raw) == {"file"} and str(raw["file"]).lower().endswith(".npz")):
+        return None
+    path = _file_path(raw, ctx, keypath)
+    try:
+        arrays = _npz(path, None, ctx, keypath)
+    except SpecError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, RuntimeError, NotImplementedError, zipfile.BadZipFile) as exc:
+        raise ctx.error(join(keypath, "file"), f"cannot read {path.name}: {type(exc).__name__}: {exc}") from None
+    return sparsefile.from_arrays(arrays, path.name, ctx.at(join(keypath, "file"))) if sparsefile.is_sparse(arrays) else None
+
+
+def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
+    fpath = join(keypath, "file")
+    path = _file_path(raw, ctx, keypath)
     suffix = path.suffix.lower()
     key = raw.get("key")
     if key is not None and suffix != ".npz":
@@ -477,6 +501,13 @@ def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
         return arr  # integers and bools stay as they are (indices, labels)
 
     if isinstance(value, dict):
+        if sparsefile.is_sparse(value):  # its members are no arrays by name: say what it is
+            raise ctx.error(
+                fpath,
+                f"{path.name} holds a scipy sparse matrix (scipy.sparse.save_npz), not arrays by name",
+                hint="an expect: value of a jacobian or hessian can be one ({file: X.npz}); a value here is dense:"
+                " .npy, or an .npz of arrays",
+            )
         if "shape" in raw:
             raise ctx.error(join(keypath, "shape"), "'shape' needs 'key' for an .npz file")
         return {k: finish(v, join(keypath, k)) for k, v in value.items()}

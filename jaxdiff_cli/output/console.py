@@ -176,10 +176,11 @@ def save_matrix_file(outcome: Outcome, output: Path, title: str) -> None:
     if found is not None:
         matrixfile.save_matrix(output, found, title=title)
         return
+    from jaxdiff_cli.engine.sparse import blocks
+
     assert outcome.npy is not None  # operations.compute made the dense matrix for the file
-    n, m = outcome.prep.problem.sizes()
-    shape = (n, n) if outcome.command == "hessian" else (m, n)
-    matrixfile.save_dense_matrix(output, outcome.npy[0], shape, title=title)
+    rows, cols = blocks(outcome.prep.problem, outcome.command)
+    matrixfile.save_dense_matrix(output, outcome.npy[0], rows, cols, title=title)
 
 
 def show_sparsity(outcome: SparsityOutcome, *, json_: bool, quiet: bool, output: Path | None, plot_file: Path | None) -> None:

@@ -35,15 +35,22 @@ def save_matrix(path: Path, sm: SparseMatrix, *, title: str = "") -> None:
     if suffix not in FORMATS:
         raise OutputError(f"unknown sparse format {suffix or '(none)'!r}", where=f"-o {path}", hint=", ".join(FORMATS))
     matrix = _coo(sm.row, sm.col, sm.values(), sm.shape)
-    comment = f"{title}; rows: {_blocks(sm.rows)}; columns: {_blocks(sm.cols)}"
-    _write(path, matrix, comment, pattern=sm.data is None)
+    _write(path, matrix, _comment(title, sm.rows, sm.cols), pattern=sm.data is None)
 
 
-def save_dense_matrix(path: Path, dense: np.ndarray, shape: tuple[int, int], *, title: str = "") -> None:
-    """A dense Jacobian or Hessian (its flat form) as ``.mtx``: its nonzero entries."""
+def save_dense_matrix(
+    path: Path, dense: np.ndarray, rows: list[tuple[str, int]], cols: list[tuple[str, int]], *, title: str = ""
+) -> None:
+    """A dense Jacobian or Hessian (its flat form) as ``.mtx``: its nonzero entries, its blocks named as a
+    sparse result's are."""
+    shape = (sum(size for _, size in rows), sum(size for _, size in cols))
     flat = np.asarray(dense).reshape(shape)
     row, col = np.nonzero(flat)
-    _write(path, _coo(row, col, flat[row, col], shape), title, pattern=False)
+    _write(path, _coo(row, col, flat[row, col], shape), _comment(title, rows, cols), pattern=False)
+
+
+def _comment(title: str, rows: list[tuple[str, int]], cols: list[tuple[str, int]]) -> str:
+    return f"{title}; rows: {_blocks(rows)}; columns: {_blocks(cols)}"
 
 
 def _blocks(blocks: list[tuple[str, int]]) -> str:

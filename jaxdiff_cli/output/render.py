@@ -213,7 +213,12 @@ def rich_result(
     from rich.text import Text
 
     parts: list[Any] = [Text(printable(title), style="bold")]
-    notes = [f"{k}: {v}" for k, v in info.items() if v is not None and k not in ("reason", "sparse", "blocks")]
+    # auto is said by "auto chose ... (reason)" below; a flag that is on is its name (holomorphic), never "True".
+    notes = [
+        (k if v is True else f"{k}: {'no' if v is False else v}")
+        for k, v in info.items()
+        if v is not None and k not in ("reason", "sparse", "blocks", "auto")
+    ]
     if info.get("reason"):
         notes.append(f"auto chose {info.get('mode')} ({info['reason']})")
     if notes:
@@ -306,6 +311,7 @@ def check_json(reports: Sequence[Report], versions: Mapping[str, str]) -> dict[s
             "passed": r.passed,
             "checks": [finding(f) for f in r.findings],
             "updated": r.updated,
+            "not_recorded": r.unrecorded,
         }
         if r.error is not None:
             item["error"] = error_fields(r.error)
@@ -356,6 +362,8 @@ def check_table(reports: Sequence[Report]) -> Any:
         parts.append(table)
         if r.updated:
             parts.append(Text(printable(f"  recorded golden values in {', '.join(r.updated)}"), style="cyan"))
+        for note in r.unrecorded:
+            parts.append(Text(printable(f"  not recorded: {note}"), style="yellow"))
     failed = sum(not r.passed for r in reports)
     parts.append(Text(f"{len(reports) - failed} of {len(reports)} spec(s) passed", style="bold"))
     return Group(*parts)

@@ -142,6 +142,23 @@ def spy_grid(sm: SparseMatrix, width: int = 100, max_lines: int = 16) -> tuple[n
     return counts > 0, math.ceil(m / max(rows_b, 1)), math.ceil(n / max(cols_b, 1))
 
 
+def _column_names(names: list[str], at: list[int], width: int) -> str:
+    """The column blocks' names over the picture, each at its block's first character.
+
+    A name never runs into the next one (``p.ap.b``): it is cut to the room before the next name,
+    less a space, with an ellipsis, and left out when not even that fits (the block list above the
+    picture names every block in full).
+    """
+    header = [" "] * width
+    for k, (name, start) in enumerate(zip(names, at)):
+        later = [a for a in at[k + 1 :] if a > start]
+        room = min(later[0] - 1 if later else width, width) - start
+        if len(name) > room:
+            name = name[: room - 1] + "…" if room >= 3 else ""
+        header[start : start + len(name)] = name
+    return "".join(header).rstrip()
+
+
 def spy(sm: SparseMatrix, width: int = 100, max_lines: int = 16) -> Any:
     """A sparse matrix's pattern in braille dots, its blocks separated and named, with a legend."""
     import math
@@ -172,13 +189,10 @@ def spy(sm: SparseMatrix, width: int = 100, max_lines: int = 16) -> Any:
     col_starts, row_starts = starts(sm.cols, n, cols_b, 2), starts(sm.rows, m, rows_b, 4)
     col_cuts = sorted({c for c in col_starts[1:] if 0 < c < chars_n})
     row_cuts = sorted({r for r in row_starts[1:] if 0 < r < lines_n})
-    header = [" "] * (chars_n + len(col_cuts) + 16)
-    for (name, _), c in zip(sm.cols, col_starts):
-        at = c + sum(1 for cut in col_cuts if cut <= c)
-        for k, ch in enumerate(name[: max(1, len(header) - at)]):
-            if at + k < len(header):
-                header[at + k] = ch
-    out: list[Any] = [Text(" " * label_w + "".join(header).rstrip(), style="bold")]
+    at = [c + sum(1 for cut in col_cuts if cut <= c) for c in col_starts]
+    out: list[Any] = [
+        Text(" " * label_w + _column_names([name for name, _ in sm.cols], at, chars_n + len(col_cuts) + 16), style="bold")
+    ]
     labels: dict[int, str] = {}
     for (name, _), r in zip(sm.rows, row_starts):
         labels.setdefault(min(r, lines_n - 1), name)

@@ -446,6 +446,9 @@ def test_the_choices_in_help_are_the_loaders(cli: Any) -> None:
     assert cli_module.DTYPE_CHOICES == DTYPES and cli_module.DEVICE_CHOICES == DEVICES
     assert (cli_module.JACOBIAN_MODE_CHOICES, cli_module.HVP_MODE_CHOICES) == (MODES["jacobian"], MODES["hvp"])
     assert cli_module.TAYLOR_MODE_CHOICES == MODES["taylor"] == MODES["derivative"]
+    from jaxdiff_cli.engine.sparse import KINDS
+
+    assert cli_module.SPARSITY_OP_CHOICES == KINDS
     text = cli("jacobian", "--help").stdout
     assert "[float32|float64|complex64|complex128]" in text and "[cpu|gpu|tpu|auto]" in text and "[fwd|rev|auto]" in text
     assert "[fwd-rev|rev-fwd|rev-rev]" in cli("hvp", "--help").stdout

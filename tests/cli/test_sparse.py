@@ -99,6 +99,44 @@ def test_the_terminal_shows_nnz_density_colors_and_a_spy_picture(cli: Any) -> No
     assert "⠻⣦⡀" in ran.stdout  # the band, in braille dots
 
 
+def test_the_spy_names_dict_blocks_apart_and_info_has_no_python_bools(cli: Any) -> None:
+    f = "lambda p: jnp.sum(p['a']**2 * p['b'][0]) + jnp.sum(p['b']**3)"
+    ran = cli("hessian", "--sparse", "-f", f, "-p", "p={a: [1.0, 2.0], b: [1.0, 2.0, 3.0]}")
+    assert ran.exit_code == 0, ran.stderr
+    header = next(line for line in ran.stdout.splitlines() if line.lstrip().startswith("p."))
+    assert header.split() == ["p.b"]  # p.a (one character wide) is left out, never run into p.b ("p.ap.b")
+    ran = cli("jacobian", "--sparse", "-f", BANDED, "-p", X40)
+    assert "True" not in ran.stdout and "auto chose fwd (pattern 118 nonzeros" in " ".join(ran.stdout.split())
+    ran = cli("jacobian", "--holomorphic", "-f", "z**2", "-p", "z=[1+1j]", "--dtype", "complex64")
+    assert "True" not in ran.stdout and "· holomorphic" in ran.stdout
+
+
+def test_help_lists_the_sparse_choices_and_files(cli: Any) -> None:
+    text = cli("sparsity", "--help").stdout
+    assert "--op [jacobian|hessian]" in text and "--mode [fwd|rev|auto]" in text
+    for op in ("jacobian", "hessian"):
+        help_o = " ".join(cli(op, "--help").stdout.split())
+        assert ".mtx (Matrix Market: its nonzeros)" in help_o and "makes .npz scipy's sparse format" in help_o
+        assert "chosen by itself when the dense matrix would not fit in memory" in help_o
+    assert ".mtx" not in cli("grad", "--help").stdout
+
+
+def test_a_dense_jacobian_of_several_blocks_names_them_in_matrix_market(cli: Any, tmp_path: Path) -> None:
+    import scipy.io
+
+    f = "lambda x, w: x * w[:3] + jnp.sum(w)"
+    for extra in ([], ["--sparse"]):
+        ran = cli(
+            "jacobian", "-f", f, "-p", "x=[1,2,3]", "-p", "w=[4,5,6,7]", "-w", "x,w", "-o", tmp_path / "J.mtx", "-q", *extra
+        )
+        assert ran.exit_code == 0, ran.stderr
+        text = (tmp_path / "J.mtx").read_text()
+        assert "; rows: f [3]; columns: x [3], w [4]" in text.splitlines()[1], extra
+        x, w = np.array([1, 2, 3.0]), np.array([4, 5, 6, 7.0])
+        expected = np.hstack([np.diag(w[:3]), np.hstack([np.diag(x), np.zeros((3, 1))]) + 1])
+        np.testing.assert_allclose(scipy.io.mmread(tmp_path / "J.mtx").toarray(), expected)
+
+
 def test_sparse_files_read_back_with_scipy(cli: Any, tmp_path: Path) -> None:
     import scipy.io
     import scipy.sparse
@@ -128,7 +166,7 @@ def test_auto_goes_sparse_when_the_dense_matrix_cannot_fit(cli: Any, monkeypatch
     assert ran.exit_code == 0, ran.stderr
     info = ran.json()["info"]
     assert info["reason"] == (
-        "the dense jacobian would take 6.2 KiB, more than half the free memory (3.9 KiB): computed sparse;"
+        "the dense jacobian needs 6.2 KiB, more than half of the 3.9 KiB free: computed sparse;"
         " pattern 118 nonzeros; 3 column colors (JVPs) vs 3 row colors (VJPs): 3 JVPs instead of 40"
     )
     assert ran.json()["outputs"]["jacobian"]["format"] == "coo"
@@ -136,10 +174,68 @@ def test_auto_goes_sparse_when_the_dense_matrix_cannot_fit(cli: Any, monkeypatch
     assert ran.exit_code == 0 and ran.json()["info"]["sparse"]["coloring"] == "star"
     ran = cli("jacobian", "-f", BANDED, "-p", X40, "--mode", "rev")  # a dense mode asked for: refused early
     assert ran.exit_code == 2
-    assert "the dense jacobian would take 6.2 KiB" in ran.stderr and "add --sparse (sparse: true)" in ran.stderr
+    assert "the dense jacobian needs 6.2 KiB" in ran.stderr and "add --sparse (sparse: true)" in ran.stderr
     monkeypatch.setitem(sys.modules, "asdex", None)
     ran = cli("jacobian", "-f", BANDED, "-p", X40)
     assert ran.exit_code == 2 and "pip install 'jaxdiff[sparse]'" in ran.stderr
+
+
+# The user's report: a holomorphic z³ + exp(z) at a complex point, with sparse: true.
+COMPLEX = """\
+function: "lambda z: z**3 + jnp.exp(z)"
+primals:
+  z: {re: [1.0, 2.0, 0.5], im: [0.5, -1.0, 0.0]}
+dtype: complex128
+holomorphic: true
+"""
+REAL_ONLY = "sparse Jacobians and Hessians are of real functions; this one has complex inputs (complex128)"
+
+
+def test_complex_values_are_refused_sparse_where_sparse_was_asked_for(cli: Any, tmp_path: Path) -> None:
+    spec = write(tmp_path, COMPLEX + "sparse: true\n")
+    for args in (["jacobian", spec], ["jacobian", spec, "--holomorphic", "--mode", "rev"], ["hessian", spec]):
+        ran = cli(*args)
+        assert ran.exit_code == 3, (args, ran.stderr)
+        assert ran.stderr == f"error: {spec}: sparse: {REAL_ONLY} (drop 'sparse: true' to compute it densely)\n"
+    # check refuses it too, instead of passing with no sparse row
+    ran = cli("check", spec, "--json")
+    assert ran.exit_code == 3 and REAL_ONLY in ran.json()["specs"][0]["error"]["message"]
+    assert ran.json()["specs"][0]["error"]["key"] == "sparse"
+    z = "z=[1+0.5j, 2-1j, 0.5]"
+    for op, f in (("jacobian", "z**3 + jnp.exp(z)"), ("hessian", "jnp.sum(z**3)")):
+        ran = cli(op, "--sparse", "--holomorphic", "-f", f, "-p", z, "--dtype", "complex128")
+        assert ran.exit_code == 2 and ran.stderr.startswith(f"error: --sparse: {REAL_ONLY} (drop --sparse"), ran.stderr
+    ran = cli("jacobian", "--sparse", "-f", "jnp.exp(1j * x)", "-p", "x=[1.0, 2.0]")  # real in, complex out
+    assert ran.exit_code == 2 and "this one has complex outputs (complex64)" in ran.stderr
+    run = write(tmp_path, COMPLEX + "run: [jacobian, {jacobian: {sparse: true}}]\n", "run.yaml")
+    ran = cli("run", run)
+    assert ran.exit_code == 3 and f"run.yaml: run[1].jacobian.sparse: {REAL_ONLY}" in ran.stderr
+    ran = cli("sparsity", spec)
+    assert ran.exit_code == 3 and "sparsity patterns are of real functions' Jacobians and Hessians" in ran.stderr
+    # Dense, as the refusal suggests: f'(z) = 3z² + exp(z) on the diagonal.
+    dense = write(tmp_path, COMPLEX, "dense.yaml")
+    ran = cli("jacobian", dense, "--json")
+    assert ran.exit_code == 0, ran.stderr
+    zs = np.array([1 + 0.5j, 2 - 1j, 0.5])
+    parts = ran.json()["outputs"]["jacobian.z"]["data"]
+    np.testing.assert_allclose(np.add(parts["real"], 1j * np.asarray(parts["imag"])), np.diag(3 * zs**2 + np.exp(zs)), rtol=1e-13)
+
+
+def test_auto_never_sends_a_complex_problem_to_sparse(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jaxdiff_cli.engine import sparse
+
+    def no_detection(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a complex problem reached sparsity detection")
+
+    monkeypatch.setattr(sparse, "detect", no_detection)
+    monkeypatch.setattr("jaxdiff_cli.engine.chunking.free_bytes", lambda device: 64)  # a 3x3 complex128 needs 144
+    spec = write(tmp_path, COMPLEX)
+    ran = cli("jacobian", spec)
+    assert ran.exit_code == 2
+    assert "the dense jacobian needs 144 bytes, more than half of the 64 bytes free" in ran.stderr
+    assert "a sparse jacobian is of a real function, and this one has complex inputs (complex128)" in ran.stderr
+    ran = cli("hessian", "--holomorphic", "-f", "jnp.sum(z**3)", "-p", "z=[1+1j, 2, 3, 4]", "--dtype", "complex128")
+    assert ran.exit_code == 2 and "hvp computes products" in ran.stderr
 
 
 def test_without_asdex_sparse_says_how_to_install_it(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

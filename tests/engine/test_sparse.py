@@ -168,13 +168,67 @@ def test_modes_color_columns_rows_or_the_fewer() -> None:
     by_col = sparse_result(p, mode="fwd").coloring
     by_row = sparse_result(p, mode="rev").coloring
     auto = sparse_result(p, mode="auto").coloring
-    assert (by_col.method, by_col.colors, by_col.passes) == ("column", 10, "10 JVPs instead of 10")
+    assert (by_col.method, by_col.colors, by_col.passes) == ("column", 10, "10 JVPs, as many as dense")  # no saving
     assert (by_row.method, by_row.colors, by_row.passes) == ("row", 2, "2 VJPs instead of 10")
     assert auto.method == "row" and auto.mode == "rev"
     assert auto.reason == "pattern 19 nonzeros; 10 column colors (JVPs) vs 2 row colors (VJPs): 2 VJPs instead of 10"
     ref = flat_reference(arrow, (jnp.arange(1.0, 11.0),), (0,))
     for mode in ("fwd", "rev", "auto"):
         np.testing.assert_allclose(sparse_result(p, mode=mode).dense(), ref)
+
+
+def test_coloring_counts_read_as_english() -> None:
+    """One color is singular, and a coloring that saves nothing does not say "1 VJP instead of 1"."""
+    p = problem(lambda x: x**2, jnp.array([3.0]))
+    for mode, said in (("fwd", "1 JVP, as many as dense"), ("rev", "1 VJP, as many as dense")):
+        assert sparse_result(p, mode=mode).coloring.passes == said
+    auto = sparse_result(p, mode="auto").coloring
+    assert auto.reason == "pattern 1 nonzero; 1 column color (JVP) vs 1 row color (VJP): 1 JVP, as many as dense"
+    diag = sparse_result(problem(lambda x: x**2, jnp.arange(1.0, 6.0)), mode="rev").coloring
+    assert diag.passes == "1 VJP instead of 5"
+
+
+def test_a_long_detection_failure_is_cut_after_a_whole_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """asdex's (and JAX's) messages run long; the warning keeps whole sentences, never half of one."""
+    said = (
+        "grad requires real-valued outputs (output dtype that is a sub-dtype of np.floating), but got complex128. "
+        "For holomorphic differentiation, pass holomorphic=True. For differentiation of non-holomorphic functions "
+        "involving complex outputs, use jax.vjp directly."
+    )
+    assert sparse.whole_sentences(said) == said[: said.index("True.") + 5]
+    assert sparse.whole_sentences("short. line\nsecond line") == "short. line"
+    long_word = "a" * 190 + " words without a full stop " + "b" * 40
+    assert sparse.whole_sentences(long_word) == "a" * 190 + " words …"  # cut after a word within 200 characters
+    import asdex
+
+    def fails(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError(said)
+
+    monkeypatch.setattr(asdex, "jacobian_sparsity", fails)
+    with pytest.raises(sparse.Undetectable) as caught:
+        sparse.detect(problem(jnp.sin, jnp.ones(3)), "jacobian")
+    assert caught.value.reason == f"sparsity detection failed (TypeError: {said[: said.index('True.') + 5]})"
+
+
+def test_blocks_are_named_as_the_dense_result_names_them() -> None:
+    from jaxdiff_cli.engine.layout import named_leaves
+    from jaxdiff_cli.engine.plans import hessian, jacobian
+
+    def f(q: Any, w: Any) -> Any:
+        return {"out": q["a"] * w[0], "sum": jnp.sum(q["b"]) * w}
+
+    q = {"a": jnp.ones((2, 3)), "b": jnp.ones(4)}
+    p = Problem(fn=f, names=("q", "w"), primals=(q, jnp.ones(2)), argnums=(0, 1), where="f")
+    blocks = sparse.named_blocks(p, "jacobian")
+    dense = dict(named_leaves({"jacobian": jacobian(p, "fwd").outputs["jacobian"]}))
+    assert set(blocks) == set(dense)
+    for name, block in blocks.items():
+        assert block.shape == dense[name].shape, name
+    assert blocks["jacobian.sum.q.b"].rows == (6, 8) and blocks["jacobian.sum.q.b"].cols == (6, 10)
+    s = Problem(fn=lambda q, w: jnp.sum(q["a"] ** 2) * jnp.sum(q["b"]) + jnp.sum(w**3), names=("q", "w"),
+                primals=(q, jnp.ones(2)), argnums=(0, 1), where="f")  # fmt: skip
+    hess = dict(named_leaves({"hessian": hessian(s).outputs["hessian"]}))
+    assert {n: b.shape for n, b in sparse.named_blocks(s, "hessian").items()} == {n: a.shape for n, a in hess.items()}
 
 
 def test_the_cache_key_holds_what_the_pattern_depends_on(tmp_path: Path) -> None:

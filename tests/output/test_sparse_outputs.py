@@ -116,9 +116,11 @@ def test_scipy_npz_and_matrix_market_files(tmp_path: Path) -> None:
     save_matrix(tmp_path / "P.mtx", matrix([0, 1], [1, 1], None, (2, 2)))
     assert (tmp_path / "P.mtx").read_text().startswith("%%MatrixMarket matrix coordinate pattern general")
     dense = np.array([[0.0, 2.0], [3.0, 0.0]])
-    save_dense_matrix(tmp_path / "D.mtx", dense, (2, 2))
+    save_dense_matrix(tmp_path / "D.mtx", dense, [("f", 2)], [("x", 1), ("w", 1)], title="jacobian of g")
     np.testing.assert_array_equal(scipy.io.mmread(tmp_path / "D.mtx").toarray(), dense)
-    assert "\n2 2 2\n" in (tmp_path / "D.mtx").read_text()  # the two nonzeros only
+    text = (tmp_path / "D.mtx").read_text()
+    assert "\n2 2 2\n" in text  # the two nonzeros only
+    assert "\n%jacobian of g; rows: f [2]; columns: x [1], w [1]\n" in text  # its blocks, as a sparse one's
     from jaxdiff_cli.errors import OutputError
 
     with pytest.raises(OutputError, match=r"unknown sparse format '\.npy'"):
