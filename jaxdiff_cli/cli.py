@@ -804,8 +804,8 @@ def init(
     def body() -> None:
         from jaxdiff_cli.atomic import write_new
         from jaxdiff_cli.errors import OutputError
-        from jaxdiff_cli.inputs.starter import starter_spec
         from jaxdiff_cli.output import console
+        from jaxdiff_cli.starter import starter_spec
 
         name = output.name if output is not None else "spec.yaml"
         folder = (output.parent if str(output.parent) else Path(".")) if output is not None else None

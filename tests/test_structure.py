@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, int]] = [
     ("jaxdiff_cli.operations", 5),
     ("jaxdiff_cli.checks", 4),
     ("jaxdiff_cli.schema", 4),  # the spec's JSON Schema, from the loader's and the checks' tables
+    ("jaxdiff_cli.starter", 4),  # jaxdiff init: a spec written, loaded back and prepared for its shapes
     ("jaxdiff_cli.prepare", 3),
     ("jaxdiff_cli.engine", 2),
     ("jaxdiff_cli.inputs", 1),
