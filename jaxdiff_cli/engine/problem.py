@@ -90,7 +90,8 @@ class Problem:
             as_float = _flow(leaf.astype(np.float64).tolist()) if leaf.size <= 4 else "2.0, not 2"
             return (
                 f"{name} holds {leaf.dtype}: whole numbers for an argument that is not differentiated keep an integer"
-                f" dtype (README: Values); if it is a number, not an index, write {name}={as_float}"
+                f" dtype (README: Values); if it is a number, not an index, write {name}: {as_float} in the spec"
+                f" (-p {name}={as_float})"
             )
         return None
 

@@ -638,13 +638,25 @@ def _guided(raw: Any, like: Any, ctx: Context, keypath: str, what: str, leaves: 
             raise ctx.error(keypath, f"expected a list of {len(like)} values like the {what}")
         out = [_guided(r, lk, ctx, join(keypath, i), what, leaves) for i, (r, lk) in enumerate(zip(raw, like))]
         return tuple(out) if isinstance(like, tuple) else out
+    dtype = np.dtype(like.dtype)
     if isinstance(raw, np.ndarray):
         arr = raw
     else:
-        arr = construct(raw, ctx, keypath) if is_constructor(raw) else to_array(raw, ctx, keypath)
+        # A leaf is read as real or complex as the leaf it stands for, at the run's precision: the
+        # cotangent of a real output of complex inputs is real (1.0, {ones: ...}, {random: ...}),
+        # where the run's complex dtype would have made it complex and then refused it.
+        run_kind = "c" if is_complex(ctx.dtype) else "f"
+        leaf_ctx = ctx
+        if dtype.kind in "fc" and dtype.kind != run_kind:
+            leaf_ctx = Context(real_dtype(ctx.dtype) if dtype.kind == "f" else complex_dtype(ctx.dtype), ctx.base_dir, ctx.source)
+        try:
+            arr = construct(raw, leaf_ctx, keypath) if is_constructor(raw) else to_array(raw, leaf_ctx, keypath)
+        except SpecError as exc:
+            if dtype.kind == "f" and exc.message.startswith("complex values where"):
+                raise ctx.error(keypath, f"complex values where the {what} holds {dtype} numbers") from None
+            raise
     if isinstance(arr, dict):
         raise ctx.error(keypath, f"an .npz without 'key' gives a mapping, but the {what} here is one array")
-    dtype = np.dtype(like.dtype)
     if dtype.kind in "fc" and np.asarray(arr).dtype == bool:
         raise ctx.error(keypath, f"true/false values where the {what} holds {dtype} numbers")
     if dtype.kind == "f" and np.iscomplexobj(arr):

@@ -790,7 +790,7 @@ def test_an_integer_argument_in_a_float_operation_says_it_is_an_integer(cli: Any
     assert ran.exit_code == 4 and ran.stderr.count("\n") == 1
     assert "Integers cannot be raised to negative powers" in ran.stderr
     assert "(s holds int32: whole numbers for an argument that is not differentiated keep an integer dtype" in ran.stderr
-    assert "write s=2.0)" in ran.stderr
+    assert "write s: 2.0 in the spec (-p s=2.0))" in ran.stderr
     # the rewrite the hint gives works: d/dx sum(x / 2) = 1/2
     fixed = cli("grad", "-f", "lambda x, s: jnp.sum(x * s**-1)", "-p", "x=[1.0,2.0]", "-p", "s=2.0", "--json")
     assert fixed.exit_code == 0 and list(fixed.outputs()["grad.x"]) == [0.5, 0.5]

@@ -177,6 +177,32 @@ def test_check_update_records_complex_values_that_read_back(cli: Any, tmp_path: 
 X0 = 0.37
 
 
+@pytest.mark.parametrize("dtype", ["complex64", "complex128"])
+def test_cotangents_are_real_or_complex_as_the_output_is(cli: Any, dtype: str, tmp_path: Path) -> None:
+    # A real output of complex inputs takes a real cotangent (the default 1.0, a list, a constructor):
+    # the run's complex dtype used to make it complex and then refuse it. Closed forms: for
+    # f(z) = |z|^2 JAX's vjp is 2·conj(z)·u; for f(x) = c·x of real x it is Re(u·c).
+    z, rtol = np.array([1 + 2j, 3 - 1j]), (1e-6 if dtype == "complex64" else 1e-14)
+    prim = "z={re: [1.0, 3.0], im: [2.0, -1.0]}"
+    out = ok(cli("vjp", "-f", "lambda z: jnp.sum(jnp.abs(z)**2)", "-p", prim, "--dtype", dtype, "--json"))["outputs"]
+    np.testing.assert_allclose(complex_data(out["vjp.z"]), 2 * np.conj(z), rtol=rtol)
+    for u in ("[1.0, 2.0]", "{linspace: [1, 2, 2]}"):
+        out = ok(cli("vjp", "-f", "lambda z: jnp.abs(z)**2", "-p", prim, "-c", u, "--dtype", dtype, "--json"))["outputs"]
+        assert out["value"]["dtype"] == {"complex64": "float32", "complex128": "float64"}[dtype]
+        np.testing.assert_allclose(complex_data(out["vjp.z"]), 2 * np.conj(z) * [1.0, 2.0], rtol=rtol)
+    ran = cli("vjp", "-f", "lambda z: jnp.abs(z)**2", "-p", prim, "-c", "[1+1j, 2.0]", "--dtype", dtype)
+    assert ran.exit_code == 3 and "cotangents: complex values where the output holds float" in ran.stderr
+    # A complex output of real inputs in a real run takes a complex cotangent.
+    real = {"complex64": "float32", "complex128": "float64"}[dtype]
+    out = ok(cli("vjp", "-f", "lambda x: x * (1+2j)", "-p", "x=[1.0, 2.0]", "-c", "[1+1j, 2.0]", "--dtype", real, "--json"))
+    np.testing.assert_allclose(out["outputs"]["vjp.x"]["data"], [((1 + 1j) * (1 + 2j)).real, 2.0], rtol=rtol)
+    # And check --update of such a spec records vjp (it stopped at the default cotangent).
+    spec = tmp_path / "c.yaml"
+    spec.write_text(f"function: 'lambda z: jnp.sum(jnp.abs(z)**2)'\nprimals: {{{prim.replace('=', ': ', 1)}}}\ndtype: {dtype}\n")
+    assert cli("check", "--update", spec).exit_code == 0
+    assert "vjp.z:" in spec.read_text() and cli("check", spec).exit_code == 0
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_derivative_of_scalar_to_vector_and_matrix(cli: Any, dtype: str) -> None:
     doc = ok(
