@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from jaxdiff_cli import __version__
 from jaxdiff_cli.atomic import atomic_open
-from jaxdiff_cli.errors import JaxdiffError, OutputError
+from jaxdiff_cli.errors import JaxdiffError, OutputError, UsageError
 from jaxdiff_cli.inputs.spec import CLI, join, locate, source_text
 
 if TYPE_CHECKING:
@@ -32,6 +32,21 @@ if TYPE_CHECKING:
 
 OUTPUT_FORMATS = ("text", "json", "github")
 ERROR_CASE = "spec"  # the testcase of a spec (or case) that could not be checked
+
+
+def output_format(chosen: str | None, json_: bool) -> str:
+    """check's output format: --output-format, --json, else github in GitHub Actions, else text."""
+    import os
+
+    if chosen is not None and chosen not in OUTPUT_FORMATS:
+        raise UsageError(f"unknown format {chosen!r}", where="--output-format", hint="text, json or github")
+    if json_ and chosen not in (None, "json"):
+        raise UsageError(f"--json and --output-format {chosen} disagree", hint="give one of them")
+    if chosen is not None:
+        return chosen
+    if json_:
+        return "json"
+    return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
 
 
 def number(v: float) -> str:

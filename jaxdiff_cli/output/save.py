@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxdiff_cli.atomic import atomic_open
+from jaxdiff_cli.atomic import atomic_open, write_new
 from jaxdiff_cli.errors import OutputError
 
 FORMATS = (".npz", ".npy", ".json")
@@ -31,6 +31,28 @@ def check_output_path(path: Path, formats: tuple[str, ...] = FORMATS) -> None:
         raise OutputError("is a folder", where=f"-o {path}")
     if not os.access(folder, os.W_OK):
         raise OutputError(f"folder {folder} is not writable", where=f"-o {path}")
+
+
+_NEVER_OVER = "exists: jaxdiff init never overwrites a file"
+
+
+def check_new_file(path: Path) -> None:
+    """Fail before any work if ``path`` exists or its folder does not (``init -o``)."""
+    if path.exists():
+        raise OutputError(_NEVER_OVER, where=f"-o {path}", hint="remove it or pick another name")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"folder {folder} does not exist", where=f"-o {path}")
+
+
+def write_new_file(path: Path, text: str) -> None:
+    """``text`` as a new file, never over one that appeared meanwhile."""
+    try:
+        write_new(path, text.encode("utf-8"))
+    except FileExistsError:
+        raise OutputError(_NEVER_OVER, where=f"-o {path}") from None
+    except OSError as exc:
+        raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"-o {path}") from None
 
 
 def save(path: Path, arrays: Mapping[str, Any], doc: Mapping[str, Any]) -> None:

@@ -438,7 +438,7 @@ def test_completion_completes_commands_and_choices_without_jax(words: str, cword
 
 
 def test_the_choices_in_help_are_the_loaders(cli: Any) -> None:
-    from jaxdiff_cli import cli as cli_module
+    from jaxdiff_cli import helptext as cli_module
     from jaxdiff_cli.dtypes import DTYPES
     from jaxdiff_cli.inputs.spec import DEVICES
     from jaxdiff_cli.prepare import MODES
@@ -447,8 +447,9 @@ def test_the_choices_in_help_are_the_loaders(cli: Any) -> None:
     assert (cli_module.JACOBIAN_MODE_CHOICES, cli_module.HVP_MODE_CHOICES) == (MODES["jacobian"], MODES["hvp"])
     assert cli_module.TAYLOR_MODE_CHOICES == MODES["taylor"] == MODES["derivative"]
     from jaxdiff_cli.engine.sparse import KINDS
+    from jaxdiff_cli.output.reports import OUTPUT_FORMATS
 
-    assert cli_module.SPARSITY_OP_CHOICES == KINDS
+    assert cli_module.SPARSITY_OP_CHOICES == KINDS and cli_module.OUTPUT_FORMAT_CHOICES == OUTPUT_FORMATS
     text = cli("jacobian", "--help").stdout
     assert "[float32|float64|complex64|complex128]" in text and "[cpu|gpu|tpu|auto]" in text and "[fwd|rev|auto]" in text
     assert "[fwd-rev|rev-fwd|rev-rev]" in cli("hvp", "--help").stdout
