@@ -426,14 +426,16 @@ def init(
         if output is not None:
             save.check_new_file(output)  # before any work
         folder = (output.parent if str(output.parent) else Path(".")) if output is not None else None
-        text = starter_spec(
+        starter = starter_spec(
             function, tuple(primal or ()), wrt=tuple(wrt or ()), tangents=tuple(tangent or ()), dtype=dtype,
             name=output.name if output is not None else "spec.yaml", base_dir=folder.resolve() if folder is not None else None,
         )  # fmt: skip
+        if starter.warning is not None:
+            console.say("warning", starter.warning)
         if output is None:
-            console.write(text)
+            console.write(starter.text)
             return
-        save.write_new_file(output, text)
+        save.write_new_file(output, starter.text)
         typer.echo(f"wrote {output}; next: jaxdiff check --update {output}", err=True)
 
     _guarded(debug, body)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,8 @@ def starter_spec(
     dtype: str | None = None,
     name: str = "spec.yaml",
     base_dir: Path | None = None,
-) -> str:
-    """The text of a starter spec (``name`` is the file it will be, for the comments and messages)."""
+) -> Starter:
+    """A starter spec (``name`` is the file it will be, for the comments and messages)."""
     if not primals:
         raise UsageError("init needs the function's primals", where="--primal", hint=_NAME_HINT)
     values = _named(primals, "--primal")
@@ -93,20 +94,31 @@ def starter_spec(
     source = Where(name)
     overrides = Overrides(wrt=wrt, dtype=dtype)
     spec = build_spec(parse_yaml("\n".join(lines) + "\n", source), source, base_dir or Path.cwd(), overrides)
-    lines[at:at] = _shaped_comments(spec, tangents=not given_tangents)
+    comments, failed = _shaped_comments(spec, tangents=not given_tangents)
+    lines[at:at] = comments
     text = "\n".join(lines) + "\n"
     build_spec(parse_yaml(text, source), source, base_dir or Path.cwd(), overrides)
-    return text
+    warning = None
+    if failed is not None:  # a valid spec of a function that fails here: written, but said at once
+        warning = f"the function could not be evaluated at these primals ({failed}); check will say the same"
+    return Starter(text, warning)
+
+
+@dataclass(frozen=True)
+class Starter:
+    text: str
+    warning: str | None  # the function failed to load or trace at the primals: the spec is still valid
 
 
 _LITERAL_MAX = 8  # entries of a 1-D leaf written out as a list; larger leaves as {ones: shape}
 
 
-def _shaped_comments(spec: Spec, *, tangents: bool) -> list[str]:
+def _shaped_comments(spec: Spec, *, tangents: bool) -> tuple[list[str], str | None]:
     """The commented ``tangents:`` and ``cotangents:`` lines, each a value of the right shape (ones), so
     that uncommenting one gives a spec that checks: the tangents shaped like the differentiated primals,
     the cotangents like the output, which takes evaluating the function's shape (``jax.eval_shape``).
-    Where the function cannot be loaded or traced here, a comment says what they must be instead."""
+    Where the function cannot be loaded or traced here, a comment says what they must be instead, and
+    the error comes back beside the lines."""
     from jaxdiff_cli.engine.problem import output_shape
     from jaxdiff_cli.prepare import prepare
 
@@ -119,7 +131,7 @@ def _shaped_comments(spec: Spec, *, tangents: bool) -> list[str]:
         return [
             "# For jvp and hvp add tangents: shaped like the differentiated primals (keyed by name), and for vjp",
             f"# cotangents: shaped like the output. The function could not be evaluated here ({why}).",
-        ]
+        ], exc.render()
     problem = prep.problem
     lines = []
     if tangents:
@@ -128,7 +140,7 @@ def _shaped_comments(spec: Spec, *, tangents: bool) -> list[str]:
         value = {n: _ones_like(v, spec.dtype) for n, v in like.items()}
         lines.append(f"# tangents: {_flow(value)}  # for jvp and hvp, shaped like the differentiated primals ({shown})")
     lines.append(f"# cotangents: {_flow(_ones_like(out, spec.dtype))}  # for vjp, shaped like the output ({_shape_of(out)})")
-    return lines
+    return lines, None
 
 
 def _ones_like(tree: Any, dtype: str) -> Any:

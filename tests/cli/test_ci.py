@@ -372,6 +372,10 @@ def test_init_says_why_when_the_output_shape_is_unknown(cli: Any, tmp_path: Path
     ran = cli("init", "lambda x: x @ jnp.ones(3)", "-p", "x=[1.0, 2.0]", "-o", spec)
     assert ran.exit_code == 0, ran.stderr
     assert "# cotangents: shaped like the output. The function could not be evaluated here (" in spec.read_text()
+    assert ran.stderr.startswith(
+        "warning: the function could not be evaluated at these primals (s.yaml: function: the function failed to trace"
+    )
+    assert "check will say the same" in ran.stderr and cli("check", spec).exit_code == 4
 
 
 def test_init_never_overwrites(cli: Any, tmp_path: Path) -> None:
