@@ -40,11 +40,14 @@ def main() -> None:
     for k, v in r["process"]["ratios"].items():
         target = t.get(k.split(" ")[0])
         out.append(f"| {k} | {v:.2f}x | ≤ {target} |")
+    ratio, import_jax = r["process"]["ratios"], r["process"]["seconds"]["python -c 'import jax'"]
     out += [
         "",
-        "A whole run is mostly `import jax` (0.6–0.7 s here). For the seed polynomial, compiling takes about 0.1 s, so even "
-        "a free compile cannot bring a warm run below ~0.88x of a script that compiles: the warm-cache target is met "
-        "where compiling costs something (the heavy Hessian: 0.69–0.76x), not for the tiny function.",
+        f"A whole run is mostly `import jax` ({ms(import_jax)} here). jaxdiff pauses Python's cyclic "
+        "garbage collector while it imports and sets up JAX (jaxdiff_cli/startup.py): without that, full collections "
+        "over JAX's objects added about 60 ms to every run. For the seed polynomial compiling costs little, so a warm "
+        f"cache saves little ({ratio['warm']:.2f}x); it pays where compiling costs something (the heavy Hessian: "
+        f"{ratio['warm (heavy)']:.2f}x).",
         "",
         "## Each operation in steady state, vs hand-written `jax.jit`",
         "",
@@ -181,6 +184,7 @@ def taylor_section(t: dict) -> list[str]:
         f"{max(r['max_relative_difference'] for r in rows):.0e} (relative).",
         "",
     ]
+    return out
 
 
 def mib(b: float) -> str:

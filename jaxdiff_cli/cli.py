@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import __version__, signals
+from . import __version__, signals, startup
 from .errors import ExitCode, JaxdiffError, OutputClosed, blame
 from .helptext import APP, COMMANDS, FLAGS
 from .options import Common
@@ -462,6 +462,7 @@ def main() -> None:
     from jaxdiff_cli.output.console import say
 
     code: int | str | None = 0
+    startup.pause_gc()  # until JAX is set up (startup.settled, from prepare)
     signals.install()
     try:
         try:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from jaxdiff_cli import startup
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError
 from jaxdiff_cli.inputs.binding import bind_primals, check_sizes, fit_dtypes, resolve_wrt
 from jaxdiff_cli.inputs.spec import CLI, OPERATIONS, Spec
@@ -86,6 +87,7 @@ def prepare(
     from jaxdiff_cli.inputs.functions import load_function
 
     rt = runtime.configure(spec.dtype, spec.device, use_cache, where=spec.where("device"), cluster=cluster, only_spec=only_spec)
+    startup.settled()  # JAX is loaded: the collector that jaxdiff's start-up paused runs again
     if device is not None:
         rt = runtime.Runtime(device=device, dtype=rt.dtype, cache=rt.cache)
     loaded = load_function(spec.function, tuple(spec.primals), spec.base_dir, spec.where("function"))

@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, int]] = [
     ("jaxdiff_cli.inputs", 1),
     ("jaxdiff_cli.errors", 0),
     ("jaxdiff_cli.signals", 0),
+    ("jaxdiff_cli.startup", 0),
     ("jaxdiff_cli.atomic", 0),
     ("jaxdiff_cli.encoding", 0),
     ("jaxdiff_cli.helptext", 0),  # the words of --help: data only
