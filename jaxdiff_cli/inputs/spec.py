@@ -504,6 +504,17 @@ def read_source(spec_path: str | None) -> tuple[dict[str, Any], str, Path]:
     return data, source, base
 
 
+def _named_options(texts: tuple[str, ...], option: str, what: str) -> dict[str, Any]:
+    """``-p NAME=VALUE`` (or ``-t``) options by name, in order; a name given twice is an error."""
+    out: dict[str, Any] = {}
+    for text in texts:
+        name, value = _name_value(text, option)
+        if name in out:
+            raise SpecError(f"{what} {name!r} is given twice", where=where(CLI, f"{option} {name}"))
+        out[name] = value
+    return out
+
+
 def _name_value(text: str, option: str) -> tuple[str, Any]:
     name, sep, value = text.partition("=")
     name = name.strip()
@@ -552,13 +563,8 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
     for name in primals:
         if not isinstance(name, str) or not name.isidentifier():
             raise SpecError(f"{name!r} is not a valid argument name", where=where(source, "primals"))
-    from_cli: set[str] = set()
-    for text in ov.primals:
-        name, value = _name_value(text, "--primal")
-        if name in from_cli:
-            raise SpecError(f"primal {name!r} is given twice", where=where(CLI, f"--primal {name}"))
-        from_cli.add(name)
-        primals[name] = value
+    cli_primals = _named_options(ov.primals, "--primal", "primal")
+    primals.update(cli_primals)
     if not primals:
         raise SpecError("no primals: give 'primals:' in the spec or --primal NAME=VALUE", where=where(source, "primals"))
 
@@ -574,15 +580,9 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
     if ov.tangents:
         # Spec tangents keyed by argument stay, and --tangent adds or replaces entries.
         given = dict(tangents) if isinstance(tangents, dict) and set(tangents) <= set(primals) else {}
-        seen: set[str] = set()
-        for text in ov.tangents:
-            name, value = _name_value(text, "--tangent")
-            if name in seen:
-                raise SpecError(f"tangent {name!r} is given twice", where=where(CLI, f"--tangent {name}"))
-            seen.add(name)
-            given[name] = value
-        tangents = given
-        tangent_options = frozenset(seen)
+        cli_tangents = _named_options(ov.tangents, "--tangent", "tangent")
+        tangents = {**given, **cli_tangents}
+        tangent_options = frozenset(cli_tangents)
     else:
         tangent_options = frozenset()
     cotangents = (
@@ -631,7 +631,7 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         argnums=argnums,
         has_aux=has_aux,
         sparse=sparse,
-        cli_primals=frozenset(from_cli),
+        cli_primals=frozenset(cli_primals),
         cli_tangents=tangent_options,
         holomorphic=holomorphic,
         order=parse_order(data.get("order"), where(source, "order")),

@@ -42,6 +42,22 @@ def _axis_labels(ax: Any, kind: str, n_col_blocks: int) -> None:
     ax.set_ylabel("inputs" if kind == "hessian" else "outputs (rows)", fontsize=8)
 
 
+def _name_blocks(ax: Any, rows: list[tuple[str, int]], cols: list[tuple[str, int]], color: str) -> None:
+    """Lines between the row and column blocks, and one label a block at its centre: its name and
+    number of entries (indices run from its edge). Blocks under 1.5% of the axis go unlabelled."""
+    for blocks, line, axis in ((rows, ax.axhline, ax.yaxis), (cols, ax.axvline, ax.xaxis)):
+        total = sum(size for _, size in blocks)
+        ticks, labels, start = [], [], 0
+        for name, size in blocks:
+            if size >= 0.015 * total or len(blocks) <= 3:
+                ticks.append(start + (size - 1) / 2)
+                labels.append(f"{name} [{size:,}]" if size > 1 else name)
+            start += size
+            if start < total:
+                line(start - 0.5, color=color, linewidth=0.8)
+        axis.set_ticks(ticks, labels, fontsize=7)
+
+
 def _write(fig: Any, path: Path, source: str) -> None:
     """The figure into ``path``, atomically (a run killed mid-write leaves the old image or none)."""
     fig.tight_layout()
@@ -72,18 +88,7 @@ def save_figure(m: Matrix, path: Path, *, spy: bool = False, title: str = "", so
             image = ax.imshow(data, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest", aspect="auto")
             fig.colorbar(image, ax=ax, shrink=0.85)
             ax.set_title(title, fontsize=9)
-        for blocks, line, axis in ((m.rows, ax.axhline, ax.yaxis), (m.cols, ax.axvline, ax.xaxis)):
-            total = sum(size for _, size in blocks)
-            ticks, labels, start = [], [], 0
-            for name, size in blocks:
-                # One label a block, at its centre: name and number of entries (indices run from its edge).
-                if size >= 0.015 * total or len(blocks) <= 3:
-                    ticks.append(start + (size - 1) / 2)
-                    labels.append(f"{name} [{size}]" if size > 1 else name)
-                start += size
-                if start < total:
-                    line(start - 0.5, color="black", linewidth=0.8)
-            axis.set_ticks(ticks, labels, fontsize=7)
+        _name_blocks(ax, m.rows, m.cols, "black")
         # Index ticks on the top and right: the index of an entry within its block, to read a cell off.
         for secondary, blocks in ((ax.secondary_xaxis("top"), m.cols), (ax.secondary_yaxis("right"), m.rows)):
             positions, indices = index_ticks(blocks)
@@ -140,17 +145,7 @@ def save_spy_figure(sm: SparseMatrix, path: Path, *, title: str = "", source: st
         ax.imshow(counts > 0, cmap="Greys", interpolation="nearest", aspect=aspect, vmin=0, vmax=1, extent=extent)
         facts = f"{sm.nnz:,} nonzeros of {m:,} x {n:,}; {sm.coloring.colors} colors: {sm.coloring.passes}"
         ax.set_title(f"{title}\n{facts}", fontsize=8)
-        for blocks_, line, axis in ((sm.rows, ax.axhline, ax.yaxis), (sm.cols, ax.axvline, ax.xaxis)):
-            total = sum(size for _, size in blocks_)
-            ticks, labels, start = [], [], 0
-            for name, size in blocks_:
-                if size >= 0.015 * total or len(blocks_) <= 3:
-                    ticks.append(start + (size - 1) / 2)
-                    labels.append(f"{name} [{size:,}]" if size > 1 else name)
-                start += size
-                if start < total:
-                    line(start - 0.5, color="tab:red", linewidth=0.8)
-            axis.set_ticks(ticks, labels, fontsize=7)
+        _name_blocks(ax, sm.rows, sm.cols, "tab:red")
         _axis_labels(ax, sm.kind, len(sm.cols))
         _write(fig, path, source)
     finally:
