@@ -138,7 +138,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import jax
-
     import suite
 
     runs, min_time = (3, 0.05) if args.quick else (9, 0.3)
