@@ -127,9 +127,6 @@ def _in_git_work_tree(folder: Path) -> bool:
     return any((p / ".git").exists() for p in (folder, *folder.parents))
 
 
-_SEALED: dict[str, Any] = {}  # what JAX's cache was last set up with: {"folder": Path, "secret": bytes}
-
-
 def _seal_jax_cache(folder: Path, secret: bytes) -> bool:
     """Make JAX's persistent cache in ``folder`` a sealed one: every entry written with a tag of
     ``secret``, every entry read only when its tag verifies. False (no cache) when the installed JAX
@@ -148,8 +145,6 @@ def _seal_jax_cache(folder: Path, secret: bytes) -> bool:
     build = getattr(jax_cache, "get_file_cache", None)
     if not callable(build) or not callable(getattr(jax_cache, "reset_cache", None)):
         return False
-    if _SEALED.get("folder") == folder and _SEALED.get("secret") == secret:
-        return True
     original = getattr(build, "jaxdiff_original", build)
 
     class Sealed(CacheInterface):
@@ -170,8 +165,9 @@ def _seal_jax_cache(folder: Path, secret: bytes) -> bool:
 
     get_file_cache.jaxdiff_original = original  # type: ignore[attr-defined]
     setattr(jax_cache, "get_file_cache", get_file_cache)  # noqa: B010  # mypy: a module's function, replaced
-    jax_cache.reset_cache()  # a cache JAX set up before (another folder or key) is built again, through the hook
-    _SEALED.update(folder=folder, secret=secret)
+    # Built again at the next compile, through the hook, on every configure: a cache JAX set up before
+    # (another spec's folder or key, or the user's own tests' folder under the pytest plugin) is not kept.
+    jax_cache.reset_cache()
     return True
 
 

@@ -29,6 +29,7 @@ from jaxdiff_cli.errors import UsageError
 
 MAGIC = b"jaxdiff-sealed-1\n"  # then the 32-byte tag, then the entry's bytes
 _TAG = 32
+_STREAM = 64 << 20  # bytes: a file larger than this is verified as it streams, before it is read whole
 _MIN_SECRET = 16  # characters of JAXDIFF_CACHE_KEY: below this it is a password, not a key
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 
@@ -113,11 +114,16 @@ def unseal(secret: bytes, kind: str, name: str, blob: bytes) -> bytes | None:
 
 
 def _tag(secret: bytes, kind: str, name: str, payload: bytes) -> bytes:
+    mac = _mac(secret, kind, name)
+    mac.update(payload)
+    return mac.digest()
+
+
+def _mac(secret: bytes, kind: str, name: str) -> hmac.HMAC:
     mac = hmac.new(secret, digestmod=hashlib.sha256)
     for part in (kind.encode(), name.encode("utf-8", "surrogateescape")):
         mac.update(len(part).to_bytes(8, "big") + part)  # lengths first: no two (kind, name) run together alike
-    mac.update(payload)
-    return mac.digest()
+    return mac
 
 
 class SealedFolder:
@@ -137,7 +143,9 @@ class SealedFolder:
     def read(self, name: str) -> bytes | None:
         path = self.path(name)
         try:
-            if not stat.S_ISREG(os.lstat(path).st_mode):
+            info = os.lstat(path)
+            # A large file is verified as it streams before it is read whole: a planted one costs no memory.
+            if not stat.S_ISREG(info.st_mode) or (info.st_size > _STREAM and not self._verifies(path, name)):
                 self.rejected += 1
                 return None
             blob = path.read_bytes()
@@ -147,6 +155,16 @@ class SealedFolder:
         if payload is None:
             self.rejected += 1
         return payload
+
+    def _verifies(self, path: Path, name: str) -> bool:
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC) + _TAG)
+            if len(head) < len(MAGIC) + _TAG or not head.startswith(MAGIC):
+                return False
+            mac = _mac(self.secret, self.kind, name)
+            while chunk := f.read(1 << 20):
+                mac.update(chunk)
+        return hmac.compare_digest(head[len(MAGIC) :], mac.digest())
 
     def write(self, name: str, payload: bytes) -> None:
         path = self.path(name)

@@ -253,6 +253,17 @@ def test_a_seal_holds_only_for_its_key_kind_and_name(tmp_path: Path) -> None:
     assert store.read("jit_g-1") is None and store.rejected == 1  # a link is not an entry
 
 
+def test_a_large_entry_is_verified_as_it_streams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sealed, "_STREAM", 10)  # every entry here is "large"
+    store = sealed.SealedFolder(tmp_path, sealed.derive(b"k" * 32), "xla")
+    store.write("jit_f-1", b"program" * 100)
+    assert store.read("jit_f-1") == b"program" * 100
+    other = sealed.SealedFolder(tmp_path, sealed.derive(b"o" * 32), "xla")
+    assert other.read("jit_f-1") is None and other.rejected == 1
+    (tmp_path / "jit_f-2.sealed").write_bytes(sealed.MAGIC + b"\0" * 40)
+    assert store.read("jit_f-2") is None and store.rejected == 1
+
+
 # --------------------------------------------------------------------------- the sparsity-pattern cache
 
 DIAGONAL = "lambda x: x**3 + 2 * x"  # the attacker's: a diagonal pattern
