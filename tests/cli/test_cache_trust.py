@@ -62,19 +62,29 @@ def poison(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         assert made.returncode == 0, made.stderr
         names = _run(command, "three.yaml", *extra, cache=root / f"names-{command}", config=root / "v", cwd=root)
         assert names.returncode == (0 if command == "eval" else 1), names.stderr
-        out[command] = (_entries(root / f"attacker-{command}"), sorted(_entries(root / f"names-{command}")))
+        out[command] = (_entries(root / f"attacker-{command}"), _entries(root / f"names-{command}"))
     return out
 
 
+def _in_order(entries: dict[str, Path]) -> dict[str, list[str]]:
+    """The names of each program, in the order they were compiled (both runs compile the same sequence)."""
+    order: dict[str, list[str]] = {}
+    for name, path in sorted(entries.items(), key=lambda e: e[1].stat().st_mtime_ns):
+        order.setdefault(_module(name), []).append(name)
+    return order
+
+
 def _plant(poison: dict[str, Any], command: str, folder: Path) -> list[Path]:
-    """Under each name of the victim's programs, the attacker's program of the same name (x * 2.0)."""
+    """Under each name of the victim's programs, the attacker's program compiled at the same step (x * 2.0).
+    (Against the unsealed cache of before, this plant made check pass the lie, exit 0.)"""
     attacker, names = poison[command]
+    theirs = _in_order(attacker)
     folder.mkdir(parents=True, exist_ok=True)
     planted = []
-    for name in names:
-        source = next(p for n, p in sorted(attacker.items()) if _module(n) == _module(name))
-        shutil.copyfile(source, folder / f"{name}.sealed")
-        planted.append(folder / f"{name}.sealed")
+    for module, victims in _in_order(names).items():
+        for name, source in zip(victims, theirs[module], strict=True):
+            shutil.copyfile(attacker[source], folder / f"{name}.sealed")
+            planted.append(folder / f"{name}.sealed")
     assert planted
     return planted
 
@@ -143,15 +153,27 @@ def test_the_plant_works_when_sealed_with_the_victims_key(poison: dict[str, Any]
     test above fails if the seal is not checked, and the key is exactly what the guarantee rests on."""
     (tmp_path / "three.yaml").write_text(THREE)
     victim = "the victim's key, which the attacker has here"
-    attacker, names = poison["eval"]
-    (tmp_path / "c").mkdir()
-    for name in names:
-        (source,) = [p for n, p in attacker.items() if _module(n) == _module(name)]
-        payload = sealed.unseal(sealed.derive(ATTACKER.encode()), "xla", source.name.removesuffix(".sealed"), source.read_bytes())
-        assert payload is not None
-        (tmp_path / "c" / f"{name}.sealed").write_bytes(sealed.seal(sealed.derive(victim.encode()), "xla", name, payload))
-    ran = _run("eval", "three.yaml", "--json", cache=tmp_path / "c", config=tmp_path / "config", cwd=tmp_path, key=victim)
-    assert ran.returncode == 0 and '"data": [2.0, 4.0]' in ran.stdout  # the planted x * 2.0 ran
+    for command in ("eval", "check"):
+        folder = tmp_path / command
+        for path in _plant(poison, command, folder):  # unsealed with the attacker's key, sealed with the victim's
+            theirs = _source_name(poison, command, path)
+            payload = sealed.unseal(sealed.derive(ATTACKER.encode()), "xla", theirs, path.read_bytes())
+            assert payload is not None
+            name = path.name.removesuffix(".sealed")
+            path.write_bytes(sealed.seal(sealed.derive(victim.encode()), "xla", name, payload))
+        extra = ("--no-code", "--output-format", "text") if command == "check" else ("--json",)
+        ran = _run(command, "three.yaml", *extra, cache=folder, config=tmp_path / "config", cwd=tmp_path, key=victim)
+        if command == "eval":
+            assert ran.returncode == 0 and '"data": [2.0, 4.0]' in ran.stdout  # the planted x * 2.0 ran
+        else:
+            assert ran.returncode == 0, ran.stdout  # the lie passed
+
+
+def _source_name(poison: dict[str, Any], command: str, planted: Path) -> str:
+    attacker = poison[command][0]
+    data = planted.read_bytes()
+    (name,) = [n for n, p in attacker.items() if p.read_bytes() == data]
+    return name
 
 
 @pytest.mark.slow
