@@ -326,6 +326,7 @@ PLANTED_TYPER = "from pathlib import Path\nPath(__file__).with_name('CANARY').wr
 COMMANDS = {"the jaxdiff script": [], "python -m": ["-m", "jaxdiff_cli"], "python -P -m": ["-P", "-m", "jaxdiff_cli"]}
 
 
+@pytest.mark.slow  # three fresh processes
 @pytest.mark.parametrize("how", COMMANDS)
 def test_a_planted_typer_in_the_current_folder_is_not_imported(tmp_path: Path, how: str) -> None:
     if how == "python -P -m" and sys.version_info < (3, 11):
