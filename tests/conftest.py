@@ -27,6 +27,7 @@ os.environ["NO_COLOR"] = "1"
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["JAXDIFF_CACHE_DIR"] = str(tmp_path_factory.mktemp("xla-cache"))
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))  # the cache key file: not the real one
 
 
 @dataclass
