@@ -799,3 +799,125 @@ def test_an_integer_argument_in_a_float_operation_says_it_is_an_integer(cli: Any
 def test_no_integer_hint_where_no_argument_is_an_integer(cli: Any) -> None:
     ran = cli("grad", "-f", "lambda x: jnp.sum(x * jnp.arange(2) ** -1)", "-p", "x=[1.0,2.0]")
     assert ran.exit_code == 4 and "Integers cannot be raised" in ran.stderr and "holds int32" not in ran.stderr
+
+
+# --------------------------------------------------------------------------- every path a spec names, attacked
+
+# Each key a spec (or -p) names a file with: the command that reads it, the spec text with NAME where the
+# path goes, the suffix the file needs, and the key path an error must name.
+PATH_KEYS: dict[str, tuple[list[str], str, str, str]] = {
+    "function": (["eval"], 'function: "NAME:f"\nprimals: {x: 1.0}\n', ".py", "spec.yaml: function: "),
+    "primals": (["eval"], 'function: x * 2\nprimals: {x: {file: "NAME"}}\n', ".npy", "spec.yaml: primals.x.file: "),
+    "tangents": (["jvp"], 'function: x * 2\nprimals: {x: [1.0]}\ntangents: {file: "NAME"}\n', ".npy", "spec.yaml: tangents.file: "),
+    "cotangents": (
+        ["vjp"],
+        'function: x * 2\nprimals: {x: [1.0]}\ncotangents: {file: "NAME"}\n',
+        ".npy",
+        "spec.yaml: cotangents.file: ",
+    ),
+    "expect value": (
+        ["check", "--json"],
+        'function: x * 2\nprimals: {x: [1.0]}\nexpect: {value: {file: "NAME"}}\n',
+        ".npy",
+        "spec.yaml: expect.value.file: ",
+    ),
+    "expect sparse": (  # an .npz alone is read as a scipy sparse matrix first
+        ["check", "--json"],
+        'function: x * 2\nprimals: {x: [1.0]}\nexpect: {jacobian: {file: "NAME"}}\n',
+        ".npz",
+        "spec.yaml: expect.jacobian.file: ",
+    ),
+    "plot.file": (["eval"], 'function: x * 2\nprimals: {x: [1.0]}\nplot: {file: "NAME"}\n', ".png", "spec.yaml: plot.file: "),
+    "-p file": (["eval", "-f", "x * 2", "-p", 'x={file: "NAME"}'], "", ".npy", "<command line>: --primal x.file: "),
+}
+BAD_PATHS = ["nul", "escape", "newline", "folder", "dangling link", "fifo", "/dev/zero", "long name"]
+
+
+def _bad_path(kind: str, tmp: Path, suffix: str) -> str:
+    """A path of ``kind`` in ``tmp`` (made there), written as YAML's double-quoted text."""
+    if kind == "nul":
+        return f"a\\0b{suffix}"
+    if kind == "escape":
+        return f"a\\e[31mb{suffix}"
+    if kind == "newline":
+        return f"a\\n::error::b{suffix}"
+    name = f"bad{suffix}"
+    if kind == "folder":
+        (tmp / name).mkdir()
+    elif kind == "dangling link":
+        (tmp / name).symlink_to(tmp / "nothing.npy")
+    elif kind == "fifo":
+        os.mkfifo(tmp / name)  # nobody writes: reading it would wait forever
+    elif kind == "/dev/zero":
+        (tmp / name).symlink_to("/dev/zero")  # endless: out of the folder for a spec, a device for -p
+    elif kind == "long name":
+        name = "x" * 300 + suffix
+    return name
+
+
+@pytest.mark.parametrize("kind", BAD_PATHS)
+@pytest.mark.parametrize("key", list(PATH_KEYS))
+def test_every_path_a_spec_names_refuses_every_odd_file(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, kind: str
+) -> None:
+    """NUL and control characters, folders, dangling links, FIFOs, devices and over-long names, in each
+    path-like key: exit 3 within seconds (a FIFO is not waited on), one line naming the key, no traceback."""
+    monkeypatch.chdir(tmp_path)
+    command, text, suffix, at = PATH_KEYS[key]
+    name = _bad_path(kind, tmp_path, suffix)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text.replace("NAME", name))
+    args = [a.replace("NAME", name) for a in command]
+    t0 = time.monotonic()
+    ran = cli(*args, *([spec] if text else []))
+    assert time.monotonic() - t0 < 10
+    assert ran.exit_code == 3, (ran.stdout, ran.stderr)
+    assert "Traceback" not in ran.stdout + ran.stderr and "internal error" not in ran.stdout + ran.stderr
+    if "--json" in command:
+        message = ran.json()["specs"][0]["error"]["message"]
+        assert message.startswith(f"{spec}: {at.removeprefix('spec.yaml: ')}"), message
+    else:
+        assert ran.stdout == "" and ran.stderr.count("\n") == 1, ran.stderr
+        assert ran.stderr.startswith(f"error: {spec}: {at.removeprefix('spec.yaml: ')}" if text else f"error: {at}"), ran.stderr
+    shown = ran.stdout + ran.stderr
+    assert "\x00" not in shown and "\x1b" not in shown and "\n::error::" not in shown
+
+
+def test_a_bad_path_in_one_spec_of_a_check_leaves_the_others_checked(cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text('function: x * 2\nprimals: {x: [1.0]}\nplot: {file: "a\\0.png"}\n')
+    (tmp_path / "b.yaml").write_text('function: x * 2\nprimals: {x: [1.0]}\nexpect: {value: {file: "b\\0.npy"}}\n')
+    (tmp_path / "c.yaml").write_text('function: "c\\0.py:f"\nprimals: {x: 1.0}\n')
+    sparse = tmp_path / "s.npz"
+    np.savez(sparse, format=np.array([b"coo", b"csr"]), shape=np.array([1, 1]), data=np.ones(1), row=[0], col=[0])
+    (tmp_path / "d.yaml").write_text("function: x * 2\nprimals: {x: [1.0]}\nexpect: {jacobian: {file: s.npz}}\n")
+    (tmp_path / "good.yaml").write_text("function: x * 2\nprimals: {x: [1.0]}\nexpect: {value: [2.0]}\n")
+    ran = cli("check", *(tmp_path / f"{n}.yaml" for n in "abcd"), tmp_path / "good.yaml", "--json")
+    assert ran.exit_code == 3, ran.stdout
+    specs = ran.json()["specs"]
+    keys = ["plot.file", "expect.value.file", "function", "expect.jacobian.file"]
+    for doc, key in zip(specs, keys):
+        assert doc["error"]["message"].startswith(f"{doc['spec']}: {key}: "), doc["error"]
+    assert "its format member has shape (2,), not one word" in specs[3]["error"]["message"]
+    assert specs[4]["passed"] and "error" not in specs[4]
+
+
+def test_a_folder_named_like_a_golden_file_is_a_bad_spec_folder(cli: Any, tmp_path: Path) -> None:
+    """check --update writes SPEC.golden.npz (values of more than 64 entries) and SPEC.golden.NAME.npz
+    (sparse results): a folder or FIFO in their place is exit 3 naming expect, before anything is written."""
+    spec = tmp_path / "big.yaml"
+    text = "function: x * 2\nprimals: {x: {ones: [70]}}\n"
+    spec.write_text(text)
+    (tmp_path / "big.golden.npz").mkdir()
+    os.mkfifo(tmp_path / "sp.golden.jacobian.npz")
+    sparse = tmp_path / "sp.yaml"
+    sparse.write_text("function: x * 2\nprimals: {x: {ones: [9]}}\nsparse: true\n")
+    other = tmp_path / "other.yaml"
+    other.write_text("function: x * 3\nprimals: {x: [1.0]}\n")
+    ran = cli("check", spec, sparse, other, "--update", "--json")
+    assert ran.exit_code == 3, ran.stdout
+    specs = ran.json()["specs"]
+    assert specs[0]["error"]["message"] == f"{spec}: expect: not a regular file: {tmp_path / 'big.golden.npz'} is a folder"
+    fifo = tmp_path / "sp.golden.jacobian.npz"
+    assert specs[1]["error"]["message"] == f"{sparse}: expect: not a regular file: {fifo} is a device, FIFO or socket"
+    assert spec.read_text() == text  # nothing written
+    assert "expect:" in other.read_text()  # the other spec was still recorded
