@@ -98,8 +98,8 @@ def _header(stream: IO[bytes], name: str) -> tuple[tuple[int, ...], bool, np.dty
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a header written by Python 2 is read all the same
             shape, fortran, dtype = reader(io.BytesIO(size_bytes + text))
-    except (RecursionError, MemoryError, TypeError) as exc:
-        raise Refused(f"{name} has a malformed header: {type(exc).__name__}") from None
+    except Exception as exc:
+        raise Refused(f"{name} has a malformed header ({type(exc).__name__}: {str(exc)[:80]})") from None
     return tuple(shape), bool(fortran), dtype
 
 
@@ -163,13 +163,13 @@ def _members(archive: zipfile.ZipFile, name: str) -> dict[str, zipfile.ZipInfo]:
     members: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
         key = info.filename.removesuffix(".npy")
-        shown = ascii(info.filename)[1:-1]
+        shown = ascii(info.filename)  # quoted, its control characters escaped
         if not info.filename.endswith(".npy") or not key or info.is_dir():
-            raise Refused(f"{name} holds {shown!r}, which is not an .npy array", hint="write it with np.savez")
+            raise Refused(f"{name} holds {shown}, which is not an .npy array", hint="write it with np.savez")
         if _CONTROL.search(info.filename):
-            raise Refused(f"{name} holds a member whose name has a control character: {shown!r}")
+            raise Refused(f"{name} holds a member whose name has a control character: {shown}")
         if key in members:
-            raise Refused(f"{name} holds two members named {shown!r}", hint="write it with np.savez")
+            raise Refused(f"{name} holds two members named {shown}", hint="write it with np.savez")
         members[key] = info
     if not members:
         raise Refused(f"{name} holds no arrays")
@@ -221,8 +221,9 @@ def read_csv(path: Path) -> np.ndarray:
     A number too large for float64 (1e400) is an error, as it is in a spec, not infinity; an
     infinity written as ``inf`` stays one."""
     with open_regular(path) as stream:
-        data = stream.read(MAX_CSV_BYTES + 1)
-    if len(data) > MAX_CSV_BYTES:
+        size = os.fstat(stream.fileno()).st_size  # read(MAX + 1) would allocate the 256 MiB up front
+        data = stream.read(min(size, MAX_CSV_BYTES) + 1)
+    if size > MAX_CSV_BYTES or len(data) > MAX_CSV_BYTES:
         raise Refused(f"{path.name} is larger than {MAX_CSV_BYTES // 2**20} MiB", hint="use .npy or .npz")
     text = data.decode("utf-8", errors="replace")
     value = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float64, ndmin=1, comments="#")

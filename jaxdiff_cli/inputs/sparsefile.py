@@ -54,7 +54,7 @@ def from_arrays(arrays: Mapping[str, np.ndarray], name: str, where: str) -> Spar
     fmt = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
     if fmt not in FORMATS:
         raise bad(
-            f"a scipy sparse matrix in {ascii(fmt)} format; jaxdiff reads {', '.join(FORMATS)}",
+            f"a scipy sparse matrix in {fmt!a} format; jaxdiff reads {', '.join(FORMATS)}",
             hint="scipy.sparse.save_npz(f, scipy.sparse.load_npz(f).tocoo())",
         )
     shape_arr = np.asarray(arrays["shape"])

@@ -416,9 +416,9 @@ def spec_path(text: str, base_dir: Path, at: str, *, trusted: bool = False) -> P
     on the command line) may be anywhere, and ``~`` is expanded for them.
     """
     if "\x00" in text:  # no file has one; os calls would raise ValueError deep inside a command
-        raise SpecError(f"{ascii(text)} holds a NUL byte, which no file name can", where=at)
+        raise SpecError(f"{text!a} holds a NUL byte, which no file name can", where=at)
     if not trusted and _CONTROL.search(text):
-        raise SpecError(f"{ascii(text)} holds a control character: a spec names its files in plain text", where=at)
+        raise SpecError(f"{text!a} holds a control character: a spec names its files in plain text", where=at)
     path = Path(text)
     if trusted:
         path = path.expanduser()
@@ -433,7 +433,7 @@ def spec_path(text: str, base_dir: Path, at: str, *, trusted: bool = False) -> P
     except (OSError, RuntimeError):  # a symbolic link loop
         inside = False
     except ValueError:  # a path the system cannot take at all
-        raise SpecError(f"{ascii(text)} is not a usable path", where=at) from None
+        raise SpecError(f"{text!a} is not a usable path", where=at) from None
     if not inside:
         raise SpecError(f"{text!r} leads outside the spec's folder through a symbolic link", where=at, hint=_OUTSIDE)
     return full

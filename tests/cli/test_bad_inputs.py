@@ -808,7 +808,12 @@ def test_no_integer_hint_where_no_argument_is_an_integer(cli: Any) -> None:
 PATH_KEYS: dict[str, tuple[list[str], str, str, str]] = {
     "function": (["eval"], 'function: "NAME:f"\nprimals: {x: 1.0}\n', ".py", "spec.yaml: function: "),
     "primals": (["eval"], 'function: x * 2\nprimals: {x: {file: "NAME"}}\n', ".npy", "spec.yaml: primals.x.file: "),
-    "tangents": (["jvp"], 'function: x * 2\nprimals: {x: [1.0]}\ntangents: {file: "NAME"}\n', ".npy", "spec.yaml: tangents.file: "),
+    "tangents": (
+        ["jvp"],
+        'function: x * 2\nprimals: {x: [1.0]}\ntangents: {file: "NAME"}\n',
+        ".npy",
+        "spec.yaml: tangents.file: ",
+    ),
     "cotangents": (
         ["vjp"],
         'function: x * 2\nprimals: {x: [1.0]}\ncotangents: {file: "NAME"}\n',
@@ -921,3 +926,147 @@ def test_a_folder_named_like_a_golden_file_is_a_bad_spec_folder(cli: Any, tmp_pa
     assert specs[1]["error"]["message"] == f"{sparse}: expect: not a regular file: {fifo} is a device, FIFO or socket"
     assert spec.read_text() == text  # nothing written
     assert "expect:" in other.read_text()  # the other spec was still recorded
+
+
+# --------------------------------------------------------------------------- data files, sized in bytes from their headers
+
+
+def npy_bytes(
+    descr: Any, shape: tuple[int, ...], data: bytes = b"", version: tuple[int, int] = (1, 0), length: int | None = None
+) -> bytes:
+    """An .npy file declaring ``descr`` and ``shape`` with any ``data`` (none: a header that lies)."""
+    import struct
+
+    header = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode("latin-1") + b"\n"
+    size = struct.pack("<H" if version == (1, 0) else "<I", len(header) if length is None else length)
+    return b"\x93NUMPY" + bytes(version) + size + header + data
+
+
+def npz_file(path: Path, members: list[tuple[str, bytes]], compress: bool = True) -> None:
+    import warnings
+    import zipfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate names these attacks need
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as archive:
+            for name, data in members:
+                archive.writestr(name, data)
+
+
+ONE = npy_bytes("<f8", (1,), np.array([5.0]).tobytes())
+# (id, file name, its bytes, the message)
+DATA_ATTACKS: list[tuple[str, str, Any, str]] = [
+    # 17 strings of 256 MiB each: 4 GiB declared by a header of 100 bytes (the issue's 4.4 MB .npz)
+    (
+        "string dtype npz",
+        "s.npz",
+        [("x.npy", npy_bytes("<U67108864", (17,)))],
+        "s.npz[x] holds text (<U67108864) data, not numbers",
+    ),
+    ("string dtype npy", "s.npy", npy_bytes("|S268435456", (17,)), "s.npy holds byte string (|S268435456) data, not numbers"),
+    ("structured dtype", "v.npy", npy_bytes([("a", "<f8"), ("b", "<i4")], (2,)), "v.npy holds structured (void)"),
+    ("void dtype", "v.npy", npy_bytes("|V16", (2,)), "v.npy holds structured (void) (|V16) data, not numbers"),
+    ("datetime dtype", "t.npy", npy_bytes("<M8[s]", (2,)), "t.npy holds datetime (<M8[s]) data, not numbers"),
+    ("timedelta dtype", "t.npy", npy_bytes("<m8[s]", (2,)), "t.npy holds timedelta"),
+    ("object dtype", "o.npy", npy_bytes("|O", (2,)), "o.npy holds Python objects, not numbers"),
+    ("subarray dtype", "a.npy", npy_bytes(("<f8", (4,)), (2,)), "not numbers"),
+    # 2^28 complex128 entries: few enough elements, 4 GiB of bytes
+    ("bytes over the limit", "c.npy", npy_bytes("<c16", (2**28,)), "c.npy holds 4,294,967,296 bytes; at most 2,147,483,648"),
+    ("elements over the limit", "b.npy", npy_bytes("|b1", (2**29,)), "b.npy holds 536,870,912 elements; at most 268,435,456"),
+    ("negative dimension", "n.npy", npy_bytes("<f8", (-1, 4)), "n.npy has a negative dimension"),
+    ("65 dimensions", "d.npy", npy_bytes("<f8", (1,) * 65), "d.npy has 65 dimensions; at most 64"),
+    (
+        "header of 4 GiB",
+        "h.npy",
+        npy_bytes("<f8", (1,), version=(2, 0), length=2**32 - 1),
+        "h.npy has a header of 4,294,967,295 bytes",
+    ),
+    ("header of an odd version", "h.npy", npy_bytes("<f8", (1,), version=(9, 0)), "h.npy is an .npy file of version 9.0"),
+    ("header not ascii", "h.npy", b"\x93NUMPY\x03\x00\x08\x00\x00\x00{'\xc3\xa9':1}", "h.npy has a header that is not ASCII"),
+    ("malformed header", "h.npy", b"\x93NUMPY\x01\x00\x05\x00{'a':", "h.npy has a malformed header (TokenError"),
+    ("truncated data", "t.npy", npy_bytes("<f8", (1000,), b"\0" * 80), "t.npy is truncated: 80 of its 8,000 bytes of data"),
+    ("data after the array", "t.npy", ONE + b"\0" * 8, "t.npy has data after its array"),
+    (
+        "a member twice by name",
+        "d.npz",
+        [("x.npy", ONE), ("x.npy", npy_bytes("<U9", (1,)))],
+        "d.npz holds two members named 'x.npy'",
+    ),
+    # np.load reads `x` for both: it would check one and load the other
+    (
+        "a member twice by key",
+        "d.npz",
+        [("x.npy", ONE), ("x", npy_bytes("<U9", (1,)))],
+        "d.npz holds 'x', which is not an .npy array",
+    ),
+    (
+        "a member that is no .npy",
+        "d.npz",
+        [("x.npy", ONE), ("notes.txt", b"hello")],
+        "d.npz holds 'notes.txt', which is not an .npy",
+    ),
+    ("a folder member", "d.npz", [("x.npy", ONE), ("sub/", b"")], "d.npz holds 'sub/', which is not an .npy array"),
+    ("a member name with a control character", "d.npz", [("x\x1b.npy", ONE)], "a control character: 'x\\x1b.npy'"),
+    ("no members", "e.npz", [], "e.npz holds no arrays"),
+    ("broken archive", "b.npz", b"PK\x03\x04 not a zip", "cannot read b.npz: BadZipFile"),
+    ("format member too long", "f.npz", [("format.npy", npy_bytes("<U1000", (1,), b"\0" * 4000))], "f.npz[format] holds text"),
+    ("csv of text", "t.csv", b"a,b\n", "cannot read t.csv: ValueError"),
+    ("matrix market", "m.mtx", b"%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 2.0\n", "unknown file type '.mtx'"),
+]
+
+
+@pytest.mark.parametrize(("name", "file", "content", "message"), DATA_ATTACKS, ids=[a[0] for a in DATA_ATTACKS])
+@pytest.mark.parametrize("where", ["primals", "expect"])
+def test_data_files_are_refused_from_their_headers(
+    cli: Any, tmp_path: Path, where: str, name: str, file: str, content: Any, message: str
+) -> None:
+    """Each refused within seconds and a few MiB (the 4 GiB ones from the header alone: nothing is
+    allocated or inflated), exit 3 naming the key, the same as a primal and as an expected value."""
+    import tracemalloc
+
+    path = tmp_path / file
+    if isinstance(content, list):
+        npz_file(path, content)
+    else:
+        path.write_bytes(content)
+    spec = tmp_path / "spec.yaml"
+    key = ", key: x" if file.endswith(".npz") and name != "no members" and "format" not in name else ""
+    value = f"{{file: {file}{key}}}"
+    cli("eval", "-f", "x", "-p", "x=1.0")  # the imports of a first run are not the file's
+    tracemalloc.start()
+    if where == "primals":
+        spec.write_text(f"function: x * 2\nprimals: {{x: {value}}}\n")
+        t0 = time.monotonic()
+        ran = cli("eval", spec)
+        out = ran.stderr
+        assert ran.stdout == "" and out.count("\n") == 1
+    else:
+        spec.write_text(f"function: x * 2\nprimals: {{x: [1.0]}}\nexpect: {{value: {value}}}\n")
+        t0 = time.monotonic()
+        ran = cli("check", spec, "--json")
+        out = ran.json()["specs"][0]["error"]["message"]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**25, peak  # NumPy's arrays are traced: np.load allocated the declared 4 GiB first
+    assert time.monotonic() - t0 < 10
+    assert ran.exit_code == 3, out
+    assert message in out, out
+    assert f"{where}." in out and "Traceback" not in out
+
+
+def test_a_zip_bomb_member_is_refused_by_its_size_and_never_inflated_past_its_header(cli: Any, tmp_path: Path) -> None:
+    """A member whose header says 8 bytes, followed by 64 MiB of zeros (a 64 KB deflated member): the
+    read stops after the 8 bytes and refuses the rest (np.save never writes it; np.load ignored it)."""
+    import tracemalloc
+
+    bomb = tmp_path / "bomb.npz"
+    npz_file(bomb, [("x.npy", ONE + b"\0" * 2**26)])
+    assert bomb.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        ran = cli("eval", "-f", "x * 2", "-p", f"x={{file: {bomb}, key: x}}")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ran.exit_code == 3 and "bomb.npz[x] has data after its array" in ran.stderr, ran.stderr
+    assert peak < 2**24, peak  # nothing near the 64 MiB was inflated
