@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import lzma
 import math
 import os
 import re
@@ -22,6 +23,7 @@ import stat
 import struct
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -41,7 +43,19 @@ NUMBER_KINDS = "biufc"  # bool, integers, floats, complex
 TEXT_MEMBER, MAX_TEXT_BYTES = "format", 64
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # What reading a broken file can raise (a bad CRC, an encrypted or oddly compressed member, a bad header).
-READ_ERRORS = (OSError, ValueError, EOFError, KeyError, RuntimeError, NotImplementedError, zipfile.BadZipFile, struct.error)
+# zlib.error and LZMAError: a corrupt compressed member (found by fuzzing: it was exit 70).
+READ_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    RuntimeError,
+    NotImplementedError,
+    zipfile.BadZipFile,
+    struct.error,
+    zlib.error,
+    lzma.LZMAError,
+)
 
 
 class Refused(Exception):
