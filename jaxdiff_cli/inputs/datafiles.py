@@ -168,6 +168,33 @@ def read_npy(path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------- .npz
 
 
+MAX_DIRECTORY_BYTES = MAX_ARRAYS * 1024  # an archive's central directory (np.savez: about 100 bytes an array)
+
+
+def _directory_fits(handle: IO[bytes], name: str) -> None:
+    """Refuse an archive whose central directory is too large before zipfile parses all of it: a
+    100 MB .npz of empty members is a million entries, a minute and gigabytes to list. The sizes are
+    read from the end record, and from the zip64 one where there is one (zipfile would use that)."""
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, size - 22 - 65535))
+    tail = handle.read()
+    end = tail.rfind(b"PK\x05\x06")
+    if end < 0 or len(tail) < end + 22:
+        return  # no end record: zipfile says it is no zip file
+    _, _, _, _, entries, directory, _, _ = struct.unpack("<4s4H2LH", tail[end : end + 22])
+    locator = end - 20
+    if locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
+        record = tail[locator - 56 : locator] if locator >= 56 else b""
+        if len(record) != 56 or record[:4] != b"PK\x06\x06":
+            raise Refused(f"{name} has a broken zip64 end record")
+        entries, directory = struct.unpack("<Q", record[32:40])[0], struct.unpack("<Q", record[40:48])[0]
+    if entries > MAX_ARRAYS:
+        raise Refused(f"{name} holds {entries:,} members; at most {MAX_ARRAYS:,}")
+    if directory > MAX_DIRECTORY_BYTES:
+        raise Refused(f"{name} has a directory of {directory:,} bytes; at most {MAX_DIRECTORY_BYTES:,}")
+    handle.seek(0)
+
+
 def _members(archive: zipfile.ZipFile, name: str) -> dict[str, zipfile.ZipInfo]:
     """An archive's arrays by name: each member an ``X.npy``, every name once (np.load would give
     ``a`` for both ``a`` and ``a.npy``, checking one and loading the other)."""
@@ -195,35 +222,43 @@ def read_npz(path: Path, key: str | None) -> dict[str, np.ndarray]:
 
     Every member's header is checked (sizes added up over the members read) before any data is
     read; a member named ``format`` may hold a short text (scipy's sparse form)."""
-    with open_regular(path) as handle, zipfile.ZipFile(handle) as archive:
-        members = _members(archive, path.name)
-        if key is not None and key not in members:
-            raise Refused(
-                f"{path.name} has no array {key!r}; it has {', '.join(members)}", at_key=True, hint=suggest(key, list(members))
-            )
-        chosen = [key] if key is not None else list(members)
-        headers = {}
-        total = 0
-        for member in chosen:
-            label = f"{path.name}[{member}]"
-            info = members[member]
-            if info.file_size > MAX_BYTES + MAX_HEADER_BYTES + 16:  # a zip bomb says so in its directory
-                raise Refused(f"{label} inflates to {info.file_size:,} bytes; at most {MAX_BYTES:,}", member=member)
-            with archive.open(info) as stream:
-                shape, fortran, dtype = _header(stream, label)
-            nbytes = _size(shape, dtype, label, member, text=member == TEXT_MEMBER)
-            total += nbytes
-            if total > MAX_BYTES:
-                raise Refused(f"{path.name} holds more than {MAX_BYTES:,} bytes of arrays", member=member, hint="split it up")
-            headers[member] = (shape, fortran, dtype, nbytes)
-        out = {}
-        for member, (shape, fortran, dtype, nbytes) in headers.items():
-            label = f"{path.name}[{member}]"
-            with archive.open(members[member]) as stream:  # the same member, read again from its start
-                if _header(stream, label) != (shape, fortran, dtype):
-                    raise Refused(f"{label} changed while it was read")
-                out[member] = _data(stream, shape, fortran, dtype, nbytes, label)
-        return out
+    with open_regular(path) as handle:
+        _directory_fits(handle, path.name)
+        with zipfile.ZipFile(handle) as archive:
+            return _read_members(archive, _members(archive, path.name), path, key)
+
+
+def _read_members(
+    archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], path: Path, key: str | None
+) -> dict[str, np.ndarray]:
+    """The arrays of ``members`` (only ``key``, if given): every header checked, sizes added up, before any data is read."""
+    if key is not None and key not in members:
+        raise Refused(
+            f"{path.name} has no array {key!r}; it has {', '.join(members)}", at_key=True, hint=suggest(key, list(members))
+        )
+    chosen = [key] if key is not None else list(members)
+    headers = {}
+    total = 0
+    for member in chosen:
+        label = f"{path.name}[{member}]"
+        info = members[member]
+        if info.file_size > MAX_BYTES + MAX_HEADER_BYTES + 16:  # a zip bomb says so in its directory
+            raise Refused(f"{label} inflates to {info.file_size:,} bytes; at most {MAX_BYTES:,}", member=member)
+        with archive.open(info) as stream:
+            shape, fortran, dtype = _header(stream, label)
+        nbytes = _size(shape, dtype, label, member, text=member == TEXT_MEMBER)
+        total += nbytes
+        if total > MAX_BYTES:
+            raise Refused(f"{path.name} holds more than {MAX_BYTES:,} bytes of arrays", member=member, hint="split it up")
+        headers[member] = (shape, fortran, dtype, nbytes)
+    out = {}
+    for member, (shape, fortran, dtype, nbytes) in headers.items():
+        label = f"{path.name}[{member}]"
+        with archive.open(members[member]) as stream:  # the same member, read again from its start
+            if _header(stream, label) != (shape, fortran, dtype):
+                raise Refused(f"{label} changed while it was read")
+            out[member] = _data(stream, shape, fortran, dtype, nbytes, label)
+    return out
 
 
 # --------------------------------------------------------------------------- .csv

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import sys
 import time
 from pathlib import Path
@@ -1008,6 +1009,30 @@ DATA_ATTACKS: list[tuple[str, str, Any, str]] = [
     ("a folder member", "d.npz", [("x.npy", ONE), ("sub/", b"")], "d.npz holds 'sub/', which is not an .npy array"),
     ("a member name with a control character", "d.npz", [("x\x1b.npy", ONE)], "a control character: 'x\\x1b.npy'"),
     ("no members", "e.npz", [], "e.npz holds no arrays"),
+    # end records alone: zipfile would list every entry they announce before any check could run
+    (
+        "zip of 50,000 entries",
+        "z.npz",
+        b"PK\x05\x06" + struct.pack("<4HLLH", 0, 0, 50_000, 50_000, 46 * 50_000, 0, 0),
+        "z.npz holds 50,000 members; at most 10,000",
+    ),
+    (
+        "zip directory of 1 GB",
+        "z.npz",
+        b"PK\x05\x06" + struct.pack("<4HLLH", 0, 0, 2, 2, 10**9, 0, 0),
+        "z.npz has a directory of 1,000,000,000 bytes",
+    ),
+    (
+        "zip64 of a million entries",
+        "z.npz",
+        b"PK\x06\x06"
+        + struct.pack("<QHHLLQQQQ", 44, 45, 45, 0, 0, 10**6, 10**6, 46 * 10**6, 0)
+        + b"PK\x06\x07"
+        + struct.pack("<LQL", 0, 0, 1)
+        + b"PK\x05\x06"
+        + struct.pack("<4HLLH", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0),
+        "z.npz holds 1,000,000 members; at most 10,000",
+    ),
     ("broken archive", "b.npz", b"PK\x03\x04 not a zip", "cannot read b.npz: BadZipFile"),
     ("format member too long", "f.npz", [("format.npy", npy_bytes("<U1000", (1,), b"\0" * 4000))], "f.npz[format] holds text"),
     ("csv of text", "t.csv", b"a,b\n", "cannot read t.csv: ValueError"),
