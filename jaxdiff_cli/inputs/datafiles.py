@@ -189,7 +189,7 @@ def _directory_fits(handle: IO[bytes], name: str) -> None:
             raise Refused(f"{name} has a broken zip64 end record")
         entries, directory = struct.unpack("<Q", record[32:40])[0], struct.unpack("<Q", record[40:48])[0]
     if entries > MAX_ARRAYS:
-        raise Refused(f"{name} holds {entries:,} members; at most {MAX_ARRAYS:,}")
+        raise Refused(f"{name} holds {entries:,} arrays; at most {MAX_ARRAYS:,}")
     if directory > MAX_DIRECTORY_BYTES:
         raise Refused(f"{name} has a directory of {directory:,} bytes; at most {MAX_DIRECTORY_BYTES:,}")
     handle.seek(0)
@@ -200,7 +200,7 @@ def _members(archive: zipfile.ZipFile, name: str) -> dict[str, zipfile.ZipInfo]:
     ``a`` for both ``a`` and ``a.npy``, checking one and loading the other)."""
     infos = archive.infolist()
     if len(infos) > MAX_ARRAYS:
-        raise Refused(f"{name} holds {len(infos):,} members; at most {MAX_ARRAYS:,}")
+        raise Refused(f"{name} holds {len(infos):,} arrays; at most {MAX_ARRAYS:,}")
     members: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
         key = info.filename.removesuffix(".npy")

@@ -1014,7 +1014,7 @@ DATA_ATTACKS: list[tuple[str, str, Any, str]] = [
         "zip of 50,000 entries",
         "z.npz",
         b"PK\x05\x06" + struct.pack("<4HLLH", 0, 0, 50_000, 50_000, 46 * 50_000, 0, 0),
-        "z.npz holds 50,000 members; at most 10,000",
+        "z.npz holds 50,000 arrays; at most 10,000",
     ),
     (
         "zip directory of 1 GB",
@@ -1031,7 +1031,7 @@ DATA_ATTACKS: list[tuple[str, str, Any, str]] = [
         + struct.pack("<LQL", 0, 0, 1)
         + b"PK\x05\x06"
         + struct.pack("<4HLLH", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0),
-        "z.npz holds 1,000,000 members; at most 10,000",
+        "z.npz holds 1,000,000 arrays; at most 10,000",
     ),
     ("broken archive", "b.npz", b"PK\x03\x04 not a zip", "cannot read b.npz: BadZipFile"),
     ("format member too long", "f.npz", [("format.npy", npy_bytes("<U1000", (1,), b"\0" * 4000))], "f.npz[format] holds text"),
