@@ -275,7 +275,9 @@ def read_csv(path: Path) -> np.ndarray:
     if size > MAX_CSV_BYTES or len(data) > MAX_CSV_BYTES:
         raise Refused(f"{path.name} is larger than {MAX_CSV_BYTES // 2**20} MiB", hint="use .npy or .npz")
     text = data.decode("utf-8", errors="replace")
-    value = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float64, ndmin=1, comments="#")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty file is an empty array, not a line on stderr
+        value = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float64, ndmin=1, comments="#")
     if np.isinf(value).any():
         for number, line in enumerate(text.splitlines(), 1):
             for cell in line.split("#")[0].split(","):
