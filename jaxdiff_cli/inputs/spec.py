@@ -415,6 +415,10 @@ def spec_path(text: str, base_dir: Path, at: str, *, trusted: bool = False) -> P
     absolute paths, ``..`` and symbolic links that lead out are refused. ``trusted`` paths (typed
     on the command line) may be anywhere, and ``~`` is expanded for them.
     """
+    if "\x00" in text:  # no file has one; os calls would raise ValueError deep inside a command
+        raise SpecError(f"{text!a} holds a NUL byte, which no file name can", where=at)
+    if not trusted and _CONTROL.search(text):
+        raise SpecError(f"{text!a} holds a control character: a spec names its files in plain text", where=at)
     path = Path(text)
     if trusted:
         path = path.expanduser()
@@ -428,9 +432,29 @@ def spec_path(text: str, base_dir: Path, at: str, *, trusted: bool = False) -> P
         inside = full.resolve().is_relative_to(base_dir.resolve())
     except (OSError, RuntimeError):  # a symbolic link loop
         inside = False
+    except ValueError:  # a path the system cannot take at all
+        raise SpecError(f"{text!a} is not a usable path", where=at) from None
     if not inside:
         raise SpecError(f"{text!r} leads outside the spec's folder through a symbolic link", where=at, hint=_OUTSIDE)
     return full
+
+
+def refuse_odd_file(path: Path, at: str) -> None:
+    """Refuse a path a spec names that is there but is no regular file: a folder, a FIFO, a device,
+    a socket, or a symbolic link to nothing. A missing file is left to the caller (a file to write,
+    or "no such file" when it is read): reading a FIFO would hang, writing over a folder would fail
+    only after all the work."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise SpecError(f"{path.name} is a symbolic link to a missing file", where=at) from None
+        return
+    except (OSError, ValueError) as exc:  # a name too long, a loop of links, no permission
+        raise SpecError(f"cannot use {path.name}: {getattr(exc, 'strerror', None) or exc}", where=at) from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise SpecError(f"not a regular file: {path} is {kind}", where=at)
 
 
 def _mark_command_line(value: Any) -> Any:
@@ -653,7 +677,7 @@ def _function_form(text: str, at: str, base_dir: Path, *, no_code: bool, trusted
         raise FunctionError(f"{text!r} is a {kind} function and --no-code is on", where=at, hint=NO_CODE_HINT)
     reference = file_reference(text)
     if reference is not None:
-        spec_path(reference, base_dir, at, trusted=trusted)
+        refuse_odd_file(spec_path(reference, base_dir, at, trusted=trusted), at)
 
 
 def _count_or_word(raw: Any, word: str, where_: str, wanted: str) -> int | str | None:
@@ -719,7 +743,8 @@ def _plot(raw: Any, source: str, base_dir: Path) -> dict[str, Any]:
         if target.suffix.lower() not in (".png", ".svg"):
             shown = target.suffix or "(none)"
             raise SpecError(f"unknown image format {shown!r}", where=where(source, "plot.file"), hint=".png, .svg")
-        if not target.parent.is_dir():
+        refuse_odd_file(target, where(source, "plot.file"))  # written over only after the Jacobian
+        if not os.path.isdir(target.parent):
             raise SpecError(f"folder {target.parent} does not exist", where=where(source, "plot.file"))
         out["file"] = str(target)
     return out
