@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import __version__, signals, startup
+from . import __version__, signals, startup, switches
 from .errors import ExitCode, JaxdiffError, OutputClosed, blame
 from .helptext import APP, COMMANDS, FLAGS
 from .options import Common
@@ -236,11 +236,12 @@ def check(
         from jaxdiff_cli.output import reports as ci
 
         fmt = ci.output_format(output_format, json_)
+        refuse_code = switches.no_code(no_code)  # a bad JAXDIFF_NO_CODE: one error, not one per spec
         if junit_xml is not None:
             ci.check_report_path(junit_xml)  # fail before any work, not after
         settings = Settings(rtol=rtol, atol=atol, seed=seed, use_cache=not no_cache, update=update)
         with console.progress(fmt == "text" and not quiet) as progress:
-            reports = operations.check(specs, settings, progress, no_code=no_code, cases=tuple(case or ()))
+            reports = operations.check(specs, settings, progress, no_code=refuse_code, cases=tuple(case or ()))
         if junit_xml is not None:
             ci.write_junit(junit_xml, ci.junit_xml(reports, operations.versions()))
         # check's verdict is its exit status: a reader that stops early (| head) must not turn a

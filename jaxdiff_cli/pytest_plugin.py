@@ -19,13 +19,14 @@ The checks run in the pytest process, so JAX is imported once for the whole run.
 case's) checks are computed together, by its first item that runs, and the other items read them.
 A failure shows the finding as ``check`` tells it (the worst entry, AD value and reference) and
 points at the spec's line: the ``expect:`` key, the bad value, or the function.
-``JAXDIFF_NO_CODE=1`` refuses module and file functions here too.
+``--jaxdiff-no-code``, the ``jaxdiff_no_code`` ini option or ``JAXDIFF_NO_CODE=1`` refuses module and
+file functions (any one of them on turns it on); their values are read as the CLI reads its
+variable (1/0, true/false, yes/no, on/off, y/n, t/f, any case), and any other is a usage error.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 
 SUFFIXES = (".yaml", ".yml")
 SPEC_ITEM = "spec"  # the item of a spec (or case) as a whole: it fails when the spec cannot be read or checked
+NO_CODE_INI = "jaxdiff_no_code"
+_NO_CODE = pytest.StashKey[bool]()  # whether module and file functions are refused, read once by pytest_configure
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,6 +52,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Collect jaxdiff specs (.yaml, .yml) as tests, each case and check an item (see the jaxdiff_specs ini option).",
     )
+    group.addoption(
+        "--jaxdiff-no-code",
+        action="store_true",
+        default=False,
+        help="Refuse module:function and file.py:function specs (they run their own code), as jaxdiff check"
+        " --no-code does; also the jaxdiff_no_code ini option or JAXDIFF_NO_CODE=1.",
+    )
+    # pytest 9.2 reads a union type: a TOML `true` as a bool, every other value as the text we parse.
+    no_code_type: Any = (str | bool) if pytest.version_tuple >= (9, 2) else "string"
+    parser.addini(
+        NO_CODE_INI,
+        type=no_code_type,
+        default="",
+        help="true: refuse module and file functions in specs, as --jaxdiff-no-code (1/0, true/false, yes/no, on/off, y/n, t/f).",
+    )
     parser.addini(
         "jaxdiff_specs",
         type="linelist",
@@ -56,6 +74,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Globs of jaxdiff spec files, from the root folder (specs/*.yaml): only these are specs, and setting it"
         " turns the plugin on without --jaxdiff.",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Read the no-code settings once, before any spec is collected: a bad value stops the run."""
+    if _enabled(config):
+        config.stash[_NO_CODE] = _read_no_code(config)
+
+
+def _read_no_code(config: pytest.Config) -> bool:
+    from jaxdiff_cli.errors import JaxdiffError
+    from jaxdiff_cli.switches import no_code, switch
+
+    try:
+        ini = switch(config.getini(NO_CODE_INI), f"the {NO_CODE_INI} ini option")
+        return no_code(bool(config.getoption("jaxdiff_no_code", False)) or ini)
+    except JaxdiffError as exc:
+        raise pytest.UsageError(f"jaxdiff: {exc.render()}") from None
 
 
 def _globs(config: pytest.Config) -> list[str]:
@@ -119,7 +154,8 @@ class SpecFile(pytest.File):
         name = _shown(self.path)
         try:
             data, source, base = read_source(name)
-            cases = cases_of(data, source, base, Overrides(no_code=_no_code()), name, need_steps=False)
+            no_code = self.config.stash.get(_NO_CODE, True)  # never read: refuse, as the safe side
+            cases = cases_of(data, source, base, Overrides(no_code=no_code), name, need_steps=False)
         except JaxdiffError as exc:
             yield SpecCheck.from_parent(self, name="spec", error=exc)
             return
@@ -268,7 +304,3 @@ def _shown(path: Path) -> str:
         return path.relative_to(Path.cwd()).as_posix()
     except ValueError:
         return str(path)
-
-
-def _no_code() -> bool:
-    return os.environ.get("JAXDIFF_NO_CODE", "").strip().lower() in ("1", "true", "yes", "on")

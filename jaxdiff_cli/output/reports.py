@@ -26,6 +26,7 @@ from jaxdiff_cli import __version__
 from jaxdiff_cli.atomic import atomic_open
 from jaxdiff_cli.errors import JaxdiffError, OutputError, UsageError
 from jaxdiff_cli.inputs.spec import CLI, join, locate, source_text
+from jaxdiff_cli.switches import env_switch
 
 if TYPE_CHECKING:
     from jaxdiff_cli.checks.findings import Finding, Report
@@ -36,8 +37,6 @@ ERROR_CASE = "spec"  # the testcase of a spec (or case) that could not be checke
 
 def output_format(chosen: str | None, json_: bool) -> str:
     """check's output format: --output-format, --json, else github in GitHub Actions, else text."""
-    import os
-
     if chosen is not None and chosen not in OUTPUT_FORMATS:
         raise UsageError(f"unknown format {chosen!r}", where="--output-format", hint="text, json or github")
     if json_ and chosen not in (None, "json"):
@@ -46,7 +45,7 @@ def output_format(chosen: str | None, json_: bool) -> str:
         return chosen
     if json_:
         return "json"
-    return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
+    return "github" if env_switch("GITHUB_ACTIONS") else "text"  # the runner sets it to "true"
 
 
 def number(v: float) -> str:
