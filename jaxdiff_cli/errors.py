@@ -69,7 +69,7 @@ class JaxdiffError(Exception):
 
     def render(self) -> str:
         """One line: control characters from the spec (a newline in a key) are escaped."""
-        from jaxdiff_cli.encoding import printable
+        from jaxdiff_cli.safetext import printable
 
         text = f"{self.where}: {self.message}" if self.where else self.message
         if self.hint:

@@ -231,6 +231,7 @@ class SpecCheck(pytest.Item):
     def runtest(self) -> None:
         from jaxdiff_cli.checks.findings import groups_of
         from jaxdiff_cli.output.reports import finding_key, finding_line, place
+        from jaxdiff_cli.safetext import printable
 
         if self.error is not None:
             raise self.error
@@ -243,7 +244,7 @@ class SpecCheck(pytest.Item):
             if self.name == SPEC_ITEM or self.holder.error_shown_by is None:
                 self.holder.error_shown_by = self.holder.error_shown_by or self.nodeid
                 raise report.error
-            pytest.skip(f"the spec could not be checked: see {self.holder.error_shown_by}")
+            pytest.skip(printable(f"the spec could not be checked: see {self.holder.error_shown_by}"))
         if self.name == SPEC_ITEM:
             return
         mine = [f for f in report.findings if self.name in groups_of(f.name)]
@@ -251,7 +252,7 @@ class SpecCheck(pytest.Item):
             mine += [f for f in report.findings if not groups_of(f.name)]
         if not mine:
             why = report.inapplicable.get(self.name)
-            pytest.skip(f"{self.name} does not apply to this spec" + (f": {why}" if why else ""))
+            pytest.skip(printable(f"{self.name} does not apply to this spec" + (f": {why}" if why else "")))
         failed = [f for f in mine if not f.passed and not f.skipped]
         if failed:
             texts: dict[str, str | None] = {}
@@ -259,22 +260,24 @@ class SpecCheck(pytest.Item):
             for f in failed:
                 at = place(report.file, finding_key(report, f), texts=texts)
                 spot = f"{at.file}:{at.line}" if at.line is not None else str(at.file)
-                lines.append(f"{spot}: {finding_line(f)}")
+                lines.append(printable(f"{spot}: {finding_line(f)}"))
             raise CheckFailed(lines)
         if all(f.skipped for f in mine):
-            pytest.skip("; ".join(_reason(f) for f in mine))
+            pytest.skip(printable("; ".join(_reason(f) for f in mine)))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         from jaxdiff_cli.errors import JaxdiffError
         from jaxdiff_cli.output.reports import error_place
+        from jaxdiff_cli.safetext import printable
 
         exc = excinfo.value
         if isinstance(exc, CheckFailed):
             return "\n".join(exc.lines)
         if isinstance(exc, JaxdiffError):
-            text, at = exc.render(), error_place(exc)
-            if at.file is not None and at.line is not None and text.startswith(f"{at.file}: "):
-                text = f"{at.file}:{at.line}: {text.removeprefix(f'{at.file}: ')}"  # file:line, as pytest shows places
+            text, at = exc.render(), error_place(exc)  # render(): printable
+            file = printable(at.file) if at.file is not None else None
+            if file is not None and at.line is not None and text.startswith(f"{file}: "):
+                text = f"{file}:{at.line}: {text.removeprefix(f'{file}: ')}"  # file:line, as pytest shows places
             return f"{text} (exit status {int(exc.exit_code)} in jaxdiff check)"
         return str(super().repr_failure(excinfo))
 

@@ -1,7 +1,7 @@
 """On/off settings read by one parser (jaxdiff_cli.switches): JAXDIFF_NO_CODE through the CLI, every spelling.
 
 A spelling one reader takes as on and another as off runs a pull request's code where the job meant
-to refuse it (``y`` did, under ``pytest --jaxdiff``); tests/test_plugin_switches.py runs the same
+to refuse it (``y`` did, under ``pytest --jaxdiff``); tests/test_plugin_edges.py runs the same
 spellings through the pytest plugin. An unknown value is an error, never off.
 """
 

@@ -139,3 +139,31 @@ def test_settings_are_not_read_when_the_plugin_is_off(pytester: pytest.Pytester,
     monkeypatch.setenv("JAXDIFF_NO_CODE", "garbage")
     pytester.makepyfile(test_unit="def test_unit():\n    assert True\n")
     run(pytester, plugin=False).assert_outcomes(passed=1)
+
+
+# --------------------------------------------------------------------------- names from a pull request
+
+
+@pytest.mark.parametrize("folder", ["x\n::error::PWNED\x1b]8;;h\x1b\\", "bell\x07cr\rpct%0A,:"], ids=["lf-esc", "bel-cr"])
+def test_failures_name_the_spec_in_printable_text(pytester: pytest.Pytester, folder: str) -> None:
+    """jaxdiff's texts in pytest's report (a failure, an error, a skip's reason) are printable: no raw
+    escape, no line a runner would take for a workflow command. (pytest's own node ids, which hold the
+    path, are pytest's, and so is its JUnit writer: README, Security.)"""
+    from jaxdiff_cli.safetext import printable
+
+    where = pytester.mkdir(folder)
+    (where / "wrong.yaml").write_text("function: x * 2\nprimals: {x: 1.0}\nexpect: {value: 3.0}\n")
+    (where / "broken.yaml").write_text("function: x * 2\nprimals:\n  x: [1.0, abc]\n")
+    recorded = pytester.inline_run("--jaxdiff", "-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+    passed, skipped, failed = recorded.listoutcomes()
+    assert (len(passed), len(skipped), len(failed)) == (7, 6, 2)
+    texts = sorted(report.longreprtext for report in failed)
+    reasons = [report.longrepr[2] for report in skipped if isinstance(report.longrepr, tuple)]
+    assert len(reasons) == 6 and all(r.startswith("Skipped: the spec could not be checked: see ") for r in reasons)
+    assert texts[0] == printable(f"{folder}/broken.yaml:3: primals.x[1]: 'abc' is not a number") + (
+        " (numbers, nan, inf or -inf, or complex numbers such as 1+2j) (exit status 3 in jaxdiff check)"
+    )
+    assert texts[1].startswith(printable(f"{folder}/wrong.yaml:3: expect value: 1 of 1 entry outside tolerance"))
+    for text in texts + reasons:
+        assert all(ch.isprintable() or ch == "\n" for ch in text), text
+        assert not [line for line in text.splitlines() if line.startswith("::")], text
