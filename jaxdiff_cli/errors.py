@@ -60,6 +60,7 @@ class JaxdiffError(Exception):
     """Base of every error meant for the user: one line, no traceback."""
 
     exit_code: ExitCode = ExitCode.BAD_INPUT
+    in_json = False  # already inside the --json document printed on stdout: not printed again
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
         self.message = message

@@ -130,7 +130,7 @@ def show_pictures(outcome: Outcome, to_stderr: bool) -> None:
 
 def show_outcome(outcome: Outcome, *, json_: bool, quiet: bool, output: Path | None, check_finite: bool) -> None:
     """Show, save and draw a computing command's outcome; results are shown and saved before any exit 5."""
-    from jaxdiff_cli.operations import finite_or_fail, sparse_result
+    from jaxdiff_cli.operations import finite_or_fail, nonfinite_error, sparse_result
     from jaxdiff_cli.output import render, save
 
     if not outcome.leader:  # several processes computed this together; process 0 alone prints and writes
@@ -157,8 +157,11 @@ def show_outcome(outcome: Outcome, *, json_: bool, quiet: bool, output: Path | N
         save_matrix_file(outcome, output, title)
     elif output is not None and not outcome.streamed:
         save.save(output, render.arrays(outcome), doc)
+    nonfinite = nonfinite_error(outcome, check_finite)
     if json_:
-        print_json(doc)
+        print_json(doc if nonfinite is None else render.with_error(doc, nonfinite))  # one document, always
+        if nonfinite is not None:
+            nonfinite.in_json = True
     elif not quiet:
         print_result(outcome.title, outcome.result, outcome.prep.runtime.device_name, outcome.spec.dtype, saved=output)
         if found is not None:
@@ -169,7 +172,8 @@ def show_outcome(outcome: Outcome, *, json_: bool, quiet: bool, output: Path | N
         show_pictures(outcome, to_stderr=json_)
         for w in outcome.warnings:
             say("warning", w)
-    finite_or_fail(outcome, check_finite)
+    if nonfinite is not None:
+        raise nonfinite
     if outcome.nonfinite and not quiet:
         say("warning", outcome.nonfinite)
 
