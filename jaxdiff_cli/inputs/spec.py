@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from jaxdiff_cli import switches
 from jaxdiff_cli.dtypes import DTYPES
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, Where, suggest
 
@@ -576,7 +577,9 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         raise SpecError("no function: give 'function:' in the spec or --fn", where=where(source, "function"))
     if not isinstance(function, str) or not function.strip():
         raise SpecError("must be a string (a lambda, an expression or module:function)", where=where(source, "function"))
-    _function_form(function.strip(), where(source, "function"), base_dir, no_code=ov.no_code, trusted=ov.function is not None)
+    # JAXDIFF_NO_CODE is read here, where every spec is built (CLI, pytest plugin, init), not only by the CLI.
+    no_code = switches.no_code(ov.no_code)
+    _function_form(function.strip(), where(source, "function"), base_dir, no_code=no_code, trusted=ov.function is not None)
 
     primals = data.get("primals", {})
     if primals is None:
@@ -593,12 +596,14 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         raise SpecError("no primals: give 'primals:' in the spec or --primal NAME=VALUE", where=where(source, "primals"))
 
     wrt, argnums = _resolve_wrt(data, source, ov, list(primals))
-    has_aux = ov.has_aux or data.get("has_aux", False)
+    # A spec's true/false keys are YAML booleans: any other value (`y`, "on") is an error, even where an
+    # option turns the setting on anyway, never read as off.
+    has_aux, holomorphic = data.get("has_aux", False), data.get("holomorphic", False)
     if not isinstance(has_aux, bool):
         raise SpecError("true or false", where=where(source, "has_aux"))
-    holomorphic = ov.holomorphic or data.get("holomorphic", False)
     if not isinstance(holomorphic, bool):
         raise SpecError("true or false", where=where(source, "holomorphic"))
+    has_aux, holomorphic = ov.has_aux or has_aux, ov.holomorphic or holomorphic
 
     tangents = data.get("tangents")
     if ov.tangents:

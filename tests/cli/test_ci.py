@@ -207,12 +207,13 @@ def test_github_is_the_default_in_github_actions_and_json_still_wins(
 
 
 def test_a_message_with_newlines_and_percent_is_escaped() -> None:
+    """Printable first (a newline is shown as \\n, tests/cli/test_ci_text.py), then @actions/core's escapes."""
     from jaxdiff_cli.checks.findings import Finding, Report
     from jaxdiff_cli.output.reports import github_annotations
 
     report = Report(spec="a,b:c.yaml", findings=[Finding("expect x", False, "100% off\nreally")], file=None)
     (line,) = github_annotations([report])
-    assert line == "::error title=jaxdiff check%3A a%2Cb%3Ac.yaml%3A expect x::expect x: 100%25 off%0Areally"
+    assert line == "::error title=jaxdiff check%3A a%2Cb%3Ac.yaml%3A expect x::expect x: 100%25 off\\nreally"
 
 
 # ----------------------------------------------------------------------------- --case
