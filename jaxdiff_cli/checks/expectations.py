@@ -195,9 +195,7 @@ def check_outputs(outputs: Mapping[str, Any], expectations: list[Expectation]) -
         if actual.shape != e.value.shape:
             findings.append(Finding(name, False, f"shape {actual.shape}, expected {e.value.shape}"))
             continue
-        findings.append(
-            compare_arrays(name, e.name, actual, e.value, np.zeros(()), "float64", (e.rtol, e.atol), per_entry=True)
-        )
+        findings.append(compare_arrays(name, e.name, actual, e.value, np.zeros(()), "float64", (e.rtol, e.atol), per_entry=True))
     return findings
 
 

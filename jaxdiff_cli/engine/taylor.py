@@ -190,7 +190,7 @@ def plan_derivative(
         return {"value": value, "derivative": deriv, **({"aux": aux} if aux is not None else {})}
 
     info = {"order": order, **info, "batch": batch}
-    return Plan("derivative", g, (problem.primals, tangents), finish, problem.where, info)
+    return Plan("derivative", g, (problem.primals, tangents), finish, problem.where, info, max_program=problem.max_program)
 
 
 def factorials(order: int) -> np.ndarray:
@@ -225,4 +225,4 @@ def plan_taylor(problem: Problem, tangents: tuple[Any, ...], order: int, mode: s
         return {"value": value, "taylor": coefficients, **({"aux": aux} if aux is not None else {})}
 
     info = {"order": order, **info, "batch": batch}
-    return Plan("taylor", g, (problem.primals, tangents), finish, problem.where, info)
+    return Plan("taylor", g, (problem.primals, tangents), finish, problem.where, info, max_program=problem.max_program)

@@ -24,7 +24,9 @@ from jaxdiff_cli.errors import ExitCode
 def own_tolerance(value: float, rtol: float, atol: float) -> float:
     """The tolerance of one expected entry, written out independently of findings.py's arrays."""
     size = abs(value)
-    return min(atol, max(ATOL_FLOOR, ATOL_SHARE * size)) + rtol * size + ROUNDING_MULTIPLE * float(np.finfo(np.float64).eps) * size
+    return (
+        min(atol, max(ATOL_FLOOR, ATOL_SHARE * size)) + rtol * size + ROUNDING_MULTIPLE * float(np.finfo(np.float64).eps) * size
+    )
 
 
 def magnitudes(dtype: Any) -> st.SearchStrategy[float]:
