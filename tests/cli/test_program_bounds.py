@@ -55,14 +55,14 @@ def test_einsum_of_many_operands_is_refused_before_its_path_search(cli: Any) -> 
 LARGE_PROGRAMS = [
     # Each call is within what one call may do; together they trace a program too large to compile.
     "lax.switch(0, [jnp.sin] * 5000, x)",
-    "jnp.piecewise(x, [x > i for i in range(3400)], [jnp.sin] * 3401)",
+    pytest.param("jnp.piecewise(x, [x > i for i in range(3400)], [jnp.sin] * 3401)", marks=pytest.mark.slow),
     "jnp.sum(jnp.stack([x[i] for i in range(5000)]))",
     "jnp.sum(jnp.stack([jnp.sum(v) for v in jnp.split(x, 200)] * 50))",
     "lax.fori_loop(0, 3, lambda i, c: c + jnp.sum(jnp.stack([c * j for j in range(4000)])), x[0])",
 ]
 
 
-@pytest.mark.parametrize("fn", LARGE_PROGRAMS, ids=[f[:30] for f in LARGE_PROGRAMS])
+@pytest.mark.parametrize("fn", LARGE_PROGRAMS, ids=["switch", "piecewise", "comprehension", "split-stack", "fori_loop"])
 def test_a_large_traced_program_is_refused_before_lowering(cli: Any, fn: str) -> None:
     ran = cli("eval", "-f", fn, "-p", "x={zeros: [10000]}")
     assert ran.exit_code == ExitCode.BAD_INPUT, ran.stderr
@@ -70,6 +70,7 @@ def test_a_large_traced_program_is_refused_before_lowering(cli: Any, fn: str) ->
     assert "module function (file.py:function), which is not bounded" in ran.stderr
 
 
+@pytest.mark.slow
 def test_a_derivative_program_is_bounded_too(cli: Any) -> None:
     # The function itself fits; its Hessian (forward over reverse) is eight times as large (3,005 and 24,070).
     fn = "jnp.sum(jnp.stack([jnp.sin(x[i]) * x[i + 1] for i in range(150)]))"
@@ -115,6 +116,7 @@ def test_random_split_returns_one_array_and_is_not_refused(cli: Any) -> None:
     assert ran.exit_code == ExitCode.OK, ran.stderr
 
 
+@pytest.mark.slow
 def test_a_module_function_is_not_bounded(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The user's own code (it could loop in Python anyway): a program over the expression limit runs.
     monkeypatch.chdir(tmp_path)
