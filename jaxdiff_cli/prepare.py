@@ -83,7 +83,7 @@ def prepare(
     import jax
 
     from jaxdiff_cli.engine import runtime
-    from jaxdiff_cli.engine.problem import Problem
+    from jaxdiff_cli.engine.problem import MAX_PROGRAM, Problem
     from jaxdiff_cli.inputs.functions import load_function
 
     where = spec.where("device")
@@ -110,6 +110,8 @@ def prepare(
         where=spec.where("function"),
         has_aux=spec.has_aux,
         holomorphic=spec.holomorphic,
+        # An expression is data from the spec: its traced programs are bounded. A module function is code.
+        max_program=MAX_PROGRAM if loaded.kind in ("lambda", "expression") else None,
     )
     ctx = Context(spec.dtype, spec.base_dir, spec.source)
     return Prepared(spec=spec, runtime=rt, problem=problem, ctx=ctx, inputs={"primals": dict(zip(names, values))})

@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 
 from jaxdiff_cli.atomic import atomic_open
-from jaxdiff_cli.checks.findings import Finding, Report, compare_arrays
+from jaxdiff_cli.checks.findings import ATOL_FLOOR, ATOL_SHARE, Finding, Report, compare_arrays
 from jaxdiff_cli.dtypes import real_dtype
 from jaxdiff_cli.encoding import array_json
 from jaxdiff_cli.errors import SpecError, suggest
@@ -77,9 +77,9 @@ def _wide(value: Any) -> np.ndarray:
 # A spec arrives in a pull request: a tolerance loose enough to accept anything would switch its own
 # check off (rtol: .inf, rtol: 0.999999, atol: 1e300). A derivative within 1% is not a tolerance
 # question any more, and an atol as large as the values themselves accepts zeros for them.
+# The atol written may be at most ATOL_SHARE of the largest expected magnitude (ATOL_FLOOR where every
+# expected value is zero); on each entry it then counts up to ATOL_SHARE of that entry's own (findings.py).
 MAX_RTOL = 0.01
-ATOL_SHARE = 0.01  # of the largest expected magnitude
-ATOL_FLOOR = 1e-6  # the most an atol may be where every expected value is (near) zero
 
 
 def _tol(raw: Any, ctx: Context, keypath: str) -> float:
@@ -195,7 +195,7 @@ def check_outputs(outputs: Mapping[str, Any], expectations: list[Expectation]) -
         if actual.shape != e.value.shape:
             findings.append(Finding(name, False, f"shape {actual.shape}, expected {e.value.shape}"))
             continue
-        findings.append(compare_arrays(name, e.name, actual, e.value, np.zeros(()), "float64", (e.rtol, e.atol)))
+        findings.append(compare_arrays(name, e.name, actual, e.value, np.zeros(()), "float64", (e.rtol, e.atol), per_entry=True))
     return findings
 
 

@@ -2,7 +2,10 @@
 
 An entry fails only when |AD − reference| > atol + rtol·|reference| + 10·(error estimate of the
 reference) + 32·eps(dtype)·(largest |reference| in its output row): the last term is the rounding
-that computing the AD value in the spec's dtype can carry. A reference without a usable estimate
+that computing the AD value in the spec's dtype can carry. Against a value a spec wrote
+(``per_entry``) nothing scales with other entries: the rounding term is the entry's own
+|reference|, and atol counts up to ATOL_SHARE of that (at least ATOL_FLOOR), so one large expected
+entry cannot make a wrong small one pass (``[1e20, 0]`` against ``[1e20, 9]``). A reference without a usable estimate
 (every finite-difference step left the function's domain) is reported, never convicts. Complex
 entries are compared part by part (real, imaginary), and a failure names the part.
 """
@@ -19,6 +22,10 @@ from jaxdiff_cli.errors import JaxdiffError
 
 ERR_MULTIPLE = 10.0
 ROUNDING_MULTIPLE = 32.0
+# An atol counts on an expected entry up to this share of the entry's own magnitude, and at least
+# ATOL_FLOOR (where the expected value is zero): more would accept values far from it.
+ATOL_SHARE = 0.01
+ATOL_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
@@ -100,9 +107,22 @@ def groups_of(name: str) -> tuple[str, ...]:
 
 
 def compare_arrays(
-    name: str, output: str, ad: np.ndarray, ref: np.ndarray, err: np.ndarray, dtype: str, tol: tuple[float, float]
+    name: str,
+    output: str,
+    ad: np.ndarray,
+    ref: np.ndarray,
+    err: np.ndarray,
+    dtype: str,
+    tol: tuple[float, float],
+    *,
+    per_entry: bool = False,
 ) -> Finding:
-    """Entry-wise AD vs reference; a failure names the worst entry."""
+    """Entry-wise AD vs reference; a failure names the worst entry.
+
+    ``per_entry``: the reference is a value a spec wrote (expect:), so each entry's allowance
+    scales with that entry alone (and each part of a complex entry with that part): see the
+    module's note.
+    """
     parts = np.iscomplexobj(ad) or np.iscomplexobj(ref)
     if parts:  # each part its own entry; the error estimate bounds both
         err = np.broadcast_to(np.asarray(err, dtype=np.float64), np.shape(ref))[..., None]
@@ -113,8 +133,15 @@ def compare_arrays(
     rtol, atol = tol
     eps = float(np.finfo(dtype).eps)
     finite_ref = np.where(np.isfinite(ref), np.abs(ref), 0.0)
-    row = np.max(finite_ref, axis=tuple(range(1, ref.ndim)), keepdims=True) if ref.ndim > 1 else np.max(finite_ref, initial=0.0)
-    bound = atol + rtol * np.abs(ref) + ERR_MULTIPLE * err + ROUNDING_MULTIPLE * eps * row
+    atol_at: Any = atol
+    if per_entry:
+        row = finite_ref
+        atol_at = np.minimum(atol, np.maximum(ATOL_FLOOR, ATOL_SHARE * finite_ref))
+    elif ref.ndim > 1:
+        row = np.max(finite_ref, axis=tuple(range(1, ref.ndim)), keepdims=True)
+    else:
+        row = np.max(finite_ref, initial=0.0)
+    bound = atol_at + rtol * np.abs(ref) + ERR_MULTIPLE * err + ROUNDING_MULTIPLE * eps * row
     with np.errstate(invalid="ignore"):
         gap = np.abs(ad - ref)
         bad = ~(gap <= bound)  # NaN anywhere fails

@@ -116,7 +116,7 @@ def compare_sparse(name: str, output: str, actual: Any, expected: SparseValue, t
     got_v, want_v = np.zeros(keys.size, wide), np.zeros(keys.size, wide)
     got_v[np.searchsorted(keys, keys_got)] = data
     want_v[np.searchsorted(keys, keys_want)] = expected.data
-    finding = compare_arrays(name, output, got_v, want_v, np.zeros(()), "float64", tol)
+    finding = compare_arrays(name, output, got_v, want_v, np.zeros(()), "float64", tol, per_entry=True)
     detail = f"{finding.detail} on the union of both patterns"
     w = finding.worst
     if w is None:

@@ -101,6 +101,7 @@ def auto_chunk(problem: Problem, mode: str, streamed: bool) -> tuple[int, str]:
     The working set per basis vector comes from XLA's own estimate of the compiled block at two
     chunk sizes (a straight line through them), not from a guess.
     """
+    output_shape(problem)  # the function's own program bounded (an expression's) before any block compiles
     flat_f, x, n, m = flat_function(problem.of_diff(problem.primals), problem.diff(problem.primals))
     total = n if mode == "fwd" else m
     item = x.dtype.itemsize

@@ -89,7 +89,7 @@ def plan_eval(problem: Problem) -> Plan:
             raise FunctionError("the function returned no arrays", where=problem.where)
         return _outputs(out)
 
-    return Plan("eval", lambda p: problem.call(*p), (problem.primals,), finish, problem.where)
+    return Plan("eval", lambda p: problem.call(*p), (problem.primals,), finish, problem.where, max_program=problem.max_program)
 
 
 def plan_jvp(problem: Problem, tangents: tuple[Any, ...], batch: int | None = None) -> Plan:
@@ -102,7 +102,15 @@ def plan_jvp(problem: Problem, tangents: tuple[Any, ...], batch: int | None = No
         tangent_out = _batched(batch, lambda t: jax.jvp(h, diff, t)[1])(tangents)
         return problem.call(*primals), tangent_out
 
-    return Plan("jvp", g, (problem.primals, tangents), lambda o: _outputs(o[0], jvp=o[1]), problem.where, {"batch": batch})
+    return Plan(
+        "jvp",
+        g,
+        (problem.primals, tangents),
+        lambda o: _outputs(o[0], jvp=o[1]),
+        problem.where,
+        {"batch": batch},
+        max_program=problem.max_program,
+    )
 
 
 def plan_vjp(problem: Problem, cotangent: Any, batch: int | None = None) -> Plan:
@@ -116,7 +124,7 @@ def plan_vjp(problem: Problem, cotangent: Any, batch: int | None = None) -> Plan
     def finish(o: Any) -> dict[str, Any]:
         return _outputs(o[0], vjp=by_arg(problem, o[1]))
 
-    return Plan("vjp", g, (problem.primals, cotangent), finish, problem.where, {"batch": batch})
+    return Plan("vjp", g, (problem.primals, cotangent), finish, problem.where, {"batch": batch}, max_program=problem.max_program)
 
 
 def plan_grad(problem: Problem) -> Plan:
@@ -131,7 +139,14 @@ def plan_grad(problem: Problem) -> Plan:
         (_, value_aux), grads = grad(*problem.diff(primals))
         return value_aux, grads
 
-    return Plan("grad", g, (problem.primals,), lambda o: _outputs(o[0], grad=by_arg(problem, o[1])), problem.where)
+    return Plan(
+        "grad",
+        g,
+        (problem.primals,),
+        lambda o: _outputs(o[0], grad=by_arg(problem, o[1])),
+        problem.where,
+        max_program=problem.max_program,
+    )
 
 
 def plan_jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None = None) -> Plan:
@@ -158,7 +173,7 @@ def plan_jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None =
     def finish(per_arg: Any) -> dict[str, Any]:
         return {"jacobian": nest_jacobian(problem, out_struct, per_arg)}
 
-    return Plan("jacobian", g, (problem.primals,), finish, problem.where, info)
+    return Plan("jacobian", g, (problem.primals,), finish, problem.where, info, max_program=problem.max_program)
 
 
 def plan_hessian(problem: Problem) -> Plan:
@@ -178,7 +193,7 @@ def plan_hessian(problem: Problem) -> Plan:
 
         return {"hessian": nest_hessian(problem, diff_struct, block)}
 
-    return Plan("hessian", g, (problem.primals,), finish, problem.where, {"mode": "fwd-rev"})
+    return Plan("hessian", g, (problem.primals,), finish, problem.where, {"mode": "fwd-rev"}, max_program=problem.max_program)
 
 
 def plan_hvp(problem: Problem, tangents: tuple[Any, ...], mode: str = "fwd-rev", batch: int | None = None) -> Plan:
@@ -194,7 +209,15 @@ def plan_hvp(problem: Problem, tangents: tuple[Any, ...], mode: str = "fwd-rev",
         return _batched(batch, lambda v: hvp_product(lambda d: h(*d), diff, v, mode, problem.holomorphic))(tangents)
 
     info = {"mode": mode, "batch": batch}
-    return Plan("hvp", g, (problem.primals, tangents), lambda o: {"hvp": by_arg(problem, o)}, problem.where, info)
+    return Plan(
+        "hvp",
+        g,
+        (problem.primals, tangents),
+        lambda o: {"hvp": by_arg(problem, o)},
+        problem.where,
+        info,
+        max_program=problem.max_program,
+    )
 
 
 # One call each, for tests and scripts: plan, compile, run.

@@ -23,6 +23,15 @@ import numpy as np
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, function_failed
 
 MAX_OUTPUT_LEAVES = 256
+# The traced program of an expression (README: Security): its size is its jaxpr's equations plus
+# their operands and results, counted into every sub-jaxpr (scan, cond, while, pjit, custom_jvp ...),
+# and measured after tracing, before lowering. XLA's compile time grows faster than linearly with
+# it (on the shared 2-core machine, jnp.split into 1,000 pieces then summed: size ~5,000, 5 s to
+# compile; 10,000 pieces: 90 s); a hessian of a three-layer network written as an expression is
+# about 650. Size is a proxy: some patterns compile slowly below it (jnp.split into 250 pieces then
+# jnp.stack: size 507, 7.7 s of CPU), which is why one call may return at most 256 arrays. Module functions are the
+# user's own code (they can already loop in Python) and are not bounded.
+MAX_PROGRAM = 10_000
 # JAX's dtype errors that an integer argument causes ("Integers cannot be raised to negative powers",
 # "sin does not accept dtype int32").
 _INTEGER_ERROR = re.compile(r"\bu?int(8|16|32|64)\b|\bIntegers?\b")
@@ -44,6 +53,7 @@ class Problem:
     where: str = "function"  # for error messages: the spec's function key
     has_aux: bool = False  # fn returns (output, auxiliary data); only the output is differentiated
     holomorphic: bool = False  # complex in and out, differentiated as JAX's holomorphic=True (engine/complex_rules.py)
+    max_program: int | None = None  # the largest traced program (program_size) of any operation; None: unbounded
 
     def call(self, *args: Any) -> tuple[Any, Any]:
         """The user's function: (output, auxiliary data or None), each checked to be a pytree of arrays."""
@@ -169,6 +179,7 @@ class Plan:
     # written h @ W.T), whose layout of array arguments is fixed row-major. But the program then
     # serves only these values, and compiling takes longer.
     bake: bool = False
+    max_program: int | None = None  # the problem's bound on the traced program (Problem.max_program)
 
     @property
     def call_args(self) -> tuple[Any, ...]:
@@ -188,7 +199,9 @@ def compile_plan(plan: Plan) -> tuple[Any, float]:
     """
     t0 = time.perf_counter()
     try:
-        compiled = jax.jit(plan.jit_function()).lower(*plan.call_args).compile()
+        traced = jax.jit(plan.jit_function()).trace(*plan.call_args)
+        bound_program(traced.jaxpr, plan.max_program, plan.where, plan.op)
+        compiled = traced.lower().compile()
     except (SpecError, UsageError, FunctionError):
         raise
     except Exception as exc:
@@ -218,8 +231,12 @@ def execute(plan: Plan) -> Result:
 def output_shape(problem: Problem) -> Any:
     """The output's structure (ShapeDtypeStructs), by abstract evaluation: no compile, no FLOPs."""
     try:
-        out = jax.eval_shape(problem.main, *problem.primals)
-    except FunctionError:
+        if problem.max_program is None:
+            out = jax.eval_shape(problem.main, *problem.primals)
+        else:  # the same one trace, with its program kept to be measured
+            closed, out = jax.make_jaxpr(problem.main, return_shape=True)(*problem.primals)
+            bound_program(closed, problem.max_program, problem.where, "the function")
+    except (FunctionError, SpecError):
         raise
     except Exception as exc:
         raise function_failed("trace", exc, problem.where) from exc
@@ -234,6 +251,46 @@ def output_shape(problem: Problem) -> Any:
             hint="return fewer, larger arrays (jnp.stack)",
         )
     return out
+
+
+def program_size(closed: Any) -> int:
+    """Equations plus their operands and results, into every sub-jaxpr (of scan, cond's branches,
+    while's condition and body, pjit, custom_jvp, ...): what lowering and XLA's compile work through."""
+    from jax.extend import core
+
+    def subs(param: Any) -> Any:
+        if isinstance(param, core.ClosedJaxpr):
+            yield param.jaxpr
+        elif isinstance(param, core.Jaxpr):
+            yield param
+        elif isinstance(param, (tuple, list)):
+            for item in param:
+                yield from subs(item)
+
+    size = 0
+    todo = [closed.jaxpr if isinstance(closed, core.ClosedJaxpr) else closed]
+    while todo:  # a loop, not recursion: nesting depth is not Python's stack's business
+        jaxpr = todo.pop()
+        for eqn in jaxpr.eqns:
+            size += 1 + len(eqn.invars) + len(eqn.outvars)
+            for param in eqn.params.values():
+                todo.extend(subs(param))
+    return size
+
+
+def bound_program(closed: Any, limit: int | None, where: str, what: str) -> None:
+    """Refuse a traced program larger than ``limit`` (exit 3) before it is lowered and compiled."""
+    if limit is None:
+        return
+    size = program_size(closed)
+    if size > limit:
+        raise SpecError(
+            f"the traced program of {what} has size {size:,} (jaxpr equations plus their operands and results);"
+            f" an expression's is at most {limit:,}",
+            where=where,
+            hint="vectorise (one jnp call over an array, not many over its pieces), loop with lax.fori_loop or"
+            " lax.scan, or use a module function (file.py:function), which is not bounded",
+        )
 
 
 def require_numbers(problem: Problem, op: str) -> None:

@@ -183,7 +183,9 @@ def _jacobian_plan(problem: Problem, primals: Any, mode: str, chunk: int | None,
         return {"jacobian": nest_jacobian(problem, out_struct, unflatten_jacobian(flat, out_struct, diff))}
 
     info.update(devices=mesh.size, **({"chunk_size": chunk} if chunk else {}))
-    return Plan("jacobian", g, (primals, basis_indices(total, mesh)), finish, problem.where, info)
+    return Plan(
+        "jacobian", g, (primals, basis_indices(total, mesh)), finish, problem.where, info, max_program=problem.max_program
+    )
 
 
 def _hessian_plan(problem: Problem, primals: Any, chunk: int | None, mesh: Mesh) -> Plan:
@@ -207,4 +209,4 @@ def _hessian_plan(problem: Problem, primals: Any, chunk: int | None, mesh: Mesh)
         return {"hessian": nest_hessian(problem, diff, lambda i, j: per_arg[j][i])}
 
     info = {"mode": "fwd-rev", "devices": mesh.size, **({"chunk_size": chunk} if chunk else {})}
-    return Plan("hessian", g, (primals, basis_indices(n, mesh)), finish, problem.where, info)
+    return Plan("hessian", g, (primals, basis_indices(n, mesh)), finish, problem.where, info, max_program=problem.max_program)

@@ -550,7 +550,7 @@ def plan_sparse(problem: Problem, kind: str, mode: str = "auto", chunk: int | No
     info["blocks"] = block_info(empty)
     if chunk is not None:
         info["chunk_size"] = chunk
-    return Plan(kind, g, (problem.primals,), finish, problem.where, info)
+    return Plan(kind, g, (problem.primals,), finish, problem.where, info, max_program=problem.max_program)
 
 
 def block_info(sm: SparseMatrix) -> dict[str, list[list[Any]]]:

@@ -24,7 +24,10 @@ Work is bounded before and while tracing, without running out of memory first:
 - at run time, ``+``, ``*``, ``**`` and ``%`` check their Python operands (int bits, sequence
   lengths, no ``%`` string formatting), and every lambda call and comprehension step is charged
   for the size of its body against :data:`MAX_WORK`;
-- text length and nesting depth are capped.
+- text length and nesting depth are capped;
+- a table function's call is charged for the arrays and functions it takes and returns, and may
+  return at most :data:`MAX_EMITTED` arrays (refused before it runs where its arguments tell, as for
+  ``jnp.split(x, 10**5)``). The engine then bounds the traced program itself (engine/problem.py).
 
 Tables are data (names only): this module imports JAX only when an expression is compiled.
 """
@@ -42,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from jaxdiff_cli.errors import FunctionError
+from jaxdiff_cli.errors import FunctionError, SpecError
 
 # --------------------------------------------------------------------------- the tables
 
@@ -912,7 +915,10 @@ def plain(obj: Callable[..., Any], name: str, transformed: bool = False) -> Call
     """
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        _g_tick(1)
+        # What the call takes and will emit is charged before it runs (lax.switch's branches, einsum's
+        # operands, jnp.split's pieces): one call must not buy a program of 10^5 pieces for one unit.
+        predicted = _g_emits(name, args, kwargs) if getattr(obj, "__module__", None) == "jax.numpy" else 0
+        _g_tick(1 + _arrays((args, kwargs)) + predicted)
         depth = _TRANSFORM_DEPTH.get() + transformed
         if depth > MAX_NESTED_TRANSFORMS:
             raise FunctionError(
@@ -925,6 +931,9 @@ def plain(obj: Callable[..., Any], name: str, transformed: bool = False) -> Call
             out = obj(*args, **kwargs)
         finally:
             _TRANSFORM_DEPTH.reset(token)
+        emitted = _arrays(out)
+        if emitted > 1 and not predicted:  # a list or tuple of arrays: charged (and capped) now it is known
+            _g_emitted(name, emitted)
         if callable(out):
             return plain(out, name, transformed or name in TRANSFORMS)
         if type(out) is tuple:  # jax.vjp, jax.linearize: (value, function)
@@ -972,6 +981,12 @@ def _einsum(
 ) -> Any:
     import jax.numpy as jnp
 
+    if len(operands) > MAX_EMITTED:  # finding a contraction order is quadratic or worse in their number
+        raise SpecError(
+            f"einsum of {len(operands):,} operands; at most {MAX_EMITTED:,}",
+            where=_where(),
+            hint="stack the operands into one array and contract that",
+        )
     if optimize not in ("auto", "greedy", True, False):
         # 'optimal' searches every contraction order: exponential in the number of operands.
         raise FunctionError(f"einsum(optimize={optimize!r}) is not available", where=_where(), hint="auto, greedy, True, False")
@@ -1117,6 +1132,58 @@ def _g_mod(a: Any, b: Any) -> Any:
     if isinstance(a, (str, bytes)):
         raise FunctionError("'%' formatting of strings is not allowed", where=_where(), hint="strings are constants here")
     return a % b
+
+
+# --- calls that emit many arrays (issue 19.4): charged for what they take and return
+
+
+MAX_EMITTED = 256  # as MAX_OUTPUT_LEAVES (engine): arrays one call may return (jnp.split's pieces, jnp.unstack's slices, ...)
+_SPLITS = frozenset(("split", "hsplit", "vsplit", "dsplit"))
+_ONE_PER_ARGUMENT = frozenset(("meshgrid", "broadcast_arrays", "atleast_1d", "atleast_2d", "atleast_3d"))
+
+
+def _arrays(obj: Any, seen: set[int] | None = None) -> int:
+    """Leaves of a structure of lists, tuples and dicts (each array, function or number is one): what
+    a call takes (lax.switch's branches, einsum's operands) or returns (jnp.split's pieces). The
+    structure was built by charged work, so walking it is bounded; a shared one is walked once."""
+    if not isinstance(obj, (list, tuple, dict)):
+        return 1
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 1
+    seen.add(id(obj))
+    items = obj.values() if isinstance(obj, dict) else obj
+    return sum(_arrays(item, seen) for item in items)
+
+
+def _g_emits(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> int:
+    """The arrays a jnp function (jnp.split, not jax.random.split) will return, known from its
+    arguments before it runs; 0 where they are not (the call is then charged once it returned)."""
+    if name in _SPLITS:
+        sections = args[1] if len(args) > 1 else kwargs.get("indices_or_sections", 1)
+        count = (len(sections) + 1) if isinstance(sections, (list, tuple)) else sections
+    elif name == "unstack" and args:
+        axis = kwargs.get("axis", args[1] if len(args) > 1 else 0)
+        shape = getattr(args[0], "shape", ())
+        count = shape[axis] if isinstance(axis, int) and -len(shape) <= axis < len(shape) else 0
+    elif name in _ONE_PER_ARGUMENT:
+        count = len(args)
+    else:
+        return 0
+    count = count if isinstance(count, int) and not isinstance(count, bool) else 0
+    _g_emitted(name, count)
+    return max(count, 0)
+
+
+def _g_emitted(name: str, count: int) -> None:
+    if count > MAX_EMITTED:
+        raise SpecError(
+            f"{name}(...) returns {count:,} arrays; one call may return at most {MAX_EMITTED:,}",
+            where=_where(),
+            hint="keep one array and index or reshape it; each returned array is a piece of the traced program",
+        )
+    if count > 0:
+        _g_tick(count)
 
 
 def _range(*args: Any) -> range:
