@@ -228,6 +228,14 @@ class SpecCheck(pytest.Item):
         self.key = key
         self.error = error
 
+    @classmethod
+    def from_parent(cls, parent: pytest.Collector, **kwargs: Any) -> SpecCheck:
+        # The id given as a string: pytest >= 9.2 reads the ids it cached for --lf/--ff back as path, names
+        # and a parameter (`expect[grad.x]` is `expect` with `grad.x`, pytest-dev/pytest#15045), while the id
+        # it builds from a name is that whole name. Given as the same string, the item's id is read the same
+        # way as the cached one, so --lf and --ff find it again; the name pytest shows stays the same.
+        return super().from_parent(parent, nodeid=f"{parent.nodeid}::{kwargs['name']}", **kwargs)
+
     def runtest(self) -> None:
         from jaxdiff_cli.checks.findings import groups_of
         from jaxdiff_cli.output.reports import finding_key, finding_line, place

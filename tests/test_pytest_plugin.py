@@ -6,6 +6,7 @@ Each test runs pytest in this process (pytester), so JAX is imported once; the r
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -168,3 +169,34 @@ def test_bad_paths_and_data_files_fail_their_spec_and_the_others_run(pytester: p
     assert "internal error" not in result.stdout.str()
     outcomes = result.parseoutcomes()
     assert outcomes["failed"] == 3 and outcomes["passed"] >= 1
+
+
+# Three failures in two specs: wrong_two.yaml's expect[value] and expect[grad.x], and case `two` of
+# cases_bad.yaml's expect[value]. Their ids carry brackets, which pytest >= 9.2 reads back from its cache
+# as parameters (pytest-dev/pytest#15045).
+WRONG_TWO = WRONG.replace("value: 5.0", "value: 6.0")
+CASES_BAD = CASES.replace("value: [3.0, 6.0]", "value: [3.0, 7.0]")
+FAILURES = ["wrong_two.yaml::expect[value]", "wrong_two.yaml::expect[grad.x]", "cases_bad.yaml::two::expect[value]"]
+
+
+@pytest.mark.slow
+def test_last_failed_and_failed_first_rerun_exactly_the_failures(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", good=GOOD, wrong_two=WRONG_TWO, cases_bad=CASES_BAD)
+    everything = 9 + 9 + 2 * 6  # good, wrong_two, and the two cases of cases_bad (hvp, hessian skipped there)
+    result = pytester.runpytest_inprocess("--jaxdiff", "-p", "cacheprovider")
+    result.assert_outcomes(passed=everything - 3, failed=3, skipped=2 * 2)
+    cached = json.loads((pytester.path / ".pytest_cache/v/cache/lastfailed").read_text())
+    assert sorted(cached) == sorted(FAILURES)
+
+    result = pytester.runpytest_inprocess("--jaxdiff", "-p", "cacheprovider", "--lf", "-v")
+    outcomes = result.parseoutcomes()  # good.yaml is not even collected: its items are not deselected, they are absent
+    assert outcomes["failed"] == 3 and "passed" not in outcomes and "skipped" not in outcomes
+    result.stdout.fnmatch_lines(["run-last-failure: rerun previous 3 failures (skipped 1 file)"])
+    ran = [line.split(" ")[0] for line in result.stdout.lines if " FAILED" in line and "::" in line and line[0] != "F"]
+    assert sorted(ran) == sorted(FAILURES)
+
+    result = pytester.runpytest_inprocess("--jaxdiff", "-p", "cacheprovider", "--ff", "-v")
+    result.assert_outcomes(passed=everything - 3, failed=3, skipped=2 * 2)
+    result.stdout.fnmatch_lines(["run-last-failure: rerun previous 3 failures first"])
+    ran = [line.split(" ")[0] for line in result.stdout.lines if line.endswith("%]")]
+    assert sorted(ran[:3]) == sorted(FAILURES) and len(ran) == everything + 2 * 2
