@@ -16,7 +16,8 @@ to load or trace) fails its ``spec`` item, with jaxdiff's message and exit statu
 items are skipped, pointing at it; one that cannot even be read has only the ``spec`` item.
 
 The checks run in the pytest process, so JAX is imported once for the whole run. A spec's (or
-case's) checks are computed together, by its first item that runs, and the other items read them.
+case's) checks are computed together, by its first item that runs, and the other items read them;
+with pytest-xdist (``-n``) a spec's items are sent to one worker.
 A failure shows the finding as ``check`` tells it (the worst entry, AD value and reference) and
 points at the spec's line: the ``expect:`` key, the bad value, or the function.
 ``--jaxdiff-no-code``, the ``jaxdiff_no_code`` ini option or ``JAXDIFF_NO_CODE=1`` refuses module and
@@ -135,6 +136,41 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 items.extend(session.genitems(SpecFile.from_parent(session, path=path)))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Which item of each spec fails for an error of the spec: its spec item, or where -k or --deselect left
+    that out, its first selected item. Chosen from the selected items, not by which runs first, so that
+    with pytest-xdist every worker (each collects all items) picks the same one and the error counts once."""
+    for item in session.items:
+        if isinstance(item, SpecCheck) and item.holder is not None:
+            if item.holder.error_item is None or item.name == SPEC_ITEM:
+                item.holder.error_item = item.nodeid
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: called only where it is installed
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``-n`` (xdist's default ``--dist load``), a spec's items go to one worker, which checks the spec
+    once; spread over workers, each would compute it again. Other items are scheduled one by one, as
+    ``load`` does. Another ``--dist`` is left to xdist. (Not ``xdist_group`` and ``--dist loadgroup``: they
+    rename the items, and on pytest 9.2 they no longer group them.)"""
+    if not _enabled(config) or config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    known: dict[str, bool] = {}
+
+    def scope(nodeid: str) -> str:
+        path = nodeid.split("::", 1)[0]
+        if path not in known:
+            known[path] = _is_spec(config.rootpath / path, config)
+        return path if known[path] else nodeid
+
+    class SpecScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return scope(nodeid)
+
+    return SpecScheduling(config, log)
+
+
 def _paths_given(config: pytest.Config) -> bool:
     """Whether the command line named what to test (then the globs only say which YAML files are specs)."""
     source = getattr(config, "args_source", None)
@@ -201,7 +237,9 @@ class _Holder:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.report: Report | None = None
-        self.error_shown_by: str | None = None  # the item that showed the report's error
+        # The item that fails for the report's error, the others skip pointing at it: chosen when collection
+        # ends (pytest_collection_finish), or else the first of them that runs.
+        self.error_item: str | None = None
 
     def get(self) -> Report:
         if self.report is None:
@@ -246,13 +284,14 @@ class SpecCheck(pytest.Item):
         assert self.holder is not None
         report = self.holder.get()
         if report.error is not None:
-            # A spec that could not be checked fails once, by its spec item (which runs first), not
-            # six times over: its other items are skipped and say where the error is. One of them
-            # shows the error where the spec item was deselected (-k hvp): a broken spec never passes.
-            if self.name == SPEC_ITEM or self.holder.error_shown_by is None:
-                self.holder.error_shown_by = self.holder.error_shown_by or self.nodeid
+            # A spec that could not be checked fails once, by its spec item, not six times over: its other
+            # items are skipped and say where the error is. One of them shows the error where the spec item
+            # was deselected (-k hvp): a broken spec never passes.
+            if self.holder.error_item is None:
+                self.holder.error_item = self.nodeid
+            if self.nodeid == self.holder.error_item:
                 raise report.error
-            pytest.skip(printable(f"the spec could not be checked: see {self.holder.error_shown_by}"))
+            pytest.skip(printable(f"the spec could not be checked: see {self.holder.error_item}"))
         if self.name == SPEC_ITEM:
             return
         mine = [f for f in report.findings if self.name in groups_of(f.name)]

@@ -200,3 +200,30 @@ def test_last_failed_and_failed_first_rerun_exactly_the_failures(pytester: pytes
     result.stdout.fnmatch_lines(["run-last-failure: rerun previous 3 failures first"])
     ran = [line.split(" ")[0] for line in result.stdout.lines if line.endswith("%]")]
     assert sorted(ran[:3]) == sorted(FAILURES) and len(ran) == everything + 2 * 2
+
+
+BROKEN = "function: x\nprimals:\n  x: [1.0, abc]\n"
+
+
+@pytest.mark.slow
+def test_xdist_counts_are_the_serial_counts_and_a_spec_runs_on_one_worker(pytester: pytest.Pytester) -> None:
+    """pytest-xdist (the real one, a dev dependency): each worker collects every item, so a broken spec's error
+    must be shown by the same item everywhere, and a spec's items go to one worker, which checks it once."""
+    pytester.makefile(".yaml", good=GOOD, wrong=WRONG, cases=CASES, broken=BROKEN)
+    serial = pytester.runpytest_inprocess("--jaxdiff").parseoutcomes()
+    # good 9, wrong 8 + 1 failed, cases 2 * 6 + 2 * 2 skipped, broken: its spec item fails, 6 skip
+    assert serial == {"passed": 9 + 8 + 2 * 6, "failed": 1 + 1, "skipped": 2 * 2 + 6}
+    result = pytester.runpytest_inprocess("--jaxdiff", "-n", "2", "-v")
+    assert result.parseoutcomes() == serial
+    workers: dict[str, set[str]] = {}
+    for line in result.stdout.lines:
+        if line.startswith("[gw") and ".yaml::" in line:
+            workers.setdefault(line.split()[-1].split("::")[0], set()).add(line.split()[0])
+    assert sorted(workers) == ["broken.yaml", "cases.yaml", "good.yaml", "wrong.yaml"]
+    assert all(len(w) == 1 for w in workers.values()), workers
+
+    # Where the spec items are deselected and xdist's own scheduler spreads a spec's items (worksteal), the
+    # broken spec still fails once, by the item a serial run picks (test above: the first selected).
+    result = pytester.runpytest_inprocess("--jaxdiff", "-k", "broken and not spec", "-n", "2", "--dist", "worksteal", "-rf")
+    assert (result.parseoutcomes()["failed"], result.parseoutcomes()["skipped"]) == (1, 5)
+    result.stdout.fnmatch_lines(["FAILED broken.yaml::ad_vs_fd?fwd?*"])
