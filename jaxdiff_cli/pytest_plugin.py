@@ -1,6 +1,6 @@
 """jaxdiff specs as pytest tests: one item per spec, case and check. Off unless asked for.
 
-    pytest --jaxdiff specs/                   # every .yaml / .yml file pytest meets (here: under specs/)
+    pytest --jaxdiff specs/                   # the .yaml / .yml specs pytest meets (here: under specs/)
 
     [tool.pytest.ini_options]                 # or name the specs (globs from the root folder);
     jaxdiff_specs = ["specs/*.yaml"]          # a plain `pytest` then checks them with the tests
@@ -28,6 +28,7 @@ variable (1/0, true/false, yes/no, on/off, y/n, t/f, any case), and any other is
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,9 +117,71 @@ def _is_spec(path: Path, config: pytest.Config) -> bool:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if not _enabled(parent.config) or not _is_spec(file_path, parent.config):
+    config = parent.config
+    if not _enabled(config) or not _is_spec(file_path, config):
         return None
+    # --jaxdiff alone meets every YAML file of a project (.gitlab-ci.yml, docker-compose.yml): those without
+    # a spec's top-level key are left out and counted. A file named on the command line, or matched by the
+    # jaxdiff_specs globs, is a spec: if it is a bad one, it fails and says why.
+    if not _globs(config) and not parent.session.isinitpath(file_path) and not _has_spec_key(file_path):
+        return NotSpec.from_parent(parent, path=file_path)
     return SpecFile.from_parent(parent, path=file_path)
+
+
+class NotSpec(pytest.File):
+    """A YAML file that is no spec: no items. Counted when pytest collects it, not when it is met: pytest
+    also meets the files beside one named on the command line, and drops them."""
+
+    def collect(self) -> list[pytest.Item]:
+        self.config.stash.setdefault(_NOT_SPECS, set()).add(_shown(self.path))
+        return []
+
+
+_NOT_SPECS = pytest.StashKey[set[str]]()  # the YAML files left out as no specs
+# A top-level function: key (or cases:, whose entries may each name their function), as block-style YAML
+# writes it: at the start of a line. Found without parsing the file, which may be large and is not ours.
+_SPEC_KEY = re.compile(rb"""^(?:function|cases|"function"|'function'|"cases"|'cases')[ \t]*:""")
+
+
+def _has_spec_key(path: Path) -> bool:
+    """Whether a YAML file has a spec's top-level key (function: or cases:), read line by line up to it."""
+    from jaxdiff_cli.inputs.spec import MAX_SPEC_BYTES
+
+    try:
+        with path.open("rb") as f:
+            first = b""  # the first line that is not blank, a comment or a document marker
+            for line in f:
+                if _SPEC_KEY.match(line):
+                    return True
+                stripped = line.strip()
+                if not first and stripped and not stripped.startswith((b"#", b"---", b"%")):
+                    first = stripped
+                if f.tell() > MAX_SPEC_BYTES:
+                    return True  # too large to be read as a spec: the spec item says so
+    except OSError:
+        return True  # unreadable: the spec item says why
+    if first.startswith(b"{"):  # a flow mapping ({function: ..., primals: ...}): parsed, it is small
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_bytes())
+        except yaml.YAMLError:
+            return False
+        return isinstance(data, dict) and ("function" in data or "cases" in data)
+    return False
+
+
+def _not_specs(config: pytest.Config) -> list[str]:
+    names: set[str] = config.stash[_NOT_SPECS] if _NOT_SPECS in config.stash else set()
+    return sorted(names)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    names = _not_specs(config)
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        files = "YAML file" if len(names) == 1 else "YAML files"
+        terminalreporter.write_line(f"jaxdiff: {len(names)} {files} without a top-level function: key, not specs: {shown}")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k, -m and --deselect choose among the items
@@ -144,6 +207,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if isinstance(item, SpecCheck) and item.holder is not None:
             if item.holder.error_item is None or item.name == SPEC_ITEM:
                 item.holder.error_item = item.nodeid
+    workeroutput = getattr(session.config, "workeroutput", None)  # an xdist worker: the controller prints the summary
+    if workeroutput is not None:
+        workeroutput["jaxdiff_not_specs"] = _not_specs(session.config)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist, in the controller: the YAML files a worker left out
+def pytest_testnodedown(node: Any, error: object) -> None:
+    names = getattr(node, "workeroutput", {}).get("jaxdiff_not_specs")
+    if names:
+        node.config.stash.setdefault(_NOT_SPECS, set()).update(names)
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: called only where it is installed

@@ -108,6 +108,31 @@ def test_specs_named_by_the_ini_option_with_a_spec_that_cannot_be_checked(pytest
     result.assert_outcomes(passed=1)
 
 
+NOT_SPECS = {
+    ".gitlab-ci.yml": "stages: [test]\ntest:\n  script: make test\n",
+    "docker-compose.yml": "services:\n  web:\n    image: python\n",
+    "notes.yaml": "# function: only in a comment\nsteps:\n  - function: indented, not top-level\n",
+}
+
+
+def test_yaml_files_that_are_no_specs_are_left_out_and_counted(pytester: pytest.Pytester) -> None:
+    """--jaxdiff alone meets every YAML file: those without a top-level function: (or cases:) key are no specs."""
+    for name, text in NOT_SPECS.items():
+        (pytester.path / name).write_text(text)
+    (pytester.path / "flow.yaml").write_text("{function: 'lambda x: x * 2', primals: {x: 1.0}}\n")  # a spec all the same
+    (pytester.path / "quoted.yml").write_text('"function": "lambda x: jnp.sin(x)"\nprimals: {x: 1.0}\n')
+    result = pytester.runpytest_inprocess("--jaxdiff", "-q")
+    result.assert_outcomes(passed=2 * 7)  # flow and quoted: spec, fwd, rev, adjoint, hvp, hessian, finite
+    result.stdout.fnmatch_lines(
+        ["jaxdiff: 3 YAML files without a top-level function: key, not specs: .gitlab-ci.yml, docker-compose.yml, notes.yaml"]
+    )
+    # named on the command line, a file is a spec, and a bad one says why
+    result = pytester.runpytest_inprocess("--jaxdiff", "docker-compose.yml", "-rf")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["FAILED docker-compose.yml::spec - docker-compose.yml:1: services: unknown key*"])
+    assert "not specs" not in result.stdout.str()
+
+
 def test_a_spec_that_cannot_be_checked_still_fails_when_its_spec_item_is_deselected(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", broken="function: x\nprimals:\n  x: [1.0, abc]\n")
     result = pytester.runpytest_inprocess("--jaxdiff", "-k", "hvp or hessian", "-rfs")
@@ -210,6 +235,7 @@ def test_xdist_counts_are_the_serial_counts_and_a_spec_runs_on_one_worker(pytest
     """pytest-xdist (the real one, a dev dependency): each worker collects every item, so a broken spec's error
     must be shown by the same item everywhere, and a spec's items go to one worker, which checks it once."""
     pytester.makefile(".yaml", good=GOOD, wrong=WRONG, cases=CASES, broken=BROKEN)
+    (pytester.path / "docker-compose.yml").write_text(NOT_SPECS["docker-compose.yml"])  # left out by every worker
     serial = pytester.runpytest_inprocess("--jaxdiff").parseoutcomes()
     # good 9, wrong 8 + 1 failed, cases 2 * 6 + 2 * 2 skipped, broken: its spec item fails, 6 skip
     assert serial == {"passed": 9 + 8 + 2 * 6, "failed": 1 + 1, "skipped": 2 * 2 + 6}
@@ -221,6 +247,7 @@ def test_xdist_counts_are_the_serial_counts_and_a_spec_runs_on_one_worker(pytest
             workers.setdefault(line.split()[-1].split("::")[0], set()).add(line.split()[0])
     assert sorted(workers) == ["broken.yaml", "cases.yaml", "good.yaml", "wrong.yaml"]
     assert all(len(w) == 1 for w in workers.values()), workers
+    result.stdout.fnmatch_lines(["jaxdiff: 1 YAML file without a top-level function: key, not specs: docker-compose.yml"])
 
     # Where the spec items are deselected and xdist's own scheduler spreads a spec's items (worksteal), the
     # broken spec still fails once, by the item a serial run picks (test above: the first selected).
