@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -458,6 +459,17 @@ def schema(debug: DebugOpt = False) -> None:
     _guarded(debug, body)
 
 
+def _completion_for_named_shell(args: list[str]) -> None:
+    """``jaxdiff --show-completion zsh`` prints zsh's script (and ``--install-completion zsh`` installs it).
+    Where Typer can tell which shell started it, its options are flags for that shell and a shell named
+    after them is ignored: zsh's script asked for from bash was bash's. Given a shell, Typer's form that
+    takes one is used (the switch is Typer's own, read when the app is built)."""
+    if len(args) >= 2 and args[0] in ("--show-completion", "--install-completion") and not args[1].startswith("-"):
+        os.environ["_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"] = "1"
+    elif args and args[0].startswith(("--show-completion=", "--install-completion=")):
+        os.environ["_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"] = "1"
+
+
 def main() -> None:
     """The ``jaxdiff`` command: the app, with SIGINT and SIGTERM turned into exits 130 and 143.
 
@@ -470,6 +482,7 @@ def main() -> None:
     code: int | str | None = 0
     startup.pause_gc()  # until JAX is set up (startup.settled, from prepare)
     signals.install()
+    _completion_for_named_shell(sys.argv[1:])
     try:
         try:
             app(prog_name="jaxdiff")

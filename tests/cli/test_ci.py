@@ -412,6 +412,34 @@ def test_show_completion_prints_a_script(cli: Any, shell: str, monkeypatch: pyte
     assert "_JAXDIFF_COMPLETE" in ran.stdout and f"complete_{shell}" in ran.stdout
 
 
+@pytest.mark.slow
+def test_show_completion_prints_the_named_shells_script_from_bash() -> None:
+    """Started from the real bash (which Typer detects), a named shell wins: zsh's script, not bash's."""
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+
+    bash = shutil.which("bash")
+    assert bash is not None  # CI has bash: the shell the bug shows in
+
+    def script(*args: str) -> str:
+        command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "jaxdiff_cli", *args])
+        out = subprocess.run([bash, "-c", command], capture_output=True, text=True, timeout=60, check=True)
+        return out.stdout
+
+    zsh = script("--show-completion", "zsh")
+    assert zsh.startswith("#compdef jaxdiff") and "complete_zsh" in zsh and "COMPREPLY" not in zsh
+    assert script("--show-completion=zsh") == zsh
+    fish = script("--show-completion", "fish")
+    assert "complete --command jaxdiff" in fish and "complete_fish" in fish
+    bash_script = script("--show-completion")  # no shell named: the one it was started from
+    assert "COMPREPLY" in bash_script and "complete_bash" in bash_script
+    assert subprocess.run([bash, "-n"], input=bash_script, text=True, check=False).returncode == 0  # valid bash
+    if shutil.which("zsh"):  # not in every CI image: the checks above say it is zsh's script
+        assert subprocess.run([shutil.which("zsh") or "zsh", "-n"], input=zsh, text=True, check=False).returncode == 0
+
+
 @pytest.mark.parametrize(
     ("words", "cword", "expected"),
     [
