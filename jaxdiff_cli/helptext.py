@@ -123,7 +123,9 @@ FLAGS: dict[str, Flag] = {
     "check.atol": Flag(("--atol",), "Absolute tolerance of AD vs FD (default 1e-6 float32, 1e-12 float64)."),
     "check.seed": Flag(("--seed",), "Seed of the random directions and vectors (default 0)."),
     "check.update": Flag(
-        ("--update",), "Record the current results as each spec's expect: block (golden values), with jax, device, dtype."
+        ("--update",),
+        "Record the current results in each spec's expect: block (golden values, with jax, device, dtype), keeping"
+        " its comments, and say what changed (old → new). Only records: exit 0 when it recorded everything.",
     ),
     "check.output_format": Flag(
         ("--output-format",),

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jaxdiff_cli.checks.derivatives import check_derivatives
-from jaxdiff_cli.checks.expectations import check_expectations, collect_results, environment, note_environment, update_spec
+from jaxdiff_cli.checks.expectations import check_expectations, collect_results, environment, note_environment
 from jaxdiff_cli.checks.findings import Finding, Report, Worst
 from jaxdiff_cli.checks.higher import check_higher
-from jaxdiff_cli.errors import JaxdiffError, blame
-from jaxdiff_cli.inputs.spec import Spec
-from jaxdiff_cli.prepare import Options, cotangents, prepare, refuse_complex_sparse, tangents
+from jaxdiff_cli.errors import JaxdiffError, UsageError, blame
+from jaxdiff_cli.inputs.spec import STDIN, Spec
+from jaxdiff_cli.prepare import Options, Prepared, cotangents, prepare, refuse_complex_sparse, tangents
 
 __all__ = ["Finding", "Report", "Settings", "Worst", "check_spec"]
 
@@ -26,7 +26,7 @@ class Settings:
     atol: float | None = None
     seed: int = 0
     use_cache: bool = True
-    update: bool = False  # record the current results as the spec's expect block
+    update: bool = False  # record the current results in the spec's expect block, instead of checking
 
 
 def check_spec(spec: Spec, settings: Settings, *, only_spec: bool = False) -> Report:
@@ -47,19 +47,33 @@ def check_spec(spec: Spec, settings: Settings, *, only_spec: bool = False) -> Re
             tangents(prep, "jvp")
         if spec.cotangents is not None:
             cotangents(prep)
+        if settings.update:
+            _record(prep, report)
+            return report
         check_expectations(prep, report)
         note_environment(prep, report)
         check_derivatives(prep, report, settings.rtol, settings.atol, settings.seed)
         if spec.order is not None:  # derivative / taylor at that order
             check_higher(prep, report, settings.rtol, settings.atol)
-        if settings.update:
-            if spec.path is None:
-                raise JaxdiffError("--update rewrites a spec file without cases: record this one by hand", where=spec.source)
-            collect_results(prep, report)
-            report.updated = update_spec(Path(spec.path), report.results, environment(prep), spec.expect)
     except JaxdiffError as exc:
         report.error = exc
     except Exception as exc:  # the user's function raised where no call wraps it; the other specs still run
         report.error = blame(exc, where=spec.where("function"))
-    report.seconds = time.perf_counter() - start
+    finally:
+        report.seconds = time.perf_counter() - start
     return report
+
+
+def _record(prep: Prepared, report: Report) -> None:
+    """--update: record the results in the spec's expect block (checks/record.py). Only what could not be
+    recorded stays in the report as a failed finding: the comparisons with the old values become the
+    changes it reports (old → new), and the derivative checks are left to a `check` without --update."""
+    from jaxdiff_cli.checks.record import record
+
+    if report.file is None or report.file == STDIN:
+        raise UsageError("--update rewrites spec files: give the spec as a file, not on stdin", where="--update")
+    expectations, actual = check_expectations(prep, report)
+    collect_results(prep, report)
+    done = record(Path(report.file), report.key, expectations, actual, report.findings, report.results, environment(prep))
+    report.findings = done.failures
+    report.changes, report.unchanged, report.updated = done.changes, done.unchanged, done.written

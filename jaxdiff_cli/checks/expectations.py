@@ -12,11 +12,9 @@
 Default tolerances follow the dtype: rtol 1e-5 / atol 1e-6 for float32, 1e-12 / 1e-14 for float64
 (complex64 and complex128 as their parts). Complex values are written ``1+2j`` or ``{re: ..., im: ...}``.
 
-``check --update`` writes the current results into the block (golden values): only that block of the
-file is replaced (found as text: the top-level ``expect:`` key up to the next top-level key), so the
-rest of the YAML, comments included, stays. Arrays of more than ``INLINE_MAX`` entries go to a
-sidecar ``<spec>.golden.npz`` referenced with ``{file, key}``. The block records the jax/jaxlib
-versions, device and dtype, so a later mismatch can say whether the environment changed.
+``check --update`` records the current results in the block (golden values): see ``record.py``. The
+block records the jax/jaxlib versions, device and dtype, so a later mismatch can say whether the
+environment changed.
 """
 
 from __future__ import annotations
@@ -25,19 +23,15 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from jaxdiff_cli.atomic import atomic_open
 from jaxdiff_cli.checks.findings import ATOL_FLOOR, ATOL_SHARE, Finding, Report, compare_arrays
 from jaxdiff_cli.dtypes import real_dtype
-from jaxdiff_cli.encoding import array_json
 from jaxdiff_cli.errors import SpecError, suggest
 from jaxdiff_cli.inputs.sparsefile import SparseValue
-from jaxdiff_cli.inputs.spec import join, refuse_odd_file, where
+from jaxdiff_cli.inputs.spec import join
 from jaxdiff_cli.inputs.values import Context, construct, is_constructor, sparse_file, to_array
 from jaxdiff_cli.prepare import PRIMARY, Options, Prepared, run_operation
 
@@ -199,14 +193,15 @@ def check_outputs(outputs: Mapping[str, Any], expectations: list[Expectation]) -
     return findings
 
 
-def check_expectations(prep: Prepared, report: Report) -> None:
-    """Run the operations that produce the expected outputs, and compare each (a misspelt key is exit 3)."""
+def check_expectations(prep: Prepared, report: Report) -> tuple[list[Expectation], dict[str, Any]]:
+    """Run the operations that produce the expected outputs, and compare each (a misspelt key is exit 3).
+    Returns the entries and what each was compared with (what --update records)."""
     from jaxdiff_cli.checks import matrices
     from jaxdiff_cli.engine.layout import named_leaves
 
     spec = prep.spec
     if not spec.expect:
-        return
+        return [], {}
     expectations = parse(spec.expect, prep.ctx)
     ops = sorted({PRODUCER.get(matrices.kind_of(e.name), "") for e in expectations})
     trees: dict[str, Any] = {}  # each operation's outputs, as trees: a Jacobian's blocks, or its SparseMatrix
@@ -232,6 +227,7 @@ def check_expectations(prep: Prepared, report: Report) -> None:
             )
         actual[e.name] = found
     report.findings.extend(check_outputs(actual, expectations))
+    return expectations, actual
 
 
 RECORD_MAX = 10**6  # largest Jacobian / Hessian (entries) that --update records
@@ -306,85 +302,7 @@ def note_environment(prep: Prepared, report: Report) -> None:
 
 # --------------------------------------------------------------------------- golden values
 
-INLINE_MAX = 64
-_TOP_KEY = re.compile(r"^[^\s#-]")
-_EXPECT = re.compile(r"^expect\s*:")
-
-
-def expect_block(
-    results: Mapping[str, Any], recorded: Mapping[str, str], keep: Mapping[str, Any], sidecar: Path
-) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
-    """The new ``expect:`` YAML text, the arrays that go to the sidecar file, and the sparse results
-    that go to files of their own (``SPEC.golden.NAME.npz``, scipy's sparse form), by file name."""
-    from jaxdiff_cli.engine.sparse import SparseMatrix
-
-    block: dict[str, Any] = {}
-    big: dict[str, np.ndarray] = {}
-    sparse: dict[str, Any] = {}
-    for name, arr in results.items():
-        if isinstance(arr, SparseMatrix) and arr.shape[0] * arr.shape[1] > INLINE_MAX:
-            file = sidecar.name.removesuffix(".npz") + f".{name}.npz"
-            sparse[file] = arr
-            block[name] = {"file": file}
-            continue
-        a = arr.dense() if isinstance(arr, SparseMatrix) else np.asarray(arr)
-        if a.size > INLINE_MAX:
-            big[name] = a
-            block[name] = {"file": sidecar.name, "key": name}
-        elif a.dtype.kind == "c":  # the {re, im} constructor reads it back
-            block[name] = {"re": array_json(a.real)["data"], "im": array_json(a.imag)["data"]}
-        else:
-            block[name] = array_json(a)["data"]  # reads back to the same bits
-    for tol in ("rtol", "atol"):
-        if tol in keep:
-            block[tol] = keep[tol]
-    block["recorded"] = dict(recorded)
-    text = yaml.safe_dump({"expect": block}, sort_keys=False, default_flow_style=None, width=120, allow_unicode=True)
-    return text, big, sparse
-
-
-def replace_block(source: str, new_block: str) -> str:
-    """``source`` with its top-level expect block replaced by ``new_block`` (appended if absent)."""
-    lines = source.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if _EXPECT.match(line)), None)
-    if start is None:
-        sep = "" if not source or source.endswith("\n") else "\n"
-        return source + sep + new_block
-    end = start + 1
-    while end < len(lines) and not _TOP_KEY.match(lines[end]):
-        end += 1
-    # Comment lines just above the next key belong to it, not to expect.
-    while end - 1 > start and lines[end - 1].lstrip().startswith("#") and not lines[end - 1].startswith(" "):
-        end -= 1
-    return "".join(lines[:start]) + new_block + "".join(lines[end:])
-
-
-def update_spec(path: Path, results: Mapping[str, Any], recorded: Mapping[str, str], keep: Mapping[str, Any]) -> list[str]:
-    """Rewrite ``path``'s expect block (atomically); returns the files written."""
-    sidecar = path.with_name(path.stem + ".golden.npz")
-    block, big, sparse = expect_block(results, recorded, keep, sidecar)
-    at = where(str(path), "expect")
-    # A folder (or FIFO) named like a golden file is a bad spec folder, refused before anything is written.
-    for target in ([sidecar] if big else []) + [path.with_name(file) for file in sparse]:
-        refuse_odd_file(target, at)
-    written = []
-    try:
-        if big:
-            with atomic_open(sidecar) as f:
-                np.savez(f, **big)  # type: ignore[arg-type]
-            written.append(str(sidecar))
-        for file, sm in sparse.items():
-            target = path.with_name(file)
-            with atomic_open(target) as f:
-                save_sparse(f, sm)
-            written.append(str(target))
-        text = replace_block(path.read_text(encoding="utf-8"), block)
-        with atomic_open(path, "w") as f:
-            f.write(text)
-    except OSError as exc:  # a read-only folder, a full disk: the spec's folder, not a bug
-        raise SpecError(f"cannot record golden values: {exc.strerror or exc}", where=at) from None
-    written.append(str(path))
-    return written
+INLINE_MAX = 64  # larger arrays are recorded in a sidecar .npz (checks/record.py)
 
 
 def save_sparse(f: Any, sm: Any) -> None:

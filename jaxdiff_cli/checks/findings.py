@@ -56,7 +56,9 @@ class Report:
     error: JaxdiffError | None = None
     # what the operations computed, by output name (for --update)
     results: dict[str, Any] = field(default_factory=dict)
-    updated: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)  # the files --update wrote
+    changes: list[str] = field(default_factory=list)  # what --update changed: one line per entry, old → new
+    unchanged: int = 0  # entries --update left as they were (they still match)
     unrecorded: list[str] = field(default_factory=list)  # results --update left out, each with why
     # Where the spec is, for reports that point at its lines (JUnit, GitHub annotations, pytest):
     file: str | None = None  # the spec file, or <stdin>

@@ -318,6 +318,7 @@ def check_json(reports: Sequence[Report], versions: Mapping[str, str]) -> dict[s
             "passed": r.passed,
             "checks": [finding(f) for f in r.findings],
             "updated": r.updated,
+            "changes": r.changes,
             "not_recorded": r.unrecorded,
         }
         if r.error is not None:
@@ -367,8 +368,13 @@ def check_table(reports: Sequence[Report]) -> Any:
             # Text, not str: a str cell is Rich markup, and names and details come from the spec.
             table.add_row(status, *(Text(printable(c)) for c in (f.name, f.detail, *cells)))
         parts.append(table)
+        for change in r.changes:  # check --update: what it recorded, old → new
+            parts.append(Text(printable(f"  {change}")))
         if r.updated:
-            parts.append(Text(printable(f"  recorded golden values in {', '.join(r.updated)}"), style="cyan"))
+            kept = f"; {r.unchanged} unchanged" if r.unchanged else ""
+            parts.append(Text(printable(f"  recorded golden values in {', '.join(r.updated)}{kept}"), style="cyan"))
+        elif r.changes == [] and r.unchanged and r.error is None and not r.findings:
+            parts.append(Text(f"  nothing to record: {r.unchanged} unchanged", style="cyan"))
         for note in r.unrecorded:
             parts.append(Text(printable(f"  not recorded: {note}"), style="yellow"))
     failed = sum(not r.passed for r in reports)

@@ -108,3 +108,100 @@ def test_every_config_can_be_recorded(cli: Any, tmp_path: Path) -> None:
     spec = tmp_path / "configs" / "seed004_mlp.yaml"
     assert cli("check", spec, "--update", "-q").exit_code == 0
     assert cli("check", spec, "-q").exit_code == 0
+
+
+# A spec as people write them: comments above, beside and between entries, a flow entry with its own
+# tolerance, and comment lines before the next top-level key. value and grad.x[1] are wrong (5 and 4).
+COMMENTED = """\
+# sum of squares
+function: "lambda x: jnp.sum(x**2)"   # f
+primals:
+  x: [1.0, 2.0]
+tangents: {x: [1.0, 0.0]}
+expect:
+  # the value at x
+  value: 6.0     # was 6 before the fix
+  grad.x: [2.0, 4.5]   # by hand
+  jvp: {value: 2.0, rtol: 1.0e-3}  # an entry of its own
+  rtol: 1.0e-5
+# the dtype, last
+dtype: float32
+"""
+
+
+def test_check_update_records_shows_old_to_new_keeps_comments_and_exits_0(cli: Any, tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(COMMENTED)
+    ran = cli("check", "--update", spec)
+    assert ran.exit_code == 0, ran.stdout + ran.stderr  # recorded: an update script under `set -e` goes on
+    out = " ".join(ran.stdout.split())
+    assert "expect value: value 6 → 5 (1 of 1 entry changed)" in out
+    assert "expect grad.x: grad.x[1] 4.5 → 4 (1 of 2 entries changed)" in out
+    assert "expect vjp.x: added [2.0, 4.0]" in out and "1 unchanged" in out and "FAIL" not in out
+    text = spec.read_text()
+    recorded = next(line for line in text.splitlines() if line.startswith("  recorded: "))
+    assert yaml.safe_load(recorded)["recorded"]["dtype"] == "float32"
+    # Byte for byte: the changed values in place (their comments kept), the new entries before the
+    # tolerance, the recorded: note last in the block, every other line as it was.
+    assert text == (
+        COMMENTED.replace("value: 6.0", "value: 5.0")
+        .replace("[2.0, 4.5]", "[2.0, 4.0]")
+        .replace(
+            "  rtol: 1.0e-5\n",
+            "  vjp.x: [2.0, 4.0]\n  jacobian.x: [2.0, 4.0]\n  hessian.x.x: [[2.0, 0.0], [0.0, 2.0]]\n  hvp.x: [2.0, 0.0]\n"
+            f"  rtol: 1.0e-5\n{recorded}\n",
+        )
+    )
+    assert cli("check", spec).exit_code == 0  # what it recorded passes
+    ran = cli("check", "--update", spec)  # and a second update has nothing to record: the file stays
+    assert ran.exit_code == 0 and "nothing to record: 7 unchanged" in ran.stdout and spec.read_text() == text
+
+
+CASES_COMMENTED = """\
+function: "lambda x: x * 3"
+expect: {rtol: 1.0e-4}  # shared by the cases
+cases:
+  - name: one   # the first
+    primals: {x: [1.0]}
+    expect:
+      value: [4.0]  # wrong: 3
+  - name: two
+    primals: {x: [1.0, 2.0]}
+"""
+
+
+def test_check_update_records_every_case_of_a_spec_with_cases(cli: Any, tmp_path: Path) -> None:
+    spec = tmp_path / "cases.yaml"
+    spec.write_text(CASES_COMMENTED)
+    ran = cli("check", "--update", spec, "--json")
+    assert ran.exit_code == 0, ran.stdout
+    reports = ran.json()["specs"]
+    assert [r["passed"] for r in reports] == [True, True]
+    assert reports[0]["changes"][0] == "expect value: value[0] 4 → 3 (1 of 1 entry changed)"
+    assert "expect value: added [3.0, 6.0]" in reports[1]["changes"]
+    data = yaml.safe_load(spec.read_text())
+    one, two = data["cases"]
+    assert one["expect"]["value"] == [3.0] and one["expect"]["jacobian.x"] == [[3.0]]
+    # case two shared the top-level block: it gets its own, with the shared tolerance, and the shared one stays
+    assert two["expect"]["value"] == [3.0, 6.0] and two["expect"]["rtol"] == 1e-4 and data["expect"] == {"rtol": 1e-4}
+    text = spec.read_text()
+    assert text.startswith(CASES_COMMENTED.split("    expect:")[0].replace("value: [4.0]", "value: [3.0]"))
+    assert "  - name: one   # the first\n" in text and "value: [3.0]  # wrong: 3\n" in text
+    ran = cli("check", spec, "--json")
+    assert ran.exit_code == 0 and len(ran.json()["specs"]) == 2
+
+
+def test_check_update_says_what_it_could_not_record_and_exits_1(cli: Any, tmp_path: Path) -> None:
+    """A value kept in the user's own file is not rewritten; a spec on stdin cannot be."""
+    np.save(tmp_path / "mine.npy", np.array([2.0, 4.5], np.float32))
+    spec = tmp_path / "s.yaml"
+    text = 'function: "lambda x: jnp.sum(x**2)"\nprimals: {x: [1.0, 2.0]}\nexpect:\n  grad.x: {file: mine.npy}\n  value: 6.0\n'
+    spec.write_text(text)
+    ran = cli("check", "--update", spec)
+    assert ran.exit_code == 1
+    out = " ".join(ran.stdout.split())
+    assert "not recorded: its value is kept in mine.npy, which --update does not rewrite" in out
+    assert "expect value: value 6 → 5" in out  # the rest is recorded
+    assert np.load(tmp_path / "mine.npy").tolist() == [2.0, 4.5] and "value: 5.0" in spec.read_text()
+    ran = cli("check", "--update", "-", input=text)
+    assert ran.exit_code == 2 and "--update rewrites spec files" in ran.stdout + ran.stderr
