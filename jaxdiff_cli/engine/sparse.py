@@ -52,13 +52,9 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 def asdex_module() -> Any:
     """asdex, or a usage error that says how to install it (exit 2)."""
-    import sys
-
     try:
         import asdex
     except ImportError:
-        if sys.version_info < (3, 11):
-            raise UsageError("sparse Jacobians and Hessians need asdex, which needs Python 3.11 or later") from None
         raise UsageError("sparse Jacobians and Hessians need asdex, which is not installed", hint=INSTALL_HINT) from None
     return asdex
 
