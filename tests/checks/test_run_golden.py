@@ -205,3 +205,20 @@ def test_check_update_says_what_it_could_not_record_and_exits_1(cli: Any, tmp_pa
     assert np.load(tmp_path / "mine.npy").tolist() == [2.0, 4.5] and "value: 5.0" in spec.read_text()
     ran = cli("check", "--update", "-", input=text)
     assert ran.exit_code == 2 and "--update rewrites spec files" in ran.stdout + ran.stderr
+
+
+@pytest.mark.slow
+def test_only_update_imports_ruamel(tmp_path: Path) -> None:
+    """ruamel.yaml (~0.1 s to import) is paid for by --update alone: check, and every other command, never import it."""
+    import subprocess
+    import sys
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(COMMENTED)
+    code = (
+        "import sys\nfrom jaxdiff_cli.cli import main\nsys.argv = ['jaxdiff', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\nprint('RUAMEL' if 'ruamel.yaml' in sys.modules else 'NO RUAMEL')\n"
+    )
+    for args, want in ((["check", "-q", str(spec)], "NO RUAMEL"), (["check", "--update", "-q", str(spec)], "RUAMEL")):
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert out.stdout.splitlines()[-1] == want, out.stdout + out.stderr
