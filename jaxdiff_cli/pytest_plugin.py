@@ -181,7 +181,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if names:
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         files = "YAML file" if len(names) == 1 else "YAML files"
-        terminalreporter.write_line(f"jaxdiff: {len(names)} {files} without a top-level function: key, not specs: {shown}")
+        from jaxdiff_cli.safetext import printable  # file names are the project's: shown, never acted on by the terminal
+
+        line = f"jaxdiff: {len(names)} {files} without a top-level function: key, not specs: {shown}"
+        terminalreporter.write_line(printable(line))
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k, -m and --deselect choose among the items
