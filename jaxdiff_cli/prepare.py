@@ -70,6 +70,7 @@ class Prepared:
     problem: Problem
     ctx: Context
     inputs: dict[str, Any] = field(default_factory=dict)  # what was built, by kind, for the JSON document
+    evaluated: list[Result] = field(default_factory=list)  # f at the primals, once computed (value_of)
 
 
 def prepare(
@@ -424,6 +425,28 @@ def run_operation(prep: Prepared, op: str, opts: Options) -> Result:
     return result
 
 
+def run_operations(prep: Prepared, ops: list[str], opts: Options) -> list[Result]:
+    """Compute several operations as one program (engine.problem.execute_all), each result as
+    ``run_operation`` gives it. An operation whose plan is refused (a spec error) is refused after the
+    ones before it ran, as when each runs alone."""
+    from jaxdiff_cli.engine.problem import execute_all
+
+    planned: list[Plan] = []
+    try:
+        for op in ops:
+            planned.append(plan_operation(prep, op, opts))
+    except Exception:
+        if planned:
+            execute_all(planned)  # an earlier operation's failure comes first, as it would alone
+        raise
+    results = execute_all(planned) if planned else []
+    for op, result in zip(ops, results):
+        complete(prep, result)
+        if op == "grad" and not opts.with_value:
+            result.outputs.pop("value")
+    return results
+
+
 def complete(prep: Prepared, result: Result) -> None:
     """f's value (and has_aux data) where the operation's own program does not compute it.
 
@@ -431,13 +454,21 @@ def complete(prep: Prepared, result: Result) -> None:
     hand-written ones (computing f(x) inside them was measured at up to 3x slower for small
     Jacobians and HVPs), and the value is still there for the non-finite check.
     """
-    from jaxdiff_cli.engine.plans import evaluate
-
     if result.value is None:
-        evaluated = evaluate(prep.problem)
+        evaluated = value_of(prep)
         result.value = evaluated.value
         if "aux" in evaluated.outputs:
             result.outputs["aux"] = evaluated.outputs["aux"]
+
+
+def value_of(prep: Prepared) -> Result:
+    """f at the primal point (eval's result), computed once for a prepared spec: check asks for it
+    from its expectations, its derivative checks and each operation that does not compute it."""
+    from jaxdiff_cli.engine.plans import evaluate
+
+    if not prep.evaluated:
+        prep.evaluated.append(evaluate(prep.problem))
+    return prep.evaluated[0]
 
 
 def primary_array(prep: Prepared, op: str, result: Result) -> tuple[np.ndarray, str | None]:

@@ -25,7 +25,7 @@ from jaxdiff_cli.inputs.spec import Spec
 from jaxdiff_cli.prepare import Prepared
 
 if TYPE_CHECKING:
-    from jaxdiff_cli.engine.problem import Problem
+    from jaxdiff_cli.engine.problem import Plan, Problem, Result
 
 FULL_COLUMNS = 64  # inputs up to this size are differenced column by column
 DIRECTIONS = 6
@@ -96,48 +96,86 @@ def _rows(tree: Any) -> np.ndarray:
     return np.concatenate([np.asarray(leaf, np.float64).reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
 
 
+def _unravel_rows(like: Any, vectors: np.ndarray, dtype: Any) -> Any:
+    """Flat (k, size) rows as a batch of pytrees shaped like ``like`` (leaf order, as ravel_pytree
+    lays them out), built in NumPy: no small JAX programs for splitting and reshaping."""
+    import jax
+
+    leaves, tree = jax.tree.flatten(like)
+    k = vectors.shape[0]
+    out, at = [], 0
+    for leaf in leaves:
+        size = int(np.prod(leaf.shape))
+        out.append(np.asarray(vectors[:, at : at + size], dtype).reshape((k, *leaf.shape)))
+        at += size
+    return jax.tree.unflatten(tree, out)
+
+
 def _batch_in(flat: Flat, vectors: np.ndarray) -> tuple[Any, ...]:
     """Flat (k, n) vectors as a batch of tangents shaped like the differentiated arguments."""
-    import jax
-    import jax.numpy as jnp
-
-    return tuple(jax.vmap(flat.unravel_in)(jnp.asarray(vectors, flat.x.dtype)))
+    return tuple(_unravel_rows(_diff_struct(flat.problem), vectors, flat.x.dtype))
 
 
-def _engine_jvp(flat: Flat, vectors: np.ndarray) -> np.ndarray:
-    """J v for each row v, by the engine's jvp operation (batched): (k, m)."""
-    from jaxdiff_cli.engine.plans import jvp
+def _jvp_plan(flat: Flat, vectors: np.ndarray) -> Plan:
+    """J v for each row v, by the engine's jvp operation (batched); rows by ``_jvp_rows``."""
+    from jaxdiff_cli.engine.plans import plan_jvp
 
-    result = jvp(flat.problem, _batch_in(flat, vectors), len(vectors))
-    return _rows(result.outputs["jvp"])
+    return plan_jvp(flat.problem, _batch_in(flat, vectors), len(vectors))
 
 
-def _engine_vjp(flat: Flat, covectors: np.ndarray) -> np.ndarray:
-    """Jᵀ u for each row u, by the engine's vjp operation (batched): (k, n)."""
-    import jax
-    import jax.numpy as jnp
+def _jvp_rows(result: Result) -> np.ndarray:
+    return _rows(result.outputs["jvp"])  # (k, m)
 
-    from jaxdiff_cli.engine.plans import vjp
 
-    cot = jax.vmap(flat.unravel_out)(jnp.asarray(covectors, flat.x.dtype))
-    result = vjp(flat.problem, cot, len(covectors))
-    return _rows(tuple(result.outputs["vjp"][a] for a in flat.problem.wrt))
+def _vjp_plan(flat: Flat, covectors: np.ndarray) -> Plan:
+    """Jᵀ u for each row u, by the engine's vjp operation (batched); rows by ``_vjp_rows``."""
+    from jaxdiff_cli.engine.plans import plan_vjp
+    from jaxdiff_cli.engine.problem import output_shape
+
+    cot = _unravel_rows(output_shape(flat.problem), covectors, flat.x.dtype)
+    return plan_vjp(flat.problem, cot, len(covectors))
+
+
+def _vjp_rows(flat: Flat, result: Result) -> np.ndarray:
+    return _rows(tuple(result.outputs["vjp"][a] for a in flat.problem.wrt))  # (k, n)
 
 
 def _diff_struct(problem: Problem) -> tuple[Any, ...]:
     return tuple(problem.diff(problem.primals))
 
 
+class Programs:
+    """The AD results a spec's checks compare, asked for first and computed together as one program
+    (engine.problem.execute_all): one trace and one compile per spec, not one per result."""
+
+    def __init__(self) -> None:
+        self.plans: dict[str, Plan] = {}
+        self.results: dict[str, Result] = {}
+
+    def ask(self, name: str, plan: Plan) -> None:
+        self.plans[name] = plan
+
+    def run(self) -> None:
+        from jaxdiff_cli.engine.problem import execute_all
+
+        names = [n for n in self.plans if n not in self.results]
+        self.results.update(zip(names, execute_all([self.plans[n] for n in names])))
+
+    def __getitem__(self, name: str) -> Result:
+        return self.results[name]
+
+
 def check_derivatives(prep: Prepared, report: Report, rtol: float | None, atol: float | None, seed: int) -> None:
     from jaxdiff_cli.engine.diagnostics import nonfinite_note
     from jaxdiff_cli.engine.layout import jacobian_matrix
-    from jaxdiff_cli.engine.plans import evaluate, jacobian
+    from jaxdiff_cli.engine.plans import plan_jacobian
     from jaxdiff_cli.engine.problem import output_shape
+    from jaxdiff_cli.prepare import value_of
 
     spec: Spec = prep.spec
     problem = prep.problem
     # At a point where f itself is not finite, no derivative means anything: say so, compare nothing.
-    value_note = nonfinite_note({}, evaluate(problem).value)
+    value_note = nonfinite_note({}, value_of(prep).value)
     if value_note is not None:
         report.findings.append(Finding("value finite", False, value_note))
         report.findings.append(Finding("AD vs FD", True, "not compared: f is not finite at this point", skipped=True))
@@ -158,12 +196,40 @@ def check_derivatives(prep: Prepared, report: Report, rtol: float | None, atol: 
     rng = np.random.default_rng(seed)
     x64 = np.asarray(flat.x, dtype=np.float64)
     ad_results: list[tuple[str, Any]] = []
+    modes = ("fwd", "rev") if flat.forward else ("rev",)
+    full = flat.n <= FULL_COLUMNS
+    hessian_full = flat.scalar and full and flat.forward
 
-    if flat.n <= FULL_COLUMNS:
+    # First every AD result the checks compare (the random draws in the order the checks make them),
+    # computed as one program; then the comparisons, in the order the report lists them.
+    programs = Programs()
+    if full:
+        for mode in modes:
+            programs.ask(f"jacobian {mode}", plan_jacobian(problem, mode))
+    else:
+        dirs = rng.standard_normal((DIRECTIONS, flat.n))
+        if flat.forward:
+            programs.ask("jvp", _jvp_plan(flat, dirs))
+        u = rng.standard_normal((DIRECTIONS, flat.m))
+        programs.ask("vjp", _vjp_plan(flat, u))
+    if flat.forward:
+        adjoint_vectors = _adjoint_vectors(flat, rng)
+        u64, v64 = adjoint_vectors
+        programs.ask("adjoint jvp", _jvp_plan(flat, v64))
+        programs.ask("adjoint vjp", _vjp_plan(flat, u64))
+    if flat.scalar:
+        hvp_vectors = _hvp_plans(flat, rng, programs)
+        if hessian_full:
+            from jaxdiff_cli.engine.plans import plan_hessian
+
+            programs.ask("hessian", plan_hessian(problem))
+    programs.run()
+
+    if full:
         ref = fd.jacobian(flat.f64_batch, x64)
         out_struct = output_shape(problem)
-        for mode in ("fwd", "rev") if flat.forward else ("rev",):
-            result = jacobian(problem, mode)
+        for mode in modes:
+            result = programs[f"jacobian {mode}"]
             # The user's layout (one block per argument and leaf) assembled back into one matrix.
             ad = jacobian_matrix(result.outputs["jacobian"], out_struct, _diff_struct(problem), problem.wrt).data
             ad_results.append((f"jacobian ({mode})", ad))
@@ -171,16 +237,14 @@ def check_derivatives(prep: Prepared, report: Report, rtol: float | None, atol: 
                 compare_arrays(f"jacobian {mode} vs FD", "jacobian", ad, ref.value, ref.error, spec.dtype, tol)
             )
     else:
-        dirs = rng.standard_normal((DIRECTIONS, flat.n))
         ref = fd.directional(flat.f64_batch, x64, dirs)  # (k, m)
         if flat.forward:
-            jv = _engine_jvp(flat, dirs)
+            jv = _jvp_rows(programs["jvp"])
             ad_results.append(("jvp", jv))
             report.findings.append(
                 compare_arrays(f"jvp vs FD ({DIRECTIONS} random directions)", "jvp", jv, ref.value, ref.error, spec.dtype, tol)
             )
-        u = rng.standard_normal((DIRECTIONS, flat.m))
-        jtu = _engine_vjp(flat, u)
+        jtu = _vjp_rows(flat, programs["vjp"])
         ad_results.append(("vjp", jtu))
         ad_scalar = np.einsum("kn,kn->k", jtu, dirs)  # (Jᵀu)·v
         ref_scalar = np.einsum("km,km->k", u, ref.value)  # u·(J v)
@@ -190,14 +254,15 @@ def check_derivatives(prep: Prepared, report: Report, rtol: float | None, atol: 
         )
 
     if flat.forward:
-        report.findings.append(_adjoint(flat, rng, tol))
+        report.findings.append(_adjoint(flat, adjoint_vectors, programs, tol))
     else:
         report.findings.append(Finding("adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩", True, flat.forward_note, skipped=True))
         report.not_applied(("ad_vs_fd[fwd]", "hessian"), flat.forward_note)
     if flat.scalar:
-        report.findings.extend(_hvp_checks(prep, flat, rng, tol))
-        if flat.n <= FULL_COLUMNS and flat.forward:
-            finding, hess = _hessian_check(prep, flat, tol)
+        grad64 = _float64_batch(problem, lambda y: y, grad=True)  # one traced function for both references
+        report.findings.extend(_hvp_checks(flat, hvp_vectors, programs, grad64, tol))
+        if hessian_full:
+            finding, hess = _hessian_check(prep, flat, programs, grad64, tol)
             report.findings.append(finding)
             ad_results.append(("hessian", hess))
         elif flat.forward:
@@ -264,25 +329,40 @@ def _sparse_checks(
     return findings
 
 
-def _adjoint(flat: Flat, rng: np.random.Generator, tol: tuple[float, float]) -> Finding:
+def _adjoint_vectors(flat: Flat, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The adjoint identity's u (k, m) and v (k, n), drawn in the spec's dtype, held in float64."""
     k = 4
     u64 = np.asarray(np.asarray(rng.standard_normal((k, flat.m)), flat.dtype), np.float64)
     v64 = np.asarray(np.asarray(rng.standard_normal((k, flat.n)), flat.dtype), np.float64)
-    jv = _engine_jvp(flat, v64)
-    jtu = _engine_vjp(flat, u64)
+    return u64, v64
+
+
+def _adjoint(flat: Flat, vectors: tuple[np.ndarray, np.ndarray], programs: Programs, tol: tuple[float, float]) -> Finding:
+    u64, v64 = vectors
+    jv = _jvp_rows(programs["adjoint jvp"])
+    jtu = _vjp_rows(flat, programs["adjoint vjp"])
     return adjoint_finding("adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩", "⟨Jᵀu, v⟩", u64, jv, jtu, v64, flat.dtype, tol)
 
 
-def _hvp_checks(prep: Prepared, flat: Flat, rng: np.random.Generator, tol: tuple[float, float]) -> list[Finding]:
-    from jaxdiff_cli.engine.plans import HVP_MODES, hvp
+def _hvp_plans(flat: Flat, rng: np.random.Generator, programs: Programs) -> np.ndarray:
+    """The HVP modes along two random directions, asked of ``programs``; the directions (k, n)."""
+    from jaxdiff_cli.engine.plans import HVP_MODES, plan_hvp
 
     k = 2
     v = np.asarray(np.asarray(rng.standard_normal((k, flat.n)), flat.dtype), np.float64)
-    modes = HVP_MODES if flat.forward else ("rev-rev",)
+    for mode in HVP_MODES if flat.forward else ("rev-rev",):
+        programs.ask(f"hvp {mode}", plan_hvp(flat.problem, _batch_in(flat, v), mode, k))
+    return v
+
+
+def _hvp_checks(
+    flat: Flat, v: np.ndarray, programs: Programs, grad64: Callable[[Any], Any], tol: tuple[float, float]
+) -> list[Finding]:
+    from jaxdiff_cli.engine.plans import HVP_MODES
+
     out = {}
-    for mode in modes:
-        result = hvp(flat.problem, _batch_in(flat, v), mode, k)
-        out[mode] = _rows(tuple(result.outputs["hvp"][a] for a in flat.problem.wrt))
+    for mode in HVP_MODES if flat.forward else ("rev-rev",):
+        out[mode] = _rows(tuple(programs[f"hvp {mode}"].outputs["hvp"][a] for a in flat.problem.wrt))
     findings = []
     base_name = next(iter(out))
     base = out[base_name]
@@ -292,20 +372,20 @@ def _hvp_checks(prep: Prepared, flat: Flat, rng: np.random.Generator, tol: tuple
         if name != base_name:
             findings.append(compare_arrays(f"hvp {name} vs {base_name}", "hvp", hv, base, slack, flat.dtype, tol))
     # Differences of the float64 gradient along v are a reference for H v that no HVP mode shares.
-    ref = fd.directional(_float64_batch(prep.problem, lambda y: y, grad=True), np.asarray(flat.x, np.float64), v)
+    ref = fd.directional(grad64, np.asarray(flat.x, np.float64), v)
     findings.append(compare_arrays(f"hvp {base_name} vs FD of the gradient", "hvp", base, ref.value, ref.error, flat.dtype, tol))
     return findings
 
 
-def _hessian_check(prep: Prepared, flat: Flat, tol: tuple[float, float]) -> tuple[Finding, np.ndarray]:
+def _hessian_check(
+    prep: Prepared, flat: Flat, programs: Programs, grad64: Callable[[Any], Any], tol: tuple[float, float]
+) -> tuple[Finding, np.ndarray]:
     """The engine's Hessian, in the user's layout assembled into one matrix, against FD of the gradient."""
     from jaxdiff_cli.engine.layout import hessian_matrix
-    from jaxdiff_cli.engine.plans import hessian
 
     problem = prep.problem
-    result = hessian(problem)
-    ad = hessian_matrix(result.outputs["hessian"], _diff_struct(problem), problem.wrt).data
-    ref = fd.jacobian(_float64_batch(problem, lambda y: y, grad=True), np.asarray(flat.x, np.float64))
+    ad = hessian_matrix(programs["hessian"].outputs["hessian"], _diff_struct(problem), problem.wrt).data
+    ref = fd.jacobian(grad64, np.asarray(flat.x, np.float64))
     return compare_arrays("hessian vs FD of the gradient", "hessian", ad, ref.value, ref.error, flat.dtype, tol), ad
 
 

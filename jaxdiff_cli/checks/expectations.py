@@ -33,7 +33,7 @@ from jaxdiff_cli.errors import SpecError, suggest
 from jaxdiff_cli.inputs.sparsefile import SparseValue
 from jaxdiff_cli.inputs.spec import join
 from jaxdiff_cli.inputs.values import Context, construct, is_constructor, sparse_file, to_array
-from jaxdiff_cli.prepare import PRIMARY, Options, Prepared, run_operation
+from jaxdiff_cli.prepare import PRIMARY, Options, Prepared, run_operation, run_operations
 
 # expect names -> the command that produces them (each command's main result, read backwards)
 PRODUCER = {name: op for op, name in PRIMARY.items()} | {"aux": "eval"}  # has_aux data comes with any op
@@ -205,10 +205,7 @@ def check_expectations(prep: Prepared, report: Report) -> tuple[list[Expectation
     expectations = parse(spec.expect, prep.ctx)
     ops = sorted({PRODUCER.get(matrices.kind_of(e.name), "") for e in expectations})
     trees: dict[str, Any] = {}  # each operation's outputs, as trees: a Jacobian's blocks, or its SparseMatrix
-    for op in ops:
-        if not op:
-            continue
-        result = run_operation(prep, op, Options(mode=spec.mode))
+    for result in run_operations(prep, [op for op in ops if op], Options(mode=spec.mode)):
         trees.update(result.outputs)
         for name, arr in named_leaves(result.outputs):
             report.results.setdefault(name, arr)

@@ -228,6 +228,36 @@ def execute(plan: Plan) -> Result:
     return Result(plan.op, outputs, info=dict(plan.info), timing=timing, value=outputs.get("value"))
 
 
+def execute_all(plans: Sequence[Plan]) -> list[Result]:
+    """Several plans as one program: traced, lowered and compiled once, called once (``check`` asks a
+    spec for a dozen results; tracing and lowering each as its own program was most of a warm run).
+
+    Each plan keeps its own function, arguments and naming, so each result is what ``execute`` of
+    that plan alone gives. Plans are traced in order: a function that fails to trace fails in the
+    first plan, as it would alone.
+    """
+    if len(plans) == 1:
+        return [execute(plans[0])]
+    if any(p.bake for p in plans):
+        raise ValueError("baked plans are compiled alone")
+    members = tuple(plans)
+
+    def g(*arg_sets: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(p.g(*args) for p, args in zip(members, arg_sets))
+
+    fused = Plan("+".join(p.op for p in members), g, tuple(p.args for p in members), lambda o: {"all": o}, members[0].where)
+    compiled, compile_s = compile_plan(fused)
+    t0 = time.perf_counter()
+    out = call(compiled, fused)
+    run_s = time.perf_counter() - t0
+    results = []
+    for p, o in zip(members, out):
+        outputs = p.finish(o)
+        timing = Timing(compile_s=compile_s, run_s=run_s)
+        results.append(Result(p.op, outputs, info=dict(p.info), timing=timing, value=outputs.get("value")))
+    return results
+
+
 def output_shape(problem: Problem) -> Any:
     """The output's structure (ShapeDtypeStructs), by abstract evaluation: no compile, no FLOPs."""
     try:

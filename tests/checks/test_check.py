@@ -204,8 +204,8 @@ def test_the_adjoint_still_convicts_reverse_mode_off_by_a_little_at_a_small_jaco
     of size 1e-3 still fails the adjoint identity."""
     from jaxdiff_cli.checks import derivatives
 
-    real = derivatives._engine_vjp
-    monkeypatch.setattr(derivatives, "_engine_vjp", lambda flat, u: real(flat, u) * 1.001)
+    real = derivatives._vjp_rows
+    monkeypatch.setattr(derivatives, "_vjp_rows", lambda flat, result: real(flat, result) * 1.001)
     path = tmp_path / "s.yaml"
     path.write_text("function: 1e-3 * jnp.sin(x)\nprimals: {x: [0.3, -0.7, 1.1]}\ndtype: float64\n")
     ran = cli("check", path, "--json")
