@@ -429,6 +429,7 @@ def check(
     ``cases`` (--case): only the cases whose names match these globs; specs without cases: are left out.
     """
     from jaxdiff_cli.checks.check import Report, check_spec
+    from jaxdiff_cli.engine.runtime import release_programs
 
     progress = progress or Silent()
     reports: list[Report] = []
@@ -449,6 +450,8 @@ def check(
                 report = check_spec(case.spec, settings, only_spec=alone)
                 report.spec += f" ({case.name})" if case.spec.case is not None and (len(chosen) > 1 or cases) else ""
                 reports.append(report)
+                if len(paths) > 1 or len(chosen) > 1:
+                    release_programs()  # memory flat in the number of specs (issue 25.3)
     if cases and not reports:
         hint = f"cases: {', '.join(found)}" if found else "no spec has cases:"
         raise UsageError(f"no case is named {' or '.join(cases)}", where="--case", hint=hint)
