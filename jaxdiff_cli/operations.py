@@ -435,7 +435,9 @@ def check(
     reports: list[Report] = []
     found: list[str] = []  # every case name seen, for the message when --case picks none
     paths = expand(patterns)
-    for path in paths:
+    for k, path in enumerate(paths):
+        if len(paths) > 1:  # a bar: spec k of N, the current one, elapsed (on a terminal only)
+            progress.advance(f"checking {path}", done=k, total=len(paths))
         with progress.stage(f"checking {path}"):
             try:
                 data, source, base = read_source(path)

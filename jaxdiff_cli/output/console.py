@@ -282,9 +282,12 @@ class TerminalProgress:
     def advance(self, text: str, done: int | None = None, total: int | None = None) -> None:
         text = _plain(text)
         if self.bar is None:
-            from rich.progress import Progress
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(console=self.console, transient=True)
+            # step k of N, what it is doing, and how long it has run (a remaining time is a guess
+            # for steps as unequal as specs)
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            self.bar = Progress(*columns, console=self.console, transient=True)
             self.bar.start()
             self.task = self.bar.add_task(text, total=total)
         if done is None:
