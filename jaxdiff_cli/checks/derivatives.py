@@ -46,8 +46,6 @@ class Flat:
     n: int
     m: int
     dtype: str
-    unravel_in: Callable[[Any], Any]
-    unravel_out: Callable[[Any], Any]
     f64_batch: Callable[[Any], Any]
     scalar: bool
     forward: bool  # forward mode available (not for custom_vjp functions)
@@ -56,16 +54,14 @@ class Flat:
 
 def flatten_problem(problem: Problem, dtype: str) -> Flat:
     import jax
-    import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
     from jaxdiff_cli.engine.problem import is_scalar, output_shape
 
     diff = problem.diff(problem.primals)
-    x, unravel_in = ravel_pytree(diff)
+    x = _ravel_host(diff)
     out_struct = output_shape(problem)
     out_leaves = jax.tree.leaves(out_struct)
-    _, unravel_out = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_struct))
     forward, note = True, ""
     try:
         # eval_shape does not reach custom_vjp's refusal of forward mode; lowering does.
@@ -79,13 +75,41 @@ def flatten_problem(problem: Problem, dtype: str) -> Flat:
         n=int(x.size),
         m=sum(int(np.prod(leaf.shape)) for leaf in out_leaves),
         dtype=dtype,
-        unravel_in=unravel_in,
-        unravel_out=unravel_out,
         f64_batch=_float64_batch(problem, lambda y: ravel_pytree(y)[0]),
         scalar=is_scalar(out_struct),
         forward=forward,
         forward_note=note,
     )
+
+
+def _ravel_host(tree: Any) -> np.ndarray:
+    """A pytree's leaves raveled and joined in NumPy, in ravel_pytree's order and common dtype (no
+    JAX program for it)."""
+    import jax
+
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(tree)]
+    if not leaves:
+        return np.zeros(0, np.float32)
+    return np.concatenate([leaf.reshape(-1) for leaf in leaves]).astype(np.result_type(*leaves))
+
+
+def _unravel_traced(like: Any) -> Callable[[Any], Any]:
+    """The inverse of ravel_pytree for pytrees shaped like ``like``, for a traced flat vector."""
+    import jax
+
+    leaves, tree = jax.tree.flatten(like)
+    shapes = [tuple(leaf.shape) for leaf in leaves]
+    dtypes = [leaf.dtype for leaf in leaves]
+
+    def unravel(v: Any) -> Any:
+        out, at = [], 0
+        for shape, dtype in zip(shapes, dtypes):
+            size = int(np.prod(shape))
+            out.append(v[at : at + size].reshape(shape).astype(dtype))
+            at += size
+        return jax.tree.unflatten(tree, out)
+
+    return unravel
 
 
 def _rows(tree: Any) -> np.ndarray:
@@ -393,11 +417,10 @@ def _float64_batch(problem: Problem, post: Callable[[Any], Any], grad: bool = Fa
     """A vmapped, jitted float64 version of f of the flat inputs (or of its gradient), for FD."""
     import jax
     import jax.numpy as jnp
-    from jax.flatten_util import ravel_pytree
 
     with jax.enable_x64(True):
-        primals64 = fd.primals64(problem.primals)
-        _, unravel64 = ravel_pytree(problem.diff(primals64))
+        primals64 = fd.primals64(problem.primals, on_host=True)
+        unravel64 = _unravel_traced(problem.diff(primals64))
         h64 = problem.of_diff(primals64)
 
         def f64(v: Any) -> Any:

@@ -22,16 +22,21 @@ RATIO = 2.0
 BASE = 0.25
 
 
-def primals64(primals: Any) -> Any:
+def primals64(primals: Any, *, on_host: bool = False) -> Any:
     """The primals with float leaves in float64 and complex leaves in complex128 (integers as they
-    are): the reference side of every check computes in 64 bits. Call it under jax.enable_x64."""
+    are): the reference side of every check computes in 64 bits. Call it under jax.enable_x64.
+
+    ``on_host``: widened in NumPy and placed as they are, with no JAX program per leaf (the same values).
+    """
     import jax
     import jax.numpy as jnp
 
     def wide(a: Any) -> Any:
         if jnp.issubdtype(a.dtype, jnp.complexfloating):
-            return jnp.asarray(a, jnp.complex128)
-        return jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
+            return jnp.asarray(np.asarray(a, np.complex128) if on_host else a, jnp.complex128)
+        if jnp.issubdtype(a.dtype, jnp.floating):
+            return jnp.asarray(np.asarray(a, np.float64) if on_host else a, jnp.float64)
+        return a
 
     return jax.tree.map(wide, primals)
 
