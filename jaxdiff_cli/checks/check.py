@@ -6,7 +6,7 @@ Errors (a bad spec, a failing function) are kept in the report, so the other spe
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from jaxdiff_cli.checks.derivatives import check_derivatives
@@ -39,6 +39,9 @@ def check_spec(spec: Spec, settings: Settings, *, only_spec: bool = False) -> Re
     start = time.perf_counter()
     try:
         prep = prepare(spec, use_cache=settings.use_cache, only_spec=only_spec)
+        from jaxdiff_cli.engine.problem import traced_once
+
+        prep = replace(prep, problem=traced_once(prep.problem))  # f traced once for all its checks
         if spec.sparse:  # refused as jacobian refuses it, not passed with no sparse row
             refuse_complex_sparse(prep, Options())
         # tangents: and cotangents: read as jvp and vjp read them, even where no check uses them: a

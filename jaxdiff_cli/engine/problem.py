@@ -9,6 +9,7 @@ call), so no second trace can happen between timing and use. Nothing here prints
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -226,6 +227,31 @@ def execute(plan: Plan) -> Result:
     outputs = plan.finish(out)
     timing = Timing(compile_s=compile_s, run_s=run_s)
     return Result(plan.op, outputs, info=dict(plan.info), timing=timing, value=outputs.get("value"))
+
+
+def traced_once(problem: Problem) -> Problem:
+    """The problem with its function traced once, at its primals, to a jaxpr that every later trace
+    at the same argument types replays (``check`` traces f for a dozen results: tracing the user's
+    Python, or an expression's interpreter, each time was most of a warm run). The same primitives
+    in the same order, custom_jvp and custom_vjp rules included, so the same programs and values.
+    Called at other types (the float64 references), the function itself runs. A function that
+    cannot be traced here is returned as it is, to fail where it would have failed."""
+    fn = problem.fn
+    try:
+        closed, shape = jax.make_jaxpr(fn, return_shape=True)(*problem.primals)
+    except Exception:
+        return problem
+    out_tree = jax.tree.structure(shape)
+    in_types = [(tuple(leaf.shape), leaf.dtype) for leaf in jax.tree.leaves(problem.primals)]
+    in_tree = jax.tree.structure(problem.primals)
+
+    def replay(*args: Any) -> Any:
+        leaves, tree = jax.tree.flatten(args)
+        if str(tree) != str(in_tree) or [(tuple(np.shape(a)), jnp.result_type(a)) for a in leaves] != in_types:
+            return fn(*args)
+        return jax.tree.unflatten(out_tree, jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *leaves))
+
+    return dataclasses.replace(problem, fn=replay)
 
 
 def execute_all(plans: Sequence[Plan]) -> list[Result]:
