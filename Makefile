@@ -48,3 +48,8 @@ bench: $(STAMP)  ## jaxdiff vs hand-written JAX: prints the tables, writes bench
 bench-sparse: $(STAMP)  ## --sparse vs asdex called directly and vs dense, n = 10^3 .. 10^6 (minutes): benchmarks/sparse_results.json
 	$(BIN)/python benchmarks/sparse.py
 	$(BIN)/python benchmarks/report.py
+
+.PHONY: bench-ci
+bench-ci: $(STAMP)  ## hundreds of specs in CI: check vs hand-written pytest, the plugin, memory, a moved cache (N = 25, 100, 300; long): benchmarks/ci_results.json
+	$(BIN)/python benchmarks/ci_suite.py
+	$(BIN)/python benchmarks/report.py

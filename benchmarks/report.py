@@ -151,7 +151,57 @@ def main() -> None:
     sparse = ROOT / "benchmarks" / "sparse_results.json"
     if sparse.exists():
         out += sparse_section(json.loads(sparse.read_text()))
+    ci = ROOT / "benchmarks" / "ci_results.json"
+    if ci.exists():  # benchmarks/ci_suite.py (make bench-ci)
+        out += ci_section(json.loads(ci.read_text()))
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out))
+
+
+CI_TARGETS = {
+    "check warm / hand-written": 0.10,
+    "check cold / hand-written": 0.35,
+    "cache copied to a new path / in place": 1.3,
+    "plugin / check (warm)": 1.1,
+}
+
+
+def ci_section(r: dict) -> list[str]:
+    """Hundreds of specs in CI (issue 25), from benchmarks/ci_results.json."""
+    m = r["meta"]
+    out = [
+        "## Hundreds of specs in CI: `jaxdiff check` vs hand-written pytest (`make bench-ci`)",
+        "",
+        "`benchmarks/ci_suite.py` generates suites of N specs deterministically (elementwise and reduction functions, "
+        "MLP losses over dict parameters, matrix functions, custom_jvp functions from a module, specs with `cases:`), "
+        "each with golden values, and the hand-written equivalent a user would write: the golden values plus "
+        "`jax.test_util.check_grads` of order 2 in both modes, in pytest. Each figure is one whole process "
+        f"(jax {m['jax']}, {m['cpus']} CPUs shared with other work: the figures are noisy).",
+        "",
+        "| N | check cold | check warm | hand-written pytest | pytest --jaxdiff | cache copied to a new path | peak RSS |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for size in r["sizes"]:
+        sec = size["seconds"]
+        out.append(
+            f"| {size['specs']} | {secs(sec['check cold'])} | {secs(sec['check warm'])} | {secs(sec['hand-written pytest'])} "
+            f"| {secs(sec['pytest --jaxdiff (warm)'])} | {secs(sec['check, cache copied to a new path'])} "
+            f"| {mib(size['peak_rss_bytes'])} |"
+        )
+    out += [
+        "",
+        "| ratio | " + " | ".join(f"N = {s['specs']}" for s in r["sizes"]) + " | target |",
+        "|---|" + "---|" * (len(r["sizes"]) + 1),
+    ]
+    for key, target in CI_TARGETS.items():
+        row = " | ".join(f"{s['ratios'][key]:.2f}" for s in r["sizes"])
+        out.append(f"| {key} | {row} | ≤ {target} |")
+    mem = r["memory"]
+    small, big = mem["sizes"]
+    out += [f"| peak RSS at N = {big} / at N = {small} | {mem['peak at largest / peak at smallest']:.2f} | | ≤ 1.2 |"][
+        : 1 if big != small else 0
+    ]
+    out += [""]
+    return out
 
 
 def taylor_section(t: dict) -> list[str]:
