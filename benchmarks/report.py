@@ -192,15 +192,22 @@ def ci_section(r: dict) -> list[str]:
         "| ratio | " + " | ".join(f"N = {s['specs']}" for s in r["sizes"]) + " | target |",
         "|---|" + "---|" * (len(r["sizes"]) + 1),
     ]
+
+    def ratio(size: dict, key: str) -> str:
+        failed = {k: v for k, v in size.get("exits", {}).items() if v != 0}
+        if key.startswith("plugin") and "plugin" in failed:  # not a run to compare: it failed
+            return f"n/a (pytest exit {failed['plugin']})"
+        return f"{size['ratios'][key]:.2f}"
+
     for key, target in CI_TARGETS.items():
-        row = " | ".join(f"{s['ratios'][key]:.2f}" for s in r["sizes"])
+        row = " | ".join(ratio(s, key) for s in r["sizes"])
         out.append(f"| {key} | {row} | ≤ {target} |")
     mem = r["memory"]
     small, big = mem["sizes"]
     out += [f"| peak RSS at N = {big} / at N = {small} | {mem['peak at largest / peak at smallest']:.2f} | | ≤ 1.2 |"][
         : 1 if big != small else 0
     ]
-    out += [""]
+    out += ["", r.get("note", ""), ""]
     return out
 
 
