@@ -19,6 +19,7 @@ import typer
 from . import __version__, signals, startup
 from .errors import ExitCode, JaxdiffError, OutputClosed, blame
 from .helptext import APP, COMMANDS, FLAGS
+from .ops import OPS
 from .options import Common
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ def _computed(command: str, c: Common, pictures: Pictures | None) -> Outcome:
     from jaxdiff_cli.output import console, save
 
     if c.output is not None:  # fail before any work, not after; Matrix Market holds a Jacobian or Hessian
-        save.check_output_path(c.output, save.FORMATS + ((".mtx",) if command in ("jacobian", "hessian") else ()))
+        save.check_output_path(c.output, save.FORMATS + ((".mtx",) if OPS[command].matrix else ()))
     if pictures is not None and pictures.file is not None:
         from jaxdiff_cli.output.pictures import check_figure_path
 

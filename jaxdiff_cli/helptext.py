@@ -2,21 +2,20 @@
 
 Data only, stdlib only: ``cli.py`` turns each entry into a Typer option, so the words of a flag
 are written once, and ``jaxdiff --help`` reads them without importing YAML, NumPy or JAX. The
-choices copy the loader's tables (``inputs.spec.DTYPES``, ``DEVICES``, ``prepare.MODES``,
-``engine.sparse.KINDS``), which are the truth and check the values; importing those would import
-YAML and NumPy into ``--help``, so a test keeps the copies equal.
+modes and operations are the operation table's (``ops.py``, stdlib only). The dtypes and devices
+copy the loader's tables (``dtypes.DTYPES``, ``inputs.spec.DEVICES``), which are the truth and check
+the values; importing the loader would import YAML and NumPy into ``--help``, so a test keeps the
+copies equal.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jaxdiff_cli.ops import HVP, JACOBIAN, MATRICES, TAYLOR
+
 DTYPE_CHOICES = ("float32", "float64", "complex64", "complex128")
 DEVICE_CHOICES = ("cpu", "gpu", "tpu", "auto")
-JACOBIAN_MODE_CHOICES = ("fwd", "rev", "auto")
-HVP_MODE_CHOICES = ("fwd-rev", "rev-fwd", "rev-rev")
-TAYLOR_MODE_CHOICES = ("auto", "jet", "jvp")
-SPARSITY_OP_CHOICES = ("jacobian", "hessian")
 OUTPUT_FORMAT_CHOICES = ("text", "json", "github")
 
 
@@ -64,13 +63,13 @@ FLAGS: dict[str, Flag] = {
     ),
     # ---- what a command computes, and how
     "value": Flag(("--value",), "Also show f(x)."),
-    "mode": Flag(("--mode", "-m"), "fwd (jacfwd), rev (jacrev) or auto: forward when inputs <= outputs.", JACOBIAN_MODE_CHOICES),
-    "hvp_mode": Flag(("--mode", "-m"), "fwd-rev (forward-over-reverse, default), rev-fwd or rev-rev.", HVP_MODE_CHOICES),
+    "mode": Flag(("--mode", "-m"), "fwd (jacfwd), rev (jacrev) or auto: forward when inputs <= outputs.", JACOBIAN.modes),
+    "hvp_mode": Flag(("--mode", "-m"), "fwd-rev (forward-over-reverse, default), rev-fwd or rev-rev.", HVP.modes),
     "taylor_mode": Flag(
         ("--mode", "-m"),
         "auto (default: Taylor mode by jax.experimental.jet, nested forward mode where jet has no rule), jet,"
         " or jvp (nested forward mode).",
-        TAYLOR_MODE_CHOICES,
+        TAYLOR.modes,
     ),
     "order": Flag(("--order", "-k"), "The order K (1 to 32)."),
     "chunk_size": Flag(
@@ -142,9 +141,9 @@ FLAGS: dict[str, Flag] = {
     "bench.op": Flag(("--op",), "The operation: jacobian (fwd vs rev, the default), hvp (three modes), jvp, vjp, grad, ..."),
     "bench.chunk_size": Flag(("--chunk-size",), "Also time the chunked Jacobian.", min=1),
     "bench.min_time": Flag(("--min-time",), "Seconds of timed calls per mode, at least 5 calls (default 0.5)."),
-    "sparsity.op": Flag(("--op",), "jacobian (the default) or hessian.", SPARSITY_OP_CHOICES),
+    "sparsity.op": Flag(("--op",), "jacobian (the default) or hessian.", MATRICES),
     "sparsity.mode": Flag(
-        ("--mode", "-m"), "jacobian: fwd (column coloring), rev (row coloring) or auto (the fewer colors).", JACOBIAN_MODE_CHOICES
+        ("--mode", "-m"), "jacobian: fwd (column coloring), rev (row coloring) or auto (the fewer colors).", JACOBIAN.modes
     ),
     "sparsity.output": Flag(
         ("--output", "-o"), "Save the pattern: .npz (scipy.sparse.load_npz), .mtx (Matrix Market), .json. Atomic."

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from jaxdiff_cli.errors import FunctionError, JaxdiffError, NonFiniteError, SpecError, UsageError
 from jaxdiff_cli.inputs.spec import (
-    OPERATIONS,
     STDIN,
     Case,
     Overrides,
@@ -28,8 +27,8 @@ from jaxdiff_cli.inputs.spec import (
     parse_devices,
     read_source,
 )
+from jaxdiff_cli.ops import HESSIAN, JACOBIAN, MATRICES, OPERATIONS, OPS
 from jaxdiff_cli.prepare import (
-    TAYLOR_OPS,
     Options,
     Prepared,
     prepare,
@@ -170,7 +169,7 @@ def compute(request: Request, progress: Progress | None = None) -> Outcome:
     opts = Options(**{**request.options.__dict__, "mesh": _mesh(request.devices, spec)})
     output = request.output
     chunked = opts.chunk_size is not None or spec.chunk_size is not None
-    streamed = command == "jacobian" and output is not None and output.suffix.lower() == ".npy" and chunked
+    streamed = command == JACOBIAN.name and output is not None and output.suffix.lower() == ".npy" and chunked
     streamed = streamed and not sparse_of(prep, opts)  # a sparse Jacobian's .npy is its dense form, made if it fits
     if streamed:
         assert output is not None
@@ -229,11 +228,11 @@ def _pictures(outcome: Outcome, pictures: Pictures) -> None:
     if found is not None:
         _sparse_pictures(outcome, found)
         return
-    if outcome.command == "jacobian":
-        outcome.matrix = jacobian_matrix(outcome.result.outputs["jacobian"], output_shape(problem), diff, problem.wrt)
+    if outcome.command == JACOBIAN.name:
+        outcome.matrix = jacobian_matrix(outcome.result.outputs[JACOBIAN.result], output_shape(problem), diff, problem.wrt)
     else:
-        outcome.matrix = hessian_matrix(outcome.result.outputs["hessian"], diff, problem.wrt)
-    outcome.summary = summary(outcome.matrix, hvp_matvec(problem) if outcome.command == "hessian" else None)
+        outcome.matrix = hessian_matrix(outcome.result.outputs[HESSIAN.result], diff, problem.wrt)
+    outcome.summary = summary(outcome.matrix, hvp_matvec(problem) if outcome.command == HESSIAN.name else None)
 
 
 def sparse_result(result: Result) -> Any:
@@ -488,8 +487,8 @@ def sparsity(request: Request, op: str, progress: Progress | None = None) -> Spa
     from jaxdiff_cli.prepare import complex_kind, mode_of
 
     progress = progress or Silent()
-    if op not in sparse.KINDS:
-        raise UsageError(f"no sparsity pattern of {op!r}", where="--op", hint=", ".join(sparse.KINDS))
+    if op not in MATRICES:
+        raise UsageError(f"no sparsity pattern of {op!r}", where="--op", hint=", ".join(MATRICES))
     _need_function(request.spec_path, request.overrides, "sparsity")
     sparse.asdex_module()  # before any work: asdex missing is a usage error, with how to install it
     spec = load_spec(request.spec_path, request.overrides)
@@ -503,9 +502,9 @@ def sparsity(request: Request, op: str, progress: Progress | None = None) -> Spa
             where=problem.where,
             hint="jaxdiff jacobian and hessian without --sparse compute it densely",
         )
-    mode = mode_of(prep, "jacobian", request.options) if op == "jacobian" else "auto"
-    if op == "hessian":
-        require_scalar(problem, "hessian")
+    mode = mode_of(prep, op, request.options) if OPS[op].modes else "auto"
+    if op == HESSIAN.name:
+        require_scalar(problem, op)
     cache = pattern_cache_dir() if prep.runtime.cache is not None else None
     with progress.stage(f"detecting and coloring the sparsity pattern of the {op}"):
         try:
@@ -553,8 +552,8 @@ def bench(request: Request, op: str, chunk_size: int | None, min_time: float, pr
     spec = load_spec(request.spec_path, request.overrides)
     with progress.stage("preparing"):
         prep = prepare(spec, use_cache=request.use_cache, only_spec=True)
-    variants: list[tuple[str | None, int | None]] = [(m, None) for m in timing.MODES.get(op, (None,))]
-    if op == "jacobian" and chunk_size is not None:
+    variants: list[tuple[str | None, int | None]] = [(m, None) for m in OPS[op].timed or (None,)]
+    if op == JACOBIAN.name and chunk_size is not None:
         variants += [(m, chunk_size) for m in ("fwd", "rev")]
     timings = []
     skipped: list[str] = []
@@ -564,14 +563,14 @@ def bench(request: Request, op: str, chunk_size: int | None, min_time: float, pr
             try:
                 plan = plan_operation(prep, op, options)
             except FunctionError as exc:  # Taylor mode cannot go through f: time the other mode, say why
-                if op not in TAYLOR_OPS or mode != "jet":
+                if mode != "jet":  # derivative and taylor's Taylor mode
                     raise
                 skipped.append(f"jet not timed: {exc.message}")
                 continue
             t = timing.time_plan(plan, min_time=min_time)
             label = f"{mode} chunk {chunk}" if chunk else mode
             timings.append(timing.Timing(label, t.compile_s, t.median_s, t.min_s, t.runs, t.temp_bytes))
-    auto = "auto would choose {} ({})".format(*choose_mode(prep.problem)) if op == "jacobian" else "; ".join(skipped) or None
+    auto = "auto would choose {} ({})".format(*choose_mode(prep.problem)) if op == JACOBIAN.name else "; ".join(skipped) or None
     return BenchOutcome(op, spec, prep.runtime.device_name, timings, timing.recommend(timings), auto, versions())
 
 

@@ -18,33 +18,15 @@ import numpy as np
 from jaxdiff_cli import startup
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError
 from jaxdiff_cli.inputs.binding import bind_primals, check_sizes, fit_dtypes, resolve_wrt
-from jaxdiff_cli.inputs.spec import CLI, OPERATIONS, Spec
+from jaxdiff_cli.inputs.spec import CLI, Spec
 from jaxdiff_cli.inputs.values import Context, build_like, build_value, per_argument
+from jaxdiff_cli.ops import EVAL, GRAD, HESSIAN, HVP, JACOBIAN, JVP, OPERATIONS, OPS, VJP, Op
 
 if TYPE_CHECKING:
     from jax.sharding import Mesh
 
     from jaxdiff_cli.engine.problem import Plan, Problem, Result
     from jaxdiff_cli.engine.runtime import Cluster, Runtime
-
-# The result an operation is about (what `-o x.npy` saves).
-PRIMARY = {
-    "eval": "value",
-    "jvp": "jvp",
-    "vjp": "vjp",
-    "grad": "grad",
-    "jacobian": "jacobian",
-    "hessian": "hessian",
-    "hvp": "hvp",
-    "derivative": "derivative",
-    "taylor": "taylor",
-}
-MODES = {"jacobian": ("fwd", "rev", "auto"), "hvp": ("fwd-rev", "rev-fwd", "rev-rev")}
-DEFAULT_MODE = {"jacobian": "auto", "hvp": "fwd-rev"}
-# derivative and taylor: jet (Taylor mode), jvp (nested forward mode), or auto (jet, else nested jvp).
-TAYLOR_OPS = ("derivative", "taylor")
-MODES.update(dict.fromkeys(TAYLOR_OPS, ("auto", "jet", "jvp")))
-DEFAULT_MODE.update(dict.fromkeys(TAYLOR_OPS, "auto"))
 
 
 @dataclass(frozen=True)
@@ -204,10 +186,11 @@ def order_of(prep: Prepared, op: str, opts: Options) -> int:
 
 
 def mode_of(prep: Prepared, op: str, opts: Options) -> str:
-    """The mode of a jacobian or hvp: --mode, else the spec's, else the default; checked once."""
-    mode = opts.mode or prep.spec.mode or DEFAULT_MODE[op]
-    if mode not in MODES[op]:
-        hint = ", ".join(MODES[op])
+    """The mode of a jacobian, hvp, derivative or taylor: --mode, else the spec's, else the default; checked once."""
+    modes = OPS[op].modes
+    mode = opts.mode or prep.spec.mode or str(OPS[op].default)
+    if mode not in modes:
+        hint = ", ".join(modes)
         if opts.mode:
             raise UsageError(f"unknown mode {mode!r}", where="--mode", hint=hint)
         raise SpecError(f"unknown mode {mode!r} for this command", where=prep.spec.where("mode"), hint=hint)
@@ -218,67 +201,76 @@ def chunk_of(prep: Prepared, opts: Options) -> int | str | None:
     return opts.chunk_size if opts.chunk_size is not None else prep.spec.chunk_size
 
 
-def plan_operation(prep: Prepared, op: str, opts: Options) -> Plan:
-    """The Plan of one operation (compiled by engine.problem.execute, or timed by bench)."""
-    from jaxdiff_cli.engine import plans
+def vectors_of(prep: Prepared, op: Op) -> tuple[Any, int | None]:
+    """What ``op`` pushes or pulls (its tangents, its cotangent or its line's direction), and their batch size."""
+    if op.vectors == "tangents":
+        return tangents(prep, op.name)
+    if op.vectors == "cotangents":
+        return cotangents(prep)
+    if op.vectors == "directions":
+        return directions(prep, op.name)
+    return None, None
 
-    if op not in OPERATIONS:
-        raise UsageError(f"unknown operation {op!r}", hint=", ".join(OPERATIONS))
+
+def plan_operation(prep: Prepared, name: str, opts: Options) -> Plan:
+    """The Plan of one operation (compiled by engine.problem.execute, or timed by bench)."""
+    op = OPS.get(name)
+    if op is None:
+        raise UsageError(f"unknown operation {name!r}", hint=", ".join(OPERATIONS))
     problem = prep.problem
-    if op != "eval":
+    if op is not EVAL:
         from jaxdiff_cli.engine.problem import require_numbers
 
-        require_numbers(problem, op)
-    mode = mode_of(prep, op, opts) if op in MODES else None
+        require_numbers(problem, op.name)
+    mode = mode_of(prep, op.name, opts) if op.modes else None
     chunk = chunk_of(prep, opts)
-    vectors: Any = None
-    batch: int | None = None
-    if op in ("jvp", "hvp"):
-        vectors, batch = tangents(prep, op)
-    elif op == "vjp":
-        vectors, batch = cotangents(prep)
-    elif op in TAYLOR_OPS:
-        vectors, batch = directions(prep, op)
+    vectors, batch = vectors_of(prep, op)
     plan: Plan | None = None
-    if op in ("jacobian", "hessian") and (opts.mesh is not None or chunk is not None):
-        _complex_blocks(prep, op, opts.mesh is not None)
+    if op.matrix and (opts.mesh is not None or chunk is not None):
+        _complex_blocks(prep, op.name, opts.mesh is not None)
     fallback: str | None = None
-    if op in ("jacobian", "hessian"):
-        plan, fallback = _sparse_plan(prep, op, mode or "auto", chunk, opts)
+    if op.matrix:
+        plan, fallback = _sparse_plan(prep, op.name, mode or "auto", chunk, opts)
     if opts.mesh is not None and plan is None:
         from jaxdiff_cli.engine.sharding import shard_plan
 
         plan = shard_plan(
-            problem, op, opts.mesh, mode=mode, chunk=chunk if isinstance(chunk, int) else None, vectors=vectors, batch=batch
+            problem, op.name, opts.mesh, mode=mode, chunk=chunk if isinstance(chunk, int) else None, vectors=vectors, batch=batch
         )
     if plan is None:
-        if op == "jacobian":
-            assert mode is not None
-            plan = _jacobian_plan(prep, mode, chunk)
-        elif op == "hvp":
-            plan = plans.plan_hvp(problem, vectors, mode or DEFAULT_MODE["hvp"], batch)
-        elif op in TAYLOR_OPS:
-            from jaxdiff_cli.engine import taylor
-
-            planner = taylor.plan_derivative if op == "derivative" else taylor.plan_taylor
-            plan = planner(problem, vectors, order_of(prep, op, opts), mode or "auto", batch)
-        else:
-            plan = {
-                "eval": lambda: plans.plan_eval(problem),
-                "jvp": lambda: plans.plan_jvp(problem, vectors, batch),
-                "vjp": lambda: plans.plan_vjp(problem, vectors, batch),
-                "grad": lambda: plans.plan_grad(problem),
-                "hessian": lambda: plans.plan_hessian(problem),
-            }[op]()
+        plan = _dense_plan(prep, op, opts, mode or str(op.default), chunk, vectors, batch)
         if opts.mesh is not None:
             plan = replace(plan, info={**plan.info, "devices": "1 (nothing to shard: a single product)"})
         if fallback is not None:
             plan = replace(plan, info={**plan.info, "sparse_fallback": fallback})
     if opts.bake:
         plan = replace(plan, bake=True, info={**plan.info, "baked_primals": True})
-    if problem.holomorphic and op != "eval":
+    if problem.holomorphic and op is not EVAL:
         plan = replace(plan, info={**plan.info, "holomorphic": True})
     return plan
+
+
+def _dense_plan(
+    prep: Prepared, op: Op, opts: Options, mode: str, chunk: int | str | None, vectors: Any, batch: int | None
+) -> Plan:
+    """The plan of ``op`` on one device, computed whole (or a Jacobian a chunk at a time)."""
+    from jaxdiff_cli.engine import plans
+
+    problem = prep.problem
+    if op.ordered:
+        from jaxdiff_cli.engine import taylor
+
+        return taylor.PLANNERS[op.name](problem, vectors, order_of(prep, op.name, opts), mode, batch)
+    planners: dict[Op, Callable[[], Plan]] = {
+        EVAL: lambda: plans.plan_eval(problem),
+        JVP: lambda: plans.plan_jvp(problem, vectors, batch),
+        VJP: lambda: plans.plan_vjp(problem, vectors, batch),
+        GRAD: lambda: plans.plan_grad(problem),
+        JACOBIAN: lambda: _jacobian_plan(prep, mode, chunk),
+        HESSIAN: lambda: plans.plan_hessian(problem),
+        HVP: lambda: plans.plan_hvp(problem, vectors, mode, batch),
+    }
+    return planners[op]()
 
 
 def _complex_blocks(prep: Prepared, op: str, sharded: bool) -> None:
@@ -370,11 +362,11 @@ def _sparse_plan(prep: Prepared, op: str, mode: str, chunk: int | str | None, op
         said = f"the dense {op} needs {sparse.human_bytes(need)}, more than half of the {sparse.human_bytes(free)} free"
         complex_values = complex_kind(problem)
         if complex_values is not None:  # never sent to sparse, which is of real functions only
-            products = "jvp and vjp compute" if op == "jacobian" else "hvp computes"
+            products = "jvp and vjp compute" if op == JACOBIAN.name else "hvp computes"
             raise UsageError(
                 said, hint=f"a sparse {op} is of a real function, and this one has {complex_values}: {products} products"
             )
-        if op == "jacobian" and mode != "auto":
+        if op == JACOBIAN.name and mode != "auto":
             raise UsageError(said, hint="add --sparse (sparse: true) to compute only its nonzeros")
         if not sparse.available():
             raise UsageError(said, hint=f"--sparse computes only its nonzeros: {sparse.INSTALL_HINT}")
@@ -416,7 +408,7 @@ def run_operation(prep: Prepared, op: str, opts: Options) -> Result:
 
     result = execute(plan_operation(prep, op, opts))
     complete(prep, result)
-    if op == "grad" and not opts.with_value:
+    if op == GRAD.name and not opts.with_value:
         result.outputs.pop("value")
     return result
 
@@ -445,20 +437,21 @@ def primary_array(prep: Prepared, op: str, result: Result) -> tuple[np.ndarray, 
     from jaxdiff_cli.engine.problem import output_shape
     from jaxdiff_cli.engine.sparse import SparseMatrix
 
-    tree = result.outputs[PRIMARY[op]]
+    primary = OPS[op].result
+    tree = result.outputs[primary]
     if isinstance(tree, SparseMatrix):
         return _dense_of_sparse(prep, tree)
-    leaves = list(named_leaves({PRIMARY[op]: tree}))
+    leaves = list(named_leaves({primary: tree}))
     if len(leaves) == 1:
         return np.asarray(leaves[0][1]), None
     problem = prep.problem
     diff = problem.diff(problem.primals)
     dtype = np.asarray(leaves[0][1]).dtype
-    if op == "jacobian":
+    if op == JACOBIAN.name:
         m = jacobian_matrix(tree, output_shape(problem), diff, problem.wrt)
         blocks = f"rows {', '.join(n for n, _ in m.rows)}; columns {', '.join(n for n, _ in m.cols)}"
         return m.data.astype(dtype), f"flat (outputs, inputs) matrix: {blocks}"
-    if op == "hessian":
+    if op == HESSIAN.name:
         m = hessian_matrix(tree, diff, problem.wrt)
         return m.data.astype(dtype), f"flat (inputs, inputs) matrix: {', '.join(n for n, _ in m.rows)}"
     flat = np.concatenate([np.asarray(a).reshape(-1) for _, a in leaves])
@@ -481,9 +474,9 @@ def _dense_of_sparse(prep: Prepared, sm: Any) -> tuple[np.ndarray, str | None]:
     if len(sm.rows) == 1 and len(sm.cols) == 1:
         problem = prep.problem
         (arg,) = jax.tree.leaves(problem.diff(problem.primals))
-        out = arg if sm.kind == "hessian" else jax.tree.leaves(output_shape(problem))[0]
+        out = arg if sm.kind == HESSIAN.name else jax.tree.leaves(output_shape(problem))[0]
         return dense.reshape(tuple(out.shape) + tuple(arg.shape)), None
-    axes = "(inputs, inputs)" if sm.kind == "hessian" else "(outputs, inputs)"
+    axes = "(inputs, inputs)" if sm.kind == HESSIAN.name else "(outputs, inputs)"
     return dense, f"flat {axes} matrix: rows {', '.join(n for n, _ in sm.rows)}; columns {', '.join(n for n, _ in sm.cols)}"
 
 
@@ -493,7 +486,7 @@ def stream_jacobian(prep: Prepared, opts: Options, path: Path, progress: Callabl
     from jaxdiff_cli.engine.plans import jacobian_mode
 
     problem = prep.problem
-    mode, info = jacobian_mode(problem, mode_of(prep, "jacobian", opts))
+    mode, info = jacobian_mode(problem, mode_of(prep, JACOBIAN.name, opts))
     chunk = chunk_of(prep, opts)
     why = None
     if chunk == "auto" or chunk is None:

@@ -445,15 +445,16 @@ def test_the_choices_in_help_are_the_loaders(cli: Any) -> None:
     from jaxdiff_cli import helptext as cli_module
     from jaxdiff_cli.dtypes import DTYPES
     from jaxdiff_cli.inputs.spec import DEVICES
-    from jaxdiff_cli.prepare import MODES
+    from jaxdiff_cli.ops import OPS
 
     assert cli_module.DTYPE_CHOICES == DTYPES and cli_module.DEVICE_CHOICES == DEVICES
-    assert (cli_module.JACOBIAN_MODE_CHOICES, cli_module.HVP_MODE_CHOICES) == (MODES["jacobian"], MODES["hvp"])
-    assert cli_module.TAYLOR_MODE_CHOICES == MODES["taylor"] == MODES["derivative"]
+    flags = cli_module.FLAGS  # the modes and operations are the operation table's, read by --help and the loader
+    assert (flags["mode"].choices, flags["hvp_mode"].choices) == (OPS["jacobian"].modes, OPS["hvp"].modes)
+    assert flags["taylor_mode"].choices == OPS["taylor"].modes == OPS["derivative"].modes
     from jaxdiff_cli.engine.sparse import KINDS
     from jaxdiff_cli.output.reports import OUTPUT_FORMATS
 
-    assert cli_module.SPARSITY_OP_CHOICES == KINDS and cli_module.OUTPUT_FORMAT_CHOICES == OUTPUT_FORMATS
+    assert flags["sparsity.op"].choices == KINDS and cli_module.OUTPUT_FORMAT_CHOICES == OUTPUT_FORMATS
     text = cli("jacobian", "--help").stdout
     assert "[float32|float64|complex64|complex128]" in text and "[cpu|gpu|tpu|auto]" in text and "[fwd|rev|auto]" in text
     assert "[fwd-rev|rev-fwd|rev-rev]" in cli("hvp", "--help").stdout
