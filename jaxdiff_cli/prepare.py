@@ -8,10 +8,10 @@ through here. Nothing here prints.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -35,8 +35,8 @@ class Options:
 
     mode: str | None = None
     chunk_size: int | str | None = None  # a number, or "auto"
-    with_value: bool = True
-    bake: bool = False  # compile the primal values into the program (Plan.bake)
+    value: bool = True  # grad: also f(x) (--value)
+    bake_primals: bool = False  # compile the primal values into the program (Plan.bake)
     sparse: bool | None = None  # jacobian / hessian: --sparse (None: the spec's sparse:)
     sparse_key: str | None = None  # where ``sparse`` was said in the spec (a run step's key); None: --sparse
     mesh: Mesh | None = None  # spread the operation over these devices (engine/sharding.py)
@@ -51,11 +51,20 @@ class Prepared:
     runtime: Runtime
     problem: Problem
     ctx: Context
-    inputs: dict[str, Any] = field(default_factory=dict)  # what was built, by kind, for the JSON document
+    inputs: Mapping[str, Any]  # the primals as built, for the JSON document (an operation adds its vectors: Vectors.shown)
+
+
+class Vectors(NamedTuple):
+    """What an operation pushes or pulls, placed on the device, with its batch size and, for the JSON
+    document, the values as built (``{"tangents": {...}}``, ``{"cotangents": ...}``)."""
+
+    values: Any
+    batch: int | None
+    shown: Mapping[str, Any]
 
 
 def prepare(
-    spec: Spec, *, use_cache: bool = True, cluster: Cluster | None = None, device: Any = None, only_spec: bool = False
+    spec: Spec, *, no_cache: bool = False, cluster: Cluster | None = None, device: Any = None, only_spec: bool = False
 ) -> Prepared:
     """Configure JAX (joining a cluster first, if given), load the function, bind and build the primals.
 
@@ -68,7 +77,9 @@ def prepare(
     from jaxdiff_cli.engine.problem import Problem
     from jaxdiff_cli.inputs.functions import load_function
 
-    rt = runtime.configure(spec.dtype, spec.device, use_cache, where=spec.where("device"), cluster=cluster, only_spec=only_spec)
+    rt = runtime.configure(
+        spec.dtype, spec.device, not no_cache, where=spec.where("device"), cluster=cluster, only_spec=only_spec
+    )
     startup.settled()  # JAX is loaded: the collector that jaxdiff's start-up paused runs again
     if device is not None:
         rt = runtime.Runtime(device=device, dtype=rt.dtype, cache=rt.cache)
@@ -96,7 +107,7 @@ def prepare(
     return Prepared(spec=spec, runtime=rt, problem=problem, ctx=ctx, inputs={"primals": dict(zip(names, values))})
 
 
-def tangents(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
+def tangents(prep: Prepared, op: str) -> Vectors:
     """The tangents of jvp / hvp, shaped like the differentiated primals, and their batch size."""
     import jax
 
@@ -123,11 +134,11 @@ def tangents(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
             raise SpecError(f"{now}, but {first} is {said}: every tangent needs the same batch axis", where=ctx.at(keypath))
         batch, first = g.batch, keypath
         built.append(g.value)
-    prep.inputs["tangents"] = dict(zip(problem.wrt, built))
-    return tuple(jax.device_put(t, prep.runtime.device) for t in built), batch
+    placed = tuple(jax.device_put(t, prep.runtime.device) for t in built)
+    return Vectors(placed, batch, {"tangents": dict(zip(problem.wrt, built))})
 
 
-def cotangents(prep: Prepared) -> tuple[Any, int | None]:
+def cotangents(prep: Prepared) -> Vectors:
     """The cotangent of vjp, shaped like the output (1 for a scalar output), and its batch size."""
     import jax
 
@@ -146,11 +157,10 @@ def cotangents(prep: Prepared) -> tuple[Any, int | None]:
             )
         raw = 1.0  # the gradient of a scalar: the one natural cotangent
     g = build_like(raw, like, prep.ctx, "cotangents", "output")
-    prep.inputs["cotangents"] = g.value
-    return jax.device_put(g.value, prep.runtime.device), g.batch
+    return Vectors(jax.device_put(g.value, prep.runtime.device), g.batch, {"cotangents": g.value})
 
 
-def directions(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
+def directions(prep: Prepared, op: str) -> Vectors:
     """derivative / taylor: the direction v of the line x + s·v, and its batch size.
 
     The tangents, as jvp reads them; for a function of one scalar without tangents, v = 1.
@@ -163,8 +173,7 @@ def directions(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
     if prep.spec.tangents is None:
         if len(diff) == 1 and isinstance(diff[0], jax.Array) and diff[0].shape == ():
             one = jnp.ones_like(diff[0])
-            prep.inputs["tangents"] = {problem.wrt[0]: np.asarray(one)}
-            return (one,), None
+            return Vectors((one,), None, {"tangents": {problem.wrt[0]: np.asarray(one)}})
         shapes = ", ".join(f"{n} {tuple(leaf.shape)}" for n, a in zip(problem.wrt, diff) for leaf in jax.tree.leaves(a))
         raise SpecError(
             f"{op} of a function of more than one scalar needs a direction: tangents shaped like {shapes}",
@@ -201,7 +210,7 @@ def chunk_of(prep: Prepared, opts: Options) -> int | str | None:
     return opts.chunk_size if opts.chunk_size is not None else prep.spec.chunk_size
 
 
-def vectors_of(prep: Prepared, op: Op) -> tuple[Any, int | None]:
+def vectors_of(prep: Prepared, op: Op) -> Vectors:
     """What ``op`` pushes or pulls (its tangents, its cotangent or its line's direction), and their batch size."""
     if op.vectors == "tangents":
         return tangents(prep, op.name)
@@ -209,11 +218,16 @@ def vectors_of(prep: Prepared, op: Op) -> tuple[Any, int | None]:
         return cotangents(prep)
     if op.vectors == "directions":
         return directions(prep, op.name)
-    return None, None
+    return Vectors(None, None, {})
 
 
 def plan_operation(prep: Prepared, name: str, opts: Options) -> Plan:
     """The Plan of one operation (compiled by engine.problem.execute, or timed by bench)."""
+    return planned(prep, name, opts)[0]
+
+
+def planned(prep: Prepared, name: str, opts: Options) -> tuple[Plan, Mapping[str, Any]]:
+    """The Plan of one operation, and the vectors it built, by kind, for the JSON document."""
     op = OPS.get(name)
     if op is None:
         raise UsageError(f"unknown operation {name!r}", hint=", ".join(OPERATIONS))
@@ -224,7 +238,8 @@ def plan_operation(prep: Prepared, name: str, opts: Options) -> Plan:
         require_numbers(problem, op.name)
     mode = mode_of(prep, op.name, opts) if op.modes else None
     chunk = chunk_of(prep, opts)
-    vectors, batch = vectors_of(prep, op)
+    built = vectors_of(prep, op)
+    vectors, batch = built.values, built.batch
     plan: Plan | None = None
     if op.matrix and (opts.mesh is not None or chunk is not None):
         _complex_blocks(prep, op.name, opts.mesh is not None)
@@ -243,11 +258,11 @@ def plan_operation(prep: Prepared, name: str, opts: Options) -> Plan:
             plan = replace(plan, info={**plan.info, "devices": "1 (nothing to shard: a single product)"})
         if fallback is not None:
             plan = replace(plan, info={**plan.info, "sparse_fallback": fallback})
-    if opts.bake:
+    if opts.bake_primals:
         plan = replace(plan, bake=True, info={**plan.info, "baked_primals": True})
     if problem.holomorphic and op is not EVAL:
         plan = replace(plan, info={**plan.info, "holomorphic": True})
-    return plan
+    return plan, built.shown
 
 
 def _dense_plan(
@@ -283,9 +298,10 @@ def _complex_blocks(prep: Prepared, op: str, sharded: bool) -> None:
         return
     if sharded:
         raise SpecError(
-            f"--devices spreads real {op}s over devices; this one has complex values", where=prep.spec.where("devices"),
+            f"--devices spreads real {op}s over devices; this one has complex values",
+            where=prep.spec.where("devices"),
             hint="leave out --devices (devices:) to compute it on one device",
-        )  # fmt: skip
+        )
     if complex_in != complex_out:
         raise SpecError(
             "--chunk-size takes a Jacobian whose inputs and outputs are both real or both complex",
@@ -404,13 +420,19 @@ def _jacobian_plan(prep: Prepared, mode: str, chunk: int | str | None) -> Plan:
 
 def run_operation(prep: Prepared, op: str, opts: Options) -> Result:
     """Compute one operation."""
+    return compute_operation(prep, op, opts)[0]
+
+
+def compute_operation(prep: Prepared, op: str, opts: Options) -> tuple[Result, Mapping[str, Any]]:
+    """Compute one operation: its result, and its inputs by kind (the primals, and the vectors it built)."""
     from jaxdiff_cli.engine.problem import execute
 
-    result = execute(plan_operation(prep, op, opts))
+    plan, shown = planned(prep, op, opts)
+    result = execute(plan)
     complete(prep, result)
-    if op == GRAD.name and not opts.with_value:
+    if op == GRAD.name and not opts.value:
         result.outputs.pop("value")
-    return result
+    return result, {**prep.inputs, **shown}
 
 
 def complete(prep: Prepared, result: Result) -> None:

@@ -25,7 +25,7 @@ class Settings:
     rtol: float | None = None
     atol: float | None = None
     seed: int = 0
-    use_cache: bool = True
+    no_cache: bool = False
     update: bool = False  # record the current results as the spec's expect block
 
 
@@ -38,7 +38,7 @@ def check_spec(spec: Spec, settings: Settings, *, only_spec: bool = False) -> Re
     report = Report(spec=source, file=getattr(source, "file", None), key=getattr(source, "key", ""), case=spec.case)
     start = time.perf_counter()
     try:
-        prep = prepare(spec, use_cache=settings.use_cache, only_spec=only_spec)
+        prep = prepare(spec, no_cache=settings.no_cache, only_spec=only_spec)
         if spec.sparse:  # refused as jacobian refuses it, not passed with no sparse row
             refuse_complex_sparse(prep, Options())
         check_expectations(prep, report)

@@ -268,7 +268,7 @@ def named_blocks(problem: Problem, kind: str) -> dict[str, Block]:
         for col, col_shape in cols:
             c1 = c0 + max(1, math.prod(col_shape))
             # A Hessian's rows are inputs (hessian.p.a.p.b); a Jacobian's the output "f" and its path (f[0] -> jacobian[0]).
-            name = f"hessian.{row}.{col}" if hessian else f"jacobian{row[1:]}.{col}"
+            name = f"{HESSIAN.result}.{row}.{col}" if hessian else f"{JACOBIAN.result}{row[1:]}.{col}"
             out[name] = Block(name, row, col, (r0, r1), (c0, c1), row_shape + col_shape)
             c0 = c1
         r0 = r1
