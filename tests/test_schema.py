@@ -14,7 +14,7 @@ from jaxdiff_cli.inputs.spec import SPEC_KEYS, parse_yaml
 from jaxdiff_cli.inputs.values import CONSTRUCTORS
 
 from .cli.test_bad_inputs import CATALOGUE
-from .conftest import CONFIGS, ROOT
+from .conftest import CONFIGS, ROOT, Cli
 
 VALIDATOR = jsonschema.Draft202012Validator(schema.spec_schema())
 
@@ -50,7 +50,7 @@ def test_the_shipped_file_is_the_generated_schema() -> None:
     assert schema.SHIPPED.read_text(encoding="utf-8") == schema.schema_text(), "run python -m jaxdiff_cli.schema"
 
 
-def test_jaxdiff_schema_prints_it(cli: Any) -> None:
+def test_jaxdiff_schema_prints_it(cli: Cli) -> None:
     ran = cli("schema")
     assert ran.exit_code == 0 and json.loads(ran.stdout) == schema.spec_schema()
 
@@ -119,7 +119,7 @@ def test_the_schema_refuses_what_the_catalogue_refuses(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(MORE_REFUSED))
-def test_the_schema_refuses_more_that_the_loader_refuses(cli: Any, tmp_path: Any, name: str) -> None:
+def test_the_schema_refuses_more_that_the_loader_refuses(cli: Cli, tmp_path: Any, name: str) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text(MORE_REFUSED[name])
     ran = cli("check", path, "--json")
@@ -162,7 +162,7 @@ ACCEPTED = {
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTED))
-def test_specs_the_loader_accepts_are_valid(cli: Any, tmp_path: Any, name: str) -> None:
+def test_specs_the_loader_accepts_are_valid(cli: Cli, tmp_path: Any, name: str) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text(ACCEPTED[name])
     ran = cli("check", path, "--json")
@@ -180,7 +180,7 @@ def test_specs_the_loader_accepts_are_valid(cli: Any, tmp_path: Any, name: str) 
         ("{re: {a: 1.0}}", "a real number or a nested list of real numbers"),
     ],
 )
-def test_complex_parts_the_loader_refuses_are_invalid(cli: Any, tmp_path: Any, text: str, refused: str) -> None:
+def test_complex_parts_the_loader_refuses_are_invalid(cli: Cli, tmp_path: Any, text: str, refused: str) -> None:
     spec = f"function: 'lambda z: jnp.sum(jnp.abs(z)**2)'\nprimals:\n  z: {text}\ndtype: complex64\n"
     (tmp_path / "spec.yaml").write_text(spec)
     ran = cli("check", tmp_path / "spec.yaml", "--json")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 
-from ..conftest import CONFIGS
+from ..conftest import CONFIGS, Cli
 
 CASES = """\
 # shared defaults
@@ -28,7 +27,7 @@ cases:
 """
 
 
-def test_run_cases_one_json_document(cli: Any, tmp_path: Path) -> None:
+def test_run_cases_one_json_document(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "cases.yaml"
     spec.write_text(CASES)
     ran = cli("run", spec, "--json")
@@ -44,7 +43,7 @@ def test_run_cases_one_json_document(cli: Any, tmp_path: Path) -> None:
     assert f64["results"][0]["info"]["chunk_size"] == 1
 
 
-def test_run_saves_every_case(cli: Any, tmp_path: Path) -> None:
+def test_run_saves_every_case(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "cases.yaml"
     spec.write_text(CASES)
     assert cli("run", spec, "-o", tmp_path / "all.npz", "-q").exit_code == 0
@@ -52,7 +51,7 @@ def test_run_saves_every_case(cli: Any, tmp_path: Path) -> None:
         assert "other point/hvp[mode=rev-rev]/hvp.x" in f.files and "base/eval/value" in f.files
 
 
-def test_run_errors(cli: Any, tmp_path: Path) -> None:
+def test_run_errors(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("function: x\nprimals: {x: 1.0}\n")
     ran = cli("run", spec)
@@ -73,7 +72,7 @@ def test_run_errors(cli: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_check_update_records_golden_values_and_keeps_the_rest(cli: Any, tmp_path: Path) -> None:
+def test_check_update_records_golden_values_and_keeps_the_rest(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "g.yaml"
     spec.write_text(
         "# my comment\nfunction: jnp.sum(jnp.sin(x)) * 2\nprimals:\n  x: {linspace: [0, 1, 100]}  # 100 points\n"
@@ -101,7 +100,7 @@ def test_check_update_records_golden_values_and_keeps_the_rest(cli: Any, tmp_pat
     assert "recorded in another environment: jax 0.0.1 -> " in failed[0]["detail"]
 
 
-def test_every_config_can_be_recorded(cli: Any, tmp_path: Path) -> None:
+def test_every_config_can_be_recorded(cli: Cli, tmp_path: Path) -> None:
     import shutil
 
     shutil.copytree(CONFIGS, tmp_path / "configs")

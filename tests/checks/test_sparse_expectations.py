@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
+from ..conftest import Cli
+
 pytest.importorskip("asdex")
 
 # f(q, w) = (q0 * w, sum(q1²) * w) at q0 = [1, 2], q1 = [3], w = [2, -1]: every block in closed form.
@@ -58,7 +60,7 @@ def checks(ran: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("text", [TWO, DICT], ids=["jacobian blocks", "hessian blocks"])
-def test_one_expect_block_holds_with_sparse_on_and_off(cli: Any, tmp_path: Path, text: str) -> None:
+def test_one_expect_block_holds_with_sparse_on_and_off(cli: Cli, tmp_path: Path, text: str) -> None:
     for sparse in ("true", "false"):
         spec = tmp_path / f"{sparse}.yaml"
         spec.write_text(text.replace("SPARSE", sparse))
@@ -80,7 +82,7 @@ def test_one_expect_block_holds_with_sparse_on_and_off(cli: Any, tmp_path: Path,
         assert failed[name]["worst"]["index"] == [1, 0]
 
 
-def test_the_sparse_names_are_the_dense_ones_and_a_misspelt_one_is_named(cli: Any, tmp_path: Path) -> None:
+def test_the_sparse_names_are_the_dense_ones_and_a_misspelt_one_is_named(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text(TWO.replace("SPARSE", "true") + "  jacobian[0].x: [[1.0]]\n")
     ran = cli("check", spec)
@@ -89,7 +91,7 @@ def test_the_sparse_names_are_the_dense_ones_and_a_misspelt_one_is_named(cli: An
 
 
 @pytest.mark.slow
-def test_check_update_records_a_large_sparse_result_that_check_reads_back(cli: Any, tmp_path: Path) -> None:
+def test_check_update_records_a_large_sparse_result_that_check_reads_back(cli: Cli, tmp_path: Path) -> None:
     """1100 x 1100: past the 10⁶ dense entries --update records, so only its nonzeros can be recorded."""
     import scipy.sparse
 
@@ -123,7 +125,7 @@ def test_check_update_records_a_large_sparse_result_that_check_reads_back(cli: A
     assert "jacobian" not in yaml.safe_load(spec.read_text())["expect"]
 
 
-def test_jaxdiffs_own_sparse_npz_and_scipys_are_expected_values(cli: Any, tmp_path: Path) -> None:
+def test_jaxdiffs_own_sparse_npz_and_scipys_are_expected_values(cli: Cli, tmp_path: Path) -> None:
     import scipy.sparse
 
     x = np.linspace(-1, 2, 30)
@@ -151,7 +153,7 @@ def test_jaxdiffs_own_sparse_npz_and_scipys_are_expected_values(cli: Any, tmp_pa
         assert list(failed) == ["expect jacobian"] and failed["expect jacobian"]["worst"]["index"] == [4, 5]
 
 
-def test_a_sparse_file_that_cannot_be_an_expected_value_says_what_it_is(cli: Any, tmp_path: Path) -> None:
+def test_a_sparse_file_that_cannot_be_an_expected_value_says_what_it_is(cli: Cli, tmp_path: Path) -> None:
     import scipy.sparse
 
     head = f"function: '{BANDED}'\nprimals: {{x: [1.0, 2.0]}}\nsparse: true\n"

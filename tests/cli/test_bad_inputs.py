@@ -8,12 +8,11 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from ..conftest import ASSETS
+from ..conftest import ASSETS, Cli
 
 POLY = "function: x * 2\nprimals:\n  x: [1.0, 2.0, 3.0]\n"
 SCALAR = "function: jnp.sum(x**2)\nprimals:\n  x: [1.0, 2.0, 3.0]\n"
@@ -601,7 +600,7 @@ def test_catalogue_is_big_enough() -> None:
 
 @pytest.mark.parametrize(("name", "text", "args", "code", "message"), CATALOGUE, ids=[c[0] for c in CATALOGUE])
 def test_bad_input(
-    cli: Any,
+    cli: Cli,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     name: str,
@@ -635,7 +634,7 @@ def test_bad_input(
     assert os.getcwd() == str(tmp_path)
 
 
-def test_nan_and_inf_strings_are_read_as_ieee_values(cli: Any) -> None:
+def test_nan_and_inf_strings_are_read_as_ieee_values(cli: Cli) -> None:
     """`nan`, `inf`, `-inf` (and YAML's .nan, .inf) are IEEE values: the result says where they lead."""
     ran = cli("eval", "-f", "x * 1", "-p", "x=[nan, inf, -inf, .nan, 1]", "--json")
     assert ran.exit_code == 0
@@ -646,7 +645,7 @@ def test_nan_and_inf_strings_are_read_as_ieee_values(cli: Any) -> None:
 
 
 @pytest.mark.parametrize("kind", ["/dev/zero", "fifo"])
-def test_a_spec_that_is_not_a_regular_file_is_refused_without_reading(cli: Any, tmp_path: Path, kind: str) -> None:
+def test_a_spec_that_is_not_a_regular_file_is_refused_without_reading(cli: Cli, tmp_path: Path, kind: str) -> None:
     path = "/dev/zero"
     if kind == "fifo":
         path = str(tmp_path / "spec.yaml")
@@ -660,7 +659,7 @@ def test_a_spec_that_is_not_a_regular_file_is_refused_without_reading(cli: Any, 
     assert ran.exit_code == 3 and "is not a regular file" in ran.json()["specs"][0]["error"]["message"]
 
 
-def test_a_spec_above_the_size_limit_is_refused_before_parsing(cli: Any, tmp_path: Path) -> None:
+def test_a_spec_above_the_size_limit_is_refused_before_parsing(cli: Cli, tmp_path: Path) -> None:
     from jaxdiff_cli.inputs.spec import MAX_SPEC_BYTES
 
     spec = tmp_path / "big.yaml"
@@ -682,7 +681,7 @@ def test_a_spec_above_the_size_limit_is_refused_before_parsing(cli: Any, tmp_pat
         ("value: {value: [2.0], atol: .inf}", "expect.value.atol", "a tolerance is a finite number"),
     ],
 )
-def test_a_spec_cannot_switch_its_checks_off(cli: Any, tmp_path: Path, expect: str, where: str, message: str) -> None:
+def test_a_spec_cannot_switch_its_checks_off(cli: Cli, tmp_path: Path, expect: str, where: str, message: str) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(f"function: x * 2\nprimals: {{x: [1.0]}}\nexpect:\n  {expect}\n")
     ran = cli("check", spec, "--json")
@@ -690,7 +689,7 @@ def test_a_spec_cannot_switch_its_checks_off(cli: Any, tmp_path: Path, expect: s
     assert ran.json()["specs"][0]["error"]["message"].startswith(f"{spec}: {where}: {message}")
 
 
-def test_golden_values_stay_inside_the_spec_folder(cli: Any, tmp_path: Path) -> None:
+def test_golden_values_stay_inside_the_spec_folder(cli: Cli, tmp_path: Path) -> None:
     np.savez(tmp_path / "g.golden.npz", value=np.array([2.0]))
     (tmp_path / "sub").mkdir()
     spec = tmp_path / "sub" / "spec.yaml"
@@ -705,7 +704,7 @@ def test_golden_values_stay_inside_the_spec_folder(cli: Any, tmp_path: Path) -> 
 
 
 def test_files_inside_the_folder_and_on_the_command_line_are_read(
-    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "data").mkdir()
     np.save(tmp_path / "data" / "x.npy", np.array([1.0, 2.0]))
@@ -734,7 +733,7 @@ def test_files_inside_the_folder_and_on_the_command_line_are_read(
     ],
     ids=["laughs in description", "laughs in expect", "5000 deep", "recursive"],
 )
-def test_yaml_bombs_are_refused_within_a_second(cli: Any, tmp_path: Path, text: str) -> None:
+def test_yaml_bombs_are_refused_within_a_second(cli: Cli, tmp_path: Path, text: str) -> None:
     spec = tmp_path / "bomb.yaml"
     spec.write_text(text)
     for command in (["eval", str(spec)], ["check", str(spec), "--json"]):
@@ -750,7 +749,7 @@ BRANCH_HINT = "a Python branch on them is not differentiable here: use jnp.where
 
 
 @pytest.mark.parametrize("command", ["grad", "eval", "jacobian"])
-def test_a_python_if_on_a_traced_value_is_one_line_with_the_rewrite(cli: Any, command: str) -> None:
+def test_a_python_if_on_a_traced_value_is_one_line_with_the_rewrite(cli: Cli, command: str) -> None:
     ran = cli(command, "-f", "lambda x: x ** 2 if x > 0 else 0", "-p", "x=1.0")
     assert ran.exit_code == 4 and ran.stderr.count("\n") == 1, ran.stderr
     assert ran.stderr.startswith(
@@ -762,7 +761,7 @@ def test_a_python_if_on_a_traced_value_is_one_line_with_the_rewrite(cli: Any, co
         assert internal not in ran.stderr, internal
 
 
-def test_the_same_in_a_file_function_checked_names_its_line(cli: Any, tmp_path: Path) -> None:
+def test_the_same_in_a_file_function_checked_names_its_line(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "f.py").write_text("def f(x):\n    if x.sum() > 0:\n        return x.sum() ** 2\n    return x.sum()\n")
     (tmp_path / "s.yaml").write_text("function: f.py:f\nprimals: {x: [1.0, 2.0]}\n")
     ran = cli("check", tmp_path / "s.yaml", "--json")
@@ -778,14 +777,14 @@ def test_the_same_in_a_file_function_checked_names_its_line(cli: Any, tmp_path: 
         ("lambda x: jnp.zeros(x)", "Shapes must be 1D sequences of concrete values", "shapes and Python control flow"),
     ],
 )
-def test_other_concrete_values_from_traced_ones_get_their_remedy(cli: Any, fn: str, said: str, hint: str) -> None:
+def test_other_concrete_values_from_traced_ones_get_their_remedy(cli: Cli, fn: str, said: str, hint: str) -> None:
     ran = cli("grad", "-f", fn, "-p", "x=[1.0, 2.0]" if "[" in fn else "x=2.0")
     assert ran.exit_code == 4 and ran.stderr.count("\n") == 1
     assert said in ran.stderr and hint in ran.stderr, ran.stderr
     assert "\\n" not in ran.stderr and "If using `jit`" not in ran.stderr
 
 
-def test_an_integer_argument_in_a_float_operation_says_it_is_an_integer(cli: Any) -> None:
+def test_an_integer_argument_in_a_float_operation_says_it_is_an_integer(cli: Cli) -> None:
     ran = cli("grad", "-f", "lambda x, s: jnp.sum(x * s**-1)", "-p", "x=[1.0,2.0]", "-p", "s=2")
     assert ran.exit_code == 4 and ran.stderr.count("\n") == 1
     assert "Integers cannot be raised to negative powers" in ran.stderr
@@ -796,6 +795,6 @@ def test_an_integer_argument_in_a_float_operation_says_it_is_an_integer(cli: Any
     assert fixed.exit_code == 0 and list(fixed.outputs()["grad.x"]) == [0.5, 0.5]
 
 
-def test_no_integer_hint_where_no_argument_is_an_integer(cli: Any) -> None:
+def test_no_integer_hint_where_no_argument_is_an_integer(cli: Cli) -> None:
     ran = cli("grad", "-f", "lambda x: jnp.sum(x * jnp.arange(2) ** -1)", "-p", "x=[1.0,2.0]")
     assert ran.exit_code == 4 and "Integers cannot be raised" in ran.stderr and "holds int32" not in ran.stderr

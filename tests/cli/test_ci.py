@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from ..conftest import CONFIGS
+from ..conftest import CONFIGS, Cli, SpecFile
 
 # A spec whose second expectation is wrong (jacobian.x[1, 1] is 4, not 5): the failing key is on line 7.
 WRONG = """\
@@ -35,12 +34,6 @@ cases:
     expect:
       grad.x: [2.0, 3.0]
 """
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 # ----------------------------------------------------------------------------- JUnit XML
@@ -111,11 +104,11 @@ def test_the_rules_catch_what_jenkins_refuses() -> None:
             validate_junit(ET.fromstring(text))
 
 
-def test_junit_xml_one_testcase_per_spec_case_and_check(cli: Any, tmp_path: Path) -> None:
+def test_junit_xml_one_testcase_per_spec_case_and_check(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     wrong, broken, cases = (
-        write(tmp_path, "wrong.yaml", WRONG),
-        write(tmp_path, "broken.yaml", BROKEN),
-        write(tmp_path, "cases.yaml", CASES),
+        spec_file(WRONG, "wrong.yaml"),
+        spec_file(BROKEN, "broken.yaml"),
+        spec_file(CASES, "cases.yaml"),
     )
     report = tmp_path / "report.xml"
     ran = cli("check", wrong, broken, cases, "--junit-xml", report, "--json")
@@ -154,8 +147,8 @@ def test_junit_xml_one_testcase_per_spec_case_and_check(cli: Any, tmp_path: Path
     assert failure is not None and (failure.text or "").startswith(f"{cases}:9: cases[1].expect.grad.x\n")
 
 
-def test_junit_xml_is_refused_before_any_work_where_it_cannot_be_written(cli: Any, tmp_path: Path) -> None:
-    spec = write(tmp_path, "wrong.yaml", WRONG)
+def test_junit_xml_is_refused_before_any_work_where_it_cannot_be_written(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    spec = spec_file(WRONG, "wrong.yaml")
     ran = cli("check", spec, "--junit-xml", tmp_path / "no" / "r.xml")
     assert ran.exit_code == 3 and ran.stderr == f"error: --junit-xml {tmp_path}/no/r.xml: folder {tmp_path}/no does not exist\n"
 
@@ -173,11 +166,11 @@ def _annotations(stdout: str) -> list[dict[str, str]]:
     return found
 
 
-def test_github_annotations_point_at_the_failing_line(cli: Any, tmp_path: Path) -> None:
+def test_github_annotations_point_at_the_failing_line(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     wrong, broken, cases = (
-        write(tmp_path, "wrong.yaml", WRONG),
-        write(tmp_path, "broken.yaml", BROKEN),
-        write(tmp_path, "cases.yaml", CASES),
+        spec_file(WRONG, "wrong.yaml"),
+        spec_file(BROKEN, "broken.yaml"),
+        spec_file(CASES, "cases.yaml"),
     )
     ran = cli("check", wrong, broken, cases, "--output-format", "github")
     assert ran.exit_code == 3
@@ -193,9 +186,9 @@ def test_github_annotations_point_at_the_failing_line(cli: Any, tmp_path: Path) 
 
 
 def test_github_is_the_default_in_github_actions_and_json_still_wins(
-    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec_file: SpecFile
 ) -> None:
-    spec = write(tmp_path, "wrong.yaml", WRONG)
+    spec = spec_file(WRONG, "wrong.yaml")
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     assert _annotations(cli("check", spec).stdout)
     assert cli("check", spec, "--json").json()["passed"] is False
@@ -218,8 +211,8 @@ def test_a_message_with_newlines_and_percent_is_escaped() -> None:
 # ----------------------------------------------------------------------------- --case
 
 
-def test_case_picks_cases_by_name_or_glob(cli: Any, tmp_path: Path) -> None:
-    cases = write(tmp_path, "cases.yaml", CASES)
+def test_case_picks_cases_by_name_or_glob(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    cases = spec_file(CASES, "cases.yaml")
     doc = cli("check", cases, "--case", "small", "--json").json()
     assert [s["spec"] for s in doc["specs"]] == [f"{cases}: cases[0] (small)"] and doc["passed"]
     doc = cli("check", cases, CONFIGS / "seed000_poly.yaml", "--case", "v*", "--json").json()
@@ -239,17 +232,17 @@ def test_case_picks_cases_by_name_or_glob(cli: Any, tmp_path: Path) -> None:
     assert ran.exit_code == 3 and "pick one with --case NAME" in ran.stderr
 
 
-def test_run_takes_case_too(cli: Any, tmp_path: Path) -> None:
-    spec = write(tmp_path, "cases.yaml", CASES.replace("cases:", "run: [eval]\ncases:"))
+def test_run_takes_case_too(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    spec = spec_file(CASES.replace("cases:", "run: [eval]\ncases:"), "cases.yaml")
     doc = cli("run", spec, "--case", "vec*", "--json").json()
     assert [c["name"] for c in doc["cases"]] == ["vector"]
     ran = cli("run", spec, "--case", "x")
     assert ran.exit_code == 2 and "no case is named x (cases: small, vector)" in ran.stderr
 
 
-def test_a_case_left_out_is_not_built(cli: Any, tmp_path: Path) -> None:
+def test_a_case_left_out_is_not_built(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     """A broken case that --case does not pick does not stop the others."""
-    spec = write(tmp_path, "cases.yaml", CASES + "  - name: broken\n    primals: {x: [1.0, abc]}\n")
+    spec = spec_file(CASES + "  - name: broken\n    primals: {x: [1.0, abc]}\n", "cases.yaml")
     assert cli("check", spec, "--case", "small").exit_code == 0
     assert cli("check", spec).exit_code == 3
 
@@ -257,7 +250,7 @@ def test_a_case_left_out_is_not_built(cli: Any, tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- stdin names itself the same way
 
 
-def test_a_spec_from_stdin_is_stdin_in_every_output(cli: Any) -> None:
+def test_a_spec_from_stdin_is_stdin_in_every_output(cli: Cli) -> None:
     text = CASES.replace("cases:", "run: [eval]\ncases:")
     assert cli("run", "-", "--json", input=text).json()["spec"] == "<stdin>"
     specs = cli("check", "-", "--json", input=text).json()["specs"]
@@ -271,8 +264,8 @@ def test_a_spec_from_stdin_is_stdin_in_every_output(cli: Any) -> None:
 # ----------------------------------------------------------------------------- errors as JSON, warnings
 
 
-def test_json_errors_name_file_key_and_line(cli: Any, tmp_path: Path) -> None:
-    broken = write(tmp_path, "broken.yaml", BROKEN)
+def test_json_errors_name_file_key_and_line(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    broken = spec_file(BROKEN, "broken.yaml")
     ran = cli("eval", broken, "--json")
     assert ran.exit_code == 3
     assert ran.json() == {
@@ -286,7 +279,7 @@ def test_json_errors_name_file_key_and_line(cli: Any, tmp_path: Path) -> None:
         }
     }
     assert ran.stderr == f"error: {ran.json()['error']['message']}\n"  # the line on stderr as well
-    ran = cli("eval", write(tmp_path, "syntax.yaml", "function: x\nprimals: [1\n"), "--json")
+    ran = cli("eval", spec_file("function: x\nprimals: [1\n", "syntax.yaml"), "--json")
     assert ran.json()["error"]["line"] == 3 and ran.json()["error"]["key"] is None  # a syntax error: a line, no key
     ran = cli("jacobian", "-f", "x", "-p", "x=[1.0]", "--mode", "sideways", "--json")
     assert ran.exit_code == 2
@@ -299,7 +292,7 @@ def test_json_errors_name_file_key_and_line(cli: Any, tmp_path: Path) -> None:
     }
     ran = cli("run", broken, "--json")
     assert ran.json()["error"]["key"] == "run" and "which operations to run?" in ran.json()["error"]["message"]
-    ran = cli("run", write(tmp_path, "run.yaml", BROKEN + "run: [eval]\n"), "--json")  # a case's error, in its place
+    ran = cli("run", spec_file(BROKEN + "run: [eval]\n", "run.yaml"), "--json")  # a case's error, in its place
     assert ran.exit_code == 3 and (ran.json()["cases"][0]["error"]["key"], ran.json()["cases"][0]["error"]["line"]) == (
         "primals.x[1]",
         4,
@@ -307,17 +300,17 @@ def test_json_errors_name_file_key_and_line(cli: Any, tmp_path: Path) -> None:
     assert cli("eval", broken).stdout == ""  # without --json, stdout stays empty
 
 
-def test_check_json_errors_carry_the_line_too(cli: Any, tmp_path: Path) -> None:
-    broken = write(tmp_path, "broken.yaml", BROKEN)
+def test_check_json_errors_carry_the_line_too(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    broken = spec_file(BROKEN, "broken.yaml")
     error = cli("check", broken, "--json").json()["specs"][0]["error"]
     assert (error["file"], error["key"], error["line"], error["exit_code"]) == (str(broken), "primals.x[1]", 4, 3)
 
 
-def test_warnings_reach_stderr_in_every_format(cli: Any, tmp_path: Path) -> None:
+def test_warnings_reach_stderr_in_every_format(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     ran = cli("eval", "-f", "x * 1", "-p", "x=[nan, 1.0]", "--json")
     assert ran.json()["warnings"] == ["value[0] is nan (the first non-finite entry)"]
     assert "warning: value[0] is nan" in ran.stderr
-    spec = write(tmp_path, "run.yaml", "function: x * 1e30\nprimals: {x: [1.0e8, nan]}\nrun: [eval]\n")
+    spec = spec_file("function: x * 1e30\nprimals: {x: [1.0e8, nan]}\nrun: [eval]\n", "run.yaml")
     ran = cli("run", spec, "--json")
     assert ran.exit_code == 0
     warnings = ran.json()["warnings"]
@@ -330,7 +323,7 @@ def test_warnings_reach_stderr_in_every_format(cli: Any, tmp_path: Path) -> None
 # ----------------------------------------------------------------------------- init
 
 
-def test_init_round_trip_through_check_update(cli: Any, tmp_path: Path) -> None:
+def test_init_round_trip_through_check_update(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "poly.yaml"
     ran = cli("init", "lambda x, w: (x + w) * x**2", "-p", "x=[3.0, 1.0, 2.0]", "-p", "w=[1.0, -1.0, 2.2]", "-w", "x", "-o", spec)
     assert ran.exit_code == 0, ran.stderr
@@ -348,7 +341,7 @@ def test_init_round_trip_through_check_update(cli: Any, tmp_path: Path) -> None:
     assert cli("check", spec).exit_code == 1  # a changed derivative now fails
 
 
-def test_init_comments_hold_tangents_and_cotangents_of_the_right_shape(cli: Any, tmp_path: Path) -> None:
+def test_init_comments_hold_tangents_and_cotangents_of_the_right_shape(cli: Cli, tmp_path: Path) -> None:
     # Uncommenting the starter's tangents/cotangents lines gives a spec that jvp and vjp accept, for a
     # pytree primal and a pytree output with one large leaf (written as a constructor, not a list).
     spec = tmp_path / "tree.yaml"
@@ -367,7 +360,7 @@ def test_init_comments_hold_tangents_and_cotangents_of_the_right_shape(cli: Any,
     np.testing.assert_allclose(vjp.json()["outputs"]["vjp.p.a"]["data"], [3.0 + 36.0, 3.0 + 36.0])  # s + 12 s
 
 
-def test_init_says_why_when_the_output_shape_is_unknown(cli: Any, tmp_path: Path) -> None:
+def test_init_says_why_when_the_output_shape_is_unknown(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     ran = cli("init", "lambda x: x @ jnp.ones(3)", "-p", "x=[1.0, 2.0]", "-o", spec)
     assert ran.exit_code == 0, ran.stderr
@@ -378,7 +371,7 @@ def test_init_says_why_when_the_output_shape_is_unknown(cli: Any, tmp_path: Path
     assert "check will say the same" in ran.stderr and cli("check", spec).exit_code == 4
 
 
-def test_init_never_overwrites(cli: Any, tmp_path: Path) -> None:
+def test_init_never_overwrites(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("mine\n")
     ran = cli("init", "x * 2", "-p", "x=1.0", "-o", spec)
@@ -386,7 +379,7 @@ def test_init_never_overwrites(cli: Any, tmp_path: Path) -> None:
     assert spec.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
 
 
-def test_init_refuses_what_a_spec_would_refuse(cli: Any, tmp_path: Path) -> None:
+def test_init_refuses_what_a_spec_would_refuse(cli: Cli, tmp_path: Path) -> None:
     for args, code, message in [
         (["x"], 2, "--primal: init needs the function's primals"),
         (["x", "-p", "x=[1,"], 3, "<command line>: --primal x: line 1"),
@@ -403,7 +396,7 @@ def test_init_refuses_what_a_spec_would_refuse(cli: Any, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
-def test_show_completion_prints_a_script(cli: Any, shell: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_show_completion_prints_a_script(cli: Cli, shell: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Typer detects the user's shell from the parent process; here the shell is named instead.
     monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     ran = cli("--show-completion", shell)
@@ -441,7 +434,7 @@ def test_completion_completes_commands_and_choices_without_jax(words: str, cword
 # ----------------------------------------------------------------------------- polish
 
 
-def test_the_choices_in_help_are_the_loaders(cli: Any) -> None:
+def test_the_choices_in_help_are_the_loaders(cli: Cli) -> None:
     from jaxdiff_cli import helptext as cli_module
     from jaxdiff_cli.dtypes import DTYPES
     from jaxdiff_cli.inputs.spec import DEVICES
@@ -460,10 +453,10 @@ def test_the_choices_in_help_are_the_loaders(cli: Any) -> None:
     assert "[fwd-rev|rev-fwd|rev-rev]" in cli("hvp", "--help").stdout
 
 
-def test_exact_zeros_are_never_minus_zero_and_one_entry_is_singular(cli: Any, tmp_path: Path) -> None:
+def test_exact_zeros_are_never_minus_zero_and_one_entry_is_singular(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     ran = cli("grad", "-f", "jnp.sum(x * 0.0) + 0.0 * jnp.sum(-x)", "-p", "x=[1.0, -2.0]")
     assert ran.exit_code == 0 and "-0." not in ran.stdout and "[0. 0.]" in ran.stdout
-    spec = write(tmp_path, "one.yaml", "function: x**2\nprimals: {x: 3.0}\nexpect: {value: 9.0}\n")
+    spec = spec_file("function: x**2\nprimals: {x: 3.0}\nexpect: {value: 9.0}\n", "one.yaml")
     text = cli("check", spec).stdout
     assert "1 entry " in text and "1 entries" not in text
 
@@ -471,7 +464,7 @@ def test_exact_zeros_are_never_minus_zero_and_one_entry_is_singular(cli: Any, tm
 # ----------------------------------------------------------------------------- pre-commit and CI recipes
 
 
-def test_the_pre_commit_hook_runs_jaxdiff_check_on_spec_files(cli: Any, tmp_path: Path) -> None:
+def test_the_pre_commit_hook_runs_jaxdiff_check_on_spec_files(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     import shlex
 
     import yaml
@@ -484,12 +477,12 @@ def test_the_pre_commit_hook_runs_jaxdiff_check_on_spec_files(cli: Any, tmp_path
     assert not re.search(hook["files"], ".github/workflows/ci.yaml")
     program, *args = shlex.split(hook["entry"]) + hook["args"]
     assert program == "jaxdiff"
-    wrong = write(tmp_path, "wrong.yaml", WRONG)
+    wrong = spec_file(WRONG, "wrong.yaml")
     assert cli(*args, CONFIGS / "seed000_poly.yaml").exit_code == 0  # pre-commit appends the files it checks
     assert cli(*args, CONFIGS / "seed000_poly.yaml", wrong).exit_code == 1
 
 
-def test_the_readme_ci_recipes_are_valid_yaml_with_commands_that_run(cli: Any, tmp_path: Path) -> None:
+def test_the_readme_ci_recipes_are_valid_yaml_with_commands_that_run(cli: Cli, tmp_path: Path) -> None:
     import shlex
 
     import yaml
@@ -518,7 +511,7 @@ def test_the_readme_ci_recipes_are_valid_yaml_with_commands_that_run(cli: Any, t
         assert ran.exit_code == 0, (words, ran.stderr)
 
 
-def test_check_quiet_prints_no_table_but_still_says_why_it_failed(cli: Any, tmp_path: Path) -> None:
+def test_check_quiet_prints_no_table_but_still_says_why_it_failed(cli: Cli, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("function: x\nprimals: {x: [1.0, abc]}\n")
     good = tmp_path / "good.yaml"

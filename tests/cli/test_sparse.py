@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ..conftest import CONFIGS, _coo_dense
+from ..conftest import CONFIGS, Cli, SpecFile, _coo_dense
 
 pytest.importorskip("asdex")
 
@@ -34,13 +34,7 @@ def chain_closed(x: np.ndarray) -> np.ndarray:
     return np.diag(-np.cos(x) + np.concatenate([d, [0]]) + np.concatenate([[0], d])) - np.diag(d, 1) - np.diag(d, -1)
 
 
-def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def test_sparse_jacobian_json_is_coo_and_equals_the_closed_form(cli: Any) -> None:
+def test_sparse_jacobian_json_is_coo_and_equals_the_closed_form(cli: Cli) -> None:
     ran = cli("jacobian", "--sparse", "-f", BANDED, "-p", X40, "--dtype", "float64", "--json")
     assert ran.exit_code == 0, ran.stderr
     doc = ran.json()
@@ -55,7 +49,7 @@ def test_sparse_jacobian_json_is_coo_and_equals_the_closed_form(cli: Any) -> Non
     assert info["blocks"] == {"rows": [["f", 40]], "columns": [["x", 40]]}
 
 
-def test_sparse_equals_dense_in_both_modes_and_dtypes(cli: Any) -> None:
+def test_sparse_equals_dense_in_both_modes_and_dtypes(cli: Cli) -> None:
     for dtype in ("float32", "float64"):
         dense = cli("jacobian", "-f", BANDED, "-p", X40, "--dtype", dtype, "--json").outputs()["jacobian.x"]
         for mode in ("fwd", "rev"):
@@ -67,7 +61,7 @@ def test_sparse_equals_dense_in_both_modes_and_dtypes(cli: Any) -> None:
             np.testing.assert_allclose(sparse, dense, rtol=1e-6 if dtype == "float32" else 1e-14)
 
 
-def test_sparse_hessian_is_star_colored_and_equals_the_closed_form(cli: Any) -> None:
+def test_sparse_hessian_is_star_colored_and_equals_the_closed_form(cli: Cli) -> None:
     ran = cli("hessian", "--sparse", "-f", CHAIN, "-p", X40, "--dtype", "float64", "--json")
     assert ran.exit_code == 0, ran.stderr
     info = ran.json()["info"]
@@ -77,7 +71,7 @@ def test_sparse_hessian_is_star_colored_and_equals_the_closed_form(cli: Any) -> 
     assert ran.exit_code == 3 and "hessian needs a function with a scalar output" in ran.stderr
 
 
-def test_several_arguments_show_their_blocks(cli: Any) -> None:
+def test_several_arguments_show_their_blocks(cli: Cli) -> None:
     ran = cli("jacobian", "--sparse", "-f", "lambda x, w: x * w[:3] + jnp.sum(w)", "-p", "x=[1,2,3]", "-p", "w=[4,5,6,7]",
               "-w", "x,w", "--json")  # fmt: skip
     assert ran.exit_code == 0, ran.stderr
@@ -90,7 +84,7 @@ def test_several_arguments_show_their_blocks(cli: Any) -> None:
     assert "rows: f [3]; columns: x [3], w [4]" in " ".join(ran.stdout.split()) and "  x  w\nf ⠑⠼│⠿⠇" in ran.stdout
 
 
-def test_the_terminal_shows_nnz_density_colors_and_a_spy_picture(cli: Any) -> None:
+def test_the_terminal_shows_nnz_density_colors_and_a_spy_picture(cli: Cli) -> None:
     ran = cli("jacobian", "--sparse", "-f", BANDED, "-p", X40)
     assert ran.exit_code == 0, ran.stderr
     text = " ".join(ran.stdout.split())
@@ -99,7 +93,7 @@ def test_the_terminal_shows_nnz_density_colors_and_a_spy_picture(cli: Any) -> No
     assert "⠻⣦⡀" in ran.stdout  # the band, in braille dots
 
 
-def test_the_spy_names_dict_blocks_apart_and_info_has_no_python_bools(cli: Any) -> None:
+def test_the_spy_names_dict_blocks_apart_and_info_has_no_python_bools(cli: Cli) -> None:
     f = "lambda p: jnp.sum(p['a']**2 * p['b'][0]) + jnp.sum(p['b']**3)"
     ran = cli("hessian", "--sparse", "-f", f, "-p", "p={a: [1.0, 2.0], b: [1.0, 2.0, 3.0]}")
     assert ran.exit_code == 0, ran.stderr
@@ -111,7 +105,7 @@ def test_the_spy_names_dict_blocks_apart_and_info_has_no_python_bools(cli: Any) 
     assert "True" not in ran.stdout and "· holomorphic" in ran.stdout
 
 
-def test_help_lists_the_sparse_choices_and_files(cli: Any) -> None:
+def test_help_lists_the_sparse_choices_and_files(cli: Cli) -> None:
     text = cli("sparsity", "--help").stdout
     assert "--op [jacobian|hessian]" in text and "--mode [fwd|rev|auto]" in text
     for op in ("jacobian", "hessian"):
@@ -121,7 +115,7 @@ def test_help_lists_the_sparse_choices_and_files(cli: Any) -> None:
     assert ".mtx" not in cli("grad", "--help").stdout
 
 
-def test_a_dense_jacobian_of_several_blocks_names_them_in_matrix_market(cli: Any, tmp_path: Path) -> None:
+def test_a_dense_jacobian_of_several_blocks_names_them_in_matrix_market(cli: Cli, tmp_path: Path) -> None:
     import scipy.io
 
     f = "lambda x, w: x * w[:3] + jnp.sum(w)"
@@ -137,7 +131,7 @@ def test_a_dense_jacobian_of_several_blocks_names_them_in_matrix_market(cli: Any
         np.testing.assert_allclose(scipy.io.mmread(tmp_path / "J.mtx").toarray(), expected)
 
 
-def test_sparse_files_read_back_with_scipy(cli: Any, tmp_path: Path) -> None:
+def test_sparse_files_read_back_with_scipy(cli: Cli, tmp_path: Path) -> None:
     import scipy.io
     import scipy.sparse
 
@@ -153,14 +147,14 @@ def test_sparse_files_read_back_with_scipy(cli: Any, tmp_path: Path) -> None:
     np.testing.assert_array_equal(_coo_dense(json.loads((tmp_path / "J.json").read_text())["outputs"]["jacobian"]), closed)
 
 
-def test_npy_densifies_only_when_it_fits(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_npy_densifies_only_when_it_fits(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("jaxdiff_cli.engine.chunking.free_bytes", lambda device: 16_000)  # room for a 40x40 only
     ran = cli("jacobian", "--sparse", "-f", BANDED, "-p", "x={linspace: [-1, 2, 80]}", "-o", tmp_path / "J.npy")
     assert ran.exit_code == 2 and "the dense jacobian would have 6,400 entries" in ran.stderr and "FILE.npz" in ran.stderr
     assert not (tmp_path / "J.npy").exists()
 
 
-def test_auto_goes_sparse_when_the_dense_matrix_cannot_fit(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_goes_sparse_when_the_dense_matrix_cannot_fit(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("jaxdiff_cli.engine.chunking.free_bytes", lambda device: 4000)  # a 40x40 float32 needs 6400
     ran = cli("jacobian", "-f", BANDED, "-p", X40, "--json")
     assert ran.exit_code == 0, ran.stderr
@@ -191,8 +185,8 @@ holomorphic: true
 REAL_ONLY = "sparse Jacobians and Hessians are of real functions; this one has complex inputs (complex128)"
 
 
-def test_complex_values_are_refused_sparse_where_sparse_was_asked_for(cli: Any, tmp_path: Path) -> None:
-    spec = write(tmp_path, COMPLEX + "sparse: true\n")
+def test_complex_values_are_refused_sparse_where_sparse_was_asked_for(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    spec = spec_file(COMPLEX + "sparse: true\n")
     for args in (["jacobian", spec], ["jacobian", spec, "--holomorphic", "--mode", "rev"], ["hessian", spec]):
         ran = cli(*args)
         assert ran.exit_code == 3, (args, ran.stderr)
@@ -207,13 +201,13 @@ def test_complex_values_are_refused_sparse_where_sparse_was_asked_for(cli: Any, 
         assert ran.exit_code == 2 and ran.stderr.startswith(f"error: --sparse: {REAL_ONLY} (drop --sparse"), ran.stderr
     ran = cli("jacobian", "--sparse", "-f", "jnp.exp(1j * x)", "-p", "x=[1.0, 2.0]")  # real in, complex out
     assert ran.exit_code == 2 and "this one has complex outputs (complex64)" in ran.stderr
-    run = write(tmp_path, COMPLEX + "run: [jacobian, {jacobian: {sparse: true}}]\n", "run.yaml")
+    run = spec_file(COMPLEX + "run: [jacobian, {jacobian: {sparse: true}}]\n", "run.yaml")
     ran = cli("run", run)
     assert ran.exit_code == 3 and f"run.yaml: run[1].jacobian.sparse: {REAL_ONLY}" in ran.stderr
     ran = cli("sparsity", spec)
     assert ran.exit_code == 3 and "sparsity patterns are of real functions' Jacobians and Hessians" in ran.stderr
     # Dense, as the refusal suggests: f'(z) = 3z² + exp(z) on the diagonal.
-    dense = write(tmp_path, COMPLEX, "dense.yaml")
+    dense = spec_file(COMPLEX, "dense.yaml")
     ran = cli("jacobian", dense, "--json")
     assert ran.exit_code == 0, ran.stderr
     zs = np.array([1 + 0.5j, 2 - 1j, 0.5])
@@ -221,7 +215,9 @@ def test_complex_values_are_refused_sparse_where_sparse_was_asked_for(cli: Any, 
     np.testing.assert_allclose(np.add(parts["real"], 1j * np.asarray(parts["imag"])), np.diag(3 * zs**2 + np.exp(zs)), rtol=1e-13)
 
 
-def test_auto_never_sends_a_complex_problem_to_sparse(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_never_sends_a_complex_problem_to_sparse(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec_file: SpecFile
+) -> None:
     from jaxdiff_cli.engine import sparse
 
     def no_detection(*args: Any, **kwargs: Any) -> Any:
@@ -229,7 +225,7 @@ def test_auto_never_sends_a_complex_problem_to_sparse(cli: Any, tmp_path: Path, 
 
     monkeypatch.setattr(sparse, "detect", no_detection)
     monkeypatch.setattr("jaxdiff_cli.engine.chunking.free_bytes", lambda device: 64)  # a 3x3 complex128 needs 144
-    spec = write(tmp_path, COMPLEX)
+    spec = spec_file(COMPLEX)
     ran = cli("jacobian", spec)
     assert ran.exit_code == 2
     assert "the dense jacobian needs 144 bytes, more than half of the 64 bytes free" in ran.stderr
@@ -238,9 +234,11 @@ def test_auto_never_sends_a_complex_problem_to_sparse(cli: Any, tmp_path: Path, 
     assert ran.exit_code == 2 and "hvp computes products" in ran.stderr
 
 
-def test_without_asdex_sparse_says_how_to_install_it(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_asdex_sparse_says_how_to_install_it(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec_file: SpecFile
+) -> None:
     monkeypatch.setitem(sys.modules, "asdex", None)  # as if it were not installed
-    spec = write(tmp_path, f"function: '{BANDED}'\nprimals: {{x: [1.0, 2.0]}}\nsparse: true\n")
+    spec = spec_file(f"function: '{BANDED}'\nprimals: {{x: [1.0, 2.0]}}\nsparse: true\n")
     for args in (["jacobian", "--sparse", "-f", BANDED, "-p", "x=[1,2]"], ["hessian", "--sparse", "-f", CHAIN, "-p", "x=[1,2]"],
                  ["sparsity", "-f", BANDED, "-p", "x=[1,2]"], ["jacobian", spec]):  # fmt: skip
         ran = cli(*args)
@@ -248,7 +246,7 @@ def test_without_asdex_sparse_says_how_to_install_it(cli: Any, tmp_path: Path, m
         assert "need asdex, which is not installed (pip install 'jaxdiff[sparse]'" in ran.stderr
 
 
-def test_a_function_asdex_cannot_read_is_computed_densely_with_a_warning(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_function_asdex_cannot_read_is_computed_densely_with_a_warning(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     fft = "jnp.abs(jnp.fft.fft(x))"
     ran = cli("jacobian", "--sparse", "-f", fft, "-p", "x=[1,2,3,4]", "--json")
     assert ran.exit_code == 0, ran.stderr
@@ -262,7 +260,7 @@ def test_a_function_asdex_cannot_read_is_computed_densely_with_a_warning(cli: An
     assert "cannot find the sparsity pattern of the jacobian: asdex has no sparsity rule for the primitive 'fft'" in ran.stderr
 
 
-def test_a_second_run_reads_the_pattern_from_the_cache(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_second_run_reads_the_pattern_from_the_cache(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JAXDIFF_CACHE_DIR", str(tmp_path / "cache"))
     args = ("jacobian", "--sparse", "-f", BANDED, "-p", X40, "--json")
     first, second = cli(*args).json(), cli(*args).json()
@@ -275,12 +273,12 @@ def test_a_second_run_reads_the_pattern_from_the_cache(cli: Any, tmp_path: Path,
     assert not (tmp_path / "other").exists()
 
 
-def test_sparse_runs_on_one_device(cli: Any) -> None:
+def test_sparse_runs_on_one_device(cli: Cli) -> None:
     ran = cli("jacobian", "--sparse", "-f", BANDED, "-p", "x=[1,2]", "--devices", "all")
     assert ran.exit_code == 2 and "a sparse Jacobian or Hessian runs on one device" in ran.stderr
 
 
-def test_sparsity_shows_the_pattern_and_coloring_without_values(cli: Any, tmp_path: Path) -> None:
+def test_sparsity_shows_the_pattern_and_coloring_without_values(cli: Cli, tmp_path: Path) -> None:
     import scipy.io
     import scipy.sparse
 
@@ -316,18 +314,18 @@ def test_sparsity_shows_the_pattern_and_coloring_without_values(cli: Any, tmp_pa
 
 @pytest.mark.slow
 def test_check_compares_a_sparse_result_with_dense_and_finite_differences(
-    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec_file: SpecFile
 ) -> None:
     doc = cli("check", PDE, "--json").json()
     names = {c["name"]: c["passed"] for c in doc["specs"][0]["checks"]}
     assert doc["passed"] and names["sparse jacobian vs dense (6 JVPs instead of 9)"]
     assert names["sparse jacobian vs FD (6 random directions)"] and names["expect jacobian"]
-    big = write(tmp_path, f"function: '{BANDED}'\nprimals: {{x: {{linspace: [-1, 2, 1100]}}}}\nsparse: true\n")
+    big = spec_file(f"function: '{BANDED}'\nprimals: {{x: {{linspace: [-1, 2, 1100]}}}}\nsparse: true\n")
     doc = cli("check", big, "--json").json()
     names = {c["name"]: c["passed"] for c in doc["specs"][0]["checks"]}
     assert doc["passed"] and "sparse jacobian vs FD (6 random directions)" in names
     assert not any("vs dense" in n for n in names)  # 1100 x 1100 is past SPARSE_DENSE_MAX: FD only
-    hess = write(tmp_path, f"function: '{CHAIN}'\nprimals: {{x: {{linspace: [-1, 2, 12]}}}}\nsparse: true\n", "h.yaml")
+    hess = spec_file(f"function: '{CHAIN}'\nprimals: {{x: {{linspace: [-1, 2, 12]}}}}\nsparse: true\n", "h.yaml")
     doc = cli("check", hess, "--json").json()
     names = {c["name"]: c["passed"] for c in doc["specs"][0]["checks"]}
     assert doc["passed"] and names["sparse hessian vs FD (6 random directions)"] and "sparse hessian vs dense" in " ".join(names)
@@ -342,9 +340,9 @@ def test_check_compares_a_sparse_result_with_dense_and_finite_differences(
     assert failed == {"expect jacobian", *both}
 
 
-def test_run_with_sparse_steps(cli: Any, tmp_path: Path) -> None:
+def test_run_with_sparse_steps(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     run = "run: [{jacobian: {sparse: true}}, {jacobian: {mode: fwd}}]\n"
-    spec = write(tmp_path, f"function: '{BANDED}'\nprimals: {{x: {{linspace: [0, 1, 10]}}}}\n" + run)
+    spec = spec_file(f"function: '{BANDED}'\nprimals: {{x: {{linspace: [0, 1, 10]}}}}\n" + run)
     ran = cli("run", spec, "--json", "-o", tmp_path / "all.npz")
     assert ran.exit_code == 0, ran.stderr
     results = ran.json()["cases"][0]["results"]
@@ -353,12 +351,12 @@ def test_run_with_sparse_steps(cli: Any, tmp_path: Path) -> None:
     np.testing.assert_array_equal(sparse, np.asarray(results[1]["outputs"]["jacobian.x"]["data"], np.float32))
     with np.load(tmp_path / "all.npz") as f:
         assert {"spec/jacobian[sparse=true]/jacobian.row", "spec/jacobian[sparse=true]/jacobian.data"} <= set(f.files)
-    bad = write(tmp_path, f"function: '{BANDED}'\nprimals: {{x: [1.0]}}\nrun: [{{jacobian: {{sparse: 1}}}}]\n", "bad.yaml")
+    bad = spec_file(f"function: '{BANDED}'\nprimals: {{x: [1.0]}}\nrun: [{{jacobian: {{sparse: 1}}}}]\n", "bad.yaml")
     ran = cli("run", bad)
     assert ran.exit_code == 3 and "run[0].jacobian.sparse: true or false" in ran.stderr
 
 
-def test_sparse_pictures_and_summary(cli: Any, tmp_path: Path) -> None:
+def test_sparse_pictures_and_summary(cli: Cli, tmp_path: Path) -> None:
     ran = cli("hessian", "--sparse", "-f", CHAIN, "-p", X40, "--plot", "--summary", "--plot-file", tmp_path / "h.png")
     assert ran.exit_code == 0, ran.stderr
     assert "legend:" in ran.stdout and "118 nonzeros in the pattern" in " ".join(ran.stdout.split())
@@ -372,7 +370,7 @@ SPECS = sorted(p.name for p in CONFIGS.glob("*.yaml") if not p.name.startswith("
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SPECS)
-def test_sparse_equals_dense_on_every_config(cli: Any, tmp_path: Path, name: str) -> None:
+def test_sparse_equals_dense_on_every_config(cli: Cli, tmp_path: Path, name: str) -> None:
     """jacobian --sparse (and hessian --sparse for a scalar f) against the dense command, in the spec's dtype
     and in float64: module and file functions, parameter dicts, several arguments, batched inputs."""
     path = CONFIGS / name

@@ -15,6 +15,7 @@ from jaxdiff_cli.engine.chunking import auto_chunk, block_starts, free_bytes
 from jaxdiff_cli.engine.plans import plan_jacobian
 from jaxdiff_cli.engine.problem import Problem, call, compile_plan
 
+from ..conftest import Cli
 from ..oracles import fd_jacobian
 
 FN = "jnp.cumsum(jnp.sin(x)) * x[::-1]"
@@ -47,7 +48,7 @@ def test_block_starts_cover_everything_once_without_padding(total: int, chunk: i
 
 @pytest.mark.parametrize("mode", ["fwd", "rev"])
 @pytest.mark.parametrize("chunk", ["7", "auto"])
-def test_streamed_npy_matches_the_closed_form(cli: Any, tmp_path: Path, mode: str, chunk: str) -> None:
+def test_streamed_npy_matches_the_closed_form(cli: Cli, tmp_path: Path, mode: str, chunk: str) -> None:
     out = tmp_path / "jac.npy"
     ran = cli("jacobian", "-f", FN, "-p", "x={linspace: [0.1, 1.0, 50]}", "--dtype", "float64", "--mode", mode,
               "--chunk-size", chunk, "-o", out, "--json")  # fmt: skip
@@ -62,7 +63,7 @@ def test_streamed_npy_matches_the_closed_form(cli: Any, tmp_path: Path, mode: st
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jac.npy"]
 
 
-def test_streamed_pytree_jacobian_is_flat_in_leaf_order(cli: Any, tmp_path: Path) -> None:
+def test_streamed_pytree_jacobian_is_flat_in_leaf_order(cli: Cli, tmp_path: Path) -> None:
     out = tmp_path / "j.npy"
     ran = cli("jacobian", "-f", "lambda p: {'s': jnp.sum(p['a']) * jnp.sum(p['b']), 'v': p['a'] ** 2}",
               "-p", "p={a: [1.0, 2.0], b: [3.0, 4.0, 5.0]}", "--chunk-size", "2", "-o", out, "--json")  # fmt: skip
@@ -73,7 +74,7 @@ def test_streamed_pytree_jacobian_is_flat_in_leaf_order(cli: Any, tmp_path: Path
     np.testing.assert_allclose(np.load(out), expected)
 
 
-def test_chunk_size_auto_in_memory(cli: Any) -> None:
+def test_chunk_size_auto_in_memory(cli: Cli) -> None:
     ran = cli("jacobian", "-f", FN, "-p", "x={linspace: [0.1, 1.0, 20]}", "--chunk-size", "auto", "--mode", "fwd", "--json")
     assert ran.exit_code == 0, ran.stderr
     np.testing.assert_allclose(ran.outputs()["jacobian.x"], closed_form(np.linspace(0.1, 1.0, 20)), rtol=2e-5, atol=1e-5)
@@ -90,7 +91,7 @@ def test_auto_chunk_shrinks_when_memory_is_short(monkeypatch: pytest.MonkeyPatch
     assert free_bytes(jax.devices()[0]) > 0
 
 
-def test_bad_chunk_size(cli: Any) -> None:
+def test_bad_chunk_size(cli: Cli) -> None:
     ran = cli("jacobian", "-f", FN, "-p", "x=[1.0, 2.0]", "--chunk-size", "lots")
     assert ran.exit_code == 2 and "not a positive whole number or auto" in ran.stderr
 
@@ -114,7 +115,7 @@ def test_bench_times_each_mode_without_retracing() -> None:
     assert bench.recommend(timings) is not None
 
 
-def test_bench_command(cli: Any) -> None:
+def test_bench_command(cli: Cli) -> None:
     ran = cli("bench", "-f", "jnp.sum(jnp.tanh(x)**2)", "-p", "x={ones: [10]}", "-t", "x={ones: [10]}",
               "--op", "hvp", "--min-time", "0.01", "--json")  # fmt: skip
     assert ran.exit_code == 0, ran.stderr
@@ -127,7 +128,7 @@ def test_bench_command(cli: Any) -> None:
 
 
 @pytest.mark.parametrize("command", ["jvp", "vjp", "jacobian"])
-def test_baked_primals_give_the_same_numbers(cli: Any, command: str) -> None:
+def test_baked_primals_give_the_same_numbers(cli: Cli, command: str) -> None:
     from ..conftest import CONFIGS
 
     plain = cli(command, CONFIGS / "seed004_mlp.yaml", "--json", "--dtype", "float64")
@@ -138,7 +139,7 @@ def test_baked_primals_give_the_same_numbers(cli: Any, command: str) -> None:
         np.testing.assert_allclose(baked.outputs()[name], value, rtol=1e-12, atol=1e-14)
 
 
-def test_streamed_npy_replaces_a_file_keeping_its_permissions(cli: Any, tmp_path: Path) -> None:
+def test_streamed_npy_replaces_a_file_keeping_its_permissions(cli: Cli, tmp_path: Path) -> None:
     out = tmp_path / "jac.npy"
     np.save(out, np.zeros(1))
     out.chmod(0o640)

@@ -32,7 +32,7 @@ from jaxdiff_cli.errors import FunctionError
 from jaxdiff_cli.inputs import expressions
 from jaxdiff_cli.inputs.functions import load_function
 
-from ..conftest import ASSETS, CONFIGS
+from ..conftest import ASSETS, CONFIGS, Cli
 
 REJECTED = "expression rejected"
 
@@ -169,7 +169,7 @@ def test_catalogue_is_big_enough() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), ESCAPES, ids=[e[0][:60] for e in ESCAPES])
-def test_escape_is_refused(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str) -> None:
+def test_escape_is_refused(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str) -> None:
     monkeypatch.chdir(tmp_path)
     ran = cli("eval", "-f", text, "-p", "x=[1.0, 2.0]")
     assert ran.exit_code == 4, ran.stderr
@@ -179,7 +179,7 @@ def test_escape_is_refused(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert list(tmp_path.iterdir()) == []  # no CANARY, nothing at all
 
 
-def test_escapes_in_a_spec_are_refused_by_check(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_escapes_in_a_spec_are_refused_by_check(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`jaxdiff check` on specs from a pull request: each escape is exit 4, the others still checked."""
     monkeypatch.chdir(tmp_path)
     for i, (text, _) in enumerate(ESCAPES[:20]):
@@ -283,7 +283,7 @@ def test_the_tables_resolve_in_this_jax() -> None:
         assert value is None or isinstance(value, (float, str)) or callable(value), key
 
 
-def test_lambda_parameters_are_checked_before_anything_runs(cli: Any) -> None:
+def test_lambda_parameters_are_checked_before_anything_runs(cli: Cli) -> None:
     # Primals bind by name: a lambda parameter without a primal is bad input (exit 3), found before any call.
     ran = cli("eval", "-f", "lambda x, w: jnp.save('CANARY', x)", "-p", "x=1.0")
     assert ran.exit_code == 4 and "expression rejected" in ran.stderr  # the checker runs first of all
@@ -340,7 +340,7 @@ BOUNDED = [
 
 
 @pytest.mark.parametrize(("text", "message"), BOUNDED, ids=[b[0][:50] for b in BOUNDED])
-def test_unbounded_work_is_refused_fast(cli: Any, text: str, message: str) -> None:
+def test_unbounded_work_is_refused_fast(cli: Cli, text: str, message: str) -> None:
     t0 = time.monotonic()
     ran = cli("eval", "-f", text, "-p", "x={zeros: [1000]}")
     assert time.monotonic() - t0 < 5  # generous: well under a second on an idle machine
@@ -352,7 +352,7 @@ def test_unbounded_work_is_refused_fast(cli: Any, text: str, message: str) -> No
 # --------------------------------------------------------------------------- module and file functions
 
 
-def test_no_code_refuses_module_and_file_functions(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_code_refuses_module_and_file_functions(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "f.py").write_text("import pathlib\n\ndef f(x):\n    pathlib.Path('CANARY').touch()\n    return x\n")
     (tmp_path / "spec.yaml").write_text("function: f.py:f\nprimals: {x: 1.0}\nrun: [eval]\n")
@@ -380,13 +380,13 @@ def test_no_code_refuses_module_and_file_functions(cli: Any, tmp_path: Path, mon
         ("booms", "the function raised Boom: its own BaseException (exits.py, line 33)"),
     ],
 )
-def test_a_function_ending_the_process_is_its_error(cli: Any, fn: str, message: str) -> None:
+def test_a_function_ending_the_process_is_its_error(cli: Cli, fn: str, message: str) -> None:
     ran = cli("eval", "-f", f"{ASSETS}/exits.py:{fn}", "-p", "x=1.0")
     assert ran.exit_code == 4, ran.stderr
     assert message in ran.stderr and ran.stderr.count("\n") == 1, ran.stderr
 
 
-def test_a_module_exiting_on_import_is_its_error(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_module_exiting_on_import_is_its_error(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ran = cli("eval", "-f", f"{ASSETS}/exits_on_import.py:f", "-p", "x=1.0")
     assert ran.exit_code == 4 and "exits_on_import.py failed to import: SystemExit: 7" in ran.stderr, ran.stderr
     monkeypatch.chdir(tmp_path)
@@ -697,7 +697,7 @@ HABITS = [
 
 
 @pytest.mark.parametrize(("text", "instead", "value"), HABITS, ids=[h[0] for h in HABITS])
-def test_modules_from_habit_get_the_table_entry_of_that_name(cli: Any, text: str, instead: str, value: object) -> None:
+def test_modules_from_habit_get_the_table_entry_of_that_name(cli: Cli, text: str, instead: str, value: object) -> None:
     ran = cli("eval", "-f", text, "-p", "x=1.0", "--json")
     assert ran.exit_code == 4
     message = ran.json()["error"]["message"]
@@ -710,7 +710,7 @@ def test_modules_from_habit_get_the_table_entry_of_that_name(cli: Any, text: str
     assert fixed.outputs()["value"] == pytest.approx(value, rel=1e-6)
 
 
-def test_a_module_path_without_a_counterpart_says_so(cli: Any) -> None:
+def test_a_module_path_without_a_counterpart_says_so(cli: Cli) -> None:
     ran = cli("eval", "-f", "math.factorial(3) * x", "-p", "x=1.0")
     assert ran.exit_code == 4
     assert "unknown name 'math'" in ran.stderr and "math.factorial has no counterpart in the tables" in ran.stderr
@@ -725,25 +725,25 @@ def test_a_module_path_without_a_counterpart_says_so(cli: Any) -> None:
         ("y = x ** 2", "put the code in a file.py:function"),
     ],
 )
-def test_statements_get_a_hint(cli: Any, text: str, hint: str) -> None:
+def test_statements_get_a_hint(cli: Cli, text: str, hint: str) -> None:
     ran = cli("eval", "-f", text, "-p", "x=1.0")
     assert ran.exit_code == 4 and ran.stderr.count("\n") == 1
     assert "not a valid Python expression: invalid syntax" in ran.stderr and hint in ran.stderr, ran.stderr
 
 
-def test_a_syntax_error_that_is_no_statement_gets_no_statement_hint(cli: Any) -> None:
+def test_a_syntax_error_that_is_no_statement_gets_no_statement_hint(cli: Cli) -> None:
     ran = cli("eval", "-f", "x +* 2", "-p", "x=1.0")
     assert ran.exit_code == 4 and "statements" not in ran.stderr
 
 
-def test_print_is_explained_not_matched_to_int(cli: Any) -> None:
+def test_print_is_explained_not_matched_to_int(cli: Cli) -> None:
     ran = cli("eval", "-f", "print(x)", "-p", "x=1.0")
     assert ran.exit_code == 4
     assert "unknown name 'print'" in ran.stderr and "nothing is printed" in ran.stderr
     assert "did you mean" not in ran.stderr
 
 
-def test_a_typo_still_gets_its_did_you_mean(cli: Any) -> None:
+def test_a_typo_still_gets_its_did_you_mean(cli: Cli) -> None:
     assert "did you mean 'sin'?" in cli("eval", "-f", "sine(x)", "-p", "x=1.0").stderr
     assert "did you mean 'jnp.sin'?" in cli("eval", "-f", "jnp.sinn(x)", "-p", "x=1.0").stderr
 
@@ -758,7 +758,7 @@ def test_a_typo_still_gets_its_did_you_mean(cli: Any) -> None:
         ("jnp.frobnicate(x)", "outside the tables: write the formula out, use jax.vmap, or put the code in a file.py:function"),
     ],
 )
-def test_refused_names_get_the_readmes_rewrite(cli: Any, text: str, rewrite: str) -> None:
+def test_refused_names_get_the_readmes_rewrite(cli: Cli, text: str, rewrite: str) -> None:
     ran = cli("eval", "-f", text, "-p", "x=1.0")
     assert ran.exit_code == 4 and "is not available in expressions" in ran.stderr
     assert rewrite in ran.stderr, ran.stderr

@@ -15,6 +15,8 @@ from jaxdiff_cli.engine.diagnostics import first_nonfinite, precision_warnings
 from jaxdiff_cli.engine.sparse import Coloring, SparseMatrix
 from jaxdiff_cli.output.render import coo_json, output_json, sparse_text
 
+from ..conftest import Cli
+
 
 def matrix(row: Any, col: Any, data: Any, shape: tuple[int, int], **more: Any) -> SparseMatrix:
     coloring = Coloring("column", "fwd", 3, np.zeros(shape[1], np.int32), f"3 JVPs instead of {shape[1]:,}")
@@ -137,7 +139,7 @@ def test_spy_image_of_a_matrix_too_large_to_densify(tmp_path: Path) -> None:
     assert data[:4] == b"\x89PNG" and int.from_bytes(data[16:20], "big") == 640
 
 
-def test_a_dense_jacobian_can_be_saved_as_matrix_market(cli: Any, tmp_path: Path) -> None:
+def test_a_dense_jacobian_can_be_saved_as_matrix_market(cli: Cli, tmp_path: Path) -> None:
     import scipy.io
 
     ran = cli("jacobian", "-f", "x**2", "-p", "x=[1.0, 2.0, 3.0]", "-o", tmp_path / "J.mtx", "-q")
