@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 
 from jaxdiff_cli import schema
+from jaxdiff_cli.errors import ExitCode
 from jaxdiff_cli.inputs.spec import SPEC_KEYS, parse_yaml
 from jaxdiff_cli.inputs.values import CONSTRUCTORS
 
@@ -52,7 +53,7 @@ def test_the_shipped_file_is_the_generated_schema() -> None:
 
 def test_jaxdiff_schema_prints_it(cli: Cli) -> None:
     ran = cli("schema")
-    assert ran.exit_code == 0 and json.loads(ran.stdout) == schema.spec_schema()
+    assert ran.exit_code == ExitCode.OK and json.loads(ran.stdout) == schema.spec_schema()
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
@@ -166,7 +167,7 @@ def test_specs_the_loader_accepts_are_valid(cli: Cli, tmp_path: Any, name: str) 
     path = tmp_path / "spec.yaml"
     path.write_text(ACCEPTED[name])
     ran = cli("check", path, "--json")
-    assert ran.exit_code == 0, (name, ran.stdout)  # the loader accepts it (and its derivatives check) ...
+    assert ran.exit_code == ExitCode.OK, (name, ran.stdout)  # the loader accepts it (and its derivatives check) ...
     data = parse_yaml(ACCEPTED[name], "spec.yaml")
     errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in VALIDATOR.iter_errors(data)]
     assert not errors, errors  # ... and so does the schema
@@ -184,5 +185,5 @@ def test_complex_parts_the_loader_refuses_are_invalid(cli: Cli, tmp_path: Any, t
     spec = f"function: 'lambda z: jnp.sum(jnp.abs(z)**2)'\nprimals:\n  z: {text}\ndtype: complex64\n"
     (tmp_path / "spec.yaml").write_text(spec)
     ran = cli("check", tmp_path / "spec.yaml", "--json")
-    assert ran.exit_code == 3 and refused in ran.json()["specs"][0]["error"]["message"], ran.stdout
+    assert ran.exit_code == ExitCode.BAD_INPUT and refused in ran.json()["specs"][0]["error"]["message"], ran.stdout
     assert not valid(spec)

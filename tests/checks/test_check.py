@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxdiff_cli.checks import fd
+from jaxdiff_cli.errors import ExitCode
 
 from ..conftest import ASSETS, CONFIGS, Cli
 
@@ -43,7 +44,7 @@ def teeth_spec(tmp_path: Path, fn: str, primal: str, dtype: str = "float32") -> 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_wrong_rules_are_flagged(cli: Cli, tmp_path: Path, fn: str, primal: str, failing: str, dtype: str) -> None:
     ran = cli("check", teeth_spec(tmp_path, fn, primal, dtype), "--json")
-    assert ran.exit_code == 1, ran.stderr
+    assert ran.exit_code == ExitCode.CHECK_FAILED, ran.stderr
     doc = ran.json()
     assert doc["passed"] is False
     checks = {c["name"].split(" (")[0]: c for c in doc["specs"][0]["checks"]}
@@ -72,7 +73,7 @@ def test_reverse_only_rule_skips_forward_checks_with_a_reason(cli: Cli, tmp_path
 @pytest.mark.parametrize(("fn", "primal", "dtype"), RIGHT, ids=[f"{r[0]}-{r[2]}" for r in RIGHT])
 def test_right_rules_pass(cli: Cli, tmp_path: Path, fn: str, primal: str, dtype: str) -> None:
     ran = cli("check", teeth_spec(tmp_path, fn, primal, dtype), "--json")
-    assert ran.exit_code == 0, ran.stdout
+    assert ran.exit_code == ExitCode.OK, ran.stdout
     assert ran.json()["passed"] is True
 
 
@@ -82,7 +83,7 @@ def test_every_config_passes_check(cli: Cli) -> None:
     failed = [
         (s["spec"], [c for c in s["checks"] if not c["passed"]], s.get("error")) for s in ran.json()["specs"] if not s["passed"]
     ]
-    assert ran.exit_code == 0, failed
+    assert ran.exit_code == ExitCode.OK, failed
     files = {s["spec"].split(":")[0].split(" (")[0] for s in ran.json()["specs"]}
     assert files == {str(p) for p in CONFIGS.glob("*.yaml")}
 
@@ -91,7 +92,7 @@ def test_expect_mismatch_fails_with_the_entry(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("function: x**2\nprimals: {x: [1.0, 2.0]}\ntangents: [1.0, 1.0]\nexpect:\n  jvp: [2.0, 4.5]\n")
     ran = cli("check", path)
-    assert ran.exit_code == 1
+    assert ran.exit_code == ExitCode.CHECK_FAILED
     text = " ".join(ran.stdout.split())
     assert "FAIL expect jvp" in text and "jvp[1] 4 4.5" in text
 
@@ -100,7 +101,7 @@ def test_a_misspelt_expect_key_is_a_bad_spec(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("function: x**2\nprimals: {x: [1.0, 2.0]}\ntangents: [1.0, 1.0]\nexpect:\n  jvp.y: [2.0, 4.0]\n")
     ran = cli("check", path, "--json")
-    assert ran.exit_code == 3
+    assert ran.exit_code == ExitCode.BAD_INPUT
     message = ran.json()["specs"][0]["error"]["message"]
     assert message.endswith("s.yaml: expect.jvp.y: no output named 'jvp.y' (did you mean 'jvp'?)")
     path.write_text("function: x**2\nprimals: {x: [1.0, 2.0]}\nexpect:\n  jacobain.x: [[2.0, 0], [0, 4.0]]\n")
@@ -112,7 +113,7 @@ def test_check_at_a_point_where_f_is_not_finite(cli: Cli, tmp_path: Path) -> Non
     path = tmp_path / "s.yaml"
     path.write_text("function: jnp.sum(jnp.log(x))\nprimals: {x: [-1.0, 2.0]}\n")
     ran = cli("check", path, "--json")
-    assert ran.exit_code == 1
+    assert ran.exit_code == ExitCode.CHECK_FAILED
     checks = {c["name"]: c for c in ran.json()["specs"][0]["checks"]}
     assert checks["value finite"]["passed"] is False and "value is nan" in checks["value finite"]["detail"]
     assert checks["AD vs FD"]["skipped"] is True
@@ -130,10 +131,10 @@ def test_bad_spec_among_good_ones_exits_3_and_reports_each(cli: Cli, tmp_path: P
     bad = tmp_path / "bad.yaml"
     bad.write_text("function: x\nprimals: {x: [1, 2]}\nwrt: [y]\n")
     ran = cli("check", CONFIGS / "seed002_adder.yaml", bad, "--json")
-    assert ran.exit_code == 3
+    assert ran.exit_code == ExitCode.BAD_INPUT
     specs = ran.json()["specs"]
     assert specs[0]["passed"] is True and specs[1]["error"]["exit_code"] == 3
-    assert cli("check", str(tmp_path / "none*.yaml")).exit_code == 3
+    assert cli("check", str(tmp_path / "none*.yaml")).exit_code == ExitCode.BAD_INPUT
 
 
 def test_fd_estimates_are_accurate_and_honest() -> None:
@@ -191,7 +192,7 @@ def test_a_function_constant_in_x_passes(cli: Cli, tmp_path: Path, fn: str, dtyp
     path = tmp_path / "s.yaml"
     path.write_text(f"function: '{fn}'\nprimals: {{x: [0.3, -1.2, 2.5]}}\ndtype: {dtype}\n")
     ran = cli("check", path, "--json")
-    assert ran.exit_code == 0, ran.stdout
+    assert ran.exit_code == ExitCode.OK, ran.stdout
     checks = {c["name"]: c for c in ran.json()["specs"][0]["checks"]}
     assert not checks["adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩"]["skipped"]
 
@@ -209,4 +210,4 @@ def test_the_adjoint_still_convicts_reverse_mode_off_by_a_little_at_a_small_jaco
     path.write_text("function: 1e-3 * jnp.sin(x)\nprimals: {x: [0.3, -0.7, 1.1]}\ndtype: float64\n")
     ran = cli("check", path, "--json")
     failed = {c["name"] for c in ran.json()["specs"][0]["checks"] if not c["passed"]}
-    assert ran.exit_code == 1 and "adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩" in failed
+    assert ran.exit_code == ExitCode.CHECK_FAILED and "adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩" in failed

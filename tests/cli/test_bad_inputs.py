@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jaxdiff_cli.errors import ExitCode
+
 from ..conftest import ASSETS, Cli
 
 POLY = "function: x * 2\nprimals:\n  x: [1.0, 2.0, 3.0]\n"
@@ -637,11 +639,11 @@ def test_bad_input(
 def test_nan_and_inf_strings_are_read_as_ieee_values(cli: Cli) -> None:
     """`nan`, `inf`, `-inf` (and YAML's .nan, .inf) are IEEE values: the result says where they lead."""
     ran = cli("eval", "-f", "x * 1", "-p", "x=[nan, inf, -inf, .nan, 1]", "--json")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     doc = ran.json()
     assert doc["inputs"]["primals.x"]["data"] == ["NaN", "Infinity", "-Infinity", "NaN", 1.0]
     assert doc["warnings"] == ["value[0] is nan (the first non-finite entry)"]
-    assert cli("eval", "-f", "x * 1", "-p", "x=[nan]", "--check-finite").exit_code == 5
+    assert cli("eval", "-f", "x * 1", "-p", "x=[nan]", "--check-finite").exit_code == ExitCode.NON_FINITE
 
 
 @pytest.mark.parametrize("kind", ["/dev/zero", "fifo"])
@@ -653,10 +655,10 @@ def test_a_spec_that_is_not_a_regular_file_is_refused_without_reading(cli: Cli, 
     t0 = time.monotonic()
     ran = cli("eval", path)
     assert time.monotonic() - t0 < 5
-    assert ran.exit_code == 3, ran.stderr
+    assert ran.exit_code == ExitCode.BAD_INPUT, ran.stderr
     assert ran.stderr == f"error: {path}: is not a regular file (a device, FIFO or socket) (a spec is a YAML file)\n"
     ran = cli("check", path, "--json")  # check reports it and goes on
-    assert ran.exit_code == 3 and "is not a regular file" in ran.json()["specs"][0]["error"]["message"]
+    assert ran.exit_code == ExitCode.BAD_INPUT and "is not a regular file" in ran.json()["specs"][0]["error"]["message"]
 
 
 def test_a_spec_above_the_size_limit_is_refused_before_parsing(cli: Cli, tmp_path: Path) -> None:
@@ -666,7 +668,7 @@ def test_a_spec_above_the_size_limit_is_refused_before_parsing(cli: Cli, tmp_pat
     with spec.open("wb") as f:
         f.truncate(MAX_SPEC_BYTES + 1)  # sparse: no 16 MiB written
     ran = cli("eval", str(spec))
-    assert ran.exit_code == 3
+    assert ran.exit_code == ExitCode.BAD_INPUT
     assert ran.stderr.startswith(f"error: {spec}: larger than 16 MiB (put large arrays in .npy/.npz files")
 
 
@@ -685,7 +687,7 @@ def test_a_spec_cannot_switch_its_checks_off(cli: Cli, tmp_path: Path, expect: s
     spec = tmp_path / "spec.yaml"
     spec.write_text(f"function: x * 2\nprimals: {{x: [1.0]}}\nexpect:\n  {expect}\n")
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 3, ran.stdout
+    assert ran.exit_code == ExitCode.BAD_INPUT, ran.stdout
     assert ran.json()["specs"][0]["error"]["message"].startswith(f"{spec}: {where}: {message}")
 
 
@@ -695,12 +697,12 @@ def test_golden_values_stay_inside_the_spec_folder(cli: Cli, tmp_path: Path) -> 
     spec = tmp_path / "sub" / "spec.yaml"
     spec.write_text("function: x * 2\nprimals: {x: [1.0]}\nexpect:\n  value: {file: ../g.golden.npz, key: value}\n")
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 3
+    assert ran.exit_code == ExitCode.BAD_INPUT
     assert "expect.value.file: '../g.golden.npz' goes up with '..'" in ran.json()["specs"][0]["error"]["message"]
     spec.write_text("function: x * 2\nprimals: {x: [1.0]}\nexpect:\n  value: {file: g.golden.npz, key: value}\n")
     (tmp_path / "sub" / "g.golden.npz").symlink_to(tmp_path / "g.golden.npz")
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 3 and "leads outside the spec's folder" in ran.stdout
+    assert ran.exit_code == ExitCode.BAD_INPUT and "leads outside the spec's folder" in ran.stdout
 
 
 def test_files_inside_the_folder_and_on_the_command_line_are_read(
@@ -717,10 +719,10 @@ def test_files_inside_the_folder_and_on_the_command_line_are_read(
     assert cli("eval", spec, "--json").outputs()["value"].tolist() == [2.0, 4.0]
     monkeypatch.chdir(elsewhere)
     ran = cli("eval", spec, "-p", f"w={{file: {elsewhere / 'w.npy'}}}", "--json")  # typed by the user: trusted
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert ran.outputs()["value"].tolist() == [4.0, 6.0]
     ran = cli("eval", "-f", f"{ASSETS}/funcs.py:cube", "-p", "x=2.0", "--json")
-    assert ran.exit_code == 0 and ran.outputs()["value"].tolist() == 8.0
+    assert ran.exit_code == ExitCode.OK and ran.outputs()["value"].tolist() == 8.0
 
 
 @pytest.mark.parametrize(
@@ -740,7 +742,7 @@ def test_yaml_bombs_are_refused_within_a_second(cli: Cli, tmp_path: Path, text: 
         t0 = time.monotonic()
         ran = cli(*command)
         assert time.monotonic() - t0 < 5  # generous for a loaded machine: about 0.2 s here
-        assert ran.exit_code == 3, ran.stderr + ran.stdout
+        assert ran.exit_code == ExitCode.BAD_INPUT, ran.stderr + ran.stdout
 
 
 # --------------------------------------------------------------------------- a function JAX cannot trace
@@ -751,7 +753,7 @@ BRANCH_HINT = "a Python branch on them is not differentiable here: use jnp.where
 @pytest.mark.parametrize("command", ["grad", "eval", "jacobian"])
 def test_a_python_if_on_a_traced_value_is_one_line_with_the_rewrite(cli: Cli, command: str) -> None:
     ran = cli(command, "-f", "lambda x: x ** 2 if x > 0 else 0", "-p", "x=1.0")
-    assert ran.exit_code == 4 and ran.stderr.count("\n") == 1, ran.stderr
+    assert ran.exit_code == ExitCode.FUNCTION and ran.stderr.count("\n") == 1, ran.stderr
     assert ran.stderr.startswith(
         "error: <command line>: function: the function failed to trace: a Python if, and, or, not or bool() on a"
         " traced value (TracerBoolConversionError; <jaxdiff expression>, line 1)"
@@ -765,7 +767,7 @@ def test_the_same_in_a_file_function_checked_names_its_line(cli: Cli, tmp_path: 
     (tmp_path / "f.py").write_text("def f(x):\n    if x.sum() > 0:\n        return x.sum() ** 2\n    return x.sum()\n")
     (tmp_path / "s.yaml").write_text("function: f.py:f\nprimals: {x: [1.0, 2.0]}\n")
     ran = cli("check", tmp_path / "s.yaml", "--json")
-    assert ran.exit_code == 4
+    assert ran.exit_code == ExitCode.FUNCTION
     message = ran.json()["specs"][0]["error"]["message"]
     assert "(TracerBoolConversionError; f.py, line 2)" in message and BRANCH_HINT in message, message
 
@@ -779,22 +781,22 @@ def test_the_same_in_a_file_function_checked_names_its_line(cli: Cli, tmp_path: 
 )
 def test_other_concrete_values_from_traced_ones_get_their_remedy(cli: Cli, fn: str, said: str, hint: str) -> None:
     ran = cli("grad", "-f", fn, "-p", "x=[1.0, 2.0]" if "[" in fn else "x=2.0")
-    assert ran.exit_code == 4 and ran.stderr.count("\n") == 1
+    assert ran.exit_code == ExitCode.FUNCTION and ran.stderr.count("\n") == 1
     assert said in ran.stderr and hint in ran.stderr, ran.stderr
     assert "\\n" not in ran.stderr and "If using `jit`" not in ran.stderr
 
 
 def test_an_integer_argument_in_a_float_operation_says_it_is_an_integer(cli: Cli) -> None:
     ran = cli("grad", "-f", "lambda x, s: jnp.sum(x * s**-1)", "-p", "x=[1.0,2.0]", "-p", "s=2")
-    assert ran.exit_code == 4 and ran.stderr.count("\n") == 1
+    assert ran.exit_code == ExitCode.FUNCTION and ran.stderr.count("\n") == 1
     assert "Integers cannot be raised to negative powers" in ran.stderr
     assert "(s holds int32: whole numbers for an argument that is not differentiated keep an integer dtype" in ran.stderr
     assert "write s: 2.0 in the spec (-p s=2.0))" in ran.stderr
     # the rewrite the hint gives works: d/dx sum(x / 2) = 1/2
     fixed = cli("grad", "-f", "lambda x, s: jnp.sum(x * s**-1)", "-p", "x=[1.0,2.0]", "-p", "s=2.0", "--json")
-    assert fixed.exit_code == 0 and list(fixed.outputs()["grad.x"]) == [0.5, 0.5]
+    assert fixed.exit_code == ExitCode.OK and list(fixed.outputs()["grad.x"]) == [0.5, 0.5]
 
 
 def test_no_integer_hint_where_no_argument_is_an_integer(cli: Cli) -> None:
     ran = cli("grad", "-f", "lambda x: jnp.sum(x * jnp.arange(2) ** -1)", "-p", "x=[1.0,2.0]")
-    assert ran.exit_code == 4 and "Integers cannot be raised" in ran.stderr and "holds int32" not in ran.stderr
+    assert ran.exit_code == ExitCode.FUNCTION and "Integers cannot be raised" in ran.stderr and "holds int32" not in ran.stderr

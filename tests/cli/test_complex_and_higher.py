@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from jaxdiff_cli.errors import ExitCode
+
 from ..conftest import Cli, Ran
 
 
@@ -24,7 +26,7 @@ def complex_data(entry: dict[str, Any]) -> np.ndarray:
 
 
 def ok(ran: Ran) -> dict[str, Any]:
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     return ran.json()
 
 
@@ -61,7 +63,7 @@ def test_the_readme_worked_example_of_jax_gradient_convention(cli: Cli) -> None:
 
 def test_terminal_shows_a_plus_bj(cli: Cli) -> None:
     ran = cli("eval", "-f", "z * 2", "-p", "z=[1+2j, -3.5j]", "--dtype", "complex128")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     assert "[2.+4.j 0.-7.j]" in ran.stdout
     assert "complex128" in ran.stdout
 
@@ -81,7 +83,7 @@ def test_complex_npz_and_npy(cli: Cli, tmp_path: Path) -> None:
     spec.write_text(
         "function: 'lambda z, w: z * w'\nprimals: {z: '1+1j', w: [1, '2j']}\nwrt: [z, w]\ndtype: complex64\nholomorphic: true\n"
     )
-    assert cli("jacobian", spec, "-o", npy).exit_code == 0
+    assert cli("jacobian", spec, "-o", npy).exit_code == ExitCode.OK
     flat = np.load(npy)  # several blocks: the flat (outputs, inputs) matrix, complex kept
     assert flat.dtype == np.complex64
     np.testing.assert_allclose(flat, [[1, 1 + 1j, 0], [2j, 0, 1 + 1j]])
@@ -108,7 +110,7 @@ def test_check_passes_a_holomorphic_function_and_catches_one_that_is_not(cli: Cl
     assert names["Cauchy-Riemann ∂f/∂y = i·∂f/∂x (FD)"]["passed"]
     assert names["jacobian fwd vs FD (both real directions)"]["passed"]
     ran = cli("check", bad, "--json")
-    assert ran.exit_code == 1
+    assert ran.exit_code == ExitCode.CHECK_FAILED
     checks = {c["name"]: c for c in ran.json()["specs"][0]["checks"]}
     cr = checks["Cauchy-Riemann ∂f/∂y = i·∂f/∂x (FD)"]
     assert not cr["passed"] and "f is not holomorphic" in cr["detail"]
@@ -155,7 +157,7 @@ def test_check_convicts_a_wrong_complex_gradient(cli: Cli, tmp_path: Path, monke
 
     monkeypatch.setattr(plans, "plan_grad", conjugated)
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 1
+    assert ran.exit_code == ExitCode.CHECK_FAILED
     checks = {c["name"]: c for c in ran.json()["specs"][0]["checks"]}
     assert not checks["grad vs FD (∂f/∂x − i·∂f/∂y)"]["passed"]
     assert "imag part" in checks["grad vs FD (∂f/∂x − i·∂f/∂y)"]["worst"]["output"]
@@ -164,12 +166,12 @@ def test_check_convicts_a_wrong_complex_gradient(cli: Cli, tmp_path: Path, monke
 def test_check_update_records_complex_values_that_read_back(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text(HOLOMORPHIC)
-    assert cli("check", spec, "--update").exit_code == 0
+    assert cli("check", spec, "--update").exit_code == ExitCode.OK
     text = spec.read_text()
     assert "re:" in text and "im:" in text
     assert ok(cli("check", spec, "--json"))["passed"]
     spec.write_text(text.replace("-7.834221486783832", "-7.8342"))
-    assert cli("check", spec).exit_code == 1
+    assert cli("check", spec).exit_code == ExitCode.CHECK_FAILED
 
 
 # --------------------------------------------------------------------------- derivative and taylor
@@ -191,7 +193,7 @@ def test_cotangents_are_real_or_complex_as_the_output_is(cli: Cli, dtype: str, t
         assert out["value"]["dtype"] == {"complex64": "float32", "complex128": "float64"}[dtype]
         np.testing.assert_allclose(complex_data(out["vjp.z"]), 2 * np.conj(z) * [1.0, 2.0], rtol=rtol)
     ran = cli("vjp", "-f", "lambda z: jnp.abs(z)**2", "-p", prim, "-c", "[1+1j, 2.0]", "--dtype", dtype)
-    assert ran.exit_code == 3 and "cotangents: complex values where the output holds float" in ran.stderr
+    assert ran.exit_code == ExitCode.BAD_INPUT and "cotangents: complex values where the output holds float" in ran.stderr
     # A complex output of real inputs in a real run takes a complex cotangent.
     real = {"complex64": "float32", "complex128": "float64"}[dtype]
     out = ok(cli("vjp", "-f", "lambda x: x * (1+2j)", "-p", "x=[1.0, 2.0]", "-c", "[1+1j, 2.0]", "--dtype", real, "--json"))
@@ -199,8 +201,8 @@ def test_cotangents_are_real_or_complex_as_the_output_is(cli: Cli, dtype: str, t
     # And check --update of such a spec records vjp (it stopped at the default cotangent).
     spec = tmp_path / "c.yaml"
     spec.write_text(f"function: 'lambda z: jnp.sum(jnp.abs(z)**2)'\nprimals: {{{prim.replace('=', ': ', 1)}}}\ndtype: {dtype}\n")
-    assert cli("check", "--update", spec).exit_code == 0
-    assert "vjp.z:" in spec.read_text() and cli("check", spec).exit_code == 0
+    assert cli("check", "--update", spec).exit_code == ExitCode.OK
+    assert "vjp.z:" in spec.read_text() and cli("check", spec).exit_code == ExitCode.OK
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -302,10 +304,10 @@ def test_taylor_json_npy_and_npz(cli: Cli, tmp_path: Path) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-13)
     assert doc["outputs"]["taylor"]["shape"] == [5, 2]
     npy = tmp_path / "t.npy"
-    assert cli("taylor", "-f", "sin(x)", "-p", "x=0.5", "--order", "3", "--dtype", "float64", "-o", npy).exit_code == 0
+    assert cli("taylor", "-f", "sin(x)", "-p", "x=0.5", "--order", "3", "--dtype", "float64", "-o", npy).exit_code == ExitCode.OK
     np.testing.assert_allclose(np.load(npy), [math.sin(0.5), math.cos(0.5), -math.sin(0.5) / 2, -math.cos(0.5) / 6], rtol=1e-13)
     npz = tmp_path / "t.npz"
-    assert cli("derivative", "-f", "sin(x)", "-p", "x=0.5", "--order", "2", "-o", npz, "-q").exit_code == 0
+    assert cli("derivative", "-f", "sin(x)", "-p", "x=0.5", "--order", "2", "-o", npz, "-q").exit_code == ExitCode.OK
     with np.load(npz) as saved:
         assert set(saved.files) == {"value", "derivative"}
 
@@ -357,7 +359,7 @@ def test_check_convicts_a_wrong_taylor_mode(cli: Cli, tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(taylor, "jet_derivatives", off)
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 1
+    assert ran.exit_code == ExitCode.CHECK_FAILED
     failed = {c["name"] for c in ran.json()["specs"][0]["checks"] if not c["passed"]}
     assert {"derivative: jet vs nested jvp", "derivative vs FD of order 2"} <= failed
 
@@ -448,7 +450,7 @@ def test_help_never_imports_jax_for_the_new_commands() -> None:
     code = (
         "import sys; from typer.testing import CliRunner; from jaxdiff_cli.cli import app; "
         "r = [CliRunner().invoke(app, [c, '--help']) for c in ('derivative', 'taylor')]; "
-        "assert all(x.exit_code == 0 for x in r); print(json.dumps('jax' in sys.modules))"
+        "assert all(x.exit_code == ExitCode.OK for x in r); print(json.dumps('jax' in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) is False
@@ -499,7 +501,7 @@ def test_check_passes_a_derivative_that_cancels_to_zero_along_v(cli: Cli, tmp_pa
         f"tangents: {{x: {{ones: 10}}}}\norder: {order}\ndtype: {dtype}\n"
     )
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 0, [c for c in ran.json()["specs"][0]["checks"] if not c["passed"]]
+    assert ran.exit_code == ExitCode.OK, [c for c in ran.json()["specs"][0]["checks"] if not c["passed"]]
 
 
 @pytest.mark.parametrize(("dtype", "off"), [("float32", 1e-3), ("float64", 1e-6)])
@@ -521,4 +523,4 @@ def test_check_convicts_a_taylor_mode_off_by_a_little(
     monkeypatch.setattr(taylor, "jet_derivatives", slightly_off)
     ran = cli("check", spec, "--json")
     failed = {c["name"] for c in ran.json()["specs"][0]["checks"] if not c["passed"]}
-    assert ran.exit_code == 1 and {"derivative: jet vs nested jvp", "derivative vs FD of order 2"} <= failed
+    assert ran.exit_code == ExitCode.CHECK_FAILED and {"derivative: jet vs nested jvp", "derivative vs FD of order 2"} <= failed

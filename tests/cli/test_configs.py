@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from jaxdiff_cli.checks.expectations import check_outputs, parse
+from jaxdiff_cli.errors import ExitCode
 from jaxdiff_cli.inputs.values import Context
 
 from ..conftest import CONFIGS, Cli
@@ -57,7 +58,7 @@ def test_every_config_is_run() -> None:
 def test_config_matches_seed(cli: Cli, name: str, args: list[str]) -> None:
     path = CONFIGS / name
     ran = cli(args[0], path, *args[1:], "--json")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert ran.stderr == ""
     spec = yaml.safe_load(path.read_text())
     expectations = parse(spec.get("expect", {}), Context(spec.get("dtype", "float32"), path.parent, str(path)))
@@ -180,7 +181,7 @@ def test_configs_readme_lists_every_config() -> None:
 def test_cases_config_matches_seed(cli: Cli) -> None:
     path = CONFIGS / "cases_seed001_simplefun.yaml"
     ran = cli("run", path, "--json")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     spec = yaml.safe_load(path.read_text())
     doc = ran.json()
     assert [c["name"] for c in doc["cases"]] == [c["name"] for c in spec["cases"]]
@@ -201,7 +202,7 @@ def test_sparse_poisson_residual_against_its_closed_form_on_a_larger_grid(cli: C
     path = CONFIGS / "pde_laplacian2d_sparse.yaml"
     u = np.random.default_rng(0).normal(size=(20, 20))
     ran = cli("jacobian", path, "-p", f"u={u.tolist()}", "-p", "f={ones: [20, 20]}", "--dtype", "float64", "--json")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     t = 2 * np.eye(20) - np.eye(20, k=1) - np.eye(20, k=-1)
     closed = 16 * (np.kron(np.eye(20), t) + np.kron(t, np.eye(20))) + np.diag(3 * u.ravel() ** 2)
     np.testing.assert_allclose(ran.outputs()["jacobian"], closed, rtol=1e-14)

@@ -7,6 +7,8 @@ import shlex
 
 import pytest
 
+from jaxdiff_cli.errors import ExitCode
+
 from ..conftest import ROOT, Cli, app_commands
 
 README = (ROOT / "README.md").read_text()
@@ -27,7 +29,7 @@ def test_readme_documents_every_command_and_the_two_setup_commands() -> None:
 def test_readme_examples_run(cli: Cli, args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     ran = cli(*args)
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -37,7 +39,7 @@ def test_help_examples_run(cli: Cli, command: str, monkeypatch: pytest.MonkeyPat
     example = re.search(r"Example: jaxdiff (.+?)(?: Arguments| Options|$)", help_text)
     assert example, help_text
     ran = cli(*shlex.split(example.group(1)))
-    assert ran.exit_code == 0, (example.group(1), ran.stderr)
+    assert ran.exit_code == ExitCode.OK, (example.group(1), ran.stderr)
 
 
 def test_readme_lists_exactly_the_expression_tables() -> None:

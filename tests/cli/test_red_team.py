@@ -100,7 +100,7 @@ def test_each_spec_gets_the_module_next_to_it(
         (tmp_path / folder / "redmod.py").write_text(f"def f(x):\n    return {factor} * x\n")
         spec_file(f"function: redmod:f\nprimals: {{x: 1.0}}\nexpect: {{value: {factor}}}\n", "s.yaml", folder=tmp_path / folder)
     ran = cli("check", "a/s.yaml", "b/s.yaml", "--json")
-    assert ran.exit_code == 0, ran.stdout
+    assert ran.exit_code == ExitCode.OK, ran.stdout
     sys.modules.pop("redmod", None)
 
 
@@ -113,7 +113,7 @@ def test_yaml_integers_are_yaml_1_2(cli: Cli, tmp_path: Path, spec_file: SpecFil
     assert ran.exit_code == ExitCode.BAD_INPUT and "'1:30' is not a number" in ran.stderr
     t0 = time.monotonic()
     ran = cli("eval", spec_file("function: x\nprimals: {x: 1.0}\ndescription: " + ":".join(["1"] * 200_000) + "\n", "s.yaml"))
-    assert ran.exit_code == 0 and time.monotonic() - t0 < 10
+    assert ran.exit_code == ExitCode.OK and time.monotonic() - t0 < 10
     ran = cli("eval", spec_file("function: x\nprimals: {x: 1.0}\ndescription: " + "9" * 5000 + "\n", "s.yaml"))
     assert ran.exit_code == ExitCode.BAD_INPUT and "an integer of 5,000 digits" in ran.stderr
     ran = cli("eval", spec_file("function: x\nprimals: {x: [0x10, 0o7, 12]}\n", "s.yaml"), "--json")
@@ -183,7 +183,7 @@ def test_a_recursive_glob_does_not_walk_links_to_folders(
     monkeypatch.chdir(tmp_path)
     t0 = time.monotonic()
     ran = cli("check", "specs/**/*.yaml", "--json")
-    assert ran.exit_code == 0 and len(ran.json()["specs"]) == 1 and time.monotonic() - t0 < 60
+    assert ran.exit_code == ExitCode.OK and len(ran.json()["specs"]) == 1 and time.monotonic() - t0 < 60
 
 
 # --------------------------------------------------------------------------- what an expression can cost
@@ -237,7 +237,7 @@ def test_outputs_that_are_not_numbers(cli: Cli, command: str, fn: str, code: int
 
 def test_check_of_an_empty_output_compares_nothing_and_says_so(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     ran = cli("check", spec_file("function: 'lambda x: jnp.zeros((0,)) * x[0]'\nprimals: {x: [1.0]}\n", "s.yaml"), "--json")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     assert any(c["skipped"] and "no entries" in c["detail"] for c in ran.json()["specs"][0]["checks"])
 
 

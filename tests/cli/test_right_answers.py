@@ -57,7 +57,7 @@ def _run(cli: Cli, folder: Path, spec: dict[str, Any], *args: str) -> Ran:
 
 
 def _out(ran: Ran, name: str) -> np.ndarray:
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     return np.asarray(ran.outputs()[name], np.float64)
 
 
@@ -204,18 +204,18 @@ def test_pytree_hessian_in_every_output_path(cli: Cli, tmp_path: Path, dtype: st
     np.testing.assert_allclose([summary["eigenvalues"]["min"], summary["eigenvalues"]["max"]], [eig[0], eig[-1]], rtol=1e-5)
     assert summary["symmetry_defect"] == 0.0
     terminal = cli(*base, "--plot")
-    assert terminal.exit_code == 0 and "hessian.p.a.p.b" in terminal.stdout and "(2, 1)" in terminal.stdout
+    assert terminal.exit_code == ExitCode.OK and "hessian.p.a.p.b" in terminal.stdout and "(2, 1)" in terminal.stdout
     assert "p.a" in terminal.stdout and "p.b" in terminal.stdout  # the heatmap's blocks
-    assert cli(*base, "-o", tmp_path / "h.npz", "-q").exit_code == 0
+    assert cli(*base, "-o", tmp_path / "h.npz", "-q").exit_code == ExitCode.OK
     with np.load(tmp_path / "h.npz") as f:
         assert set(f.files) == set(H_CLOSED)
         np.testing.assert_allclose(f["hessian.p.a.p.b"], H_CLOSED["hessian.p.a.p.b"], rtol=1e-6)
     ran = cli(*base, "-o", tmp_path / "h.npy", "--json")
     assert ran.json()["info"]["npy_layout"] == "flat (inputs, inputs) matrix: p.a, p.b"
     np.testing.assert_allclose(np.load(tmp_path / "h.npy"), H_FLAT, rtol=1e-6)
-    assert cli(*base, "-o", tmp_path / "h.json", "-q").exit_code == 0
+    assert cli(*base, "-o", tmp_path / "h.json", "-q").exit_code == ExitCode.OK
     assert set(json.loads((tmp_path / "h.json").read_text())["outputs"]) == set(H_CLOSED)
-    assert cli(*base, "--plot-file", tmp_path / "h.png", "-q").exit_code == 0
+    assert cli(*base, "--plot-file", tmp_path / "h.png", "-q").exit_code == ExitCode.OK
     assert (tmp_path / "h.png").stat().st_size > 1000
 
 
@@ -275,7 +275,7 @@ def test_nested_and_list_pytrees_against_finite_differences(cli: Cli, tmp_path: 
     out = cli("hvp", spec, "--json").outputs()
     for name in TWO_NAMES:
         np.testing.assert_allclose(out[f"hvp.{name}"].ravel(), hv[range(*_span(name))], rtol=1e-4, atol=1e-6)
-    assert cli("check", spec).exit_code == 0
+    assert cli("check", spec).exit_code == ExitCode.OK
 
 
 def _span(name: str) -> tuple[int, int]:
@@ -295,14 +295,14 @@ def test_pytree_hessian_in_check_and_run(cli: Cli, tmp_path: Path) -> None:
         )
     )
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 0, ran.stdout
+    assert ran.exit_code == ExitCode.OK, ran.stdout
     names = [c["name"] for c in ran.json()["specs"][0]["checks"]]
     assert "expect hessian.p.a.p.b" in names and "hessian vs FD of the gradient" in names
     broken = spec.read_text().replace("54.0", "55.0", 1)
     spec.write_text(broken)
     assert cli("check", spec).exit_code == ExitCode.CHECK_FAILED
     ran = cli("run", spec, "-o", tmp_path / "all.npz", "-q")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     with np.load(tmp_path / "all.npz") as f:
         np.testing.assert_allclose(f["h/hessian/hessian.p.b.p.b"], H_CLOSED["hessian.p.b.p.b"])
 
@@ -329,7 +329,7 @@ def test_two_leaves_never_share_a_name(cli: Cli, tmp_path: Path) -> None:
     args = ("grad", "-f", "lambda p: jnp.sum(p['a.b']*3) + jnp.sum(p['a']['b']**2)", "-p", 'p={"a.b": [1.0], a: {b: [2.0]}}')
     out = cli(*args, "--json").outputs()
     assert out == {"grad.p.a.b": [4.0], "grad.p['a.b']": [3.0]}
-    assert cli(*args, "-o", tmp_path / "g.npz", "-q").exit_code == 0
+    assert cli(*args, "-o", tmp_path / "g.npz", "-q").exit_code == ExitCode.OK
     with np.load(tmp_path / "g.npz") as f:
         assert sorted(f.files) == ["grad.p.a.b", "grad.p['a.b']"]
 
@@ -387,7 +387,7 @@ def test_has_aux_in_a_spec_and_in_check(cli: Cli, tmp_path: Path) -> None:
     spec.write_text("function: named_fns:curve_and_aux\nprimals: {t: 0.5}\nhas_aux: true\nexpect: {aux: 5.0}\n")
     out = cli("jacobian", spec, "--json").outputs()
     np.testing.assert_allclose(out["jacobian.t"], [np.cos(0.5), 3 * 0.25], rtol=1e-6)
-    assert cli("check", spec).exit_code == 0
+    assert cli("check", spec).exit_code == ExitCode.OK
 
 
 def test_has_aux_needs_a_pair(cli: Cli) -> None:
@@ -400,7 +400,7 @@ def test_has_aux_needs_a_pair(cli: Cli) -> None:
 
 def test_an_integer_argument_outside_wrt_stays_an_integer(cli: Cli) -> None:
     ran = cli("grad", "-f", "lambda x, i: x[i] * 2", "-p", "x=[1, 2, 3]", "-p", "i=1", "--json")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert ran.json()["inputs"]["primals.i"]["dtype"] == "int32"
     assert ran.outputs()["grad.x"].tolist() == [0.0, 2.0, 0.0]
     ran = cli("grad", "-f", "lambda x, i: jnp.sum(x[i])", "-p", "x=[1, 2, 3]", "-p", "i={value: [0, 2], dtype: int32}", "--json")
@@ -444,7 +444,7 @@ def test_run_keeps_results_of_the_same_operation_with_other_options(cli: Cli, tm
         "function: 'x**2'\nprimals: {x: [1.0, 2.0]}\nrun: [{jacobian: {mode: fwd}}, {jacobian: {mode: rev}}, jacobian]\n"
     )
     ran = cli("run", spec, "-o", tmp_path / "all.npz", "--json")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert [r["name"] for r in ran.json()["cases"][0]["results"]] == ["jacobian[mode=fwd]", "jacobian[mode=rev]", "jacobian"]
     with np.load(tmp_path / "all.npz") as f:
         assert sorted(f.files) == ["r/jacobian/jacobian.x", "r/jacobian[mode=fwd]/jacobian.x", "r/jacobian[mode=rev]/jacobian.x"]
@@ -476,7 +476,7 @@ def test_an_error_raised_in_the_users_code_is_the_functions(cli: Cli, tmp_path: 
     shutil.copy(ASSETS / "funcs.py", tmp_path / "funcs.py")
     spec = tmp_path / "s.yaml"
     spec.write_text("function: funcs.py:float32_only\nprimals: {x: [1.0, 2.0]}\n")
-    assert cli("jacobian", spec).exit_code == 0
+    assert cli("jacobian", spec).exit_code == ExitCode.OK
     ran = cli("check", spec, "--json")  # reported with the spec, the other specs still checked
     assert ran.exit_code == ExitCode.FUNCTION, ran.stderr
     error = ran.json()["specs"][0]["error"]
@@ -507,7 +507,7 @@ def test_a_nonfinite_value_is_reported_beside_a_finite_derivative(cli: Cli, comm
     args = (command, "-f", "jnp.sum(jnp.log(x))", "-p", "x=[-1, 2]", "-t", "x=[1, 0]")
     args = args if command == "hvp" else args[:-2]
     ran = cli(*args, "--json")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     outputs = ran.outputs()
     derivative = next(v for k, v in outputs.items() if k != "value")
     assert np.isfinite(derivative).all()  # e.g. grad = 1/x = [-1, 0.5]: finite, and meaningless

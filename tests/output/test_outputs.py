@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jaxdiff_cli.errors import ExitCode
+
 from ..conftest import Cli
 
 SMALL = ["eval", "-f", "x * 2", "-p", "x={ones: [100, 100]}", "-q"]
@@ -103,7 +105,7 @@ def test_check_table_never_splits_a_number(cli: Cli, tmp_path: Path, monkeypatch
         "function: x * 1.0e-9\nprimals: {x: [-4.247665, 6.479936]}\ndtype: float64\nexpect:\n  value: [-4.0e-9, 6.0e-9]\n"
     )
     ran = cli("check", spec)
-    assert ran.exit_code == 1
+    assert ran.exit_code == ExitCode.CHECK_FAILED
     lines = ran.stdout.splitlines()
     assert any("6.479936e-09" in line and "6e-09" in line for line in lines), ran.stdout
 

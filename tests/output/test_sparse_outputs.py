@@ -13,6 +13,7 @@ import pytest
 
 from jaxdiff_cli.engine.diagnostics import first_nonfinite, precision_warnings
 from jaxdiff_cli.engine.sparse import Coloring, SparseMatrix
+from jaxdiff_cli.errors import ExitCode
 from jaxdiff_cli.output.render import coo_json, output_json, sparse_text
 
 from ..conftest import Cli
@@ -143,7 +144,7 @@ def test_a_dense_jacobian_can_be_saved_as_matrix_market(cli: Cli, tmp_path: Path
     import scipy.io
 
     ran = cli("jacobian", "-f", "x**2", "-p", "x=[1.0, 2.0, 3.0]", "-o", tmp_path / "J.mtx", "-q")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     np.testing.assert_array_equal(scipy.io.mmread(tmp_path / "J.mtx").toarray(), np.diag([2.0, 4.0, 6.0]))
     ran = cli("jvp", "-f", "x**2", "-p", "x=[1.0]", "-t", "x=[1.0]", "-o", tmp_path / "v.mtx")
-    assert ran.exit_code == 3 and "unknown output format '.mtx'" in ran.stderr
+    assert ran.exit_code == ExitCode.BAD_INPUT and "unknown output format '.mtx'" in ran.stderr
