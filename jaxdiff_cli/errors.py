@@ -17,6 +17,7 @@ _USER_ROOTS: set[str] = set()
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent)
 
 
+@enum.unique
 class ExitCode(enum.IntEnum):
     """The exit statuses of CLI.md; scripts and CI rely on them."""
 

@@ -24,9 +24,9 @@ from typing import Any
 
 from jaxdiff_cli.checks.expectations import EINSUM_PATTERN, ENTRY_KEYS, PRODUCER
 from jaxdiff_cli.dtypes import DTYPES
-from jaxdiff_cli.inputs.spec import DEVICES, MAX_ORDER, OPERATIONS, PLOT_KEYS, SPEC_KEYS, STEP_OPTIONS
+from jaxdiff_cli.inputs.spec import DEVICES, MAX_ORDER, PLOT_KEYS, SPEC_KEYS, STEP_OPTIONS
 from jaxdiff_cli.inputs.values import CONSTRUCTORS, MAX_RANK, VALUE_DTYPES
-from jaxdiff_cli.prepare import MODES
+from jaxdiff_cli.ops import OPERATIONS, OPS
 
 SHIPPED = Path(__file__).resolve().parent / "spec.schema.json"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -235,7 +235,7 @@ def spec_schema() -> Schema:
     keys = {name: _key(name) for name in SPEC_KEYS}
     case_keys = {name: schema for name, schema in keys.items() if name != "cases"}
     both = {"not": {"required": ["wrt", "argnums"]}}  # the loader takes one of them
-    modes = sorted({m for table in MODES.values() for m in table})
+    modes = sorted({m for op in OPS.values() for m in op.modes})
     return {
         "$schema": DRAFT,
         "title": "jaxdiff spec",

@@ -123,7 +123,7 @@ def _shaped_comments(spec: Spec, *, tangents: bool) -> tuple[list[str], str | No
     from jaxdiff_cli.prepare import prepare
 
     try:
-        prep = prepare(spec, use_cache=False)
+        prep = prepare(spec, no_cache=True)
         out = output_shape(prep.problem)
     except JaxdiffError as exc:
         why = printable(exc.message)

@@ -66,8 +66,31 @@ def _decode(data: Any) -> Any:
     )
 
 
+Cli = Callable[..., Ran]  # cli("jvp", spec, "--json", input=...) -> Ran
+SpecFile = Callable[..., Path]  # spec_file(text, name="spec.yaml", folder=tmp_path) -> the path written
+
+
+def app_commands() -> list[str]:
+    """Every command the app registers, by name: a new command is in every test parametrized by it."""
+    from jaxdiff_cli.cli import app
+
+    return sorted(c.name or c.callback.__name__ for c in app.registered_commands if c.callback is not None)
+
+
 @pytest.fixture
-def cli() -> Callable[..., Ran]:
+def spec_file(tmp_path: Path) -> SpecFile:
+    """Write a file (a spec, by default spec.yaml) into the test's folder, or ``folder``: its path."""
+
+    def write(text: str, name: str = "spec.yaml", folder: Path | None = None) -> Path:
+        path = (folder or tmp_path) / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli() -> Cli:
     """Run the CLI in-process: cli("jvp", "spec.yaml", "--json", input=...)."""
     from typer.testing import CliRunner
 

@@ -10,11 +10,12 @@ import jsonschema
 import pytest
 
 from jaxdiff_cli import schema
+from jaxdiff_cli.errors import ExitCode
 from jaxdiff_cli.inputs.spec import SPEC_KEYS, parse_yaml
 from jaxdiff_cli.inputs.values import CONSTRUCTORS
 
 from .cli.test_bad_inputs import CATALOGUE
-from .conftest import CONFIGS, ROOT
+from .conftest import CONFIGS, ROOT, Cli
 
 VALIDATOR = jsonschema.Draft202012Validator(schema.spec_schema())
 
@@ -50,9 +51,9 @@ def test_the_shipped_file_is_the_generated_schema() -> None:
     assert schema.SHIPPED.read_text(encoding="utf-8") == schema.schema_text(), "run python -m jaxdiff_cli.schema"
 
 
-def test_jaxdiff_schema_prints_it(cli: Any) -> None:
+def test_jaxdiff_schema_prints_it(cli: Cli) -> None:
     ran = cli("schema")
-    assert ran.exit_code == 0 and json.loads(ran.stdout) == schema.spec_schema()
+    assert ran.exit_code == ExitCode.OK and json.loads(ran.stdout) == schema.spec_schema()
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
@@ -119,7 +120,7 @@ def test_the_schema_refuses_what_the_catalogue_refuses(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(MORE_REFUSED))
-def test_the_schema_refuses_more_that_the_loader_refuses(cli: Any, tmp_path: Any, name: str) -> None:
+def test_the_schema_refuses_more_that_the_loader_refuses(cli: Cli, tmp_path: Any, name: str) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text(MORE_REFUSED[name])
     ran = cli("check", path, "--json")
@@ -162,11 +163,11 @@ ACCEPTED = {
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTED))
-def test_specs_the_loader_accepts_are_valid(cli: Any, tmp_path: Any, name: str) -> None:
+def test_specs_the_loader_accepts_are_valid(cli: Cli, tmp_path: Any, name: str) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text(ACCEPTED[name])
     ran = cli("check", path, "--json")
-    assert ran.exit_code == 0, (name, ran.stdout)  # the loader accepts it (and its derivatives check) ...
+    assert ran.exit_code == ExitCode.OK, (name, ran.stdout)  # the loader accepts it (and its derivatives check) ...
     data = parse_yaml(ACCEPTED[name], "spec.yaml")
     errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in VALIDATOR.iter_errors(data)]
     assert not errors, errors  # ... and so does the schema
@@ -180,9 +181,9 @@ def test_specs_the_loader_accepts_are_valid(cli: Any, tmp_path: Any, name: str) 
         ("{re: {a: 1.0}}", "a real number or a nested list of real numbers"),
     ],
 )
-def test_complex_parts_the_loader_refuses_are_invalid(cli: Any, tmp_path: Any, text: str, refused: str) -> None:
+def test_complex_parts_the_loader_refuses_are_invalid(cli: Cli, tmp_path: Any, text: str, refused: str) -> None:
     spec = f"function: 'lambda z: jnp.sum(jnp.abs(z)**2)'\nprimals:\n  z: {text}\ndtype: complex64\n"
     (tmp_path / "spec.yaml").write_text(spec)
     ran = cli("check", tmp_path / "spec.yaml", "--json")
-    assert ran.exit_code == 3 and refused in ran.json()["specs"][0]["error"]["message"], ran.stdout
+    assert ran.exit_code == ExitCode.BAD_INPUT and refused in ran.json()["specs"][0]["error"]["message"], ran.stdout
     assert not valid(spec)

@@ -38,6 +38,8 @@ LAYERS: list[tuple[str, int]] = [
     ("jaxdiff_cli.atomic", 0),
     ("jaxdiff_cli.encoding", 0),
     ("jaxdiff_cli.helptext", 0),  # the words of --help: data only
+    ("jaxdiff_cli.ops", 0),  # the operation table: data only, stdlib only
+    ("jaxdiff_cli.target", 0),  # what -o FILE means: stdlib only
     ("jaxdiff_cli", 0),
 ]
 INPUTS_LAYER, ENGINE_LAYER = 1, 2  # side by side: neither imports the other
@@ -181,3 +183,82 @@ def test_cli_is_only_the_typer_face() -> None:
     text = (PACKAGE / "cli.py").read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 500
     assert "import jax" not in text and "json.dumps" not in text and "numpy" not in text
+
+
+# ----------------------------------------------------------------------------- one place for each decision
+
+OPERATION_NAMES = {"eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "derivative", "taylor"}
+# The operation table (ops.py) is where operations are named; elsewhere a name is ``JACOBIAN.name`` or
+# ``OPS[name]``. What still spells one, at most this many times, and why (a new spelling fails the test):
+NAMED_ELSEWHERE: dict[str, tuple[int, str]] = {
+    "jaxdiff_cli/ops.py": (99, "the table itself"),
+    "jaxdiff_cli/engine/taylor.py": (
+        6,
+        "'jvp' here is the mode of derivative and taylor (nested forward mode), not the operation",
+    ),
+    "jaxdiff_cli/inputs/expressions.py": (4, "Python's eval and JAX's grad, as names an expression may not (or may) call"),
+    "jaxdiff_cli/inputs/functions.py": (1, "ast.parse(mode='eval')"),
+    "jaxdiff_cli/checks/findings.py": (8, "check's group names in its JSON report and JUnit tests (hvp, hessian, higher_order)"),
+    "jaxdiff_cli/checks/higher.py": (
+        25,
+        "check compares derivative and taylor results by name, and the 'jvp' mode; still to read OPS",
+    ),
+    "jaxdiff_cli/checks/derivatives.py": (29, "check's findings, labelled by the result they compare; still to read OPS"),
+    "jaxdiff_cli/checks/complex_ad.py": (15, "check's findings, labelled by the result they compare; still to read OPS"),
+    "jaxdiff_cli/checks/expectations.py": (17, "check --update's list of what to record; still to read OPS"),
+}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            found.add(id(body[0].value))
+    return found
+
+
+def test_operations_are_named_in_the_operation_table() -> None:
+    counts: dict[str, int] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = _docstrings(tree)
+        spelled = [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in OPERATION_NAMES and id(n) not in skip]
+        if spelled:
+            counts[str(path.relative_to(PACKAGE.parent))] = len(spelled)
+    for module, count in counts.items():
+        allowed, why = NAMED_ELSEWHERE.get(module, (0, ""))
+        assert count <= allowed, f"{module} spells an operation's name {count} times: use ops.OPS / ops.JACOBIAN.name"
+        assert why
+
+
+def test_the_operation_table_lists_every_operation() -> None:
+    from jaxdiff_cli.ops import OPERATIONS, OPS
+
+    assert set(OPERATIONS) == OPERATION_NAMES == set(OPS)
+    for op in OPS.values():
+        assert (op.default is None) == (not op.modes) and (op.default is None or op.default in op.modes), op
+        assert set(op.timed) <= set(op.modes), op
+
+
+def test_no_fmt_skip_in_the_package() -> None:
+    # ruff lays tables out one entry per line; inputs/expressions.py's two are left to its split (issue 24, change 5).
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if path.name != "expressions.py":
+            assert "fmt: skip" not in text, f"{path}: let ruff format lay it out"
+
+
+def test_only_target_decides_what_an_output_suffix_means() -> None:
+    """-o FILE's format is decided once (target.py); elsewhere a suffix is a picture's, a data file's or a report's."""
+    others = {
+        "target.py",
+        "pictures.py",  # --plot-file: .png or .svg
+        "matrixfile.py",  # its writer: scipy's .npz or Matrix Market, for a kind Target already checked
+        "values.py",  # data files a spec names: .npy, .npz, .csv
+        "spec.py",  # spec files
+        "pytest_plugin.py",  # the spec files pytest collects
+    }
+    for path in PACKAGE.rglob("*.py"):
+        if path.name not in others:
+            assert ".suffix" not in path.read_text(encoding="utf-8"), f"{path} looks at a file suffix: read target.Target"

@@ -22,6 +22,7 @@ import numpy as np
 from jaxdiff_cli.checks import fd
 from jaxdiff_cli.checks.findings import ERR_MULTIPLE, Finding, Report, adjoint_finding, compare_arrays, finite_results
 from jaxdiff_cli.inputs.spec import Spec
+from jaxdiff_cli.ops import HVP
 from jaxdiff_cli.prepare import Prepared
 
 if TYPE_CHECKING:
@@ -274,11 +275,11 @@ def _adjoint(flat: Flat, rng: np.random.Generator, tol: tuple[float, float]) -> 
 
 
 def _hvp_checks(prep: Prepared, flat: Flat, rng: np.random.Generator, tol: tuple[float, float]) -> list[Finding]:
-    from jaxdiff_cli.engine.plans import HVP_MODES, hvp
+    from jaxdiff_cli.engine.plans import hvp
 
     k = 2
     v = np.asarray(np.asarray(rng.standard_normal((k, flat.n)), flat.dtype), np.float64)
-    modes = HVP_MODES if flat.forward else ("rev-rev",)
+    modes = HVP.modes if flat.forward else ("rev-rev",)
     out = {}
     for mode in modes:
         result = hvp(flat.problem, _batch_in(flat, v), mode, k)

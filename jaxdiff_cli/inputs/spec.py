@@ -22,6 +22,7 @@ import yaml
 from jaxdiff_cli import switches
 from jaxdiff_cli.dtypes import DTYPES
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, Where, suggest
+from jaxdiff_cli.ops import OPERATIONS
 
 DEVICES = ("cpu", "gpu", "tpu", "auto")
 
@@ -51,7 +52,6 @@ SPEC_KEYS: dict[str, str] = {
     "name": "a case's name",
     "description": "free text",
 }
-OPERATIONS = ("eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "derivative", "taylor")
 STEP_OPTIONS = ("mode", "chunk_size", "order", "sparse")
 MAX_ORDER = 32  # derivative / taylor: Taylor mode costs O(K²); beyond this the numbers mean little in floating point
 

@@ -35,6 +35,55 @@ SCHEMA_VERSION = 1
 F64 = np.dtype(np.float64)
 
 
+# --------------------------------------------------------------------------- titles and warnings
+
+
+def _function(spec: Spec, width: int) -> str:
+    """The spec's function on one line, cut to ``width`` characters."""
+    fn = " ".join(spec.function.split())
+    return fn if len(fn) <= width else fn[: width - 3] + "..."
+
+
+def outcome_title(outcome: Outcome) -> str:
+    """The heading of a computing command's result: what, of which function, with respect to what."""
+    return f"{outcome.command} of {_function(outcome.spec, 80)}  (wrt {', '.join(outcome.prep.problem.wrt)})"
+
+
+def sparsity_title(outcome: SparsityOutcome) -> str:
+    return f"sparsity of the {outcome.op} of {_function(outcome.spec, 80)}  (wrt {', '.join(outcome.prep.problem.wrt)})"
+
+
+def file_title(what: str, spec: Spec) -> str:
+    """The shorter title of a picture, a Matrix Market comment or a table: ``what of f``."""
+    return f"{what} of {' '.join(spec.function.split())[:60]}"
+
+
+def lost_precision(what: str, at: str = "") -> str:
+    """The warning where float32 is likely to lose the answer (``at``: the case, or case and step, of run)."""
+    return f"{at + ': ' if at else ''}float32 may lose the answer: {what} (try dtype: float64)"
+
+
+NOT_DRAWN = {
+    "streamed": "a streamed Jacobian is not drawn; load the .npy to plot it",
+    "complex": "a complex matrix is not drawn or summarised (pictures and summaries are of real matrices)",
+}
+
+
+def outcome_warnings(outcome: Outcome) -> list[str]:
+    """A computing command's warnings, in the order they are printed and listed in its document."""
+    fallback = outcome.result.info.get("sparse_fallback")
+    return (
+        [lost_precision(w) for w in outcome.lost_precision]
+        + outcome.notes
+        + ([f"not sparse: {fallback}"] if fallback else [])
+        + ([NOT_DRAWN[outcome.not_drawn]] if outcome.not_drawn is not None else [])
+    )
+
+
+def run_warnings(outcome: RunOutcome) -> list[str]:
+    return [lost_precision(what, at) for at, what in outcome.lost_precision]
+
+
 # --------------------------------------------------------------------------- JSON
 
 
@@ -99,13 +148,13 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         spec=spec_name(spec),
         device=outcome.prep.runtime.device_name,
         dtype=spec.dtype,
-        inputs=outcome.prep.inputs,
+        inputs=outcome.inputs,
         outputs=result.outputs,
         info={"wrt": list(outcome.prep.problem.wrt), **result.info},
         timing={"compile_s": result.timing.compile_s, "run_s": result.timing.run_s},
         versions=outcome.versions,
     )
-    doc["warnings"] = outcome.warnings + ([outcome.nonfinite] if outcome.nonfinite else [])
+    doc["warnings"] = outcome_warnings(outcome) + ([outcome.nonfinite] if outcome.nonfinite else [])
     if spec.case is not None:
         doc["case"] = spec.case
     if outcome.summary is not None:
@@ -124,8 +173,8 @@ def spec_name(spec: Spec) -> str | None:
 
 def arrays(outcome: Outcome) -> dict[str, Any]:
     """What -o saves: every output by name (.npz), or the one array of .npy."""
-    if outcome.npy is not None:
-        return {outcome.result.op: outcome.npy[0]}
+    if outcome.single_array is not None:
+        return {outcome.result.op: outcome.single_array[0]}
     return dict(named_leaves(outcome.result.outputs))
 
 
@@ -155,7 +204,7 @@ def run_json(outcome: RunOutcome) -> dict[str, Any]:
         if case.error is not None:
             item["error"] = error_fields(case.error)
         cases.append(item)
-    warnings = outcome.warnings + ([outcome.nonfinite] if outcome.nonfinite else [])
+    warnings = run_warnings(outcome) + ([outcome.nonfinite] if outcome.nonfinite else [])
     spec = STDIN if outcome.spec_path == "-" else outcome.spec_path
     return envelope("run", outcome.versions, spec=spec, cases=cases, warnings=warnings)
 

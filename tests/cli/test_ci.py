@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from ..conftest import CONFIGS
+from jaxdiff_cli.errors import ExitCode
+
+from ..conftest import CONFIGS, Cli, SpecFile
 
 # A spec whose second expectation is wrong (jacobian.x[1, 1] is 4, not 5): the failing key is on line 7.
 WRONG = """\
@@ -35,12 +36,6 @@ cases:
     expect:
       grad.x: [2.0, 3.0]
 """
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 # ----------------------------------------------------------------------------- JUnit XML
@@ -111,15 +106,15 @@ def test_the_rules_catch_what_jenkins_refuses() -> None:
             validate_junit(ET.fromstring(text))
 
 
-def test_junit_xml_one_testcase_per_spec_case_and_check(cli: Any, tmp_path: Path) -> None:
+def test_junit_xml_one_testcase_per_spec_case_and_check(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     wrong, broken, cases = (
-        write(tmp_path, "wrong.yaml", WRONG),
-        write(tmp_path, "broken.yaml", BROKEN),
-        write(tmp_path, "cases.yaml", CASES),
+        spec_file(WRONG, "wrong.yaml"),
+        spec_file(BROKEN, "broken.yaml"),
+        spec_file(CASES, "cases.yaml"),
     )
     report = tmp_path / "report.xml"
     ran = cli("check", wrong, broken, cases, "--junit-xml", report, "--json")
-    assert ran.exit_code == 3, ran.stderr  # a bad spec's 3 wins over a failed check's 1
+    assert ran.exit_code == ExitCode.BAD_INPUT, ran.stderr  # a bad spec's 3 wins over a failed check's 1
     doc = ran.json()
     root = ET.parse(report).getroot()
     validate_junit(root)
@@ -154,10 +149,13 @@ def test_junit_xml_one_testcase_per_spec_case_and_check(cli: Any, tmp_path: Path
     assert failure is not None and (failure.text or "").startswith(f"{cases}:9: cases[1].expect.grad.x\n")
 
 
-def test_junit_xml_is_refused_before_any_work_where_it_cannot_be_written(cli: Any, tmp_path: Path) -> None:
-    spec = write(tmp_path, "wrong.yaml", WRONG)
+def test_junit_xml_is_refused_before_any_work_where_it_cannot_be_written(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    spec = spec_file(WRONG, "wrong.yaml")
     ran = cli("check", spec, "--junit-xml", tmp_path / "no" / "r.xml")
-    assert ran.exit_code == 3 and ran.stderr == f"error: --junit-xml {tmp_path}/no/r.xml: folder {tmp_path}/no does not exist\n"
+    assert (
+        ran.exit_code == ExitCode.BAD_INPUT
+        and ran.stderr == f"error: --junit-xml {tmp_path}/no/r.xml: folder {tmp_path}/no does not exist\n"
+    )
 
 
 # ----------------------------------------------------------------------------- GitHub annotations
@@ -173,14 +171,14 @@ def _annotations(stdout: str) -> list[dict[str, str]]:
     return found
 
 
-def test_github_annotations_point_at_the_failing_line(cli: Any, tmp_path: Path) -> None:
+def test_github_annotations_point_at_the_failing_line(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     wrong, broken, cases = (
-        write(tmp_path, "wrong.yaml", WRONG),
-        write(tmp_path, "broken.yaml", BROKEN),
-        write(tmp_path, "cases.yaml", CASES),
+        spec_file(WRONG, "wrong.yaml"),
+        spec_file(BROKEN, "broken.yaml"),
+        spec_file(CASES, "cases.yaml"),
     )
     ran = cli("check", wrong, broken, cases, "--output-format", "github")
-    assert ran.exit_code == 3
+    assert ran.exit_code == ExitCode.BAD_INPUT
     found = _annotations(ran.stdout)
     assert [(a["file"], a["line"], a.get("col")) for a in found] == [
         (str(wrong), "7", "3"),  # the expect key that failed
@@ -193,17 +191,19 @@ def test_github_annotations_point_at_the_failing_line(cli: Any, tmp_path: Path) 
 
 
 def test_github_is_the_default_in_github_actions_and_json_still_wins(
-    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec_file: SpecFile
 ) -> None:
-    spec = write(tmp_path, "wrong.yaml", WRONG)
+    spec = spec_file(WRONG, "wrong.yaml")
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     assert _annotations(cli("check", spec).stdout)
     assert cli("check", spec, "--json").json()["passed"] is False
     assert cli("check", spec, "--output-format", "text").stdout.startswith("FAIL")
     ran = cli("check", spec, "--json", "--output-format", "github")
-    assert ran.exit_code == 2 and "disagree" in ran.stderr
+    assert ran.exit_code == ExitCode.USAGE and "disagree" in ran.stderr
     ran = cli("check", spec, "--output-format", "xml")
-    assert ran.exit_code == 2 and ran.stderr == "error: --output-format: unknown format 'xml' (text, json or github)\n"
+    assert (
+        ran.exit_code == ExitCode.USAGE and ran.stderr == "error: --output-format: unknown format 'xml' (text, json or github)\n"
+    )
 
 
 def test_a_message_with_newlines_and_percent_is_escaped() -> None:
@@ -219,46 +219,46 @@ def test_a_message_with_newlines_and_percent_is_escaped() -> None:
 # ----------------------------------------------------------------------------- --case
 
 
-def test_case_picks_cases_by_name_or_glob(cli: Any, tmp_path: Path) -> None:
-    cases = write(tmp_path, "cases.yaml", CASES)
+def test_case_picks_cases_by_name_or_glob(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    cases = spec_file(CASES, "cases.yaml")
     doc = cli("check", cases, "--case", "small", "--json").json()
     assert [s["spec"] for s in doc["specs"]] == [f"{cases}: cases[0] (small)"] and doc["passed"]
     doc = cli("check", cases, CONFIGS / "seed000_poly.yaml", "--case", "v*", "--json").json()
     assert [s["spec"] for s in doc["specs"]] == [f"{cases}: cases[1] (vector)"]  # a spec without cases: is left out
     ran = cli("check", cases, "--case", "nope")
-    assert ran.exit_code == 2 and ran.stderr == "error: --case: no case is named nope (cases: small, vector)\n"
+    assert ran.exit_code == ExitCode.USAGE and ran.stderr == "error: --case: no case is named nope (cases: small, vector)\n"
     # a computing command takes the one case picked
     ran = cli("grad", cases, "--case", "vector", "--json")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert ran.json()["outputs"]["grad.x"]["data"] == [2.0, 4.0]
     assert ran.json()["spec"] == str(cases) and ran.json()["case"] == "vector"
     ran = cli("grad", cases, "--case", "*")
-    assert ran.exit_code == 2 and "--case: * picks 2 cases (small, vector); this command computes one" in ran.stderr
+    assert ran.exit_code == ExitCode.USAGE and "--case: * picks 2 cases (small, vector); this command computes one" in ran.stderr
     ran = cli("grad", CONFIGS / "seed000_poly.yaml", "--case", "a")
-    assert ran.exit_code == 2 and "--case: this spec has no cases: to pick from" in ran.stderr
+    assert ran.exit_code == ExitCode.USAGE and "--case: this spec has no cases: to pick from" in ran.stderr
     ran = cli("grad", cases)
-    assert ran.exit_code == 3 and "pick one with --case NAME" in ran.stderr
+    assert ran.exit_code == ExitCode.BAD_INPUT and "pick one with --case NAME" in ran.stderr
 
 
-def test_run_takes_case_too(cli: Any, tmp_path: Path) -> None:
-    spec = write(tmp_path, "cases.yaml", CASES.replace("cases:", "run: [eval]\ncases:"))
+def test_run_takes_case_too(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    spec = spec_file(CASES.replace("cases:", "run: [eval]\ncases:"), "cases.yaml")
     doc = cli("run", spec, "--case", "vec*", "--json").json()
     assert [c["name"] for c in doc["cases"]] == ["vector"]
     ran = cli("run", spec, "--case", "x")
-    assert ran.exit_code == 2 and "no case is named x (cases: small, vector)" in ran.stderr
+    assert ran.exit_code == ExitCode.USAGE and "no case is named x (cases: small, vector)" in ran.stderr
 
 
-def test_a_case_left_out_is_not_built(cli: Any, tmp_path: Path) -> None:
+def test_a_case_left_out_is_not_built(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     """A broken case that --case does not pick does not stop the others."""
-    spec = write(tmp_path, "cases.yaml", CASES + "  - name: broken\n    primals: {x: [1.0, abc]}\n")
-    assert cli("check", spec, "--case", "small").exit_code == 0
-    assert cli("check", spec).exit_code == 3
+    spec = spec_file(CASES + "  - name: broken\n    primals: {x: [1.0, abc]}\n", "cases.yaml")
+    assert cli("check", spec, "--case", "small").exit_code == ExitCode.OK
+    assert cli("check", spec).exit_code == ExitCode.BAD_INPUT
 
 
 # ----------------------------------------------------------------------------- stdin names itself the same way
 
 
-def test_a_spec_from_stdin_is_stdin_in_every_output(cli: Any) -> None:
+def test_a_spec_from_stdin_is_stdin_in_every_output(cli: Cli) -> None:
     text = CASES.replace("cases:", "run: [eval]\ncases:")
     assert cli("run", "-", "--json", input=text).json()["spec"] == "<stdin>"
     specs = cli("check", "-", "--json", input=text).json()["specs"]
@@ -272,10 +272,10 @@ def test_a_spec_from_stdin_is_stdin_in_every_output(cli: Any) -> None:
 # ----------------------------------------------------------------------------- errors as JSON, warnings
 
 
-def test_json_errors_name_file_key_and_line(cli: Any, tmp_path: Path) -> None:
-    broken = write(tmp_path, "broken.yaml", BROKEN)
+def test_json_errors_name_file_key_and_line(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    broken = spec_file(BROKEN, "broken.yaml")
     ran = cli("eval", broken, "--json")
-    assert ran.exit_code == 3
+    assert ran.exit_code == ExitCode.BAD_INPUT
     assert ran.json() == {
         "error": {
             "exit_code": 3,
@@ -287,10 +287,10 @@ def test_json_errors_name_file_key_and_line(cli: Any, tmp_path: Path) -> None:
         }
     }
     assert ran.stderr == f"error: {ran.json()['error']['message']}\n"  # the line on stderr as well
-    ran = cli("eval", write(tmp_path, "syntax.yaml", "function: x\nprimals: [1\n"), "--json")
+    ran = cli("eval", spec_file("function: x\nprimals: [1\n", "syntax.yaml"), "--json")
     assert ran.json()["error"]["line"] == 3 and ran.json()["error"]["key"] is None  # a syntax error: a line, no key
     ran = cli("jacobian", "-f", "x", "-p", "x=[1.0]", "--mode", "sideways", "--json")
-    assert ran.exit_code == 2
+    assert ran.exit_code == ExitCode.USAGE
     assert ran.json()["error"] == {
         "exit_code": 2,
         "message": "--mode: unknown mode 'sideways' (fwd, rev, auto)",
@@ -300,27 +300,30 @@ def test_json_errors_name_file_key_and_line(cli: Any, tmp_path: Path) -> None:
     }
     ran = cli("run", broken, "--json")
     assert ran.json()["error"]["key"] == "run" and "which operations to run?" in ran.json()["error"]["message"]
-    ran = cli("run", write(tmp_path, "run.yaml", BROKEN + "run: [eval]\n"), "--json")  # a case's error, in its place
-    assert ran.exit_code == 3 and (ran.json()["cases"][0]["error"]["key"], ran.json()["cases"][0]["error"]["line"]) == (
+    ran = cli("run", spec_file(BROKEN + "run: [eval]\n", "run.yaml"), "--json")  # a case's error, in its place
+    assert ran.exit_code == ExitCode.BAD_INPUT and (
+        ran.json()["cases"][0]["error"]["key"],
+        ran.json()["cases"][0]["error"]["line"],
+    ) == (
         "primals.x[1]",
         4,
     )
     assert cli("eval", broken).stdout == ""  # without --json, stdout stays empty
 
 
-def test_check_json_errors_carry_the_line_too(cli: Any, tmp_path: Path) -> None:
-    broken = write(tmp_path, "broken.yaml", BROKEN)
+def test_check_json_errors_carry_the_line_too(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    broken = spec_file(BROKEN, "broken.yaml")
     error = cli("check", broken, "--json").json()["specs"][0]["error"]
     assert (error["file"], error["key"], error["line"], error["exit_code"]) == (str(broken), "primals.x[1]", 4, 3)
 
 
-def test_warnings_reach_stderr_in_every_format(cli: Any, tmp_path: Path) -> None:
+def test_warnings_reach_stderr_in_every_format(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     ran = cli("eval", "-f", "x * 1", "-p", "x=[nan, 1.0]", "--json")
     assert ran.json()["warnings"] == ["value[0] is nan (the first non-finite entry)"]
     assert "warning: value[0] is nan" in ran.stderr
-    spec = write(tmp_path, "run.yaml", "function: x * 1e30\nprimals: {x: [1.0e8, nan]}\nrun: [eval]\n")
+    spec = spec_file("function: x * 1e30\nprimals: {x: [1.0e8, nan]}\nrun: [eval]\n", "run.yaml")
     ran = cli("run", spec, "--json")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     warnings = ran.json()["warnings"]
     assert any("float32 may lose the answer: value reaches" in w for w in warnings)
     assert any("value[1] is nan" in w for w in warnings)
@@ -331,63 +334,65 @@ def test_warnings_reach_stderr_in_every_format(cli: Any, tmp_path: Path) -> None
 # ----------------------------------------------------------------------------- init
 
 
-def test_init_round_trip_through_check_update(cli: Any, tmp_path: Path) -> None:
+def test_init_round_trip_through_check_update(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "poly.yaml"
     ran = cli("init", "lambda x, w: (x + w) * x**2", "-p", "x=[3.0, 1.0, 2.0]", "-p", "w=[1.0, -1.0, 2.2]", "-w", "x", "-o", spec)
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     text = spec.read_text()
     assert 'function: "lambda x, w: (x + w) * x**2"' in text and "  x: [3.0, 1.0, 2.0]" in text and "wrt: [x]" in text
     assert "expect: {}" in text and text.count("\n#") >= 5  # commented
-    assert cli("check", spec).exit_code == 0  # a valid spec from the start: AD vs FD, nothing expected yet
+    assert cli("check", spec).exit_code == ExitCode.OK  # a valid spec from the start: AD vs FD, nothing expected yet
     ran = cli("check", "--update", spec)
-    assert ran.exit_code == 0, ran.stdout
+    assert ran.exit_code == ExitCode.OK, ran.stdout
     doc = cli("check", spec, "--json").json()
     names = [c["name"] for c in doc["specs"][0]["checks"]]
     assert doc["passed"] and "expect value" in names and "expect jacobian.x" in names
     assert "# The inputs, by parameter name" in spec.read_text()  # only the expect block was rewritten
     spec.write_text(spec.read_text().replace("[33.0, 0.0, 0.0]", "[34.0, 0.0, 0.0]"))
-    assert cli("check", spec).exit_code == 1  # a changed derivative now fails
+    assert cli("check", spec).exit_code == ExitCode.CHECK_FAILED  # a changed derivative now fails
 
 
-def test_init_comments_hold_tangents_and_cotangents_of_the_right_shape(cli: Any, tmp_path: Path) -> None:
+def test_init_comments_hold_tangents_and_cotangents_of_the_right_shape(cli: Cli, tmp_path: Path) -> None:
     # Uncommenting the starter's tangents/cotangents lines gives a spec that jvp and vjp accept, for a
     # pytree primal and a pytree output with one large leaf (written as a constructor, not a list).
     spec = tmp_path / "tree.yaml"
     fn = 'lambda p, s: {"a": p["a"] * s, "b": jnp.outer(p["a"], jnp.ones(12)) * s}'
     ran = cli("init", fn, "-p", "p={a: [1.0, 2.0]}", "-p", "s=3.0", "-o", spec)
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     text = spec.read_text()
     assert "# tangents: {p: {a: [1.0, 1.0]}}" in text
     assert "# cotangents: {a: [1.0, 1.0], b: {ones: [2, 12]}}" in text and "b shape (2, 12)" in text
     spec.write_text(text.replace("# tangents:", "tangents:").replace("# cotangents:", "cotangents:"))
     jvp = cli("jvp", spec, "--json")
-    assert jvp.exit_code == 0, jvp.stderr
+    assert jvp.exit_code == ExitCode.OK, jvp.stderr
     np.testing.assert_allclose(jvp.json()["outputs"]["jvp.a"]["data"], [3.0, 3.0])  # d(a*s)/da . 1 = s
     vjp = cli("vjp", spec, "--json")
-    assert vjp.exit_code == 0, vjp.stderr
+    assert vjp.exit_code == ExitCode.OK, vjp.stderr
     np.testing.assert_allclose(vjp.json()["outputs"]["vjp.p.a"]["data"], [3.0 + 36.0, 3.0 + 36.0])  # s + 12 s
 
 
-def test_init_says_why_when_the_output_shape_is_unknown(cli: Any, tmp_path: Path) -> None:
+def test_init_says_why_when_the_output_shape_is_unknown(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     ran = cli("init", "lambda x: x @ jnp.ones(3)", "-p", "x=[1.0, 2.0]", "-o", spec)
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert "# cotangents: shaped like the output. The function could not be evaluated here (" in spec.read_text()
     assert ran.stderr.startswith(
         "warning: the function could not be evaluated at these primals (s.yaml: function: the function failed to trace"
     )
-    assert "check will say the same" in ran.stderr and cli("check", spec).exit_code == 4
+    assert "check will say the same" in ran.stderr and cli("check", spec).exit_code == ExitCode.FUNCTION
 
 
-def test_init_never_overwrites(cli: Any, tmp_path: Path) -> None:
+def test_init_never_overwrites(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("mine\n")
     ran = cli("init", "x * 2", "-p", "x=1.0", "-o", spec)
-    assert ran.exit_code == 3 and ran.stderr.startswith(f"error: -o {spec}: exists: jaxdiff init never overwrites a file")
+    assert ran.exit_code == ExitCode.BAD_INPUT and ran.stderr.startswith(
+        f"error: -o {spec}: exists: jaxdiff init never overwrites a file"
+    )
     assert spec.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
 
 
-def test_init_refuses_what_a_spec_would_refuse(cli: Any, tmp_path: Path) -> None:
+def test_init_refuses_what_a_spec_would_refuse(cli: Cli, tmp_path: Path) -> None:
     for args, code, message in [
         (["x"], 2, "--primal: init needs the function's primals"),
         (["x", "-p", "x=[1,"], 3, "<command line>: --primal x: line 1"),
@@ -404,11 +409,11 @@ def test_init_refuses_what_a_spec_would_refuse(cli: Any, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
-def test_show_completion_prints_a_script(cli: Any, shell: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_show_completion_prints_a_script(cli: Cli, shell: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Typer detects the user's shell from the parent process; here the shell is named instead.
     monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
     ran = cli("--show-completion", shell)
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     assert "_JAXDIFF_COMPLETE" in ran.stdout and f"complete_{shell}" in ran.stdout
 
 
@@ -470,28 +475,29 @@ def test_completion_completes_commands_and_choices_without_jax(words: str, cword
 # ----------------------------------------------------------------------------- polish
 
 
-def test_the_choices_in_help_are_the_loaders(cli: Any) -> None:
+def test_the_choices_in_help_are_the_loaders(cli: Cli) -> None:
     from jaxdiff_cli import helptext as cli_module
     from jaxdiff_cli.dtypes import DTYPES
     from jaxdiff_cli.inputs.spec import DEVICES
-    from jaxdiff_cli.prepare import MODES
+    from jaxdiff_cli.ops import OPS
 
     assert cli_module.DTYPE_CHOICES == DTYPES and cli_module.DEVICE_CHOICES == DEVICES
-    assert (cli_module.JACOBIAN_MODE_CHOICES, cli_module.HVP_MODE_CHOICES) == (MODES["jacobian"], MODES["hvp"])
-    assert cli_module.TAYLOR_MODE_CHOICES == MODES["taylor"] == MODES["derivative"]
+    flags = cli_module.FLAGS  # the modes and operations are the operation table's, read by --help and the loader
+    assert (flags["jacobian.mode"].choices, flags["hvp.mode"].choices) == (OPS["jacobian"].modes, OPS["hvp"].modes)
+    assert flags["taylor.mode"].choices == OPS["taylor"].modes == OPS["derivative"].modes
     from jaxdiff_cli.engine.sparse import KINDS
     from jaxdiff_cli.output.reports import OUTPUT_FORMATS
 
-    assert cli_module.SPARSITY_OP_CHOICES == KINDS and cli_module.OUTPUT_FORMAT_CHOICES == OUTPUT_FORMATS
+    assert flags["sparsity.op"].choices == KINDS and cli_module.OUTPUT_FORMAT_CHOICES == OUTPUT_FORMATS
     text = cli("jacobian", "--help").stdout
     assert "[float32|float64|complex64|complex128]" in text and "[cpu|gpu|tpu|auto]" in text and "[fwd|rev|auto]" in text
     assert "[fwd-rev|rev-fwd|rev-rev]" in cli("hvp", "--help").stdout
 
 
-def test_exact_zeros_are_never_minus_zero_and_one_entry_is_singular(cli: Any, tmp_path: Path) -> None:
+def test_exact_zeros_are_never_minus_zero_and_one_entry_is_singular(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     ran = cli("grad", "-f", "jnp.sum(x * 0.0) + 0.0 * jnp.sum(-x)", "-p", "x=[1.0, -2.0]")
-    assert ran.exit_code == 0 and "-0." not in ran.stdout and "[0. 0.]" in ran.stdout
-    spec = write(tmp_path, "one.yaml", "function: x**2\nprimals: {x: 3.0}\nexpect: {value: 9.0}\n")
+    assert ran.exit_code == ExitCode.OK and "-0." not in ran.stdout and "[0. 0.]" in ran.stdout
+    spec = spec_file("function: x**2\nprimals: {x: 3.0}\nexpect: {value: 9.0}\n", "one.yaml")
     text = cli("check", spec).stdout
     assert "1 entry " in text and "1 entries" not in text
 
@@ -499,7 +505,7 @@ def test_exact_zeros_are_never_minus_zero_and_one_entry_is_singular(cli: Any, tm
 # ----------------------------------------------------------------------------- pre-commit and CI recipes
 
 
-def test_the_pre_commit_hook_runs_jaxdiff_check_on_spec_files(cli: Any, tmp_path: Path) -> None:
+def test_the_pre_commit_hook_runs_jaxdiff_check_on_spec_files(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     import shlex
 
     import yaml
@@ -512,12 +518,12 @@ def test_the_pre_commit_hook_runs_jaxdiff_check_on_spec_files(cli: Any, tmp_path
     assert not re.search(hook["files"], ".github/workflows/ci.yaml")
     program, *args = shlex.split(hook["entry"]) + hook["args"]
     assert program == "jaxdiff"
-    wrong = write(tmp_path, "wrong.yaml", WRONG)
-    assert cli(*args, CONFIGS / "seed000_poly.yaml").exit_code == 0  # pre-commit appends the files it checks
-    assert cli(*args, CONFIGS / "seed000_poly.yaml", wrong).exit_code == 1
+    wrong = spec_file(WRONG, "wrong.yaml")
+    assert cli(*args, CONFIGS / "seed000_poly.yaml").exit_code == ExitCode.OK  # pre-commit appends the files it checks
+    assert cli(*args, CONFIGS / "seed000_poly.yaml", wrong).exit_code == ExitCode.CHECK_FAILED
 
 
-def test_the_readme_ci_recipes_are_valid_yaml_with_commands_that_run(cli: Any, tmp_path: Path) -> None:
+def test_the_readme_ci_recipes_are_valid_yaml_with_commands_that_run(cli: Cli, tmp_path: Path) -> None:
     import shlex
 
     import yaml
@@ -547,16 +553,16 @@ def test_the_readme_ci_recipes_are_valid_yaml_with_commands_that_run(cli: Any, t
         words = [str(CONFIGS / "seed000_poly.yaml") if "specs/" in w else w for w in words]
         words = [str(tmp_path / Path(w).name) if w.endswith(".xml") else w for w in words]
         ran = cli(*words[1:])
-        assert ran.exit_code == 0, (words, ran.stderr)
+        assert ran.exit_code == ExitCode.OK, (words, ran.stderr)
 
 
-def test_check_quiet_prints_no_table_but_still_says_why_it_failed(cli: Any, tmp_path: Path) -> None:
+def test_check_quiet_prints_no_table_but_still_says_why_it_failed(cli: Cli, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("function: x\nprimals: {x: [1.0, abc]}\n")
     good = tmp_path / "good.yaml"
     good.write_text("function: x**2\nprimals: {x: [1.0]}\n")
     ran = cli("check", bad, good, "-q")
-    assert ran.exit_code == 3 and ran.stdout == ""
+    assert ran.exit_code == ExitCode.BAD_INPUT and ran.stdout == ""
     assert ran.stderr.count("\n") == 1 and "bad.yaml: primals.x[1]: 'abc' is not a number" in ran.stderr
     ran = cli("check", good, "-q")
-    assert ran.exit_code == 0 and ran.stdout == "" and ran.stderr == ""
+    assert ran.exit_code == ExitCode.OK and ran.stdout == "" and ran.stderr == ""
