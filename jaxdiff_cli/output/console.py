@@ -97,15 +97,17 @@ def print_renderable(renderable: Any) -> None:
 
 def show_pictures(outcome: Outcome, to_stderr: bool) -> None:
     """The heatmap and summary; on stderr with --json, so stdout stays one JSON document."""
-    from rich.text import Text
-
     from jaxdiff_cli.operations import sparse_result
-    from jaxdiff_cli.output.terminal import heatmap, spy, summary_text
 
     pictures = outcome.pictures
     found = sparse_result(outcome.result)
     if (outcome.matrix is None and found is None) or outcome.summary is None or pictures is None:
         return
+    # Only now: Rich's text and the heatmap cost ~50 ms of imports that a plain result never uses.
+    from rich.text import Text
+
+    from jaxdiff_cli.output.terminal import heatmap, spy, summary_text
+
     console = Console(stderr=to_stderr, highlight=False)
     if pictures.terminal and outcome.matrix is not None:
         console.print(heatmap(outcome.matrix, width=console.width))
