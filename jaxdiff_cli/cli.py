@@ -20,6 +20,7 @@ from . import __version__, signals, startup
 from .errors import ExitCode, JaxdiffError, OutputClosed, blame
 from .helptext import APP, COMMANDS, FLAGS
 from .options import Common
+from .worker.words import WORKER
 
 if TYPE_CHECKING:
     from jaxdiff_cli.engine.problem import Result
@@ -450,6 +451,42 @@ def schema(debug: DebugOpt = False) -> None:
         console.write(schema_text())
 
     _guarded(debug, body)
+
+
+# ---------------------------------------------------------------- the resident worker: jaxdiff_cli/worker/
+
+worker_app = typer.Typer(name="worker", help=WORKER["group"], no_args_is_help=True)
+app.add_typer(worker_app)
+
+
+def _worker(action: str, *args: str) -> None:
+    def body() -> None:
+        from jaxdiff_cli.worker import control
+
+        lines, code = getattr(control, action)(*args)
+        typer.echo("\n".join(lines))
+        raise typer.Exit(code)
+
+    _guarded(False, body)
+
+
+@worker_app.command("start", help=WORKER["start"])
+def worker_start(idle: Annotated[str, typer.Option("--idle", metavar="DURATION", help=WORKER["idle"])] = "15m") -> None:
+    _worker("start", idle)
+
+
+worker_app.command("stop", help=WORKER["stop"])(lambda: _worker("stop"))
+worker_app.command("status", help=WORKER["status"])(lambda: _worker("status"))
+
+
+def build_command_once() -> None:
+    """For the worker, before it forks: the app's Click command, built once, not by every ``app()`` (~30-40 ms)."""
+    built, build = typer.main.get_command(app), typer.main.get_command
+
+    def get_command(typer_instance: typer.Typer) -> Any:
+        return built if typer_instance is app else build(typer_instance)
+
+    typer.main.get_command = get_command
 
 
 def main() -> None:
