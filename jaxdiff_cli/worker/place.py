@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 # Read by the client or the tests, never by a request: they do not choose what a call computes.
 CONTROL = ("JAXDIFF_WORKER", "JAXDIFF_NO_WORKER", "JAXDIFF_WORKER_DIR", "JAXDIFF_TEST_")
-KEYED = ("JAX_", "XLA_", "JAXDIFF_")
+KEYED = ("JAX_", "XLA_", "JAXDIFF_", "PJRT_")
 KEYED_EXACT = ("PYTHONPATH", "PYTHONHASHSEED", "XDG_CACHE_HOME", "HOME")
 PACKAGES = ("jax", "jaxlib", "ml_dtypes", "numpy")  # their versions, from the installed .dist-info names
 

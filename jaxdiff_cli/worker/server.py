@@ -40,24 +40,53 @@ class BackendStarted(RuntimeError):
     """A JAX backend started in the zygote: children forked from it would deadlock."""
 
 
+# Not loaded ahead: entry points of their own, and modules that pull in pytest or matplotlib.
+_NOT_PRELOADED = ("jaxdiff_cli.__main__", "jaxdiff_cli.launcher", "jaxdiff_cli.pytest_plugin", "jaxdiff_cli.worker.server")
+# What JAX imports lazily at a call's first lowering (~100 ms of MLIR dialects), and Rich's pieces.
+_ALSO = ("jaxlib.mlir.dialects.mhlo", "jaxlib.mlir.dialects.builtin", "jax.experimental.multihost_utils", "rich.panel",
+         "rich.table", "rich.console", "rich.text", "rich.progress", "yaml")  # fmt: skip
+
+
 def preload() -> None:
     """Everything a call would import, imported once here; Typer's command built once. No backend."""
-    import jax
-    import jax.numpy
-    import numpy
-    import yaml
-    from rich import console, table, text  # noqa: F401 (the terminal output's imports, loaded once)
+    import importlib
+    import pkgutil
 
-    from jaxdiff_cli import cli, operations  # noqa: F401
-    from jaxdiff_cli.output import console as jaxdiff_console  # noqa: F401
-    from jaxdiff_cli.output import render, reports, save  # noqa: F401
+    import jax.numpy  # noqa: F401 (the first of all: JAX_* are read here, from the worker's environment)
 
-    del jax, numpy, yaml
+    import jaxdiff_cli
+    from jaxdiff_cli import cli
+
+    for name in _ALSO:
+        importlib.import_module(name)
+    for module in pkgutil.walk_packages(jaxdiff_cli.__path__, "jaxdiff_cli."):
+        if module.name not in _NOT_PRELOADED:
+            with contextlib.suppress(ImportError):  # an optional extra a module imports at its top
+                importlib.import_module(module.name)
     cli.build_command_once()
+    _find_no_plugins()
     from jax._src import xla_bridge
 
     if xla_bridge.backends_are_initialized():
         raise BackendStarted("a JAX backend started while the worker loaded: it cannot fork safely")
+
+
+def _find_no_plugins() -> None:
+    """JAX looks for PJRT plugins (an entry-point scan of every installed package, ~15 ms) when a
+    backend first starts. With none installed, that look is done here once: marked done, it is not
+    repeated in each child. A plugin found is left alone: registering it loads its library, whose
+    threads must not be forked; each child then registers it itself."""
+    import importlib.metadata
+    import importlib.util
+
+    from jax._src import xla_bridge
+
+    if importlib.metadata.entry_points(group="jax_plugins") or importlib.util.find_spec("jax_plugins") is not None:
+        return
+    if os.environ.get("PJRT_NAMES_AND_LIBRARY_PATHS"):
+        return
+    with contextlib.suppress(AttributeError):  # a private step of JAX's; without it, each child looks
+        xla_bridge._discover_and_register_pjrt_plugins()  # type: ignore[no-untyped-call]
 
 
 class Zygote:
