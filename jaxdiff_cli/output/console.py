@@ -7,7 +7,6 @@ imported, so scripts (--json, pipes) do not pay for it.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -64,8 +63,21 @@ def say(prefix: str, text: str) -> None:
 
 
 def print_json(doc: Mapping[str, Any]) -> None:
-    """One JSON document on stdout (RFC 8259: non-finite numbers were encoded as strings before)."""
-    write(json.dumps(doc, allow_nan=False) + "\n")
+    """One JSON document on stdout, UTF-8 (RFC 8259: non-finite numbers were encoded as strings before)."""
+    from jaxdiff_cli.encoding import dumps
+
+    data = dumps(doc) + b"\n"
+    try:
+        sys.stdout.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:  # a text-only stream (an embedding program's): the same text
+            sys.stdout.write(data.decode())
+        else:
+            buffer.write(data)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        raise OutputClosed from None
 
 
 def print_lines(lines: list[str]) -> None:
@@ -200,12 +212,12 @@ def show_sparsity(outcome: SparsityOutcome, *, json_: bool, quiet: bool, output:
         save_spy_figure(outcome.pattern, plot_file, title=title)
     if output is not None and output.suffix.lower() == ".json":
         from jaxdiff_cli.atomic import atomic_open
+        from jaxdiff_cli.encoding import dumps
         from jaxdiff_cli.errors import OutputError
 
         try:
-            with atomic_open(output, "w") as f:
-                json.dump(doc, f, indent=2, allow_nan=False)
-                f.write("\n")
+            with atomic_open(output, "wb") as f:
+                f.write(dumps(doc, indent=True) + b"\n")
         except OSError as exc:
             raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"-o {output}") from None
     elif output is not None:

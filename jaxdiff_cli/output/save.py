@@ -6,7 +6,6 @@ a run killed mid-write leaves the old file or none, never half of one.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from jaxdiff_cli.atomic import atomic_open, write_new
+from jaxdiff_cli.encoding import dumps
 from jaxdiff_cli.errors import OutputError
 
 FORMATS = (".npz", ".npy", ".json")
@@ -61,9 +61,8 @@ def save(path: Path, arrays: Mapping[str, Any], doc: Mapping[str, Any]) -> None:
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
-            with atomic_open(path, "w") as f:
-                json.dump(doc, f, indent=2, allow_nan=False)
-                f.write("\n")
+            with atomic_open(path, "wb") as f:
+                f.write(dumps(doc, indent=True) + b"\n")
         elif suffix == ".npy":
             if len(arrays) != 1:
                 names = ", ".join(arrays)

@@ -44,7 +44,7 @@ class BackendStarted(RuntimeError):
 _NOT_PRELOADED = ("jaxdiff_cli.__main__", "jaxdiff_cli.launcher", "jaxdiff_cli.pytest_plugin", "jaxdiff_cli.worker.server")
 # What JAX imports lazily at a call's first lowering (~100 ms of MLIR dialects), and Rich's pieces.
 _ALSO = ("jaxlib.mlir.dialects.mhlo", "jaxlib.mlir.dialects.builtin", "jax.experimental.multihost_utils", "rich.panel",
-         "rich.table", "rich.console", "rich.text", "rich.progress", "yaml")  # fmt: skip
+         "rich.table", "rich.console", "rich.text", "rich.progress", "yaml", "orjson")  # fmt: skip
 
 
 def preload() -> None:
