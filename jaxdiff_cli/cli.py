@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import __version__, signals, startup
+from . import __version__, signals, startup, switches
 from .errors import ExitCode, JaxdiffError, OutputClosed, blame
 from .helptext import APP, COMMANDS, FLAGS
 from .options import Common
@@ -148,7 +148,7 @@ def _guarded(debug: bool, body: Callable[[], None], json_: bool = False) -> None
             raise
         error = exc if isinstance(exc, JaxdiffError) else blame(exc)
         say("error", error.render())
-        if json_:
+        if json_ and not error.in_json:  # stdout holds one JSON document, always
             from jaxdiff_cli.output.console import print_json
             from jaxdiff_cli.output.reports import error_json
 
@@ -237,11 +237,12 @@ def check(
         from jaxdiff_cli.output import reports as ci
 
         fmt = ci.output_format(output_format, json_)
+        refuse_code = switches.no_code(no_code)  # a bad JAXDIFF_NO_CODE: one error, not one per spec
         if junit_xml is not None:
             ci.check_report_path(junit_xml)  # fail before any work, not after
         settings = Settings(rtol=rtol, atol=atol, seed=seed, use_cache=not no_cache, update=update)
         with console.progress(fmt == "text" and not quiet) as progress:
-            reports = operations.check(specs, settings, progress, no_code=no_code, cases=tuple(case or ()))
+            reports = operations.check(specs, settings, progress, no_code=refuse_code, cases=tuple(case or ()))
         if junit_xml is not None:
             ci.write_junit(junit_xml, ci.junit_xml(reports, operations.versions()))
         # check's verdict is its exit status: a reader that stops early (| head) must not turn a
@@ -299,6 +300,13 @@ def run(
                 select=tuple(c.case or ()),
             )  # fmt: skip
         doc = render.run_json(outcome)
+        nonfinite = None
+        if outcome.nonfinite and c.check_finite and outcome.first_error is None:
+            from jaxdiff_cli.errors import NonFiniteError
+
+            nonfinite = NonFiniteError(outcome.nonfinite, where="--check-finite")
+            doc = render.with_error(doc, nonfinite)  # one JSON document: the results and the error
+            nonfinite.in_json = c.json_
         if not c.quiet:
             for warning in outcome.warnings + ([outcome.nonfinite] if outcome.nonfinite else []):
                 console.say("warning", warning)
@@ -308,10 +316,8 @@ def run(
             console.print_json(doc)
         if outcome.first_error is not None:
             raise typer.Exit(int(outcome.first_error.exit_code))
-        if outcome.nonfinite and c.check_finite:
-            from jaxdiff_cli.errors import NonFiniteError
-
-            raise NonFiniteError(outcome.nonfinite, where="--check-finite")
+        if nonfinite is not None:
+            raise nonfinite
 
     _guarded(debug, body, c.json_)
 
@@ -390,7 +396,7 @@ def sparsity(
             outcome = operations.sparsity(c.request("sparsity"), op, progress)
         console.show_sparsity(outcome, json_=c.json_, quiet=c.quiet, output=c.output, plot_file=c.plot_file)
 
-    _guarded(debug, body)
+    _guarded(debug, body, c.json_)
 
 
 @app.command(help=COMMANDS["devices"])

@@ -13,24 +13,14 @@ form, float64 as ``repr``; checked value for value in tests/output/test_json_enc
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-# C0 and C1 control characters, DEL, and the Unicode line and paragraph separators.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+from jaxdiff_cli.safetext import printable
 
-
-def printable(text: object) -> str:
-    """Text from a spec as one safe line: every control character escaped as Python writes it.
-
-    Names and messages come from specs in pull requests: a newline in a case name would start a
-    line of its own in a CI log (``::error ...``: a GitHub workflow command), an escape sequence
-    would drive the terminal. Escaped, ``\n`` and ``\x1b`` are shown, not obeyed.
-    """
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
+__all__ = ["array_json", "json_number", "printable", "shape_text"]  # printable: safetext's, kept here for older imports
 
 
 def shape_text(shape: Sequence[int]) -> str:

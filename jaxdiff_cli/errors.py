@@ -60,6 +60,7 @@ class JaxdiffError(Exception):
     """Base of every error meant for the user: one line, no traceback."""
 
     exit_code: ExitCode = ExitCode.BAD_INPUT
+    in_json = False  # already inside the --json document printed on stdout: not printed again
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
         self.message = message
@@ -69,7 +70,7 @@ class JaxdiffError(Exception):
 
     def render(self) -> str:
         """One line: control characters from the spec (a newline in a key) are escaped."""
-        from jaxdiff_cli.encoding import printable
+        from jaxdiff_cli.safetext import printable
 
         text = f"{self.where}: {self.message}" if self.where else self.message
         if self.hint:

@@ -59,8 +59,8 @@ FLAGS: dict[str, Flag] = {
     "no_code": Flag(
         ("--no-code",),
         "Refuse module:function and file.py:function (they run their own code): expressions and lambdas only."
-        " For CI jobs that check specs from pull requests.",
-        envvar="JAXDIFF_NO_CODE",
+        " For CI jobs that check specs from pull requests. Also JAXDIFF_NO_CODE=1 (1, true, yes, on, y, t; 0, false,"
+        " no, off, n, f; any other value is an error).",
     ),
     # ---- what a command computes, and how
     "value": Flag(("--value",), "Also show f(x)."),

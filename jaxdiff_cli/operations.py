@@ -258,8 +258,14 @@ PICTURE_DENSE_MAX = 10**6  # entries: up to this a sparse result is also drawn a
 
 def finite_or_fail(outcome: Outcome, check_finite: bool) -> None:
     """--check-finite: exit 5 on a non-finite result (after the results were shown and saved)."""
-    if outcome.nonfinite and check_finite:
-        raise NonFiniteError(outcome.nonfinite, where="--check-finite")
+    error = nonfinite_error(outcome, check_finite)
+    if error is not None:
+        raise error
+
+
+def nonfinite_error(outcome: Outcome, check_finite: bool) -> NonFiniteError | None:
+    """The error of --check-finite for this outcome (exit 5), or None."""
+    return NonFiniteError(outcome.nonfinite, where="--check-finite") if outcome.nonfinite and check_finite else None
 
 
 # --------------------------------------------------------------------------- run

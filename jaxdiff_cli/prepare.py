@@ -86,7 +86,8 @@ def prepare(
     from jaxdiff_cli.engine.problem import Problem
     from jaxdiff_cli.inputs.functions import load_function
 
-    rt = runtime.configure(spec.dtype, spec.device, use_cache, where=spec.where("device"), cluster=cluster, only_spec=only_spec)
+    where = spec.where("device")
+    rt = runtime.configure(spec.dtype, spec.device, use_cache, where, cluster, only_spec=only_spec, spec_dir=spec.base_dir)
     startup.settled()  # JAX is loaded: the collector that jaxdiff's start-up paused runs again
     if device is not None:
         rt = runtime.Runtime(device=device, dtype=rt.dtype, cache=rt.cache)

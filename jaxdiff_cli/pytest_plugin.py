@@ -19,13 +19,14 @@ The checks run in the pytest process, so JAX is imported once for the whole run.
 case's) checks are computed together, by its first item that runs, and the other items read them.
 A failure shows the finding as ``check`` tells it (the worst entry, AD value and reference) and
 points at the spec's line: the ``expect:`` key, the bad value, or the function.
-``JAXDIFF_NO_CODE=1`` refuses module and file functions here too.
+``--jaxdiff-no-code``, the ``jaxdiff_no_code`` ini option or ``JAXDIFF_NO_CODE=1`` refuses module and
+file functions (any one of them on turns it on); their values are read as the CLI reads its
+variable (1/0, true/false, yes/no, on/off, y/n, t/f, any case), and any other is a usage error.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 
 SUFFIXES = (".yaml", ".yml")
 SPEC_ITEM = "spec"  # the item of a spec (or case) as a whole: it fails when the spec cannot be read or checked
+NO_CODE_INI = "jaxdiff_no_code"
+_NO_CODE = pytest.StashKey[bool]()  # whether module and file functions are refused, read once by pytest_configure
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,6 +52,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Collect jaxdiff specs (.yaml, .yml) as tests, each case and check an item (see the jaxdiff_specs ini option).",
     )
+    group.addoption(
+        "--jaxdiff-no-code",
+        action="store_true",
+        default=False,
+        help="Refuse module:function and file.py:function specs (they run their own code), as jaxdiff check"
+        " --no-code does; also the jaxdiff_no_code ini option or JAXDIFF_NO_CODE=1.",
+    )
+    # pytest 9.2 reads a union type: a TOML `true` as a bool, every other value as the text we parse.
+    no_code_type: Any = (str | bool) if pytest.version_tuple >= (9, 2) else "string"
+    parser.addini(
+        NO_CODE_INI,
+        type=no_code_type,
+        default="",
+        help="true: refuse module and file functions in specs, as --jaxdiff-no-code (1/0, true/false, yes/no, on/off, y/n, t/f).",
+    )
     parser.addini(
         "jaxdiff_specs",
         type="linelist",
@@ -56,6 +74,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Globs of jaxdiff spec files, from the root folder (specs/*.yaml): only these are specs, and setting it"
         " turns the plugin on without --jaxdiff.",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Read the no-code settings once, before any spec is collected: a bad value stops the run."""
+    if _enabled(config):
+        config.stash[_NO_CODE] = _read_no_code(config)
+
+
+def _read_no_code(config: pytest.Config) -> bool:
+    from jaxdiff_cli.errors import JaxdiffError
+    from jaxdiff_cli.switches import no_code, switch
+
+    try:
+        ini = switch(config.getini(NO_CODE_INI), f"the {NO_CODE_INI} ini option")
+        return no_code(bool(config.getoption("jaxdiff_no_code", False)) or ini)
+    except JaxdiffError as exc:
+        raise pytest.UsageError(f"jaxdiff: {exc.render()}") from None
 
 
 def _globs(config: pytest.Config) -> list[str]:
@@ -119,7 +154,8 @@ class SpecFile(pytest.File):
         name = _shown(self.path)
         try:
             data, source, base = read_source(name)
-            cases = cases_of(data, source, base, Overrides(no_code=_no_code()), name, need_steps=False)
+            no_code = self.config.stash.get(_NO_CODE, True)  # never read: refuse, as the safe side
+            cases = cases_of(data, source, base, Overrides(no_code=no_code), name, need_steps=False)
         except JaxdiffError as exc:
             yield SpecCheck.from_parent(self, name="spec", error=exc)
             return
@@ -195,6 +231,7 @@ class SpecCheck(pytest.Item):
     def runtest(self) -> None:
         from jaxdiff_cli.checks.findings import groups_of
         from jaxdiff_cli.output.reports import finding_key, finding_line, place
+        from jaxdiff_cli.safetext import printable
 
         if self.error is not None:
             raise self.error
@@ -207,7 +244,7 @@ class SpecCheck(pytest.Item):
             if self.name == SPEC_ITEM or self.holder.error_shown_by is None:
                 self.holder.error_shown_by = self.holder.error_shown_by or self.nodeid
                 raise report.error
-            pytest.skip(f"the spec could not be checked: see {self.holder.error_shown_by}")
+            pytest.skip(printable(f"the spec could not be checked: see {self.holder.error_shown_by}"))
         if self.name == SPEC_ITEM:
             return
         mine = [f for f in report.findings if self.name in groups_of(f.name)]
@@ -215,7 +252,7 @@ class SpecCheck(pytest.Item):
             mine += [f for f in report.findings if not groups_of(f.name)]
         if not mine:
             why = report.inapplicable.get(self.name)
-            pytest.skip(f"{self.name} does not apply to this spec" + (f": {why}" if why else ""))
+            pytest.skip(printable(f"{self.name} does not apply to this spec" + (f": {why}" if why else "")))
         failed = [f for f in mine if not f.passed and not f.skipped]
         if failed:
             texts: dict[str, str | None] = {}
@@ -223,22 +260,24 @@ class SpecCheck(pytest.Item):
             for f in failed:
                 at = place(report.file, finding_key(report, f), texts=texts)
                 spot = f"{at.file}:{at.line}" if at.line is not None else str(at.file)
-                lines.append(f"{spot}: {finding_line(f)}")
+                lines.append(printable(f"{spot}: {finding_line(f)}"))
             raise CheckFailed(lines)
         if all(f.skipped for f in mine):
-            pytest.skip("; ".join(_reason(f) for f in mine))
+            pytest.skip(printable("; ".join(_reason(f) for f in mine)))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         from jaxdiff_cli.errors import JaxdiffError
         from jaxdiff_cli.output.reports import error_place
+        from jaxdiff_cli.safetext import printable
 
         exc = excinfo.value
         if isinstance(exc, CheckFailed):
             return "\n".join(exc.lines)
         if isinstance(exc, JaxdiffError):
-            text, at = exc.render(), error_place(exc)
-            if at.file is not None and at.line is not None and text.startswith(f"{at.file}: "):
-                text = f"{at.file}:{at.line}: {text.removeprefix(f'{at.file}: ')}"  # file:line, as pytest shows places
+            text, at = exc.render(), error_place(exc)  # render(): printable
+            file = printable(at.file) if at.file is not None else None
+            if file is not None and at.line is not None and text.startswith(f"{file}: "):
+                text = f"{file}:{at.line}: {text.removeprefix(f'{file}: ')}"  # file:line, as pytest shows places
             return f"{text} (exit status {int(exc.exit_code)} in jaxdiff check)"
         return str(super().repr_failure(excinfo))
 
@@ -268,7 +307,3 @@ def _shown(path: Path) -> str:
         return path.relative_to(Path.cwd()).as_posix()
     except ValueError:
         return str(path)
-
-
-def _no_code() -> bool:
-    return os.environ.get("JAXDIFF_NO_CODE", "").strip().lower() in ("1", "true", "yes", "on")

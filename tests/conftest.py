@@ -30,6 +30,7 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     # `jaxdiff` in a subprocess never reaches a worker the developer started: workers live in a
     # folder of this session's (tests/cli/test_worker.py starts its own in folders of its own).
     os.environ["JAXDIFF_WORKER_DIR"] = str(tmp_path_factory.mktemp("no-workers"))
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))  # the cache key file: not the real one
 
 
 @dataclass

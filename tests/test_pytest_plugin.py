@@ -143,3 +143,28 @@ def test_skips_say_why_and_order_and_holomorphic_specs_get_their_items(pytester:
     # vector: spec, fwd, rev, adjoint, finite + hvp, hessian skipped; order: spec, fwd, rev, adjoint, hvp, hessian,
     # higher_order, finite; holomorphic: spec, fwd, rev, adjoint, holomorphic, finite + hvp, hessian skipped
     result.assert_outcomes(passed=5 + 8 + 6, skipped=2 + 2)
+
+
+def test_bad_paths_and_data_files_fail_their_spec_and_the_others_run(pytester: pytest.Pytester) -> None:
+    """Issue 19.3 / 19.6 through the plugin: a NUL in plot.file, a FIFO as an expected value and an .npz
+    declaring 4 GiB of text each fail as their spec (exit status 3), at once; the good spec still passes."""
+    import os
+    import struct
+    import zipfile
+
+    pytester.makefile(".yaml", good=GOOD)
+    (pytester.path / "nul.yaml").write_text('function: x * 2\nprimals: {x: [1.0]}\nplot: {file: "a\\0.png"}\n')
+    os.mkfifo(pytester.path / "fifo.npy")
+    (pytester.path / "fifo.yaml").write_text("function: x * 2\nprimals: {x: [1.0]}\nexpect: {value: {file: fifo.npy}}\n")
+    header = repr({"descr": "<U67108864", "fortran_order": False, "shape": (17,)}).encode() + b"\n"
+    with zipfile.ZipFile(pytester.path / "text.npz", "w") as archive:
+        archive.writestr("x.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header)
+    (pytester.path / "text.yaml").write_text("function: x * 2\nprimals: {x: {file: text.npz, key: x}}\n")
+    result = pytester.runpytest_inprocess("--jaxdiff", "-rf", "-k", "spec or value")
+    assert result.duration < 60  # the FIFO is not waited on
+    result.stdout.fnmatch_lines(["nul.yaml:3: plot.file: 'a\\x00.png' holds a NUL byte*(exit status 3 in jaxdiff check)*"])
+    result.stdout.fnmatch_lines(["fifo.yaml:3: expect.value.file: not a regular file:*FIFO*(exit status 3 in jaxdiff check)*"])
+    result.stdout.fnmatch_lines(["text.yaml:2: primals.x.file: text.npz?x? holds text (<U67108864) data, not numbers*"])
+    assert "internal error" not in result.stdout.str()
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 3 and outcomes["passed"] >= 1

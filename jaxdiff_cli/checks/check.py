@@ -15,7 +15,7 @@ from jaxdiff_cli.checks.findings import Finding, Report, Worst
 from jaxdiff_cli.checks.higher import check_higher
 from jaxdiff_cli.errors import JaxdiffError, blame
 from jaxdiff_cli.inputs.spec import Spec
-from jaxdiff_cli.prepare import Options, prepare, refuse_complex_sparse
+from jaxdiff_cli.prepare import Options, cotangents, prepare, refuse_complex_sparse, tangents
 
 __all__ = ["Finding", "Report", "Settings", "Worst", "check_spec"]
 
@@ -41,6 +41,12 @@ def check_spec(spec: Spec, settings: Settings, *, only_spec: bool = False) -> Re
         prep = prepare(spec, use_cache=settings.use_cache, only_spec=only_spec)
         if spec.sparse:  # refused as jacobian refuses it, not passed with no sparse row
             refuse_complex_sparse(prep, Options())
+        # tangents: and cotangents: read as jvp and vjp read them, even where no check uses them: a
+        # spec that jvp or vjp refuses is not one that check passes.
+        if spec.tangents is not None:
+            tangents(prep, "jvp")
+        if spec.cotangents is not None:
+            cotangents(prep)
         check_expectations(prep, report)
         note_environment(prep, report)
         check_derivatives(prep, report, settings.rtol, settings.atol, settings.seed)

@@ -37,7 +37,7 @@ from jaxdiff_cli.dtypes import real_dtype
 from jaxdiff_cli.encoding import array_json
 from jaxdiff_cli.errors import SpecError, suggest
 from jaxdiff_cli.inputs.sparsefile import SparseValue
-from jaxdiff_cli.inputs.spec import join
+from jaxdiff_cli.inputs.spec import join, refuse_odd_file, where
 from jaxdiff_cli.inputs.values import Context, construct, is_constructor, sparse_file, to_array
 from jaxdiff_cli.prepare import PRIMARY, Options, Prepared, run_operation
 
@@ -363,19 +363,26 @@ def update_spec(path: Path, results: Mapping[str, Any], recorded: Mapping[str, s
     """Rewrite ``path``'s expect block (atomically); returns the files written."""
     sidecar = path.with_name(path.stem + ".golden.npz")
     block, big, sparse = expect_block(results, recorded, keep, sidecar)
+    at = where(str(path), "expect")
+    # A folder (or FIFO) named like a golden file is a bad spec folder, refused before anything is written.
+    for target in ([sidecar] if big else []) + [path.with_name(file) for file in sparse]:
+        refuse_odd_file(target, at)
     written = []
-    if big:
-        with atomic_open(sidecar) as f:
-            np.savez(f, **big)  # type: ignore[arg-type]
-        written.append(str(sidecar))
-    for file, sm in sparse.items():
-        target = path.with_name(file)
-        with atomic_open(target) as f:
-            save_sparse(f, sm)
-        written.append(str(target))
-    text = replace_block(path.read_text(encoding="utf-8"), block)
-    with atomic_open(path, "w") as f:
-        f.write(text)
+    try:
+        if big:
+            with atomic_open(sidecar) as f:
+                np.savez(f, **big)  # type: ignore[arg-type]
+            written.append(str(sidecar))
+        for file, sm in sparse.items():
+            target = path.with_name(file)
+            with atomic_open(target) as f:
+                save_sparse(f, sm)
+            written.append(str(target))
+        text = replace_block(path.read_text(encoding="utf-8"), block)
+        with atomic_open(path, "w") as f:
+            f.write(text)
+    except OSError as exc:  # a read-only folder, a full disk: the spec's folder, not a bug
+        raise SpecError(f"cannot record golden values: {exc.strerror or exc}", where=at) from None
     written.append(str(path))
     return written
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxdiff_cli.dtypes import needs_x64
+from jaxdiff_cli.engine import sealed
 from jaxdiff_cli.errors import DeviceError, UsageError
 
 
@@ -54,6 +55,7 @@ def configure(
     cluster: Cluster | None = None,
     *,
     only_spec: bool = False,
+    spec_dir: Path | None = None,
 ) -> Runtime:
     """Configure JAX for this run and return the device to run on.
 
@@ -61,6 +63,7 @@ def configure(
     devices), so a ``device: cpu`` may keep JAX from starting accelerators at all. With several
     specs in one process (check of many files, run of cases, the pytest plugin) it must not: the
     setting is process-wide, and a later ``device: gpu`` spec would find no GPU.
+    ``spec_dir``: the spec's folder, where no cache file XLA reads unsealed may lie (see xla_caches).
     """
     import jax
 
@@ -71,19 +74,101 @@ def configure(
     if cluster is not None and not jax.distributed.is_initialized():
         initialize(cluster, device)
     jax.config.update("jax_enable_x64", needs_x64(dtype))  # float64, and complex128 (float64 parts)
-    cache: Path | None = None
-    if use_cache:
-        cache = cache_dir()
-        try:
-            cache.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            cache = None  # a read-only home must not stop the run; it only runs slower
-        if cache is not None:
-            jax.config.update("jax_compilation_cache_dir", str(cache))
-            # Cache every program: a CLI pays compile time on each run, however small.
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-            jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return Runtime(device=pick_device(device, where), dtype=dtype, cache=cache)
+    picked = pick_device(device, where)
+    cache = _use_cache(picked.platform, spec_dir) if use_cache else None
+    return Runtime(device=picked, dtype=dtype, cache=cache)
+
+
+def _use_cache(platform: str, spec_dir: Path | None) -> Path | None:
+    """Point JAX's persistent cache at jaxdiff's folder, every entry sealed with the user's key
+    (engine/sealed.py); None, and no cache, where that cannot be had."""
+    import jax
+
+    secret = sealed.cache_secret()
+    cache = cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # a read-only home must not stop the run; it only runs slower
+    if secret is None or not _seal_jax_cache(cache.resolve(), secret):
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(cache.resolve()))
+    # Cache every program: a CLI pays compile time on each run, however small.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    with contextlib.suppress(AttributeError):  # JAX before 0.4.36 has no such option, nor these caches
+        jax.config.update("jax_persistent_cache_enable_xla_caches", xla_caches(platform, cache, spec_dir))
+    return cache
+
+
+def xla_caches(platform: str, cache: Path, spec_dir: Path | None = None) -> str:
+    """Which of XLA's own caches JAX may keep in the cache folder: none on the CPU; on a GPU the
+    autotuning results, unless the folder lies in a git work tree or a spec's folder.
+
+    JAX puts their folder's absolute path into the compile options, so into every cache key: with
+    them on, a cache restored at another path never hits. On the CPU they hold nothing, so they are
+    off and the cache moves freely. On a GPU the autotuning results save much of a compile, so they
+    stay, at the price of a cache that only hits where it was written; but they are XLA's files,
+    read without a seal, so they are used only where no checkout can ship them. Once a spec's folder
+    holds the cache, they stay off for the rest of the process (its other specs too).
+    """
+    where = cache.resolve()
+    if spec_dir is not None and where.is_relative_to(spec_dir.resolve()):
+        _XLA_CACHES_OFF.add(where)
+    if platform == "cpu" or where in _XLA_CACHES_OFF or _in_git_work_tree(where):
+        return ""
+    return "xla_gpu_per_fusion_autotune_cache_dir"
+
+
+_XLA_CACHES_OFF: set[Path] = set()  # cache folders found inside a spec's folder in this process
+
+
+def _in_git_work_tree(folder: Path) -> bool:
+    return any((p / ".git").exists() for p in (folder, *folder.parents))
+
+
+def _seal_jax_cache(folder: Path, secret: bytes) -> bool:
+    """Make JAX's persistent cache in ``folder`` a sealed one: every entry written with a tag of
+    ``secret``, every entry read only when its tag verifies. False (no cache) when the installed JAX
+    does not have the hook this needs: never an unsealed cache.
+
+    JAX has no public hook for its cache's storage; its cache module builds the storage through
+    ``get_file_cache(path)`` when the first program compiles, and ``reset_cache()`` (public, in
+    jax.experimental.compilation_cache) makes it build it again. Wrapping that one function keeps
+    JAX's own keys, compression and error handling, and JAX's cache elsewhere (another folder) as it was.
+    """
+    try:
+        from jax._src import compilation_cache as jax_cache
+        from jax._src.compilation_cache_interface import CacheInterface
+    except ImportError:
+        return False
+    build = getattr(jax_cache, "get_file_cache", None)
+    if not callable(build) or not callable(getattr(jax_cache, "reset_cache", None)):
+        return False
+    original = getattr(build, "jaxdiff_original", build)
+
+    class Sealed(CacheInterface):
+        def __init__(self, store: sealed.SealedFolder) -> None:
+            self.store = store
+            self._path = store.folder
+
+        def get(self, key: str) -> bytes | None:
+            return self.store.read(key)
+
+        def put(self, key: str, value: bytes) -> None:
+            self.store.write(key, value)
+
+    def get_file_cache(path: str) -> Any:
+        if Path(path) == folder:
+            return Sealed(sealed.SealedFolder(folder, secret, "xla")), path
+        return original(path)
+
+    get_file_cache.jaxdiff_original = original  # type: ignore[attr-defined]
+    setattr(jax_cache, "get_file_cache", get_file_cache)  # noqa: B010  # mypy: a module's function, replaced
+    # Built again at the next compile, through the hook, on every configure: a cache JAX set up before
+    # (another spec's folder or key, or the user's own tests' folder under the pytest plugin) is not kept.
+    jax_cache.reset_cache()
+    return True
 
 
 def pick_device(device: str, where: str = "device") -> Any:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import io
 import json
 import math
 import re
@@ -36,14 +37,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxdiff_cli.atomic import atomic_open
 from jaxdiff_cli.engine.layout import Matrix, leaves_with_names
 from jaxdiff_cli.engine.problem import Plan, Problem, output_shape, require_scalar
+from jaxdiff_cli.engine.sealed import SealedFolder, cache_secret
 from jaxdiff_cli.errors import FunctionError, UsageError
 
 INSTALL_HINT = "pip install 'jaxdiff[sparse]' (make install includes it)"
 KINDS = ("jacobian", "hessian")
-CACHE_FORMAT = 2  # bump when what a cache file holds changes
+CACHE_FORMAT = 3  # bump when what a cache file holds changes
 DENSIFY_MAX = 2**27  # entries: the largest matrix turned dense for a file, a picture or a check (512 MiB of float32)
 _NO_RULE = re.compile(r"No handler for primitive '([^']+)'")
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -416,46 +417,54 @@ def cache_key(problem: Problem, kind: str) -> str | None:
     return digest.hexdigest()[:40]
 
 
-def _save_colored(path: Path, colored: Any, coloring: Coloring) -> None:
-    """A colored pattern in asdex's own file (``ColoredPattern.save``/``load``), and beside it jaxdiff's
-    facts about it (JSON); written atomically, and skipped when they cannot be (the cache is best effort)."""
+def _store(cache: Path | None) -> SealedFolder | None:
+    """The pattern cache in ``cache``, every file sealed with the user's key (engine/sealed.py): a
+    planted pattern would give a wrong matrix, so none is read unsealed. None: no cache."""
+    secret = cache_secret() if cache is not None else None
+    return SealedFolder(cache, secret, "sparsity") if cache is not None and secret is not None else None
+
+
+def _save_colored(store: SealedFolder, name: str, colored: Any, coloring: Coloring) -> None:
+    """A colored pattern in asdex's own format (``ColoredPattern.save``/``load``), after jaxdiff's facts
+    about it (JSON, its length first), sealed in one file; skipped when it cannot be (the cache is best effort)."""
     facts = {k: v for k, v in coloring.__dict__.items() if k not in ("assignment", "detect_s", "color_s", "cached")}
     with contextlib.suppress(OSError, TypeError, ValueError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(path) as f:
-            colored.save(f)
-        with atomic_open(path.with_suffix(".json"), "w") as f:
-            json.dump(facts, f)
+        text = json.dumps(facts).encode()
+        buffer = io.BytesIO()
+        colored.save(buffer)
+        store.write(name, len(text).to_bytes(8, "big") + text + buffer.getvalue())
 
 
-def _load_colored(path: Path) -> tuple[Any, Coloring] | None:
-    """A cached colored pattern and jaxdiff's facts about it, or None (absent, unreadable, another layout)."""
-    facts_path = path.with_suffix(".json")
-    if not (path.is_file() and facts_path.is_file()):
+def _load_colored(store: SealedFolder, name: str) -> tuple[Any, Coloring] | None:
+    """A cached colored pattern and jaxdiff's facts about it, or None (absent, not sealed by this key, another layout)."""
+    t0 = time.perf_counter()
+    blob = store.read(name)
+    if blob is None:
         return None
     asdex = asdex_module()
     try:
-        t0 = time.perf_counter()
-        colored = asdex.ColoredPattern.load(path)
-        facts = json.loads(facts_path.read_text())
+        size = int.from_bytes(blob[:8], "big")
+        facts = json.loads(blob[8 : 8 + size])
+        colored = asdex.ColoredPattern.load(io.BytesIO(blob[8 + size :]))
         coloring = Coloring(**facts, assignment=np.asarray(colored.colors), detect_s=time.perf_counter() - t0, cached=True)
-    except Exception:  # a cache file from elsewhere: compute afresh
+    except Exception:  # sealed by this key but from another version: compute afresh
         return None
     return colored, coloring
 
 
-def _save_pattern(path: Path, pattern: Any) -> None:
+def _save_pattern(store: SealedFolder, name: str, pattern: Any) -> None:
     with contextlib.suppress(OSError, TypeError, ValueError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(path) as f:
-            pattern.save(f)
+        buffer = io.BytesIO()
+        pattern.save(buffer)
+        store.write(name, buffer.getvalue())
 
 
-def _load_pattern(path: Path) -> Any:
-    if not path.is_file():
+def _load_pattern(store: SealedFolder, name: str) -> Any:
+    blob = store.read(name)
+    if blob is None:
         return None
     try:
-        return asdex_module().SparsityPattern.load(path)
+        return asdex_module().SparsityPattern.load(io.BytesIO(blob))
     except Exception:
         return None
 
@@ -468,14 +477,15 @@ def colored_pattern(problem: Problem, kind: str, mode: str, cache: Path | None) 
     if kind not in KINDS:
         raise UsageError(f"no sparse {kind}", hint=", ".join(KINDS))
     asdex_module()
-    key = cache_key(problem, kind) if cache is not None else None
+    store = _store(cache)
+    key = cache_key(problem, kind) if store is not None else None
     request = "hessian" if kind == "hessian" else mode
-    if cache is not None and key is not None:
-        found = _load_colored(cache / f"{key}.{request}.npz")
+    if store is not None and key is not None:
+        found = _load_colored(store, f"{key}.{request}")
         if found is not None and found[0].sparsity.shape == _expected_shape(problem, kind):
             return found
     t0 = time.perf_counter()
-    pattern = _load_pattern(cache / f"{key}.pattern.npz") if cache is not None and key is not None else None
+    pattern = _load_pattern(store, f"{key}.pattern") if store is not None and key is not None else None
     loaded = pattern is not None
     if pattern is None:
         pattern = detect(problem, kind)
@@ -483,10 +493,10 @@ def colored_pattern(problem: Problem, kind: str, mode: str, cache: Path | None) 
     t1 = time.perf_counter()
     colored, coloring = color(pattern, kind, mode)
     coloring = replace(coloring, detect_s=detect_s, color_s=time.perf_counter() - t1, cached=loaded)
-    if cache is not None and key is not None:
+    if store is not None and key is not None:
         if not loaded:
-            _save_pattern(cache / f"{key}.pattern.npz", pattern)
-        _save_colored(cache / f"{key}.{request}.npz", colored, coloring)
+            _save_pattern(store, f"{key}.pattern", pattern)
+        _save_colored(store, f"{key}.{request}", colored, coloring)
     return colored, coloring
 
 

@@ -47,11 +47,14 @@ def from_arrays(arrays: Mapping[str, np.ndarray], name: str, where: str) -> Spar
     def bad(message: str, hint: str | None = None) -> SpecError:
         return SpecError(f"{name}: {message}", where=where, hint=hint)
 
-    raw = np.asarray(arrays["format"]).item()
+    fmt_arr = np.asarray(arrays["format"])
+    if fmt_arr.size != 1:  # scipy writes one word (b'coo'); .item() of anything else would raise
+        raise bad(f"its format member has shape {shape_text(fmt_arr.shape)}, not one word such as b'coo'")
+    raw = fmt_arr.item()
     fmt = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
     if fmt not in FORMATS:
         raise bad(
-            f"a scipy sparse matrix in {fmt!r} format; jaxdiff reads {', '.join(FORMATS)}",
+            f"a scipy sparse matrix in {fmt!a} format; jaxdiff reads {', '.join(FORMATS)}",
             hint="scipy.sparse.save_npz(f, scipy.sparse.load_npz(f).tocoo())",
         )
     shape_arr = np.asarray(arrays["shape"])

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from jaxdiff_cli import switches
 from jaxdiff_cli.dtypes import DTYPES
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, Where, suggest
 
@@ -415,6 +416,10 @@ def spec_path(text: str, base_dir: Path, at: str, *, trusted: bool = False) -> P
     absolute paths, ``..`` and symbolic links that lead out are refused. ``trusted`` paths (typed
     on the command line) may be anywhere, and ``~`` is expanded for them.
     """
+    if "\x00" in text:  # no file has one; os calls would raise ValueError deep inside a command
+        raise SpecError(f"{text!a} holds a NUL byte, which no file name can", where=at)
+    if not trusted and _CONTROL.search(text):
+        raise SpecError(f"{text!a} holds a control character: a spec names its files in plain text", where=at)
     path = Path(text)
     if trusted:
         path = path.expanduser()
@@ -428,9 +433,29 @@ def spec_path(text: str, base_dir: Path, at: str, *, trusted: bool = False) -> P
         inside = full.resolve().is_relative_to(base_dir.resolve())
     except (OSError, RuntimeError):  # a symbolic link loop
         inside = False
+    except ValueError:  # a path the system cannot take at all
+        raise SpecError(f"{text!a} is not a usable path", where=at) from None
     if not inside:
         raise SpecError(f"{text!r} leads outside the spec's folder through a symbolic link", where=at, hint=_OUTSIDE)
     return full
+
+
+def refuse_odd_file(path: Path, at: str) -> None:
+    """Refuse a path a spec names that is there but is no regular file: a folder, a FIFO, a device,
+    a socket, or a symbolic link to nothing. A missing file is left to the caller (a file to write,
+    or "no such file" when it is read): reading a FIFO would hang, writing over a folder would fail
+    only after all the work."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise SpecError(f"{path.name} is a symbolic link to a missing file", where=at) from None
+        return
+    except (OSError, ValueError) as exc:  # a name too long, a loop of links, no permission
+        raise SpecError(f"cannot use {path.name}: {getattr(exc, 'strerror', None) or exc}", where=at) from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise SpecError(f"not a regular file: {path} is {kind}", where=at)
 
 
 def _mark_command_line(value: Any) -> Any:
@@ -552,7 +577,9 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         raise SpecError("no function: give 'function:' in the spec or --fn", where=where(source, "function"))
     if not isinstance(function, str) or not function.strip():
         raise SpecError("must be a string (a lambda, an expression or module:function)", where=where(source, "function"))
-    _function_form(function.strip(), where(source, "function"), base_dir, no_code=ov.no_code, trusted=ov.function is not None)
+    # JAXDIFF_NO_CODE is read here, where every spec is built (CLI, pytest plugin, init), not only by the CLI.
+    no_code = switches.no_code(ov.no_code)
+    _function_form(function.strip(), where(source, "function"), base_dir, no_code=no_code, trusted=ov.function is not None)
 
     primals = data.get("primals", {})
     if primals is None:
@@ -569,12 +596,14 @@ def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrid
         raise SpecError("no primals: give 'primals:' in the spec or --primal NAME=VALUE", where=where(source, "primals"))
 
     wrt, argnums = _resolve_wrt(data, source, ov, list(primals))
-    has_aux = ov.has_aux or data.get("has_aux", False)
+    # A spec's true/false keys are YAML booleans: any other value (`y`, "on") is an error, even where an
+    # option turns the setting on anyway, never read as off.
+    has_aux, holomorphic = data.get("has_aux", False), data.get("holomorphic", False)
     if not isinstance(has_aux, bool):
         raise SpecError("true or false", where=where(source, "has_aux"))
-    holomorphic = ov.holomorphic or data.get("holomorphic", False)
     if not isinstance(holomorphic, bool):
         raise SpecError("true or false", where=where(source, "holomorphic"))
+    has_aux, holomorphic = ov.has_aux or has_aux, ov.holomorphic or holomorphic
 
     tangents = data.get("tangents")
     if ov.tangents:
@@ -653,7 +682,7 @@ def _function_form(text: str, at: str, base_dir: Path, *, no_code: bool, trusted
         raise FunctionError(f"{text!r} is a {kind} function and --no-code is on", where=at, hint=NO_CODE_HINT)
     reference = file_reference(text)
     if reference is not None:
-        spec_path(reference, base_dir, at, trusted=trusted)
+        refuse_odd_file(spec_path(reference, base_dir, at, trusted=trusted), at)
 
 
 def _count_or_word(raw: Any, word: str, where_: str, wanted: str) -> int | str | None:
@@ -719,7 +748,8 @@ def _plot(raw: Any, source: str, base_dir: Path) -> dict[str, Any]:
         if target.suffix.lower() not in (".png", ".svg"):
             shown = target.suffix or "(none)"
             raise SpecError(f"unknown image format {shown!r}", where=where(source, "plot.file"), hint=".png, .svg")
-        if not target.parent.is_dir():
+        refuse_odd_file(target, where(source, "plot.file"))  # written over only after the Jacobian
+        if not os.path.isdir(target.parent):
             raise SpecError(f"folder {target.parent} does not exist", where=where(source, "plot.file"))
         out["file"] = str(target)
     return out

@@ -14,7 +14,6 @@ Tangents, cotangents and expected values are read *guided* by the structure they
 from __future__ import annotations
 
 import math
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 from jaxdiff_cli.dtypes import complex_dtype, is_complex, needs_x64, real_dtype
 from jaxdiff_cli.encoding import shape_text
 from jaxdiff_cli.errors import SpecError, suggest
-from jaxdiff_cli.inputs import sparsefile
+from jaxdiff_cli.inputs import datafiles, sparsefile
 from jaxdiff_cli.inputs.sparsefile import SparseValue
 from jaxdiff_cli.inputs.spec import CommandLinePath, join, spec_path, where
 
@@ -44,7 +43,7 @@ CONSTRUCTORS: dict[str, frozenset[str]] = {
     "im": frozenset({"re", "dtype"}),
 }
 VALUE_DTYPES = ("float32", "float64", "complex64", "complex128", "int32", "int64", "bool")
-MAX_RANK = 64  # NumPy's limit on dimensions (and so JAX's, which builds arrays through NumPy)
+MAX_RANK = datafiles.MAX_RANK
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
 
 
@@ -254,7 +253,7 @@ def construct(raw: dict[str, Any], ctx: Context, keypath: str) -> Any:
         raise ctx.error(path, f"cannot build the value: {exc}") from None
 
 
-MAX_ELEMENTS = 2**28  # 1 GiB of float32: larger values belong in a file
+MAX_ELEMENTS = datafiles.MAX_ELEMENTS  # 1 GiB of float32: larger values belong in a file
 
 
 def _shape(raw: Any, ctx: Context, keypath: str) -> tuple[int, ...]:
@@ -422,21 +421,36 @@ def _arange(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.n
 
 
 def _file_path(raw: dict[str, Any], ctx: Context, keypath: str) -> Path:
-    """The file of a ``file:`` constructor: a regular file inside the spec's folder (unless typed on
-    the command line)."""
+    """The file of a ``file:`` constructor, inside the spec's folder (unless typed on the command
+    line); whether it is a regular file is checked on opening it."""
     path_text = raw["file"]
     fpath = join(keypath, "file")
     if not isinstance(path_text, str) or not path_text:
         raise ctx.error(fpath, "must be a file path")
-    path = spec_path(path_text, ctx.base_dir, ctx.at(fpath), trusted=isinstance(path_text, CommandLinePath))
+    return spec_path(path_text, ctx.base_dir, ctx.at(fpath), trusted=isinstance(path_text, CommandLinePath))
+
+
+def _read(path: Path, key: Any, ctx: Context, keypath: str) -> Any:
+    """A data file's array (or an .npz's arrays by name): every refusal a spec error at its key."""
+    fpath = join(keypath, "file")
+    suffix = path.suffix.lower()
     try:
-        if path.exists() and not path.is_file():
-            raise ctx.error(fpath, f"not a regular file: {path}", hint=".npy, .npz or .csv files")
-        if not path.is_file():
-            raise ctx.error(fpath, f"no such file: {path}")
-    except OSError as exc:  # a name too long, a loop of links
-        raise ctx.error(fpath, f"cannot open: {exc.strerror or exc}") from None
-    return path
+        if suffix == ".npy":
+            return datafiles.read_npy(path)
+        if suffix == ".npz":
+            return datafiles.read_npz(path, None if key is None else str(key))
+        if suffix == ".csv":
+            return datafiles.read_csv(path)
+    except datafiles.Refused as exc:
+        if exc.at_key:
+            raise ctx.error(join(keypath, "key"), exc.message, hint=exc.hint) from None
+        at = join(keypath, exc.member) if exc.member is not None and key is None else fpath
+        raise ctx.error(at, exc.message, hint=exc.hint) from None
+    except datafiles.READ_ERRORS as exc:
+        # A corrupt, encrypted or oddly compressed archive, a bad CRC, a malformed header.
+        raise ctx.error(fpath, f"cannot read {path.name}: {type(exc).__name__}: {exc}") from None
+    hint = ".npy, .npz or .csv (a Matrix Market .mtx is written by -o, not read)" if suffix == ".mtx" else ".npy, .npz or .csv"
+    raise ctx.error(fpath, f"unknown file type {suffix or '(none)'!r}", hint=hint)
 
 
 def sparse_file(raw: Any, ctx: Context, keypath: str) -> SparseValue | None:
@@ -445,44 +459,22 @@ def sparse_file(raw: Any, ctx: Context, keypath: str) -> SparseValue | None:
     if not (isinstance(raw, dict) and set(raw) == {"file"} and str(raw["file"]).lower().endswith(".npz")):
         return None
     path = _file_path(raw, ctx, keypath)
-    try:
-        arrays = _npz(path, None, ctx, keypath)
-    except SpecError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, RuntimeError, NotImplementedError, zipfile.BadZipFile) as exc:
-        raise ctx.error(join(keypath, "file"), f"cannot read {path.name}: {type(exc).__name__}: {exc}") from None
+    arrays = _read(path, None, ctx, keypath)
     return sparsefile.from_arrays(arrays, path.name, ctx.at(join(keypath, "file"))) if sparsefile.is_sparse(arrays) else None
 
 
 def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
     fpath = join(keypath, "file")
     path = _file_path(raw, ctx, keypath)
-    suffix = path.suffix.lower()
     key = raw.get("key")
-    if key is not None and suffix != ".npz":
+    if key is not None and path.suffix.lower() != ".npz":
         raise ctx.error(join(keypath, "key"), "'key' goes with .npz files")
-    try:
-        if suffix == ".npy":
-            with open(path, "rb") as handle:
-                _fits(_npy_header(handle), ctx, fpath, path.name)
-            value: Any = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            value = _npz(path, key, ctx, keypath)
-        elif suffix == ".csv":
-            if path.stat().st_size > MAX_CSV_BYTES:
-                raise ctx.error(fpath, f"{path.name} is larger than {MAX_CSV_BYTES // 2**20} MiB", hint="use .npy or .npz")
-            value = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=1, comments="#")
-            _no_overflow(value, path, ctx, fpath)
-        else:
-            raise ctx.error(fpath, f"unknown file type {suffix!r}", hint=".npy, .npz or .csv")
-    except SpecError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, RuntimeError, NotImplementedError, zipfile.BadZipFile) as exc:
-        # A corrupt, encrypted or oddly compressed archive, a bad CRC, a member that is no .npy.
-        raise ctx.error(fpath, f"cannot read {path.name}: {type(exc).__name__}: {exc}") from None
+    value = _read(path, key, ctx, keypath)
+    if isinstance(value, dict) and key is not None:
+        value = value[str(key)]
 
     def finish(arr: np.ndarray, kp: str) -> np.ndarray:
-        if arr.dtype == object or arr.dtype.kind not in "biufc":
+        if arr.dtype.kind not in datafiles.NUMBER_KINDS:  # only scipy's format member gets here
             raise ctx.error(kp, f"{path.name} holds {arr.dtype} data, not numbers")
         if "shape" in raw:
             want = _shape(raw["shape"], ctx, join(keypath, "shape"))
@@ -514,67 +506,7 @@ def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
     return finish(value, fpath)
 
 
-MAX_CSV_BYTES = 256 * 2**20
-MAX_LEAVES = 10_000  # arrays in all the primals of a spec: each is an argument of every program
-
-
-def _no_overflow(value: np.ndarray, path: Path, ctx: Context, keypath: str) -> None:
-    """A CSV number too large for float64 (1e400) is an error, as it is in a spec, not infinity;
-    an infinity written as inf stays one. The text is read again only when an entry is infinite."""
-    if not np.isinf(value).any():
-        return
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
-            for text in line.split("#")[0].split(","):
-                text = text.strip()
-                try:
-                    big = math.isinf(float(text)) and "inf" not in text.lower()
-                except ValueError:
-                    continue
-                if big:
-                    raise ctx.error(keypath, f"{path.name}, line {number}: {text[:40]} is too large for float64")
-
-
-def _npy_header(handle: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
-    """The shape and dtype an .npy stream declares, read without reading (or inflating) its data."""
-    version = np.lib.format.read_magic(handle)
-    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, _, dtype = reader(handle)
-    return tuple(shape), dtype
-
-
-def _fits(header: tuple[tuple[int, ...], np.dtype[Any]], ctx: Context, keypath: str, name: str) -> None:
-    """Refuse an array too large before it is read: a 17 MB .npz can inflate to 4 GB (a zip bomb)."""
-    shape, dtype = header
-    if len(shape) > MAX_RANK:
-        raise ctx.error(keypath, f"{name} has {len(shape)} dimensions; at most {MAX_RANK}")
-    if math.prod(shape) > MAX_ELEMENTS:
-        raise ctx.error(keypath, f"{name} holds {math.prod(shape):,} elements; at most {MAX_ELEMENTS:,}", hint="split it up")
-    if dtype.hasobject:
-        raise ctx.error(keypath, f"{name} holds Python objects, not numbers")
-
-
-def _npz(path: Path, key: Any, ctx: Context, keypath: str) -> Any:
-    """An .npz's arrays (or the one named ``key``), each member's size checked from its header first."""
-    fpath = join(keypath, "file")
-    with zipfile.ZipFile(path) as archive:
-        members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
-        if key is not None and key not in members:
-            raise ctx.error(
-                join(keypath, "key"),
-                f"{path.name} has no array {key!r}; it has {', '.join(members)}",
-                hint=suggest(str(key), list(members)),
-            )
-        chosen = [key] if key is not None else list(members)
-        if len(chosen) > MAX_LEAVES:
-            raise ctx.error(fpath, f"{path.name} holds {len(chosen):,} arrays; at most {MAX_LEAVES:,} in a value")
-        for name in chosen:
-            with archive.open(members[name]) as member:
-                _fits(_npy_header(member), ctx, join(keypath, name) if key is None else fpath, f"{path.name}[{name}]")
-    with np.load(path, allow_pickle=False) as loaded:
-        if key is not None:
-            return loaded[key]
-        return {name: loaded[name] for name in chosen}
+MAX_LEAVES = datafiles.MAX_ARRAYS  # arrays in all the primals of a spec: each is an argument of every program
 
 
 # --------------------------------------------------------------------------- guided values

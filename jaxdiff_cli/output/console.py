@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jaxdiff_cli.errors import OutputClosed
+from jaxdiff_cli.safetext import printable, printable_lines
 
 if TYPE_CHECKING:
     from jaxdiff_cli.engine.problem import Result
@@ -21,13 +22,26 @@ if TYPE_CHECKING:
 
 def Console(**options: Any) -> Any:
     """A Rich console whose closed pipe is our OutputClosed: Rich's own answer, SystemExit(1), would
-    read as a failed check (exit 1), or as an internal error where SystemExit is caught."""
+    read as a failed check (exit 1), or as an internal error where SystemExit is caught.
+
+    It also writes only printable text (safetext): each renderer makes names printable before the
+    layout, and this is the net under them, so a name one forgot still cannot reach the terminal as
+    an escape sequence. Rich's own styles and cursor moves are not text segments: untouched.
+    """
     from rich.console import Console as Rich
+    from rich.console import ConsoleOptions, RenderableType
+    from rich.segment import Segment
 
     class Closing(Rich):
         def on_broken_pipe(self) -> None:
             _silence_stdout()
             raise OutputClosed
+
+        def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterator[Segment]:
+            for segment in super().render(renderable, options):
+                if segment.control is None and not segment.text.isprintable() and segment.text != "\n":
+                    segment = Segment(printable_lines(segment.text), segment.style)
+                yield segment
 
     return Closing(**options)
 
@@ -42,9 +56,9 @@ def _silence_stdout() -> None:
 
 
 def write(text: str) -> None:
-    """Text on stdout as it is; a closed pipe is OutputClosed."""
+    """Text on stdout, its lines printable (safetext); a closed pipe is OutputClosed."""
     try:
-        sys.stdout.write(text)
+        sys.stdout.write(printable_lines(text))
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
@@ -57,8 +71,6 @@ def stderr() -> Any:
 
 def say(prefix: str, text: str) -> None:
     """One line on stderr: ``error: ...``, ``warning: ...``, ``note: ...`` (control characters escaped)."""
-    from jaxdiff_cli.encoding import printable
-
     stderr().print(printable(f"{prefix}: {text}" if prefix else text), markup=False, highlight=False, soft_wrap=True)
 
 
@@ -81,8 +93,8 @@ def print_json(doc: Mapping[str, Any]) -> None:
 
 
 def print_lines(lines: list[str]) -> None:
-    """Plain lines on stdout, as they are (GitHub workflow commands: no wrapping, no markup)."""
-    write("".join(line + "\n" for line in lines))
+    """Plain lines on stdout (GitHub workflow commands: no wrapping, no markup), each one line."""
+    write("".join(printable(line) + "\n" for line in lines))
 
 
 def print_result(title: str, result: Result, device: str, dtype: str, saved: Path | None = None) -> None:
@@ -126,13 +138,13 @@ def show_pictures(outcome: Outcome, to_stderr: bool) -> None:
     elif pictures.terminal and to_stderr:  # too large for a heatmap: the spy, which the terminal shows anyway
         console.print(spy(found, width=console.width))
     console.print(Text(summary_text(outcome.summary)))
-    if pictures.file is not None:
-        console.print(Text(f"picture saved to {pictures.file}"))
+    if pictures.file is not None:  # the spec's plot.file: its folder's name is the pull request's
+        console.print(Text(printable(f"picture saved to {pictures.file}")))
 
 
 def show_outcome(outcome: Outcome, *, json_: bool, quiet: bool, output: Path | None, check_finite: bool) -> None:
     """Show, save and draw a computing command's outcome; results are shown and saved before any exit 5."""
-    from jaxdiff_cli.operations import finite_or_fail, sparse_result
+    from jaxdiff_cli.operations import finite_or_fail, nonfinite_error, sparse_result
     from jaxdiff_cli.output import render, save
 
     if not outcome.leader:  # several processes computed this together; process 0 alone prints and writes
@@ -159,8 +171,11 @@ def show_outcome(outcome: Outcome, *, json_: bool, quiet: bool, output: Path | N
         save_matrix_file(outcome, output, title)
     elif output is not None and not outcome.streamed:
         save.save(output, render.arrays(outcome), doc)
+    nonfinite = nonfinite_error(outcome, check_finite)
     if json_:
-        print_json(doc)
+        print_json(doc if nonfinite is None else render.with_error(doc, nonfinite))  # one document, always
+        if nonfinite is not None:
+            nonfinite.in_json = True
     elif not quiet:
         print_result(outcome.title, outcome.result, outcome.prep.runtime.device_name, outcome.spec.dtype, saved=output)
         if found is not None:
@@ -171,7 +186,8 @@ def show_outcome(outcome: Outcome, *, json_: bool, quiet: bool, output: Path | N
         show_pictures(outcome, to_stderr=json_)
         for w in outcome.warnings:
             say("warning", w)
-    finite_or_fail(outcome, check_finite)
+    if nonfinite is not None:
+        raise nonfinite
     if outcome.nonfinite and not quiet:
         say("warning", outcome.nonfinite)
 
@@ -230,14 +246,14 @@ def show_sparsity(outcome: SparsityOutcome, *, json_: bool, quiet: bool, output:
     if quiet:
         return
     info = outcome.info
-    lines: list[Any] = [Text(outcome.title, style="bold")]
+    lines: list[Any] = [Text(printable(outcome.title), style="bold")]
     if info.get("reason"):
-        lines.append(Text(f"auto chose {info['mode']} ({info['reason']})", style="cyan"))
+        lines.append(Text(printable(f"auto chose {info['mode']} ({info['reason']})"), style="cyan"))
     lines.append(Text(render.sparse_text(outcome.pattern, _width() - 2)))
     lines.append(spy(outcome.pattern, width=_width()))
     footer = f"device {outcome.prep.runtime.device_name}  dtype {outcome.spec.dtype}"
-    lines += [Text(footer, style="dim")] + ([Text(f"saved {output}")] if output is not None else [])
-    lines += [Text(f"picture saved to {plot_file}")] if plot_file is not None else []
+    lines += [Text(footer, style="dim")] + ([Text(printable(f"saved {output}"))] if output is not None else [])
+    lines += [Text(printable(f"picture saved to {plot_file}"))] if plot_file is not None else []
     from rich.console import Group
 
     print_renderable(Group(*lines))
@@ -258,8 +274,6 @@ def _plain(text: str) -> str:
     """Progress text from a spec (case names, paths): no control characters, and no Rich markup,
     which status lines and progress bars would otherwise render ([link=...] makes a hyperlink)."""
     from rich.markup import escape
-
-    from jaxdiff_cli.encoding import printable
 
     return escape(printable(text))
 

@@ -27,6 +27,7 @@ from jaxdiff_cli.output.reports import error_fields, number
 if TYPE_CHECKING:
     from jaxdiff_cli.checks.check import Report
     from jaxdiff_cli.engine.bench import Timing
+    from jaxdiff_cli.errors import JaxdiffError
     from jaxdiff_cli.inputs.spec import Spec
     from jaxdiff_cli.operations import BenchOutcome, Outcome, RunOutcome, SparsityOutcome
 
@@ -132,6 +133,12 @@ def arrays(outcome: Outcome) -> dict[str, Any]:
     if outcome.npy is not None:
         return {outcome.result.op: outcome.npy[0]}
     return dict(named_leaves(outcome.result.outputs))
+
+
+def with_error(doc: dict[str, Any], error: JaxdiffError) -> dict[str, Any]:
+    """A command's document with the error that ends it inside (``--check-finite``): one document on
+    stdout, its results and ``"error"`` as ``{"error": {...}}`` gives it alone."""
+    return {**doc, "error": error_fields(error)}
 
 
 def run_json(outcome: RunOutcome) -> dict[str, Any]:

@@ -14,7 +14,6 @@ line in the failure's text instead of in attributes that the schema does not hav
 from __future__ import annotations
 
 import math
-import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from jaxdiff_cli import __version__
 from jaxdiff_cli.atomic import atomic_open
 from jaxdiff_cli.errors import JaxdiffError, OutputError, UsageError
 from jaxdiff_cli.inputs.spec import CLI, join, locate, source_text
+from jaxdiff_cli.safetext import printable, workflow_data, workflow_property
+from jaxdiff_cli.switches import env_switch
 
 if TYPE_CHECKING:
     from jaxdiff_cli.checks.findings import Finding, Report
@@ -36,8 +37,6 @@ ERROR_CASE = "spec"  # the testcase of a spec (or case) that could not be checke
 
 def output_format(chosen: str | None, json_: bool) -> str:
     """check's output format: --output-format, --json, else github in GitHub Actions, else text."""
-    import os
-
     if chosen is not None and chosen not in OUTPUT_FORMATS:
         raise UsageError(f"unknown format {chosen!r}", where="--output-format", hint="text, json or github")
     if json_ and chosen not in (None, "json"):
@@ -46,7 +45,7 @@ def output_format(chosen: str | None, json_: bool) -> str:
         return chosen
     if json_:
         return "json"
-    return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
+    return "github" if env_switch("GITHUB_ACTIONS") else "text"  # the runner sets it to "true"
 
 
 def number(v: float) -> str:
@@ -115,21 +114,18 @@ def error_place(error: BaseException, texts: dict[str, str | None] | None = None
 # --------------------------------------------------------------------------- GitHub workflow commands
 
 
-def _escape(text: str, prop: bool = False) -> str:
-    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
-
-
 def _command(kind: str, at: Place, title: str, message: str) -> str:
+    """One workflow command: every value printable, then escaped as @actions/core escapes it, so a
+    file name cannot end a property, start a line or reach the log as an escape sequence."""
     props = []
     if at.file is not None:
-        props.append(f"file={_escape(at.file, True)}")
+        props.append(f"file={workflow_property(at.file)}")
         if at.line is not None:
             props.append(f"line={at.line}")
             if at.column is not None:
                 props.append(f"col={at.column}")
-    props.append(f"title={_escape(title, True)}")
-    return f"::{kind} {','.join(props)}::{_escape(message)}"
+    props.append(f"title={workflow_property(title)}")
+    return f"::{kind} {','.join(props)}::{workflow_data(message)}"
 
 
 def github_annotations(reports: Sequence[Report]) -> list[str]:
@@ -149,13 +145,8 @@ def github_annotations(reports: Sequence[Report]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- JUnit XML
-
-_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def _xml_text(text: str) -> str:
-    """Text XML 1.0 can hold: control characters (a NUL in a message) would make the file unreadable."""
-    return _NOT_XML.sub("\ufffd", text)
+# Every name and message is printable (safetext), which XML 1.0 can always hold: a NUL would make the
+# file unreadable, a newline from a folder name start a line of a CI log that shows the failure.
 
 
 def classname(report: Report) -> str:
@@ -178,29 +169,29 @@ def junit_xml(reports: Sequence[Report], versions: Mapping[str, str], now: datet
     total_time = 0.0
     for r in reports:
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-        suite = ET.SubElement(root, "testsuite", name=_xml_text(r.spec))
+        suite = ET.SubElement(root, "testsuite", name=printable(r.spec))
         props = ET.SubElement(suite, "properties")
         for name, value in {"jaxdiff": __version__, **versions}.items():
-            ET.SubElement(props, "property", name=name, value=_xml_text(str(value)))
-        cls = _xml_text(classname(r))
+            ET.SubElement(props, "property", name=name, value=printable(str(value)))
+        cls = printable(classname(r))
         for f in r.findings:
-            case = ET.SubElement(suite, "testcase", name=_xml_text(f.name), classname=cls)
+            case = ET.SubElement(suite, "testcase", name=printable(f.name), classname=cls)
             counts["tests"] += 1
             if f.skipped:
                 counts["skipped"] += 1
-                ET.SubElement(case, "skipped", message=_xml_text(f.detail))
+                ET.SubElement(case, "skipped", message=printable(f.detail))
             elif not f.passed:
                 counts["failures"] += 1
                 at = place(r.file, finding_key(r, f), texts=texts)
-                failure = ET.SubElement(case, "failure", type="CheckFailed", message=_xml_text(finding_line(f)))
-                failure.text = _xml_text(_story(at, finding_line(f)))
+                failure = ET.SubElement(case, "failure", type="CheckFailed", message=printable(finding_line(f)))
+                failure.text = _story(at, finding_line(f))
         if r.error is not None:
             case = ET.SubElement(suite, "testcase", name=ERROR_CASE, classname=cls)
             counts["tests"] += 1
             counts["errors"] += 1
             at = error_place(r.error, texts)
-            error = ET.SubElement(case, "error", type=type(r.error).__name__, message=_xml_text(r.error.render()))
-            error.text = _xml_text(_story(at, f"{r.error.render()}\nexit status {int(r.error.exit_code)}"))
+            error = ET.SubElement(case, "error", type=type(r.error).__name__, message=printable(r.error.render()))
+            error.text = _story(at, r.error.render(), f"exit status {int(r.error.exit_code)}")
         suite.set("tests", str(counts["tests"]))
         suite.set("failures", str(counts["failures"]))
         suite.set("errors", str(counts["errors"]))
@@ -218,12 +209,14 @@ def junit_xml(reports: Sequence[Report], versions: Mapping[str, str], now: datet
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def _story(at: Place, text: str) -> str:
-    """A failure's text: where in the spec (``file:line``, key), then what happened."""
+def _story(at: Place, *lines: str) -> str:
+    """A failure's text: where in the spec (``file:line``, key), then what happened, one line each;
+    every part printable, so the only line breaks are these."""
+    text = "\n".join(printable(line) for line in lines)
     if at.file is None:
-        return f"{at.key}: {text}" if at.key else text
-    spot = f"{at.file}:{at.line}" if at.line is not None else at.file
-    return f"{spot}: {at.key}\n{text}" if at.key else f"{spot}\n{text}"
+        return f"{printable(at.key)}: {text}" if at.key else text
+    spot = printable(f"{at.file}:{at.line}" if at.line is not None else at.file)
+    return f"{spot}: {printable(at.key)}\n{text}" if at.key else f"{spot}\n{text}"
 
 
 def check_report_path(path: Path) -> None:

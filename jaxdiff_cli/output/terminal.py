@@ -8,12 +8,14 @@ renderable.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from jaxdiff_cli.engine.layout import Matrix
 from jaxdiff_cli.engine.sparse import SparseMatrix, binned
+from jaxdiff_cli.safetext import printable
 
 LEVELS = ("··", "░░", "▒▒", "▓▓")  # |v| up to 25, 50, 75, 100 % of the largest magnitude
 POSITIVE, NEGATIVE = "#c0392b", "#2e6fd8"  # diverging around zero: red above, blue below
@@ -47,6 +49,7 @@ def heatmap(m: Matrix, width: int = 100, max_rows: int = 40) -> Any:
     from rich.console import Group
     from rich.text import Text
 
+    m = replace(m, rows=_printable(m.rows), cols=_printable(m.cols))  # names of pytree leaves: a function's keys
     label_w = min(14, max((len(n) for n, _ in m.rows), default=1) + 1)
     max_cols = max(4, (width - label_w - 2 - max(0, len(m.cols) - 1)) // 2)
     data, fr, fc = downsample(m.data, max_rows, max_cols)
@@ -91,6 +94,10 @@ def heatmap(m: Matrix, width: int = 100, max_rows: int = 40) -> Any:
         legend,
         Text(f"{m.kind} {m.data.shape[0]}x{m.data.shape[1]} ({axes})" + ("; " + note[0] if note else ""), style="dim"),
     )
+
+
+def _printable(blocks: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    return [(printable(name), size) for name, size in blocks]
 
 
 def _cell(v: float, vmax: float) -> tuple[str, str]:
@@ -166,6 +173,7 @@ def spy(sm: SparseMatrix, width: int = 100, max_lines: int = 16) -> Any:
     from rich.console import Group
     from rich.text import Text
 
+    sm = replace(sm, rows=_printable(sm.rows), cols=_printable(sm.cols))
     m, n = sm.shape
     label_w = min(14, max((len(name) for name, _ in sm.rows), default=1) + 1)
     room = max(4, width - label_w - 2 - max(0, len(sm.cols) - 1))

@@ -75,8 +75,11 @@ def spawn(path: str, idle_s: float) -> subprocess.Popen[bytes]:
     log = os.open(place.beside(path, ".log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         return subprocess.Popen(  # noqa: S603 (this interpreter, our own module, a path we chose)
-            [sys.executable, "-m", "jaxdiff_cli.worker.server", "--socket", path, "--idle", str(idle_s)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True, cwd="/",
+            # -P: no folder of anyone's on the module path (3.11+); the cwd is the worker's own 0700 folder
+            [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-m", "jaxdiff_cli.worker.server",
+             "--socket", path, "--idle", str(idle_s)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+            cwd=os.path.dirname(path),
         )  # fmt: skip
     finally:
         os.close(log)
@@ -160,7 +163,7 @@ def status() -> tuple[list[str], int]:
 
 def _others(path: str) -> list[str]:
     """Workers of this user for other settings: which settings differ (the Gradle daemon's 'does not match')."""
-    mine = place.settings()
+    mine = place.fingerprints(place.settings())
     out = []
     folder = os.path.dirname(path)
     with contextlib.suppress(OSError):

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # Read by the client or the tests, never by a request: they do not choose what a call computes.
 CONTROL = ("JAXDIFF_WORKER", "JAXDIFF_NO_WORKER", "JAXDIFF_WORKER_DIR", "JAXDIFF_TEST_")
 KEYED = ("JAX_", "XLA_", "JAXDIFF_", "PJRT_")
-KEYED_EXACT = ("PYTHONPATH", "PYTHONHASHSEED", "XDG_CACHE_HOME", "HOME")
+KEYED_EXACT = ("PYTHONPATH", "PYTHONHASHSEED", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "HOME")  # the cache and its key
 PACKAGES = ("jax", "jaxlib", "ml_dtypes", "numpy")  # their versions, from the installed .dist-info names
 
 
@@ -136,3 +136,11 @@ def _newest(root: str) -> int:
 def stamp() -> dict[str, object]:
     """What the worker must have been started with: versions installed now, jaxdiff's newest file."""
     return {"versions": _versions(), "jaxdiff_mtime_ns": _newest(os.path.dirname(jaxdiff_cli.__file__))}
+
+
+def fingerprints(settings: Mapping[str, str]) -> dict[str, str]:
+    """The settings as written to disk and shown by ``status``: names, and a digest of each value
+    (``JAXDIFF_CACHE_KEY`` is a secret: it never leaves the worker's memory)."""
+    import hashlib
+
+    return {k: hashlib.sha256(v.encode()).hexdigest()[:12] for k, v in settings.items()}

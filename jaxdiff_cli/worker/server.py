@@ -122,7 +122,7 @@ class Zygote:
         os.replace(tmp, self.path)
         info = {
             "pid": os.getpid(), "started": self.started, "idle_s": self.idle_s, "python": sys.executable,
-            "settings": self.settings, "stamp": self.stamp,
+            "settings": place.fingerprints(self.settings), "stamp": self.stamp,
         }  # fmt: skip
         with open(os.open(place.beside(self.path, ".json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             json.dump(info, f)
@@ -224,7 +224,7 @@ class Zygote:
         return {
             "pid": os.getpid(), "started": self.started, "served": self.served, "running_calls": len(self.children),
             "idle_s": self.idle_s, "idle_left_s": max(0.0, self.last_activity + self.idle_s - time.monotonic()),
-            "stamp": self.stamp, "settings": self.settings,
+            "stamp": self.stamp, "settings": place.fingerprints(self.settings),
         }  # fmt: skip
 
     def _fork(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:

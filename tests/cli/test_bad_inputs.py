@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import sys
 import time
 from pathlib import Path
@@ -799,3 +800,298 @@ def test_an_integer_argument_in_a_float_operation_says_it_is_an_integer(cli: Any
 def test_no_integer_hint_where_no_argument_is_an_integer(cli: Any) -> None:
     ran = cli("grad", "-f", "lambda x: jnp.sum(x * jnp.arange(2) ** -1)", "-p", "x=[1.0,2.0]")
     assert ran.exit_code == 4 and "Integers cannot be raised" in ran.stderr and "holds int32" not in ran.stderr
+
+
+# --------------------------------------------------------------------------- every path a spec names, attacked
+
+# Each key a spec (or -p) names a file with: the command that reads it, the spec text with NAME where the
+# path goes, the suffix the file needs, and the key path an error must name.
+PATH_KEYS: dict[str, tuple[list[str], str, str, str]] = {
+    "function": (["eval"], 'function: "NAME:f"\nprimals: {x: 1.0}\n', ".py", "spec.yaml: function: "),
+    "primals": (["eval"], 'function: x * 2\nprimals: {x: {file: "NAME"}}\n', ".npy", "spec.yaml: primals.x.file: "),
+    "tangents": (
+        ["jvp"],
+        'function: x * 2\nprimals: {x: [1.0]}\ntangents: {file: "NAME"}\n',
+        ".npy",
+        "spec.yaml: tangents.file: ",
+    ),
+    "cotangents": (
+        ["vjp"],
+        'function: x * 2\nprimals: {x: [1.0]}\ncotangents: {file: "NAME"}\n',
+        ".npy",
+        "spec.yaml: cotangents.file: ",
+    ),
+    "expect value": (
+        ["check", "--json"],
+        'function: x * 2\nprimals: {x: [1.0]}\nexpect: {value: {file: "NAME"}}\n',
+        ".npy",
+        "spec.yaml: expect.value.file: ",
+    ),
+    "expect sparse": (  # an .npz alone is read as a scipy sparse matrix first
+        ["check", "--json"],
+        'function: x * 2\nprimals: {x: [1.0]}\nexpect: {jacobian: {file: "NAME"}}\n',
+        ".npz",
+        "spec.yaml: expect.jacobian.file: ",
+    ),
+    "plot.file": (["eval"], 'function: x * 2\nprimals: {x: [1.0]}\nplot: {file: "NAME"}\n', ".png", "spec.yaml: plot.file: "),
+    "-p file": (["eval", "-f", "x * 2", "-p", 'x={file: "NAME"}'], "", ".npy", "<command line>: --primal x.file: "),
+}
+BAD_PATHS = ["nul", "escape", "newline", "folder", "dangling link", "fifo", "/dev/zero", "long name"]
+
+
+def _bad_path(kind: str, tmp: Path, suffix: str) -> str:
+    """A path of ``kind`` in ``tmp`` (made there), written as YAML's double-quoted text."""
+    if kind == "nul":
+        return f"a\\0b{suffix}"
+    if kind == "escape":
+        return f"a\\e[31mb{suffix}"
+    if kind == "newline":
+        return f"a\\n::error::b{suffix}"
+    name = f"bad{suffix}"
+    if kind == "folder":
+        (tmp / name).mkdir()
+    elif kind == "dangling link":
+        (tmp / name).symlink_to(tmp / "nothing.npy")
+    elif kind == "fifo":
+        os.mkfifo(tmp / name)  # nobody writes: reading it would wait forever
+    elif kind == "/dev/zero":
+        (tmp / name).symlink_to("/dev/zero")  # endless: out of the folder for a spec, a device for -p
+    elif kind == "long name":
+        name = "x" * 300 + suffix
+    return name
+
+
+@pytest.mark.parametrize("kind", BAD_PATHS)
+@pytest.mark.parametrize("key", list(PATH_KEYS))
+def test_every_path_a_spec_names_refuses_every_odd_file(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, kind: str
+) -> None:
+    """NUL and control characters, folders, dangling links, FIFOs, devices and over-long names, in each
+    path-like key: exit 3 within seconds (a FIFO is not waited on), one line naming the key, no traceback."""
+    monkeypatch.chdir(tmp_path)
+    command, text, suffix, at = PATH_KEYS[key]
+    name = _bad_path(kind, tmp_path, suffix)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text.replace("NAME", name))
+    args = [a.replace("NAME", name) for a in command]
+    t0 = time.monotonic()
+    ran = cli(*args, *([spec] if text else []))
+    assert time.monotonic() - t0 < 10
+    assert ran.exit_code == 3, (ran.stdout, ran.stderr)
+    assert "Traceback" not in ran.stdout + ran.stderr and "internal error" not in ran.stdout + ran.stderr
+    if "--json" in command:
+        message = ran.json()["specs"][0]["error"]["message"]
+        assert message.startswith(f"{spec}: {at.removeprefix('spec.yaml: ')}"), message
+    else:
+        assert ran.stdout == "" and ran.stderr.count("\n") == 1, ran.stderr
+        assert ran.stderr.startswith(f"error: {spec}: {at.removeprefix('spec.yaml: ')}" if text else f"error: {at}"), ran.stderr
+    shown = ran.stdout + ran.stderr
+    assert "\x00" not in shown and "\x1b" not in shown and "\n::error::" not in shown
+
+
+def test_a_bad_path_in_one_spec_of_a_check_leaves_the_others_checked(cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text('function: x * 2\nprimals: {x: [1.0]}\nplot: {file: "a\\0.png"}\n')
+    (tmp_path / "b.yaml").write_text('function: x * 2\nprimals: {x: [1.0]}\nexpect: {value: {file: "b\\0.npy"}}\n')
+    (tmp_path / "c.yaml").write_text('function: "c\\0.py:f"\nprimals: {x: 1.0}\n')
+    sparse = tmp_path / "s.npz"
+    np.savez(sparse, format=np.array([b"coo", b"csr"]), shape=np.array([1, 1]), data=np.ones(1), row=[0], col=[0])
+    (tmp_path / "d.yaml").write_text("function: x * 2\nprimals: {x: [1.0]}\nexpect: {jacobian: {file: s.npz}}\n")
+    (tmp_path / "good.yaml").write_text("function: x * 2\nprimals: {x: [1.0]}\nexpect: {value: [2.0]}\n")
+    ran = cli("check", *(tmp_path / f"{n}.yaml" for n in "abcd"), tmp_path / "good.yaml", "--json")
+    assert ran.exit_code == 3, ran.stdout
+    specs = ran.json()["specs"]
+    keys = ["plot.file", "expect.value.file", "function", "expect.jacobian.file"]
+    for doc, key in zip(specs, keys):
+        assert doc["error"]["message"].startswith(f"{doc['spec']}: {key}: "), doc["error"]
+    assert "its format member has shape (2,), not one word" in specs[3]["error"]["message"]
+    assert specs[4]["passed"] and "error" not in specs[4]
+
+
+def test_a_folder_named_like_a_golden_file_is_a_bad_spec_folder(cli: Any, tmp_path: Path) -> None:
+    """check --update writes SPEC.golden.npz (values of more than 64 entries) and SPEC.golden.NAME.npz
+    (sparse results): a folder or FIFO in their place is exit 3 naming expect, before anything is written."""
+    spec = tmp_path / "big.yaml"
+    text = "function: x * 2\nprimals: {x: {ones: [70]}}\n"
+    spec.write_text(text)
+    (tmp_path / "big.golden.npz").mkdir()
+    os.mkfifo(tmp_path / "sp.golden.jacobian.npz")
+    sparse = tmp_path / "sp.yaml"
+    sparse.write_text("function: x * 2\nprimals: {x: {ones: [9]}}\nsparse: true\n")
+    other = tmp_path / "other.yaml"
+    other.write_text("function: x * 3\nprimals: {x: [1.0]}\n")
+    ran = cli("check", spec, sparse, other, "--update", "--json")
+    assert ran.exit_code == 3, ran.stdout
+    specs = ran.json()["specs"]
+    assert specs[0]["error"]["message"] == f"{spec}: expect: not a regular file: {tmp_path / 'big.golden.npz'} is a folder"
+    fifo = tmp_path / "sp.golden.jacobian.npz"
+    assert specs[1]["error"]["message"] == f"{sparse}: expect: not a regular file: {fifo} is a device, FIFO or socket"
+    assert spec.read_text() == text  # nothing written
+    assert "expect:" in other.read_text()  # the other spec was still recorded
+
+
+# --------------------------------------------------------------------------- data files, sized in bytes from their headers
+
+
+def npy_bytes(
+    descr: Any, shape: tuple[int, ...], data: bytes = b"", version: tuple[int, int] = (1, 0), length: int | None = None
+) -> bytes:
+    """An .npy file declaring ``descr`` and ``shape`` with any ``data`` (none: a header that lies)."""
+    import struct
+
+    header = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode("latin-1") + b"\n"
+    size = struct.pack("<H" if version == (1, 0) else "<I", len(header) if length is None else length)
+    return b"\x93NUMPY" + bytes(version) + size + header + data
+
+
+def npz_file(path: Path, members: list[tuple[str, bytes]], compress: bool = True) -> None:
+    import warnings
+    import zipfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate names these attacks need
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as archive:
+            for name, data in members:
+                archive.writestr(name, data)
+
+
+ONE = npy_bytes("<f8", (1,), np.array([5.0]).tobytes())
+# (id, file name, its bytes, the message)
+DATA_ATTACKS: list[tuple[str, str, Any, str]] = [
+    # 17 strings of 256 MiB each: 4 GiB declared by a header of 100 bytes (the issue's 4.4 MB .npz)
+    (
+        "string dtype npz",
+        "s.npz",
+        [("x.npy", npy_bytes("<U67108864", (17,)))],
+        "s.npz[x] holds text (<U67108864) data, not numbers",
+    ),
+    ("string dtype npy", "s.npy", npy_bytes("|S268435456", (17,)), "s.npy holds byte string (|S268435456) data, not numbers"),
+    ("structured dtype", "v.npy", npy_bytes([("a", "<f8"), ("b", "<i4")], (2,)), "v.npy holds structured (void)"),
+    ("void dtype", "v.npy", npy_bytes("|V16", (2,)), "v.npy holds structured (void) (|V16) data, not numbers"),
+    ("datetime dtype", "t.npy", npy_bytes("<M8[s]", (2,)), "t.npy holds datetime (<M8[s]) data, not numbers"),
+    ("timedelta dtype", "t.npy", npy_bytes("<m8[s]", (2,)), "t.npy holds timedelta"),
+    ("object dtype", "o.npy", npy_bytes("|O", (2,)), "o.npy holds Python objects, not numbers"),
+    ("subarray dtype", "a.npy", npy_bytes(("<f8", (4,)), (2,)), "not numbers"),
+    # 2^28 complex128 entries: few enough elements, 4 GiB of bytes
+    ("bytes over the limit", "c.npy", npy_bytes("<c16", (2**28,)), "c.npy holds 4,294,967,296 bytes; at most 2,147,483,648"),
+    ("elements over the limit", "b.npy", npy_bytes("|b1", (2**29,)), "b.npy holds 536,870,912 elements; at most 268,435,456"),
+    ("negative dimension", "n.npy", npy_bytes("<f8", (-1, 4)), "n.npy has a negative dimension"),
+    ("65 dimensions", "d.npy", npy_bytes("<f8", (1,) * 65), "d.npy has 65 dimensions; at most 64"),
+    (
+        "header of 4 GiB",
+        "h.npy",
+        npy_bytes("<f8", (1,), version=(2, 0), length=2**32 - 1),
+        "h.npy has a header of 4,294,967,295 bytes",
+    ),
+    ("header of an odd version", "h.npy", npy_bytes("<f8", (1,), version=(9, 0)), "h.npy is an .npy file of version 9.0"),
+    ("header not ascii", "h.npy", b"\x93NUMPY\x03\x00\x08\x00\x00\x00{'\xc3\xa9':1}", "h.npy has a header that is not ASCII"),
+    ("malformed header", "h.npy", b"\x93NUMPY\x01\x00\x05\x00{'a':", "h.npy has a malformed header (TokenError"),
+    ("truncated data", "t.npy", npy_bytes("<f8", (1000,), b"\0" * 80), "t.npy is truncated: 80 of its 8,000 bytes of data"),
+    ("data after the array", "t.npy", ONE + b"\0" * 8, "t.npy has data after its array"),
+    (
+        "a member twice by name",
+        "d.npz",
+        [("x.npy", ONE), ("x.npy", npy_bytes("<U9", (1,)))],
+        "d.npz holds two members named 'x.npy'",
+    ),
+    # np.load reads `x` for both: it would check one and load the other
+    (
+        "a member twice by key",
+        "d.npz",
+        [("x.npy", ONE), ("x", npy_bytes("<U9", (1,)))],
+        "d.npz holds 'x', which is not an .npy array",
+    ),
+    (
+        "a member that is no .npy",
+        "d.npz",
+        [("x.npy", ONE), ("notes.txt", b"hello")],
+        "d.npz holds 'notes.txt', which is not an .npy",
+    ),
+    ("a folder member", "d.npz", [("x.npy", ONE), ("sub/", b"")], "d.npz holds 'sub/', which is not an .npy array"),
+    ("a member name with a control character", "d.npz", [("x\x1b.npy", ONE)], "a control character: 'x\\x1b.npy'"),
+    ("no members", "e.npz", [], "e.npz holds no arrays"),
+    # end records alone: zipfile would list every entry they announce before any check could run
+    (
+        "zip of 50,000 entries",
+        "z.npz",
+        b"PK\x05\x06" + struct.pack("<4HLLH", 0, 0, 50_000, 50_000, 46 * 50_000, 0, 0),
+        "z.npz holds 50,000 arrays; at most 10,000",
+    ),
+    (
+        "zip directory of 1 GB",
+        "z.npz",
+        b"PK\x05\x06" + struct.pack("<4HLLH", 0, 0, 2, 2, 10**9, 0, 0),
+        "z.npz has a directory of 1,000,000,000 bytes",
+    ),
+    (
+        "zip64 of a million entries",
+        "z.npz",
+        b"PK\x06\x06"
+        + struct.pack("<QHHLLQQQQ", 44, 45, 45, 0, 0, 10**6, 10**6, 46 * 10**6, 0)
+        + b"PK\x06\x07"
+        + struct.pack("<LQL", 0, 0, 1)
+        + b"PK\x05\x06"
+        + struct.pack("<4HLLH", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0),
+        "z.npz holds 1,000,000 arrays; at most 10,000",
+    ),
+    ("broken archive", "b.npz", b"PK\x03\x04 not a zip", "cannot read b.npz: BadZipFile"),
+    ("format member too long", "f.npz", [("format.npy", npy_bytes("<U1000", (1,), b"\0" * 4000))], "f.npz[format] holds text"),
+    ("csv of text", "t.csv", b"a,b\n", "cannot read t.csv: ValueError"),
+    ("matrix market", "m.mtx", b"%%MatrixMarket matrix coordinate real general\n1 1 1\n1 1 2.0\n", "unknown file type '.mtx'"),
+]
+
+
+@pytest.mark.parametrize(("name", "file", "content", "message"), DATA_ATTACKS, ids=[a[0] for a in DATA_ATTACKS])
+@pytest.mark.parametrize("where", ["primals", "expect"])
+def test_data_files_are_refused_from_their_headers(
+    cli: Any, tmp_path: Path, where: str, name: str, file: str, content: Any, message: str
+) -> None:
+    """Each refused within seconds and a few MiB (the 4 GiB ones from the header alone: nothing is
+    allocated or inflated), exit 3 naming the key, the same as a primal and as an expected value."""
+    import tracemalloc
+
+    path = tmp_path / file
+    if isinstance(content, list):
+        npz_file(path, content)
+    else:
+        path.write_bytes(content)
+    spec = tmp_path / "spec.yaml"
+    key = ", key: x" if file.endswith(".npz") and name != "no members" and "format" not in name else ""
+    value = f"{{file: {file}{key}}}"
+    cli("eval", "-f", "x", "-p", "x=1.0")  # the imports of a first run are not the file's
+    tracemalloc.start()
+    if where == "primals":
+        spec.write_text(f"function: x * 2\nprimals: {{x: {value}}}\n")
+        t0 = time.monotonic()
+        ran = cli("eval", spec)
+        out = ran.stderr
+        assert ran.stdout == "" and out.count("\n") == 1
+    else:
+        spec.write_text(f"function: x * 2\nprimals: {{x: [1.0]}}\nexpect: {{value: {value}}}\n")
+        t0 = time.monotonic()
+        ran = cli("check", spec, "--json")
+        out = ran.json()["specs"][0]["error"]["message"]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**25, peak  # NumPy's arrays are traced: np.load allocated the declared 4 GiB first
+    assert time.monotonic() - t0 < 10
+    assert ran.exit_code == 3, out
+    assert message in out, out
+    assert f"{where}." in out and "Traceback" not in out
+
+
+def test_a_zip_bomb_member_is_refused_by_its_size_and_never_inflated_past_its_header(cli: Any, tmp_path: Path) -> None:
+    """A member whose header says 8 bytes, followed by 64 MiB of zeros (a 64 KB deflated member): the
+    read stops after the 8 bytes and refuses the rest (np.save never writes it; np.load ignored it)."""
+    import tracemalloc
+
+    bomb = tmp_path / "bomb.npz"
+    npz_file(bomb, [("x.npy", ONE + b"\0" * 2**26)])
+    assert bomb.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        ran = cli("eval", "-f", "x * 2", "-p", f"x={{file: {bomb}, key: x}}")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ran.exit_code == 3 and "bomb.npz[x] has data after its array" in ran.stderr, ran.stderr
+    assert peak < 2**24, peak  # nothing near the 64 MiB was inflated

@@ -207,12 +207,13 @@ def test_github_is_the_default_in_github_actions_and_json_still_wins(
 
 
 def test_a_message_with_newlines_and_percent_is_escaped() -> None:
+    """Printable first (a newline is shown as \\n, tests/cli/test_ci_text.py), then @actions/core's escapes."""
     from jaxdiff_cli.checks.findings import Finding, Report
     from jaxdiff_cli.output.reports import github_annotations
 
     report = Report(spec="a,b:c.yaml", findings=[Finding("expect x", False, "100% off\nreally")], file=None)
     (line,) = github_annotations([report])
-    assert line == "::error title=jaxdiff check%3A a%2Cb%3Ac.yaml%3A expect x::expect x: 100%25 off%0Areally"
+    assert line == "::error title=jaxdiff check%3A a%2Cb%3Ac.yaml%3A expect x::expect x: 100%25 off\\nreally"
 
 
 # ----------------------------------------------------------------------------- --case
@@ -503,10 +504,14 @@ def test_the_readme_ci_recipes_are_valid_yaml_with_commands_that_run(cli: Any, t
     gitlab = next(d for d in docs if any(isinstance(v, dict) and "script" in v for v in d.values()))
     steps = [s for job in github["jobs"].values() for s in job["steps"]]
     assert any("actions/cache" in s.get("uses", "") for s in steps)
-    assert any("~/.cache/jaxdiff/xla" in str(s.get("with", {}).get("path", "")) for s in steps)
+    assert any("~/.cache/jaxdiff" in str(s.get("with", {}).get("path", "")) for s in steps)
     (job,) = [v for v in gitlab.values() if isinstance(v, dict) and "script" in v]
     assert job["artifacts"]["reports"]["junit"] and job["cache"]["paths"]
     commands = [line for s in steps for line in str(s.get("run", "")).splitlines()] + job["script"]
+    # the cache is sealed with a CI secret (GitHub: the step's env; GitLab: a masked variable, said beside it)
+    assert any("secrets.JAXDIFF_CACHE_KEY" in str(s.get("env", {}).get("JAXDIFF_CACHE_KEY", "")) for s in steps)
+    assert "JAXDIFF_CACHE_KEY" in section.split("GitLab CI", 1)[1]
+    assert not any("-m jaxdiff_cli" in c for c in commands)  # the script: python -m would import the checkout's modules
     checks = [shlex.split(c) for c in commands if c.strip().startswith("jaxdiff check")]
     assert len(checks) >= 2
     for words in checks:  # each runs, on a config for the user's specs and into tmp_path for its files

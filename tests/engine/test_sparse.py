@@ -254,7 +254,7 @@ def test_nothing_is_kept_without_a_cache_and_a_bad_cache_file_is_recomputed(tmp_
     assert not sparse_result(p, cache=None).coloring.cached
     sparse_result(p, cache=tmp_path)
     files = sorted(tmp_path.iterdir())
-    assert [f.suffix for f in files] == [".json", ".npz", ".npz"]  # the coloring (and its facts), the pattern
+    assert [f.suffix for f in files] == [".sealed", ".sealed"]  # the coloring (and its facts), the pattern
     for f in files:
         f.write_bytes(b"not a cache file")
     again = sparse_result(p, cache=tmp_path)

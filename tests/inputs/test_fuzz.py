@@ -177,6 +177,136 @@ def test_random_yaml_documents_through_the_cli(data: dict[Any, Any]) -> None:
     assert "Traceback" not in ran.stderr
 
 
+# --------------------------------------------------------------------------- data files and paths
+
+
+def _seed_files() -> dict[str, bytes]:
+    """Valid files of each kind a spec may name, to be mutated."""
+    import io
+    import zipfile
+
+    out = {}
+    for version in ((1, 0), (2, 0)):
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, np.arange(6.0).reshape(2, 3), version=version)
+        out[f"v{version[0]}.npy"] = buffer.getvalue()
+    for method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", method) as archive:
+            archive.writestr("x.npy", out["v1.npy"])
+            archive.writestr("y.npy", out["v2.npy"])
+        out[f"m{method}.npz"] = buffer.getvalue()
+    buffer = io.BytesIO()
+    np.savez(
+        buffer, format=np.bytes_(b"coo"), shape=np.array([2, 2]), data=np.ones(2), row=np.array([0, 1]), col=np.array([1, 0])
+    )
+    out["sparse.npz"] = buffer.getvalue()
+    out["a.csv"] = b"1.0,2.0\n# note\n3,inf\n"
+    return out
+
+
+SEEDS = _seed_files()
+
+
+@st.composite
+def mutated_files(draw: Any) -> tuple[str, bytes]:
+    """A valid file with random bytes overwritten, cut off or appended."""
+    name = draw(st.sampled_from(sorted(SEEDS)))
+    data = bytearray(SEEDS[name])
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, len(data) - 1))
+        data[at : at + 4] = draw(st.binary(min_size=1, max_size=4))
+    if draw(st.booleans()):
+        data = data[: draw(st.integers(0, len(data)))]
+    return name, bytes(data) + draw(st.binary(max_size=8))
+
+
+def _read_in_tmp(name: str, data: bytes, raw: Any) -> None:
+    import tempfile
+
+    from jaxdiff_cli.inputs.values import sparse_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / name).write_bytes(data)
+        ctx = Context("float64", Path(tmp), "fuzz.yaml")
+        for read in (lambda: build_value(raw, ctx, "primals.x"), lambda: sparse_file(raw, ctx, "expect.jacobian")):
+            try:
+                value = read()
+            except SpecError as exc:
+                assert exc.exit_code == ExitCode.BAD_INPUT and str(exc).startswith("fuzz.yaml: "), str(exc)
+                continue
+            if value is None:  # not scipy's sparse form: read as a dense value above
+                continue
+            for leaf in _leaves(value) if not hasattr(value, "row") else [value.data]:
+                assert isinstance(leaf, np.ndarray) and leaf.dtype.kind in "biufc", leaf
+
+
+@given(mutated_files())
+def test_mutated_data_files_read_or_fail_cleanly(mutated: tuple[str, bytes]) -> None:
+    """Any bytes in an .npy, .npz (dense or scipy's sparse form) or CSV: numbers or exit 3, nothing else."""
+    name, data = mutated
+    _read_in_tmp(name, data, {"file": name})
+    if name.endswith(".npz"):
+        _read_in_tmp(name, data, {"file": name, "key": "x"})
+
+
+_DESCRS = ["<f8", ">f4", "|b1", "<i2", "<c16", "<U9", "|S3", "|V8", "<M8[s]", "|O", "<f2", "bogus", 7, [("a", "<f8")]]
+
+
+@given(
+    st.sampled_from(_DESCRS),
+    st.lists(st.integers(min_value=-2, max_value=2**40), max_size=4).map(tuple),
+    st.booleans(),
+    st.integers(0, 64),
+)
+def test_any_npy_header_is_refused_or_read_within_the_limits(
+    descr: Any, shape: tuple[int, ...], fortran: bool, data: int
+) -> None:
+    """Whatever an .npy header declares, the value is numbers within MAX_BYTES, or exit 3 before its data."""
+    from jaxdiff_cli.inputs import datafiles
+
+    header = repr({"descr": descr, "fortran_order": fortran, "shape": shape}).encode("latin-1") + b"\n"
+    blob = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\x01" * data
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "h.npy").write_bytes(blob)
+        try:
+            value = build_value({"file": "h.npy"}, Context("float64", Path(tmp), "fuzz.yaml"), "primals.x")
+        except SpecError as exc:
+            assert str(exc).startswith("fuzz.yaml: primals.x.file: "), str(exc)
+            return
+    assert value.dtype.kind in "biufc" and value.nbytes <= datafiles.MAX_BYTES and value.shape == shape
+
+
+_PATH_PIECES = ["a", ".npy", ".npz", ".csv", ".png", ".py", "/", "..", ".", "~", "\x00", "\x1b", "\n", "\u2028", "x" * 120]
+
+
+@given(st.lists(st.one_of(st.sampled_from(_PATH_PIECES), st.text(max_size=3)), min_size=1, max_size=6).map("".join))
+def test_any_path_in_any_path_key_gives_a_spec_or_a_spec_error(text: str) -> None:
+    """Random names (NUL, control characters, .., ~, over-long) in every path-like key: a spec, or a
+    SpecError naming that key; a value reads or is exit 3 (an absent file.py is exit 4 when loaded)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        for data, key in (
+            ({"function": "x * 2", "primals": {"x": {"file": text}}}, "primals.x"),
+            ({"function": "x * 2", "primals": {"x": 1.0}, "plot": {"file": text}}, "plot.file"),
+            ({"function": f"{text}.py:f", "primals": {"x": 1.0}}, "function"),
+        ):
+            try:
+                spec = build_spec(data, "fuzz.yaml", base, Overrides())
+            except SpecError as exc:
+                assert str(exc).startswith(f"fuzz.yaml: {key}"), (text, str(exc))
+                continue
+            if key == "primals.x":
+                try:
+                    build_value(spec.primals["x"], Context("float32", base, "fuzz.yaml"), key)
+                except SpecError as exc:
+                    assert str(exc).startswith("fuzz.yaml: primals.x"), (text, str(exc))
+
+
 # --------------------------------------------------------------------------- expressions
 
 # Pieces of the allowed grammar, and pieces of the forbidden one (a module is wrapped, so that an
