@@ -28,7 +28,11 @@ _IN_PROCESS_ONLY = ("--install-completion", "--show-completion")
 
 
 def main() -> None:
-    code = through_worker(sys.argv[1:])
+    try:
+        code = through_worker(sys.argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C before the call was handed over: as jaxdiff ends on it
+        os.write(2, b"interrupted\n")
+        sys.exit(130)
     if code is None:
         from jaxdiff_cli.cli import main as in_process
 
