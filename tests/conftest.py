@@ -27,6 +27,9 @@ os.environ["NO_COLOR"] = "1"
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["JAXDIFF_CACHE_DIR"] = str(tmp_path_factory.mktemp("xla-cache"))
+    # `jaxdiff` in a subprocess never reaches a worker the developer started: workers live in a
+    # folder of this session's (tests/cli/test_worker.py starts its own in folders of its own).
+    os.environ["JAXDIFF_WORKER_DIR"] = str(tmp_path_factory.mktemp("no-workers"))
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))  # the cache key file: not the real one
 
 

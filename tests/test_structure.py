@@ -20,6 +20,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "jaxdiff_cli"
 
 # The layer of each module, by dotted name or prefix; higher may import lower, never the reverse.
 LAYERS: list[tuple[str, int]] = [
+    ("jaxdiff_cli.launcher", 8),  # the `jaxdiff` script: a worker call, else cli.main in-process
+    ("jaxdiff_cli.worker.server", 8),  # the worker: runs cli.main in each call's child
     ("jaxdiff_cli.cli", 7),
     ("jaxdiff_cli.pytest_plugin", 7),  # an entry point too: pytest's
     ("jaxdiff_cli.__main__", 7),
@@ -40,6 +42,7 @@ LAYERS: list[tuple[str, int]] = [
     ("jaxdiff_cli.helptext", 0),  # the words of --help: data only
     ("jaxdiff_cli.ops", 0),  # the operation table: data only, stdlib only
     ("jaxdiff_cli.target", 0),  # what -o FILE means: stdlib only
+    ("jaxdiff_cli.worker", 0),  # where the worker is, its protocol, start/stop/status: stdlib only
     ("jaxdiff_cli", 0),
 ]
 INPUTS_LAYER, ENGINE_LAYER = 1, 2  # side by side: neither imports the other
@@ -143,7 +146,7 @@ def test_no_private_names_across_modules(module: str) -> None:
             raise AssertionError(f"{module} imports the private {target}.{name} at line {line}")
 
 
-ENTRY_POINTS = ("jaxdiff_cli.cli", "jaxdiff_cli.pytest_plugin")  # what a user runs: they show output
+ENTRY_POINTS = ("jaxdiff_cli.cli", "jaxdiff_cli.pytest_plugin", "jaxdiff_cli.worker.server")  # what a user runs: they show output
 
 
 def test_only_cli_imports_typer_and_output() -> None:
@@ -179,9 +182,10 @@ def test_the_check_itself_sees_imports_inside_functions() -> None:
 
 def test_cli_is_only_the_typer_face() -> None:
     # Its words live in helptext.py and its work in operations.py: what stays is wiring, kept small
-    # enough to read in one sitting (it was 1,050 lines doing orchestration, maths and JSON).
+    # enough to read in one sitting (it was 1,050 lines doing orchestration, maths and JSON). 530:
+    # the `worker` command group and the worker's one-time command build (its work is in worker/).
     text = (PACKAGE / "cli.py").read_text(encoding="utf-8")
-    assert len(text.splitlines()) <= 500
+    assert len(text.splitlines()) <= 530
     assert "import jax" not in text and "json.dumps" not in text and "numpy" not in text
 
 
@@ -262,3 +266,52 @@ def test_only_target_decides_what_an_output_suffix_means() -> None:
     for path in PACKAGE.rglob("*.py"):
         if path.name not in others:
             assert ".suffix" not in path.read_text(encoding="utf-8"), f"{path} looks at a file suffix: read target.Target"
+
+
+# The `jaxdiff` client decides whether a worker serves the call before anything else is imported:
+# these modules, and everything they import at module level, are the standard library's.
+CLIENT = ("jaxdiff_cli.launcher", "jaxdiff_cli.worker.place", "jaxdiff_cli.worker.protocol", "jaxdiff_cli.worker.control")
+
+
+@pytest.mark.parametrize("module", CLIENT)
+def test_the_client_imports_only_the_standard_library_at_module_level(module: str) -> None:
+    import sys
+
+    tree = ast.parse(modules()[module].read_text())
+    for node in tree.body:  # module level only: the fallback imports cli inside main(), by design
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+            else []
+        )
+        for name in names:
+            top = name.split(".")[0]
+            ours = name == "jaxdiff_cli" or name in CLIENT or name == "jaxdiff_cli.worker"
+            assert top in sys.stdlib_module_names or top == "__future__" or ours, f"{module} imports {name}"
+        if isinstance(node, ast.If) and not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+            raise AssertionError(f"{module}: a conditional import at module level (line {node.lineno})")
+
+
+def test_the_client_path_loads_nothing_heavy() -> None:
+    """Run for real: with no worker to find, the client has decided, and nothing but the stdlib is loaded."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    probe = (
+        "import sys\nfrom jaxdiff_cli import launcher\n"
+        "assert launcher.through_worker(['jvp', '-f', 'x', '-p', 'x=1']) is None\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "JAXDIFF_WORKER_DIR": folder}
+        env.pop("JAXDIFF_NO_WORKER", None)
+        ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    loaded = set(ran.stdout.split())
+    assert "jaxdiff_cli" in loaded
+    heavy = loaded & {"typer", "click", "rich", "numpy", "jax", "jaxlib", "yaml", "ml_dtypes", "typing"}
+    assert not heavy, f"the client path imported {sorted(heavy)}"

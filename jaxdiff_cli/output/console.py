@@ -7,7 +7,6 @@ imported, so scripts (--json, pipes) do not pay for it.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -80,8 +79,21 @@ def say(prefix: str, text: str) -> None:
 
 
 def print_json(doc: Mapping[str, Any]) -> None:
-    """One JSON document on stdout (RFC 8259: non-finite numbers were encoded as strings before)."""
-    write(json.dumps(doc, allow_nan=False) + "\n")
+    """One JSON document on stdout, UTF-8 (RFC 8259: non-finite numbers were encoded as strings before)."""
+    from jaxdiff_cli.encoding import dumps
+
+    data = dumps(doc) + b"\n"
+    try:
+        sys.stdout.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:  # a text-only stream (an embedding program's): the same text
+            sys.stdout.write(data.decode())
+        else:
+            buffer.write(data)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        raise OutputClosed from None
 
 
 def print_lines(lines: list[str]) -> None:
@@ -113,15 +125,17 @@ def print_renderable(renderable: Any) -> None:
 
 def show_pictures(outcome: Outcome, to_stderr: bool) -> None:
     """The heatmap and summary; on stderr with --json, so stdout stays one JSON document."""
-    from rich.text import Text
-
     from jaxdiff_cli.operations import sparse_result
-    from jaxdiff_cli.output.terminal import heatmap, spy, summary_text
 
     pictures = outcome.pictures
     found = sparse_result(outcome.result)
     if (outcome.matrix is None and found is None) or outcome.summary is None or pictures is None:
         return
+    # Only now: Rich's text and the heatmap cost ~50 ms of imports that a plain result never uses.
+    from rich.text import Text
+
+    from jaxdiff_cli.output.terminal import heatmap, spy, summary_text
+
     console = Console(stderr=to_stderr, highlight=False)
     if pictures.terminal and outcome.matrix is not None:
         console.print(heatmap(outcome.matrix, width=console.width))

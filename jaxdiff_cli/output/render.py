@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxdiff_cli import __version__
-from jaxdiff_cli.encoding import array_json, json_number, printable, shape_text
+from jaxdiff_cli.encoding import array_doc, array_json, json_number, printable, shape_text
 from jaxdiff_cli.engine.layout import named_leaves
 from jaxdiff_cli.engine.sparse import SparseMatrix
 from jaxdiff_cli.inputs.spec import CLI, STDIN
@@ -115,27 +115,33 @@ def document(
         device=device,
         dtype=dtype,
         info={k: v for k, v in info.items() if v is not None},
-        inputs={name: array_json(a) for name, a in named_leaves(dict(inputs))},
-        outputs={name: output_json(a) for name, a in named_leaves(dict(outputs))},
+        inputs={name: array_doc(a) for name, a in named_leaves(dict(inputs))},
+        outputs={name: output_json(a, native=True) for name, a in named_leaves(dict(outputs))},
         timing={k: round(v, 6) for k, v in timing.items()},
     )
 
 
-def output_json(a: Any) -> dict[str, Any]:
-    """An output as JSON: an array as {shape, dtype, data}; a sparse Jacobian or Hessian as COO."""
-    return coo_json(a) if isinstance(a, SparseMatrix) else array_json(a)
+def output_json(a: Any, native: bool = False) -> dict[str, Any]:
+    """An output as JSON: an array as {shape, dtype, data}; a sparse Jacobian or Hessian as COO.
+
+    Plain lists; ``native``: NumPy arrays where ``encoding.dumps`` writes them as the lists would
+    read (a printed or saved document: several times faster for a large result)."""
+    if isinstance(a, SparseMatrix):
+        return coo_json(a, native)
+    return array_doc(a) if native else array_json(a)
 
 
-def coo_json(sm: SparseMatrix) -> dict[str, Any]:
+def coo_json(sm: SparseMatrix, native: bool = False) -> dict[str, Any]:
     """``{"format": "coo", "shape", "dtype", "row", "col", "data"}``: ``data[k]`` is the entry at
     ``(row[k], col[k])``, row-major sorted. A pattern without values has no dtype and no data."""
     doc: dict[str, Any] = {"format": "coo", "shape": list(sm.shape)}
     if sm.data is not None:
         doc["dtype"] = str(sm.data.dtype)
-    doc["row"] = sm.row.tolist()
-    doc["col"] = sm.col.tolist()
+    encode = array_doc if native else array_json
+    doc["row"] = encode(sm.row)["data"]
+    doc["col"] = encode(sm.col)["data"]
     if sm.data is not None:
-        doc["data"] = array_json(sm.data)["data"]
+        doc["data"] = encode(sm.data)["data"]
     return doc
 
 
@@ -197,7 +203,7 @@ def run_json(outcome: RunOutcome) -> dict[str, Any]:
                     "op": step.op,
                     "name": step.label,
                     "info": {k: v for k, v in result.info.items() if v is not None},
-                    "outputs": {n: output_json(a) for n, a in named_leaves(result.outputs)},
+                    "outputs": {n: output_json(a, native=True) for n, a in named_leaves(result.outputs)},
                     "timing": {"compile_s": round(result.timing.compile_s, 6), "run_s": round(result.timing.run_s, 6)},
                 }
             )
@@ -222,7 +228,7 @@ def sparsity_json(outcome: SparsityOutcome) -> dict[str, Any]:
         device=outcome.prep.runtime.device_name,
         dtype=spec.dtype,
         info=outcome.info,
-        pattern=coo_json(sm),
+        pattern=coo_json(sm, native=True),
         coloring={"method": c.method, "mode": c.mode, "colors": c.colors, "assignment": c.assignment.tolist()},
         timing={"detect_s": round(c.detect_s, 6), "color_s": round(c.color_s, 6)},
     )

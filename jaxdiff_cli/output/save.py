@@ -6,7 +6,6 @@ a run killed mid-write leaves the old file or none, never half of one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from jaxdiff_cli.atomic import atomic_open, write_new
+from jaxdiff_cli.encoding import dumps
 from jaxdiff_cli.errors import OutputError
 from jaxdiff_cli.target import Target
 
@@ -46,9 +46,8 @@ def save(target: Target, arrays: Mapping[str, Any], doc: Mapping[str, Any]) -> N
     try:
         match target.kind:
             case "json":
-                with atomic_open(path, "w") as f:
-                    json.dump(doc, f, indent=2, allow_nan=False)
-                    f.write("\n")
+                with atomic_open(path, "wb") as f:
+                    f.write(dumps(doc, indent=True) + b"\n")
             case "npy":
                 if len(arrays) != 1:
                     names = ", ".join(arrays)
