@@ -88,9 +88,15 @@ def _stdio() -> list[tuple[str, str, bool, bool]]:
 
 def _call(sock: Any, argv: list[str]) -> int | None:
     request = {
-        "op": "run", "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": _umask(),
-        "stdio": _stdio(), "stamp": place.stamp(), "settings": place.settings(),
-    }  # fmt: skip
+        "op": "run",
+        "argv": argv,
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "umask": _umask(),
+        "stdio": _stdio(),
+        "stamp": place.stamp(),
+        "settings": place.settings(),
+    }
     received: list[int] = []
 
     def forward(signum: int, frame: Any) -> None:

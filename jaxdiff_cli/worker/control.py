@@ -76,11 +76,23 @@ def spawn(path: str, idle_s: float) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(  # noqa: S603 (this interpreter, our own module, a path we chose)
             # -P: no folder of anyone's on the module path (3.11+); the cwd is the worker's own 0700 folder
-            [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-m", "jaxdiff_cli.worker.server",
-             "--socket", path, "--idle", str(idle_s)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+            [
+                sys.executable,
+                *(["-P"] if sys.version_info >= (3, 11) else []),
+                "-m",
+                "jaxdiff_cli.worker.server",
+                "--socket",
+                path,
+                "--idle",
+                str(idle_s),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
             cwd=os.path.dirname(path),
-        )  # fmt: skip
+        )
     finally:
         os.close(log)
 

@@ -43,8 +43,18 @@ class BackendStarted(RuntimeError):
 # Not loaded ahead: entry points of their own, and modules that pull in pytest or matplotlib.
 _NOT_PRELOADED = ("jaxdiff_cli.__main__", "jaxdiff_cli.launcher", "jaxdiff_cli.pytest_plugin", "jaxdiff_cli.worker.server")
 # What JAX imports lazily at a call's first lowering (~100 ms of MLIR dialects), and Rich's pieces.
-_ALSO = ("jaxlib.mlir.dialects.mhlo", "jaxlib.mlir.dialects.builtin", "jax.experimental.multihost_utils", "rich.panel",
-         "rich.table", "rich.console", "rich.text", "rich.progress", "yaml", "orjson")  # fmt: skip
+_ALSO = (
+    "jaxlib.mlir.dialects.mhlo",
+    "jaxlib.mlir.dialects.builtin",
+    "jax.experimental.multihost_utils",
+    "rich.panel",
+    "rich.table",
+    "rich.console",
+    "rich.text",
+    "rich.progress",
+    "yaml",
+    "orjson",
+)
 
 
 def preload() -> None:
@@ -121,9 +131,13 @@ class Zygote:
         listener.listen(64)
         os.replace(tmp, self.path)
         info = {
-            "pid": os.getpid(), "started": self.started, "idle_s": self.idle_s, "python": sys.executable,
-            "settings": place.fingerprints(self.settings), "stamp": self.stamp,
-        }  # fmt: skip
+            "pid": os.getpid(),
+            "started": self.started,
+            "idle_s": self.idle_s,
+            "python": sys.executable,
+            "settings": place.fingerprints(self.settings),
+            "stamp": self.stamp,
+        }
         with open(os.open(place.beside(self.path, ".json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             json.dump(info, f)
         return listener
@@ -222,10 +236,15 @@ class Zygote:
 
     def _status(self) -> dict[str, Any]:
         return {
-            "pid": os.getpid(), "started": self.started, "served": self.served, "running_calls": len(self.children),
-            "idle_s": self.idle_s, "idle_left_s": max(0.0, self.last_activity + self.idle_s - time.monotonic()),
-            "stamp": self.stamp, "settings": place.fingerprints(self.settings),
-        }  # fmt: skip
+            "pid": os.getpid(),
+            "started": self.started,
+            "served": self.served,
+            "running_calls": len(self.children),
+            "idle_s": self.idle_s,
+            "idle_left_s": max(0.0, self.last_activity + self.idle_s - time.monotonic()),
+            "stamp": self.stamp,
+            "settings": place.fingerprints(self.settings),
+        }
 
     def _fork(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
         pid = os.fork()
