@@ -144,8 +144,12 @@ def compare_arrays(
     else:
         row = np.max(finite_ref, initial=0.0)
     bound = atol_at + rtol * np.abs(ref) + ERR_MULTIPLE * err + ROUNDING_MULTIPLE * eps * row
+    # An infinite reference is matched exactly: its tolerance (rtol * inf) would be infinite, and
+    # |x - inf| <= inf let any finite value pass `expect: value: [.inf]` (red team, issue 19).
+    infinite = np.isinf(ref)
+    bound = np.where(infinite, 0.0, bound)
     with np.errstate(invalid="ignore"):
-        gap = np.abs(ad - ref)
+        gap = np.where(infinite & (ad == ref), 0.0, np.abs(ad - ref))
         bad = ~(gap <= bound)  # NaN anywhere fails
         bad &= np.isfinite(err)  # an unusable reference (every step left the domain: inf error) cannot convict
         ratio = np.where(bound > 0, gap / np.where(bound > 0, bound, 1), np.where(gap > 0, np.inf, 0))

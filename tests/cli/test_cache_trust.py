@@ -29,6 +29,7 @@ def _value(stdout: str) -> Any:
     """The value eval printed with --json (its data, as a list)."""
     return json.loads(stdout)["outputs"]["value"]["data"]
 
+
 TWO = 'function: "x * 2.0"\nprimals: {x: [1.0, 2.0]}\n'
 # expect: the values x * 2.0 gives, a lie for x * 3.0 that only a poisoned cache could make pass
 THREE = 'function: "x * 3.0"\nprimals: {x: [1.0, 2.0]}\nexpect:\n  value: [2.0, 4.0]\n'
