@@ -123,6 +123,19 @@ def print_renderable(renderable: Any) -> None:
     Console(highlight=False).print(renderable)
 
 
+UNWRAPPED = 2**16  # columns: wider than any row of check's table, so none is wrapped
+
+
+def print_table(renderable: Any) -> None:
+    """A table on stdout: as wide as the terminal on one, and off one (a CI log, a file) never
+    wrapped, each row one line as wide as it needs. A CI log is read at any width, and a row folded
+    over 3 to 8 lines at 80 columns is hard to read and to grep."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=UNWRAPPED)
+    console.print(renderable)
+
+
 def show_pictures(outcome: Outcome, to_stderr: bool) -> None:
     """The heatmap and summary; on stderr with --json, so stdout stays one JSON document."""
     from jaxdiff_cli.operations import sparse_result
@@ -307,7 +320,7 @@ def show_check(reports: list[Report], *, output_format: str, quiet: bool, junit_
         if output_format == "github":
             print_lines(ci.github_annotations(reports))
         if output_format != "json" and not quiet:
-            print_renderable(render.check_table(reports))
+            print_table(render.check_table(reports))
         elif output_format != "json":  # --quiet hides the table, not why the exit status is 3 or 4
             for report in reports:
                 if report.error is not None:

@@ -48,9 +48,20 @@ def output_format(chosen: str | None, json_: bool) -> str:
     return "github" if env_switch("GITHUB_ACTIONS") else "text"  # the runner sets it to "true"
 
 
-def number(v: float) -> str:
+def number(v: float, digits: int = 7) -> str:
     """A float for people: 7 significant digits, and 0 for an exact zero of either sign."""
-    return f"{v + 0.0:.7g}"  # -0.0 + 0.0 is +0.0: an exact zero is never shown as -0
+    return f"{v + 0.0:.{digits}g}"  # -0.0 + 0.0 is +0.0: an exact zero is never shown as -0
+
+
+def numbers(ad: float, reference: float) -> tuple[str, str]:
+    """Two values that differ, shown so that they differ: 7 significant digits, or as many more as it
+    takes, and at worst each as its shortest repr (which tells any two float64 apart), so a failure
+    never shows two equal numbers."""
+    for digits in range(7, 17):
+        a, r = number(ad, digits), number(reference, digits)
+        if a != r or ad == reference or math.isnan(ad) or math.isnan(reference):
+            return a, r
+    return repr(ad + 0.0), repr(reference + 0.0)
 
 
 def finding_line(f: Finding) -> str:
@@ -64,7 +75,8 @@ def finding_line(f: Finding) -> str:
     if math.isnan(w.reference):
         return f"{text}; {entry} is {number(w.ad)}"
     estimate = f" ± {w.error:.2g}" if w.error > 0 else ""  # an exact reference (an expected value) has none
-    return f"{text}; worst {entry}: AD {number(w.ad)}, reference {number(w.reference)}{estimate} (gap allowed {w.bound:.2g})"
+    ad, reference = numbers(w.ad, w.reference)
+    return f"{text}; worst {entry}: AD {ad}, reference {reference}{estimate} (gap allowed {w.bound:.2g})"
 
 
 # --------------------------------------------------------------------------- where in the spec

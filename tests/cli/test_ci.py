@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -566,3 +567,73 @@ def test_check_quiet_prints_no_table_but_still_says_why_it_failed(cli: Cli, tmp_
     assert ran.stderr.count("\n") == 1 and "bad.yaml: primals.x[1]: 'abc' is not a number" in ran.stderr
     ran = cli("check", good, "-q")
     assert ran.exit_code == ExitCode.OK and ran.stdout == "" and ran.stderr == ""
+
+
+# ----------------------------------------------------------------------------- CI logs (issue 22.5)
+
+# value[1] is 4; the expectation is 1e-8 off, with no tolerance: 7 digits would show 4 against 4.
+CLOSE = """\
+function: "lambda x: x**2"
+primals:
+  x: [1.0, 2.0]
+dtype: float64
+expect:
+  rtol: 0
+  atol: 0
+  value: [1.0, 4.00000001]
+  jacobian.x: [[2.0, 0.0], [0.0, 4.0]]
+"""
+
+
+def test_off_a_terminal_each_row_of_the_check_table_is_one_line(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CI log is no terminal: at 80 columns a row used to fold over 3 to 8 lines."""
+    monkeypatch.setenv("COLUMNS", "80")
+    folder = tmp_path / ("a-rather-long-folder-name-as-ci-checkouts-have-" * 2)
+    folder.mkdir()
+    spec = write(folder, "close.yaml", CLOSE)
+    ran = cli("check", spec, "--output-format", "text")
+    assert ran.exit_code == 1, ran.stderr
+    names = [f["name"] for f in cli("check", spec, "--json").json()["specs"][0]["checks"]]
+    lines = ran.stdout.splitlines()
+    # the spec's line, the header, one line per check, the count: nothing folded
+    assert len(lines) == 1 + 1 + len(names) + 1, ran.stdout
+    assert lines[0] == f"FAIL  {spec}"
+    for name, line in zip(names, lines[2:]):
+        assert line.split()[0] in ("ok", "FAIL", "skip") and name in line, (name, line)
+    assert max(len(line) for line in lines) > 80  # the long rows were kept whole, not folded to 80
+    failed = next(line for line in lines if "expect value" in line)
+    assert "1 of 2 entries outside tolerance" in failed and "value[1]" in failed
+
+
+def test_a_failure_shows_as_many_digits_as_tell_ad_and_reference_apart(cli: Any, tmp_path: Path) -> None:
+    spec = write(tmp_path, "close.yaml", CLOSE)
+    table = cli("check", spec).stdout
+    row = next(line for line in table.splitlines() if "expect value" in line)
+    assert row.split()[-3:-1] == ["4", "4.00000001"], row  # AD, reference (7 digits: 4 and 4)
+    github = cli("check", spec, "--output-format", "github").stdout
+    assert "worst value[1]: AD 4, reference 4.00000001 (gap allowed " in github
+
+
+def test_numbers_tells_two_floats_apart_with_no_more_digits_than_needed() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from jaxdiff_cli.output.reports import numbers
+
+    assert numbers(4.0, 4.00000001) == ("4", "4.00000001")
+    assert numbers(float(np.float32(4.0000005)), 4.0) == ("4.0000005", "4")  # a float32 AD value, widened
+    assert numbers(0.1 + 0.2, 0.3) == ("0.30000000000000004", "0.3")  # 17 digits where 16 are not enough
+    assert numbers(1.5, 2.5) == ("1.5", "2.5") and numbers(-0.0, 0.0) == ("0", "0")
+    assert numbers(1.0 / 3, 1.0) == ("0.3333333", "1")  # 7 digits when they already differ
+    assert numbers(float("nan"), 1.0) == ("nan", "1")
+
+    @given(st.floats(allow_nan=False, allow_infinity=False), st.floats(allow_nan=False, allow_infinity=False))
+    def distinct(a: float, b: float) -> None:
+        shown = numbers(a, b)
+        assert (shown[0] == shown[1]) == (a == b), (a, b, shown)
+        for text, value in zip(shown, (a, b)):  # each is its value, to 7 digits at least
+            assert math.isclose(float(text), value, rel_tol=1e-6, abs_tol=1e-300), (text, value)
+
+    distinct()
