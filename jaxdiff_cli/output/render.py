@@ -413,7 +413,9 @@ def check_table(reports: Sequence[Report]) -> Any:
                 else Text("FAIL", style="bold red")
             )
             w = f.worst
-            cells = ["", "", "", ""] if w is None else [f"{w.output}{list(w.index)}", *numbers(w.ad, w.reference), f"{w.error:.2g}"]
+            cells = ["", "", "", ""]
+            if w is not None:
+                cells = [f"{w.output}{list(w.index)}", *numbers(w.ad, w.reference), f"{w.error:.2g}"]
             # Text, not str: a str cell is Rich markup, and names and details come from the spec.
             table.add_row(status, *(Text(printable(c)) for c in (f.name, f.detail, *cells)))
         parts.append(table)
