@@ -6,14 +6,18 @@ it: the ``expect:`` key that failed, the key of a bad value, or else the functio
 the YAML node marks of the spec's text (``inputs.spec.locate``).
 
 The JUnit XML follows the schema that Jenkins and GitLab read (testsuites > testsuite > testcase,
-with failure, error or skipped): ``testsuite`` carries name, tests, failures, errors, skipped, time,
-timestamp and hostname, ``testcase`` only name, classname and time, so the file points at the spec's
-line in the failure's text instead of in attributes that the schema does not have.
+with failure, error or skipped; tests/assets/junit-10.xsd): ``testsuite`` carries name, tests,
+failures, errors, skipped, time, timestamp and hostname, ``testcase`` only name, classname and time,
+so the file points at the spec's line in the failure's text instead of in attributes that the schema
+does not have. Its testcases are the pytest plugin's items, named and judged as ``pytest --jaxdiff
+--junit-xml`` writes them (see Verdict).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +36,6 @@ if TYPE_CHECKING:
     from jaxdiff_cli.checks.findings import Finding, Report
 
 OUTPUT_FORMATS = ("text", "json", "github")
-ERROR_CASE = "spec"  # the testcase of a spec (or case) that could not be checked
 
 
 def output_format(chosen: str | None, json_: bool) -> str:
@@ -156,79 +159,154 @@ def github_annotations(reports: Sequence[Report]) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------- tests: check's and the plugin's
+# A spec's (or case's) checks as tests, the same for check's JUnit report and the pytest plugin's items,
+# so a project that moves from one to the other keeps its CI test history: the same names (pytest's
+# node ids), the same verdicts, and the same rule, that of pytest: whatever goes wrong in a test is
+# a failure (a spec that cannot be read or checked fails its ``spec`` test; its other tests are
+# skipped, pointing at it). An error, in pytest, is a fixture's; jaxdiff's tests have none.
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One test's outcome: passed, failed (``text``: what failed, one line each) or skipped (``text``: why)."""
+
+    kind: str
+    text: str = ""
+
+
+def test_names(report: Report) -> tuple[str, ...]:
+    """A report's tests: SPEC_TEST, then the checks (for a report built by hand, those its findings name)."""
+    from jaxdiff_cli.checks.findings import DERIVATIVE_GROUPS, SPEC_TEST, groups_of
+
+    if report.tests or report.error is not None:
+        return (SPEC_TEST, *report.tests)
+    named = {g for f in report.findings for g in groups_of(f.name)}
+    expected = [g for f in report.findings for g in groups_of(f.name) if g.startswith("expect[")]
+    return (SPEC_TEST, *dict.fromkeys(expected), *(g for g in DERIVATIVE_GROUPS if g in named))
+
+
+def verdict(report: Report, test: str, texts: dict[str, str | None] | None = None) -> Verdict:
+    """What one test of a report says, where the report has no error (see error_text for that)."""
+    from jaxdiff_cli.checks.findings import SPEC_TEST, groups_of
+
+    if test == SPEC_TEST:
+        return Verdict("passed")
+    mine = [f for f in report.findings if test in groups_of(f.name)]
+    if test == "finite":  # findings no test knows about are not lost: the last test shows them
+        mine += [f for f in report.findings if not groups_of(f.name)]
+    if not mine:
+        why = report.inapplicable.get(test)
+        return Verdict("skipped", printable(f"{test} does not apply to this spec" + (f": {why}" if why else "")))
+    failed = [f for f in mine if not f.passed and not f.skipped]
+    if failed:
+        texts = {} if texts is None else texts
+        lines = []
+        for f in failed:
+            at = place(report.file, finding_key(report, f), texts=texts)
+            spot = f"{at.file}:{at.line}" if at.line is not None else str(at.file)
+            lines.append(printable(f"{spot}: {finding_line(f)}"))
+        return Verdict("failed", "\n".join(lines))
+    if all(f.skipped for f in mine):
+        return Verdict("skipped", printable("; ".join(f"{f.name}: {f.detail}" if f.detail else f.name for f in mine)))
+    return Verdict("passed")
+
+
+def error_text(error: JaxdiffError) -> str:
+    """The failure of a spec that could not be read or checked: jaxdiff's message, at ``file:line``
+    as pytest shows places, and the exit status ``check`` gives it."""
+    text, at = error.render(), error_place(error)  # render(): printable
+    file = printable(at.file) if at.file is not None else None
+    if file is not None and at.line is not None and text.startswith(f"{file}: "):
+        text = f"{file}:{at.line}: {text.removeprefix(f'{file}: ')}"
+    return f"{text} (exit status {int(error.exit_code)} in jaxdiff check)"
+
+
+def skipped_for_error(spec_test: str) -> str:
+    """Why a test of a spec that could not be checked is skipped: the test that failed for it."""
+    return printable(f"the spec could not be checked: see {spec_test}")
+
+
+def node_id(report: Report, test: str) -> str:
+    """The test's pytest node id: the spec's path from the current folder (pytest's, from its root
+    folder: the same where pytest runs from the project's root), the case, the test."""
+    file = report.file or report.spec
+    if not file.startswith("<"):
+        absolute = os.path.abspath(file)
+        inside = os.path.commonpath([absolute, os.getcwd()]) == os.getcwd()
+        file = Path(os.path.relpath(absolute) if inside else absolute).as_posix()
+    return "::".join([file, *([report.case] if report.case is not None else []), test])
+
+
+def junit_names(nodeid: str) -> tuple[str, str]:
+    """classname and name of a test, from its node id, as pytest's junitxml writes them
+    (_pytest.junitxml.mangle_test_address): the path dotted, ``.py`` dropped, the names after it."""
+    path, bracket, params = nodeid.partition("[")
+    names = path.split("::")
+    names[0] = re.sub(r"\.py$", "", names[0].replace("/", "."))
+    names[-1] += bracket + params
+    return ".".join(names[:-1]), names[-1]
+
+
 # --------------------------------------------------------------------------- JUnit XML
 # Every name and message is printable (safetext), which XML 1.0 can always hold: a NUL would make the
 # file unreadable, a newline from a folder name start a line of a CI log that shows the failure.
 
 
-def classname(report: Report) -> str:
-    """The spec as a JUnit class name: its path without the suffix, dotted (``configs.seed000_poly``),
-    then the case (``.scalars``), so Jenkins and GitLab group the checks of a spec and of a case."""
-    file = report.file or report.spec
-    stem = Path(file).with_suffix("").as_posix().strip("/.<>") if not file.startswith("<") else file.strip("<>")
-    name = stem.replace("/", ".")
-    return f"{name}.{report.case}" if report.case is not None else name
-
-
 def junit_xml(reports: Sequence[Report], versions: Mapping[str, str], now: datetime | None = None) -> str:
-    """The JUnit XML document of ``check``: one testsuite per spec (and case), one testcase per check."""
+    """The JUnit XML document of ``check``: one testsuite per spec (and case), one testcase per test,
+    named as ``pytest --jaxdiff --junit-xml`` names it. The spec's ``spec`` test takes the time of
+    checking it (all its checks are computed together, as the plugin's first item computes them)."""
     import xml.etree.ElementTree as ET
+
+    from jaxdiff_cli.checks.findings import SPEC_TEST
 
     now = now or datetime.now(timezone.utc)
     texts: dict[str, str | None] = {}
     root = ET.Element("testsuites", name="jaxdiff check")
-    totals = {"tests": 0, "failures": 0, "errors": 0}
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     total_time = 0.0
     for r in reports:
-        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        counts = dict.fromkeys(totals, 0)
         suite = ET.SubElement(root, "testsuite", name=printable(r.spec))
         props = ET.SubElement(suite, "properties")
         for name, value in {"jaxdiff": __version__, **versions}.items():
             ET.SubElement(props, "property", name=name, value=printable(str(value)))
-        cls = printable(classname(r))
-        for f in r.findings:
-            case = ET.SubElement(suite, "testcase", name=printable(f.name), classname=cls)
+        spec_id = printable(node_id(r, SPEC_TEST))
+        for test in test_names(r):
+            cls, name = junit_names(node_id(r, test))
+            seconds = r.seconds if test == SPEC_TEST else 0.0
+            case = ET.SubElement(suite, "testcase", classname=printable(cls), name=printable(name), time=f"{seconds:.3f}")
             counts["tests"] += 1
-            if f.skipped:
-                counts["skipped"] += 1
-                ET.SubElement(case, "skipped", message=printable(f.detail))
-            elif not f.passed:
+            if r.error is not None:
+                if test == SPEC_TEST:
+                    counts["failures"] += 1
+                    text = error_text(r.error)
+                    ET.SubElement(case, "failure", type=type(r.error).__name__, message=text).text = text
+                else:
+                    counts["skipped"] += 1
+                    ET.SubElement(case, "skipped", message=skipped_for_error(spec_id))
+                continue
+            outcome = verdict(r, test, texts)
+            if outcome.kind == "failed":
                 counts["failures"] += 1
-                at = place(r.file, finding_key(r, f), texts=texts)
-                failure = ET.SubElement(case, "failure", type="CheckFailed", message=printable(finding_line(f)))
-                failure.text = _story(at, finding_line(f))
-        if r.error is not None:
-            case = ET.SubElement(suite, "testcase", name=ERROR_CASE, classname=cls)
-            counts["tests"] += 1
-            counts["errors"] += 1
-            at = error_place(r.error, texts)
-            error = ET.SubElement(case, "error", type=type(r.error).__name__, message=printable(r.error.render()))
-            error.text = _story(at, r.error.render(), f"exit status {int(r.error.exit_code)}")
-        suite.set("tests", str(counts["tests"]))
-        suite.set("failures", str(counts["failures"]))
-        suite.set("errors", str(counts["errors"]))
-        suite.set("skipped", str(counts["skipped"]))
+                ET.SubElement(case, "failure", type="CheckFailed", message=outcome.text).text = outcome.text
+            elif outcome.kind == "skipped":
+                counts["skipped"] += 1
+                ET.SubElement(case, "skipped", message=outcome.text)
+        for key, count in counts.items():
+            suite.set(key, str(count))
         suite.set("time", f"{r.seconds:.3f}")
         suite.set("timestamp", now.strftime("%Y-%m-%dT%H:%M:%S"))
         suite.set("hostname", socket.gethostname() or "localhost")
         for key in totals:
             totals[key] += counts[key]
         total_time += r.seconds
-    for key, count in totals.items():
-        root.set(key, str(count))
+    for key in ("tests", "failures", "errors"):
+        root.set(key, str(totals[key]))
     root.set("time", f"{total_time:.3f}")
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-
-
-def _story(at: Place, *lines: str) -> str:
-    """A failure's text: where in the spec (``file:line``, key), then what happened, one line each;
-    every part printable, so the only line breaks are these."""
-    text = "\n".join(printable(line) for line in lines)
-    if at.file is None:
-        return f"{printable(at.key)}: {text}" if at.key else text
-    spot = printable(f"{at.file}:{at.line}" if at.line is not None else at.file)
-    return f"{spot}: {printable(at.key)}\n{text}" if at.key else f"{spot}\n{text}"
 
 
 def check_report_path(path: Path) -> None:
