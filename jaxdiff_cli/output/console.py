@@ -303,7 +303,7 @@ def show_devices(rows: list[dict[str, Any]], *, json_: bool) -> None:
 
 
 def show_check(reports: list[Report], *, output_format: str, quiet: bool, junit_xml: Path | None) -> None:
-    """`jaxdiff check`: the JUnit report, then the document, the annotations or the table.
+    """`jaxdiff check`: the JUnit report and the job summary, then the document, the annotations or the table.
 
     check's verdict is its exit status: a reader that stops early (| head) must not turn a pass
     into 141 under `set -o pipefail`, so a closed stdout ends the output quietly.
@@ -314,6 +314,9 @@ def show_check(reports: list[Report], *, output_format: str, quiet: bool, junit_
 
     if junit_xml is not None:
         ci.write_junit(junit_xml, ci.junit_xml(reports, versions()))
+    problem = ci.write_step_summary(reports)  # in GitHub Actions; the verdict stays the check's
+    if problem is not None:
+        say("warning", problem)
     with contextlib.suppress(OutputClosed):
         if output_format == "json":
             print_json(render.check_json(reports, versions()))

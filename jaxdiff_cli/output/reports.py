@@ -1,4 +1,5 @@
-"""``check``'s reports for CI: JUnit XML, GitHub workflow commands, and a finding told in one line. Pure.
+"""``check``'s reports for CI: JUnit XML, GitHub workflow commands and job summary, and a finding told
+in one line. Each is built as text here; only the JUnit file and the job summary are written here.
 
 Each check of each spec (and case) is one test: an ``expect:`` entry, AD vs FD in each mode, the
 adjoint identity, the HVP modes, finiteness. A failure points at the line of the spec that caused
@@ -29,7 +30,7 @@ from jaxdiff_cli import __version__
 from jaxdiff_cli.atomic import atomic_open
 from jaxdiff_cli.errors import JaxdiffError, OutputError, UsageError
 from jaxdiff_cli.inputs.spec import CLI, join, locate, source_text
-from jaxdiff_cli.safetext import printable, workflow_data, workflow_property
+from jaxdiff_cli.safetext import markdown, printable, workflow_data, workflow_property
 from jaxdiff_cli.switches import env_switch
 
 if TYPE_CHECKING:
@@ -129,34 +130,143 @@ def error_place(error: BaseException, texts: dict[str, str | None] | None = None
 # --------------------------------------------------------------------------- GitHub workflow commands
 
 
-def _command(kind: str, at: Place, title: str, message: str) -> str:
+MAX_ANNOTATIONS = 10  # error annotations GitHub shows per step; the others are dropped without a word
+
+
+def annotation_file(file: str, environ: Mapping[str, str] | None = None) -> str:
+    """A spec's path as an annotation's ``file=``: GitHub reads it from the checkout's root
+    (``$GITHUB_WORKSPACE``), not from the step's ``working-directory:``. So, where the variable is
+    set, the path from there, or the absolute path for a spec outside it; else the path as given."""
+    workspace = (os.environ if environ is None else environ).get("GITHUB_WORKSPACE")
+    if not workspace or file.startswith("<"):
+        return file
+    absolute, root = os.path.abspath(file), os.path.abspath(workspace)
+    if os.path.commonpath([absolute, root]) != root:
+        return Path(absolute).as_posix()
+    return Path(os.path.relpath(absolute, root)).as_posix()
+
+
+def _command(kind: str, at: Place, title: str, messages: Sequence[str], environ: Mapping[str, str] | None) -> str:
     """One workflow command: every value printable, then escaped as @actions/core escapes it, so a
-    file name cannot end a property, start a line or reach the log as an escape sequence."""
+    file name cannot end a property, start a line or reach the log as an escape sequence. Several
+    messages are lines of one annotation (the only line breaks: %0A between them)."""
     props = []
     if at.file is not None:
-        props.append(f"file={workflow_property(at.file)}")
+        props.append(f"file={workflow_property(annotation_file(at.file, environ))}")
         if at.line is not None:
             props.append(f"line={at.line}")
             if at.column is not None:
                 props.append(f"col={at.column}")
     props.append(f"title={workflow_property(title)}")
-    return f"::{kind} {','.join(props)}::{workflow_data(message)}"
+    return f"::{kind} {','.join(props)}::{'%0A'.join(workflow_data(m) for m in messages)}"
 
 
-def github_annotations(reports: Sequence[Report]) -> list[str]:
+def github_annotations(reports: Sequence[Report], environ: Mapping[str, str] | None = None) -> list[str]:
     """``::error file=…,line=…,col=…,title=…::message`` for every failed check and every spec that
-    could not be checked, at the line of the spec that caused it, so a pull request shows it there."""
+    could not be checked, at the line of the spec that caused it, so a pull request shows it there.
+
+    Findings on the same line are one annotation, a line each. GitHub shows MAX_ANNOTATIONS error
+    annotations of a step and drops the rest unsaid: beyond them, the last one says how many more
+    there are (the table in the log, and the job summary, have them all)."""
     texts: dict[str, str | None] = {}
-    lines = []
+    found: dict[object, _Annotation] = {}  # one per line of a spec
     for r in reports:
         for f in r.findings:
-            if not f.passed:
-                at = place(r.file, finding_key(r, f), texts=texts)
-                lines.append(_command("error", at, f"jaxdiff check: {r.spec}: {f.name}", finding_line(f)))
+            if not f.passed and not f.skipped:
+                _add(found, place(r.file, finding_key(r, f), texts=texts), r.spec, f.name, finding_line(f))
         if r.error is not None:
-            at = error_place(r.error, texts)
-            lines.append(_command("error", at, f"jaxdiff check: {r.spec}", r.error.render()))
-    return lines
+            _add(found, error_place(r.error, texts), r.spec, "", r.error.render())
+    merged = [(a.at, _title(a.spec, a.names), a.messages) for a in found.values()]
+    if len(merged) > MAX_ANNOTATIONS:
+        more = len(merged) - (MAX_ANNOTATIONS - 1)
+        lines = [_command("error", at, title, messages, environ) for at, title, messages in merged[: MAX_ANNOTATIONS - 1]]
+        note = f"{more} more failures or errors are not annotated (GitHub shows {MAX_ANNOTATIONS} a step): see the log"
+        return [*lines, _command("error", Place(None, None), f"jaxdiff check: {more} more", [note], environ)]
+    return [_command("error", at, title, messages, environ) for at, title, messages in merged]
+
+
+@dataclass
+class _Annotation:
+    at: Place
+    spec: str
+    names: list[str]  # of the findings on its line ("" for an error)
+    messages: list[str]
+
+
+def _add(found: dict[object, _Annotation], at: Place, spec: str, name: str, message: str) -> None:
+    """One more finding: on the line of an annotation already there, a line of it."""
+    key: object = (at.file, at.line) if at.file is not None and at.line is not None else len(found)
+    annotation = found.setdefault(key, _Annotation(at, spec, [], []))
+    annotation.names.append(name)
+    annotation.messages.append(message)
+
+
+def _title(spec: str, names: list[str]) -> str:
+    named = [n for n in names if n]
+    if len(names) == 1:
+        return f"jaxdiff check: {spec}: {named[0]}" if named else f"jaxdiff check: {spec}"
+    return f"jaxdiff check: {spec}: {len(names)} failures"
+
+
+# --------------------------------------------------------------------------- the job summary
+
+SUMMARY_ROWS = 50  # failures listed in the job summary; GitHub takes at most 1 MiB of it per step
+
+
+def step_summary(reports: Sequence[Report]) -> str:
+    """The Markdown job summary (``$GITHUB_STEP_SUMMARY``): a table of specs with their checks and
+    verdicts, then the failures with their worst entries. Every text from a spec is Markdown-escaped
+    (safetext.markdown), so a name cannot become a link, markup or a table cell of its own."""
+    passed = sum(r.passed for r in reports)
+    lines = [
+        f"### jaxdiff check: {passed} of {len(reports)} spec(s) passed",
+        "",
+        "| spec | checks | passed | failed | skipped | result |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in reports:
+        counts = [sum(f.passed and not f.skipped for f in r.findings), sum(not f.passed and not f.skipped for f in r.findings)]
+        counts.append(sum(f.skipped for f in r.findings))
+        if r.error is not None:
+            result = f"error (exit {int(r.error.exit_code)})"
+        else:
+            result = "passed" if r.passed else "failed"
+        cells = [f"{markdown(r.spec)}", str(len(r.findings)), *map(str, counts), result]
+        lines.append("| " + " | ".join(cells) + " |")
+    failures = [(r, f) for r in reports for f in r.findings if not f.passed and not f.skipped]
+    errors = [r for r in reports if r.error is not None]
+    if failures:
+        lines += ["", "#### Failures", "", "| spec | check | detail | worst entry | AD | reference | gap allowed |"]
+        lines.append("| --- | --- | --- | --- | ---: | ---: | ---: |")
+        for r, f in failures[:SUMMARY_ROWS]:
+            w = f.worst
+            worst = ["", "", "", ""]
+            if w is not None and not math.isnan(w.reference):
+                worst = [f"{w.output}{list(w.index)}", *numbers(w.ad, w.reference), f"{w.bound:.2g}"]
+            elif w is not None:
+                worst = [f"{w.output}{list(w.index)}", number(w.ad), "", ""]
+            lines.append("| " + " | ".join(markdown(c) for c in (r.spec, f.name, f.detail, *worst)) + " |")
+        if len(failures) > SUMMARY_ROWS:
+            lines += ["", f"and {len(failures) - SUMMARY_ROWS} more failures (the job's log has them all)"]
+    if errors:
+        lines += ["", "#### Specs that could not be checked", "", "| spec | exit status | error |", "| --- | ---: | --- |"]
+        lines += [f"| {markdown(r.spec)} | {int(r.error.exit_code)} | {markdown(r.error.render())} |" for r in errors if r.error]
+    return "\n".join(lines) + "\n\n"
+
+
+def write_step_summary(reports: Sequence[Report], environ: Mapping[str, str] | None = None) -> str | None:
+    """Append the job summary to ``$GITHUB_STEP_SUMMARY`` where it is set (GitHub Actions sets it for
+    each step; other steps append to the same file). Returns why it could not, for a warning: the
+    summary is an extra, and check's verdict stays its own."""
+    path = (os.environ if environ is None else environ).get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return None
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(step_summary(reports))
+    except OSError as exc:
+        return printable(f"cannot write the job summary to {path}: {exc.strerror or exc}")
+    return None
 
 
 # --------------------------------------------------------------------------- tests: check's and the plugin's
