@@ -7,7 +7,6 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,6 +14,7 @@ from jaxdiff_cli.checks.findings import Finding, Report, Worst
 from jaxdiff_cli.output.reports import MAX_ANNOTATIONS, github_annotations, step_summary
 from jaxdiff_cli.safetext import printable
 
+from ..conftest import Cli
 from .test_ci_text import FOLDERS
 
 WRONG = "function: x * 2\nprimals: {x: 1.0}\nexpect:\n  value: 3.0\n"  # value is 2: fails at line 4
@@ -34,7 +34,7 @@ def _annotations(stdout: str) -> list[dict[str, str]]:
 
 
 def test_annotation_files_are_from_the_workspace_not_the_working_directory(
-    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A step with `working-directory: proj` runs in $GITHUB_WORKSPACE/proj: GitHub reads file= from the root."""
     workspace, outside = tmp_path / "ws", tmp_path / "elsewhere"
@@ -55,7 +55,7 @@ def test_annotation_files_are_from_the_workspace_not_the_working_directory(
     assert [a["file"] for a in _annotations(ran.stdout)] == ["specs/wrong.yaml"]
 
 
-def test_findings_on_one_line_are_one_annotation(cli: Any, tmp_path: Path) -> None:
+def test_findings_on_one_line_are_one_annotation(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "one.yaml"
     spec.write_text(ONE_LINE)
     ran = cli("check", spec, "--output-format", "github")
@@ -105,7 +105,7 @@ def _tables(markdown: str) -> list[list[list[str]]]:
     return tables
 
 
-def test_the_job_summary_is_appended_where_github_says(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_job_summary_is_appended_where_github_says(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wrong, broken = tmp_path / "wrong.yaml", tmp_path / "broken.yaml"
     wrong.write_text(WRONG)
     broken.write_text(BROKEN)
@@ -125,7 +125,7 @@ def test_the_job_summary_is_appended_where_github_says(cli: Any, tmp_path: Path,
 
 
 def test_without_the_variable_no_summary_and_a_summary_that_cannot_be_written_is_a_warning(
-    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = tmp_path / "wrong.yaml"
     spec.write_text(WRONG)
