@@ -11,7 +11,7 @@ from pathlib import Path
 
 from jaxdiff_cli.checks.derivatives import check_derivatives
 from jaxdiff_cli.checks.expectations import check_expectations, collect_results, environment, note_environment
-from jaxdiff_cli.checks.findings import Finding, Report, Worst
+from jaxdiff_cli.checks.findings import Finding, Report, Worst, tests_of
 from jaxdiff_cli.checks.higher import check_higher
 from jaxdiff_cli.errors import JaxdiffError, UsageError, blame
 from jaxdiff_cli.inputs.spec import STDIN, Spec
@@ -37,6 +37,7 @@ def check_spec(spec: Spec, settings: Settings, *, only_spec: bool = False) -> Re
     """
     source = spec.source
     report = Report(spec=source, file=getattr(source, "file", None), key=getattr(source, "key", ""), case=spec.case)
+    report.tests = tests_of(spec.expect, holomorphic=spec.holomorphic, order=spec.order is not None)
     start = time.perf_counter()
     try:
         prep = prepare(spec, no_cache=settings.no_cache, only_spec=only_spec)

@@ -123,6 +123,19 @@ def print_renderable(renderable: Any) -> None:
     Console(highlight=False).print(renderable)
 
 
+UNWRAPPED = 2**16  # columns: wider than any row of check's table, so none is wrapped
+
+
+def print_table(renderable: Any) -> None:
+    """A table on stdout: as wide as the terminal on one, and off one (a CI log, a file) never
+    wrapped, each row one line as wide as it needs. A CI log is read at any width, and a row folded
+    over 3 to 8 lines at 80 columns is hard to read and to grep."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=UNWRAPPED)
+    console.print(renderable)
+
+
 def show_pictures(outcome: Outcome, to_stderr: bool) -> None:
     """The heatmap and summary; on stderr with --json, so stdout stays one JSON document."""
     from jaxdiff_cli.operations import sparse_result
@@ -290,7 +303,7 @@ def show_devices(rows: list[dict[str, Any]], *, json_: bool) -> None:
 
 
 def show_check(reports: list[Report], *, output_format: str, quiet: bool, junit_xml: Path | None) -> None:
-    """`jaxdiff check`: the JUnit report, then the document, the annotations or the table.
+    """`jaxdiff check`: the JUnit report and the job summary, then the document, the annotations or the table.
 
     check's verdict is its exit status: a reader that stops early (| head) must not turn a pass
     into 141 under `set -o pipefail`, so a closed stdout ends the output quietly.
@@ -301,13 +314,16 @@ def show_check(reports: list[Report], *, output_format: str, quiet: bool, junit_
 
     if junit_xml is not None:
         ci.write_junit(junit_xml, ci.junit_xml(reports, versions()))
+    problem = ci.write_step_summary(reports)  # in GitHub Actions; the verdict stays the check's
+    if problem is not None:
+        say("warning", problem)
     with contextlib.suppress(OutputClosed):
         if output_format == "json":
             print_json(render.check_json(reports, versions()))
         if output_format == "github":
             print_lines(ci.github_annotations(reports))
         if output_format != "json" and not quiet:
-            print_renderable(render.check_table(reports))
+            print_table(render.check_table(reports))
         elif output_format != "json":  # --quiet hides the table, not why the exit status is 3 or 4
             for report in reports:
                 if report.error is not None:

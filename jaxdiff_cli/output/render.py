@@ -22,7 +22,7 @@ from jaxdiff_cli.encoding import array_doc, array_json, json_number, printable, 
 from jaxdiff_cli.engine.layout import named_leaves
 from jaxdiff_cli.engine.sparse import SparseMatrix
 from jaxdiff_cli.inputs.spec import CLI, STDIN
-from jaxdiff_cli.output.reports import error_fields, number
+from jaxdiff_cli.output.reports import error_fields, numbers
 
 if TYPE_CHECKING:
     from jaxdiff_cli.checks.check import Report
@@ -345,10 +345,6 @@ def devices_table(rows: list[dict[str, Any]]) -> Any:
 # --------------------------------------------------------------------------- check reports
 
 
-def _num(v: float) -> str:
-    return number(v)
-
-
 def check_json(reports: Sequence[Report], versions: Mapping[str, str]) -> dict[str, Any]:
     """The `check --json` document: every spec, every finding, the worst entry of each failure."""
 
@@ -417,9 +413,9 @@ def check_table(reports: Sequence[Report]) -> Any:
                 else Text("FAIL", style="bold red")
             )
             w = f.worst
-            cells = (
-                ["", "", "", ""] if w is None else [f"{w.output}{list(w.index)}", _num(w.ad), _num(w.reference), f"{w.error:.2g}"]
-            )
+            cells = ["", "", "", ""]
+            if w is not None:
+                cells = [f"{w.output}{list(w.index)}", *numbers(w.ad, w.reference), f"{w.error:.2g}"]
             # Text, not str: a str cell is Rich markup, and names and details come from the spec.
             table.add_row(status, *(Text(printable(c)) for c in (f.name, f.detail, *cells)))
         parts.append(table)

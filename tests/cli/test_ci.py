@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -40,58 +41,24 @@ cases:
 
 # ----------------------------------------------------------------------------- JUnit XML
 
-# The JUnit XML that Jenkins (the xunit plugin's junit-10.xsd) and GitLab read, as rules:
-# element -> (children allowed, attributes allowed, attributes required).
-JUNIT: dict[str, tuple[set[str], set[str], set[str]]] = {
-    "testsuites": ({"testsuite"}, {"name", "time", "tests", "failures", "errors"}, set()),
-    "testsuite": (
-        {"testsuite", "properties", "testcase", "system-out", "system-err"},
-        {
-            "name",
-            "tests",
-            "failures",
-            "errors",
-            "group",
-            "time",
-            "skipped",
-            "timestamp",
-            "hostname",
-            "id",
-            "package",
-            "file",
-            "log",
-            "url",
-        },
-        {"name", "tests", "failures", "errors"},
-    ),
-    "properties": ({"property"}, set(), set()),
-    "property": (set(), {"name", "value"}, {"name", "value"}),
-    "testcase": (
-        {"skipped", "error", "failure", "system-out", "system-err", "rerunFailure", "rerunError", "flakyFailure", "flakyError"},
-        {"name", "time", "classname", "group"},
-        {"name"},
-    ),
-    "failure": (set(), {"type", "message"}, set()),
-    "error": (set(), {"type", "message"}, set()),
-    "skipped": (set(), {"type", "message"}, set()),
-}
-SUREFIRE_TIME = re.compile(r"^(([0-9]{0,3},)*[0-9]{3}|[0-9]{0,3})*(\.[0-9]*)?$")
+# A spec that cannot even be read (a YAML error): only its spec test, failed.
+UNREADABLE = "function: x\nprimals: [1.0\n"
+# A spec that reads but cannot be checked: its function fails to trace (exit 4).
+UNTRACEABLE = 'function: "lambda x: x @ jnp.ones(3)"\nprimals:\n  x: [1.0, 2.0]\nexpect:\n  value: 1.0\n'
+# The schema Jenkins reads (the xunit plugin's junit-10.xsd), kept in the repository: tests run offline.
+JUNIT_XSD = Path(__file__).resolve().parents[1] / "assets" / "junit-10.xsd"
 
 
-def validate_junit(element: ET.Element) -> None:
-    """Raise AssertionError where ``element`` (and what it holds) breaks the rules above."""
-    children, allowed, required = JUNIT[element.tag]
-    assert set(element.attrib) <= allowed, (element.tag, set(element.attrib) - allowed)
-    assert required <= set(element.attrib), (element.tag, required - set(element.attrib))
-    if element.tag in ("testsuites", "testsuite") and "time" in element.attrib:
-        assert SUREFIRE_TIME.match(element.attrib["time"]), element.attrib["time"]
-    for child in element:
-        assert child.tag in children, (element.tag, child.tag)
-        validate_junit(child)
+def validate_junit(path: Path) -> None:
+    import xmlschema
+
+    xmlschema.XMLSchema(JUNIT_XSD).validate(path)
 
 
-def test_the_rules_catch_what_jenkins_refuses() -> None:
+def test_the_vendored_schema_refuses_what_jenkins_refuses(spec_file: SpecFile) -> None:
     """The validator itself: it must fail on documents Jenkins would not read, or it proves nothing."""
+    import xmlschema
+
     bad = [
         '<testsuites><testsuite name="a" tests="1" failures="0"><testcase name="t"/></testsuite></testsuites>',
         '<testsuites><testsuite name="a" tests="1" failures="0" errors="0"><testcase/></testsuite></testsuites>',
@@ -101,52 +68,130 @@ def test_the_rules_catch_what_jenkins_refuses() -> None:
         '<testsuites skipped="1"/>',
         '<testsuites><testsuite name="a" tests="1" failures="0" errors="0" time="1e-3"/></testsuites>',
     ]
-    for text in bad:
-        with pytest.raises(AssertionError):
-            validate_junit(ET.fromstring(text))
+    for i, text in enumerate(bad):
+        path = spec_file(text, f"bad{i}.xml")
+        with pytest.raises(xmlschema.XMLSchemaValidationError):
+            validate_junit(path)
+    validate_junit(spec_file(bad[0].replace('failures="0"', 'failures="0" errors="0"'), "good.xml"))
 
 
-def test_junit_xml_one_testcase_per_spec_case_and_check(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
-    wrong, broken, cases = (
-        spec_file(WRONG, "wrong.yaml"),
-        spec_file(BROKEN, "broken.yaml"),
-        spec_file(CASES, "cases.yaml"),
+def _testcases(path: Path) -> dict[tuple[str, str], str]:
+    """(classname, name) -> passed, failure, error or skipped, and the time of each, read by junitparser."""
+    from junitparser import Error, Failure, JUnitXml, Skipped
+
+    found = {}
+    for suite in JUnitXml.fromfile(str(path)):
+        for case in suite:
+            kinds = {type(r) for r in case.result}
+            kind = "failure" if Failure in kinds else "error" if Error in kinds else "skipped" if Skipped in kinds else "passed"
+            found[(case.classname, case.name)] = kind
+    return found
+
+
+def test_junit_xml_one_testcase_per_spec_case_and_test(
+    cli: Cli, tmp_path: Path, spec_file: SpecFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").mkdir()
+    wrong, broken, cases, untraceable, unreadable = (
+        spec_file(WRONG, "specs/wrong.yaml"),
+        spec_file(BROKEN, "specs/broken.yaml"),
+        spec_file(CASES, "specs/cases.yaml"),
+        spec_file(UNTRACEABLE, "specs/untraceable.yaml"),
+        spec_file(UNREADABLE, "specs/unreadable.yaml"),
     )
     report = tmp_path / "report.xml"
-    ran = cli("check", wrong, broken, cases, "--junit-xml", report, "--json")
+    args = [str(p.relative_to(tmp_path)) for p in (wrong, broken, cases, untraceable, unreadable)]
+    ran = cli("check", *args, "--junit-xml", report, "--json")
     assert ran.exit_code == ExitCode.BAD_INPUT, ran.stderr  # a bad spec's 3 wins over a failed check's 1
     doc = ran.json()
+    validate_junit(report)
     root = ET.parse(report).getroot()
-    validate_junit(root)
     suites = root.findall("testsuite")
     assert [s.get("name") for s in suites] == [s["spec"] for s in doc["specs"]]
-    for suite, spec in zip(suites, doc["specs"]):
+    for suite in suites:
         cases_ = suite.findall("testcase")
-        # one testcase per check, and one for a spec that could not run
-        assert [c.get("name") for c in cases_] == [c["name"] for c in spec["checks"]] + (["spec"] if "error" in spec else [])
         assert int(suite.get("tests", -1)) == len(cases_)
-        assert int(suite.get("failures", -1)) == sum(c.find("failure") is not None for c in cases_)
-        assert int(suite.get("errors", -1)) == sum(c.find("error") is not None for c in cases_)
-        assert int(suite.get("skipped", -1)) == sum(c.find("skipped") is not None for c in cases_)
+        for kind in ("failure", "error", "skipped"):
+            assert int(suite.get(f"{kind}s" if kind != "skipped" else kind, -1)) == sum(c.find(kind) is not None for c in cases_)
+        # every testcase has a time; the spec's test holds the time of checking it (as the plugin's first item)
+        assert all(float(c.get("time", "nan")) >= 0 for c in cases_)
+        assert float(cases_[0].get("time", 0)) == float(suite.get("time", -1))
     for key in ("tests", "failures", "errors"):
         assert int(root.get(key, -1)) == sum(int(s.get(key, 0)) for s in suites)
-    assert root.get("failures") == "2" and root.get("errors") == "1"
-    # the failure: the worst entry, both values, the spec's line
-    failure = suites[0].find("testcase[@name='expect jacobian.x']/failure")
+    found = _testcases(report)
+    # pytest's names: the spec's path dotted (its suffix kept), the case, then the item
+    assert found == {
+        ("specs.wrong.yaml", "spec"): "passed",
+        ("specs.wrong.yaml", "expect[value]"): "passed",
+        ("specs.wrong.yaml", "expect[jacobian.x]"): "failure",
+        ("specs.wrong.yaml", "ad_vs_fd[fwd]"): "passed",
+        ("specs.wrong.yaml", "ad_vs_fd[rev]"): "passed",
+        ("specs.wrong.yaml", "adjoint"): "passed",
+        ("specs.wrong.yaml", "hvp"): "skipped",  # not scalar
+        ("specs.wrong.yaml", "hessian"): "skipped",
+        ("specs.wrong.yaml", "finite"): "passed",
+        ("specs.broken.yaml", "spec"): "failure",  # a bad value: a failure, as pytest reports it ...
+        **{("specs.broken.yaml", t): "skipped" for t in ("ad_vs_fd[fwd]", "ad_vs_fd[rev]", "adjoint", "hvp")},
+        **{("specs.broken.yaml", t): "skipped" for t in ("hessian", "finite")},  # ... the others point at it
+        **{("specs.cases.yaml.small", t): "passed" for t in ("spec", "expect[value]", "ad_vs_fd[fwd]", "ad_vs_fd[rev]")},
+        **{("specs.cases.yaml.small", t): "passed" for t in ("adjoint", "hvp", "hessian", "finite")},
+        ("specs.cases.yaml.vector", "spec"): "passed",
+        ("specs.cases.yaml.vector", "expect[grad.x]"): "failure",
+        **{("specs.cases.yaml.vector", t): "passed" for t in ("ad_vs_fd[fwd]", "ad_vs_fd[rev]", "adjoint", "hvp", "hessian")},
+        ("specs.cases.yaml.vector", "finite"): "passed",
+        ("specs.untraceable.yaml", "spec"): "failure",  # cannot be checked: its spec test fails, the rest skip
+        **{("specs.untraceable.yaml", t): "skipped" for t in ("expect[value]", "ad_vs_fd[fwd]", "ad_vs_fd[rev]", "adjoint")},
+        **{("specs.untraceable.yaml", t): "skipped" for t in ("hvp", "hessian", "finite")},
+        ("specs.unreadable.yaml", "spec"): "failure",  # cannot be read: its only test
+    }
+    assert root.get("failures") == "5" and root.get("errors") == "0"
+    # the failure: the spec's line, the worst entry, both values
+    failure = suites[0].find("testcase[@name='expect[jacobian.x]']/failure")
     assert failure is not None
-    assert "worst jacobian.x[1, 1]: AD 4, reference 5" in failure.get("message", "")
-    assert (failure.text or "").startswith(f"{wrong}:7: expect.jacobian.x\n")
-    error = suites[1].find("testcase[@name='spec']/error")
+    assert failure.get("message") == failure.text
+    assert (failure.text or "").startswith("specs/wrong.yaml:7: expect jacobian.x: 1 of 4 entries outside tolerance;")
+    assert "worst jacobian.x[1, 1]: AD 4, reference 5" in (failure.text or "")
+    error = suites[1].find("testcase[@name='spec']/failure")
     assert error is not None and error.get("type") == "SpecError"
-    assert "primals.x[1]: 'abc' is not a number" in error.get("message", "")
-    assert (error.text or "").startswith(f"{broken}:4: primals.x[1]\n")
-    # cases: one suite each, named as check names them, grouped by class name
-    names = [s.get("name") for s in suites[2:]]
-    assert names == [f"{cases}: cases[0] (small)", f"{cases}: cases[1] (vector)"]
-    classes = {c.get("classname") for c in suites[3].iter("testcase")}
-    assert len(classes) == 1 and classes.pop().endswith("cases.vector")
-    failure = suites[3].find("testcase[@name='expect grad.x']/failure")
-    assert failure is not None and (failure.text or "").startswith(f"{cases}:9: cases[1].expect.grad.x\n")
+    assert (error.text or "").startswith("specs/broken.yaml:4: primals.x[1]: 'abc' is not a number")
+    assert (error.text or "").endswith("(exit status 3 in jaxdiff check)")
+    skipped = suites[4].find("testcase[@name='adjoint']/skipped")
+    assert skipped is not None and skipped.get("message") == "the spec could not be checked: see specs/untraceable.yaml::spec"
+    # cases: one suite each, named as check names them
+    assert [s.get("name") for s in suites[2:4]] == ["specs/cases.yaml: cases[0] (small)", "specs/cases.yaml: cases[1] (vector)"]
+    failure = suites[3].find("testcase[@name='expect[grad.x]']/failure")
+    assert failure is not None and (failure.text or "").startswith("specs/cases.yaml:9: expect grad.x:")
+
+
+@pytest.mark.slow
+def test_check_and_pytest_write_the_same_junit_testcases(cli: Cli, pytester: pytest.Pytester) -> None:
+    """A project that moves between `check --junit-xml` and `pytest --jaxdiff --junit-xml` keeps its CI
+    test history: the same classnames and names, the same verdicts, the same counts (pytest's own junitxml
+    is the reference; it runs in a subprocess, as CI runs it)."""
+    pytester.makeini("[pytest]\n")
+    texts = {"wrong": WRONG, "broken": BROKEN, "cases": CASES, "untraceable": UNTRACEABLE, "unreadable": UNREADABLE}
+    for name, text in texts.items():
+        pytester.makefile(".yaml", **{f"specs/{name}": text})
+    specs = [f"specs/{name}.yaml" for name in texts]
+    ran = cli("check", *specs, "--junit-xml", "check.xml", "-q")
+    assert ran.exit_code == ExitCode.BAD_INPUT, ran.stderr
+    result = pytester.runpytest_subprocess("--jaxdiff", "specs", "--junit-xml=pytest.xml", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    validate_junit(pytester.path / "check.xml")
+    validate_junit(pytester.path / "pytest.xml")
+    ours, theirs = _testcases(pytester.path / "check.xml"), _testcases(pytester.path / "pytest.xml")
+    assert ours == theirs
+    assert sorted(ours.values()).count("failure") == 5 and "error" not in ours.values()
+
+    def totals(path: Path) -> tuple[int, int, int, int]:
+        from junitparser import JUnitXml
+
+        xml = JUnitXml.fromfile(str(path))
+        suites = list(xml)
+        return tuple(sum(int(getattr(s, k) or 0) for s in suites) for k in ("tests", "failures", "errors", "skipped"))  # type: ignore[return-value]
+
+    assert totals(pytester.path / "check.xml") == totals(pytester.path / "pytest.xml")
 
 
 def test_junit_xml_is_refused_before_any_work_where_it_cannot_be_written(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
@@ -566,3 +611,73 @@ def test_check_quiet_prints_no_table_but_still_says_why_it_failed(cli: Cli, tmp_
     assert ran.stderr.count("\n") == 1 and "bad.yaml: primals.x[1]: 'abc' is not a number" in ran.stderr
     ran = cli("check", good, "-q")
     assert ran.exit_code == ExitCode.OK and ran.stdout == "" and ran.stderr == ""
+
+
+# ----------------------------------------------------------------------------- CI logs (issue 22.5)
+
+# value[1] is 4; the expectation is 1e-8 off, with no tolerance: 7 digits would show 4 against 4.
+CLOSE = """\
+function: "lambda x: x**2"
+primals:
+  x: [1.0, 2.0]
+dtype: float64
+expect:
+  rtol: 0
+  atol: 0
+  value: [1.0, 4.00000001]
+  jacobian.x: [[2.0, 0.0], [0.0, 4.0]]
+"""
+
+
+def test_off_a_terminal_each_row_of_the_check_table_is_one_line(
+    cli: Cli, tmp_path: Path, spec_file: SpecFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CI log is no terminal: at 80 columns a row used to fold over 3 to 8 lines."""
+    monkeypatch.setenv("COLUMNS", "80")
+    folder = tmp_path / ("a-rather-long-folder-name-as-ci-checkouts-have-" * 2)
+    folder.mkdir()
+    spec = spec_file(CLOSE, "close.yaml", folder)
+    ran = cli("check", spec, "--output-format", "text")
+    assert ran.exit_code == ExitCode.CHECK_FAILED, ran.stderr
+    names = [f["name"] for f in cli("check", spec, "--json").json()["specs"][0]["checks"]]
+    lines = ran.stdout.splitlines()
+    # the spec's line, the header, one line per check, the count: nothing folded
+    assert len(lines) == 1 + 1 + len(names) + 1, ran.stdout
+    assert lines[0] == f"FAIL  {spec}"
+    for name, line in zip(names, lines[2:]):
+        assert line.split()[0] in ("ok", "FAIL", "skip") and name in line, (name, line)
+    assert max(len(line) for line in lines) > 80  # the long rows were kept whole, not folded to 80
+    failed = next(line for line in lines if "expect value" in line)
+    assert "1 of 2 entries outside tolerance" in failed and "value[1]" in failed
+
+
+def test_a_failure_shows_as_many_digits_as_tell_ad_and_reference_apart(cli: Cli, spec_file: SpecFile) -> None:
+    spec = spec_file(CLOSE, "close.yaml")
+    table = cli("check", spec).stdout
+    row = next(line for line in table.splitlines() if "expect value" in line)
+    assert row.split()[-3:-1] == ["4", "4.00000001"], row  # AD, reference (7 digits: 4 and 4)
+    github = cli("check", spec, "--output-format", "github").stdout
+    assert "worst value[1]: AD 4, reference 4.00000001 (gap allowed " in github
+
+
+def test_numbers_tells_two_floats_apart_with_no_more_digits_than_needed() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from jaxdiff_cli.output.reports import numbers
+
+    assert numbers(4.0, 4.00000001) == ("4", "4.00000001")
+    assert numbers(float(np.float32(4.0000005)), 4.0) == ("4.0000005", "4")  # a float32 AD value, widened
+    assert numbers(0.1 + 0.2, 0.3) == ("0.30000000000000004", "0.3")  # 17 digits where 16 are not enough
+    assert numbers(1.5, 2.5) == ("1.5", "2.5") and numbers(-0.0, 0.0) == ("0", "0")
+    assert numbers(1.0 / 3, 1.0) == ("0.3333333", "1")  # 7 digits when they already differ
+    assert numbers(float("nan"), 1.0) == ("nan", "1")
+
+    @given(st.floats(allow_nan=False, allow_infinity=False), st.floats(allow_nan=False, allow_infinity=False))
+    def distinct(a: float, b: float) -> None:
+        shown = numbers(a, b)
+        assert (shown[0] == shown[1]) == (a == b), (a, b, shown)
+        for text, value in zip(shown, (a, b)):  # each is its value, to 7 digits at least
+            assert math.isclose(float(text), value, rel_tol=1e-6, abs_tol=1e-300), (text, value)
+
+    distinct()
