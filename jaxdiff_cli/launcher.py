@@ -43,7 +43,7 @@ def main() -> None:
 
 def wanted(argv: list[str]) -> bool:
     """Whether this call may go to a worker at all."""
-    if not protocol.SUPPORTED or os.environ.get("JAXDIFF_NO_WORKER", "") not in ("", "0"):
+    if not protocol.SUPPORTED or place.bypassed()[0]:
         return False
     return argv[:1] != ["worker"] and not any(a.startswith(_IN_PROCESS_ONLY) for a in argv)
 

@@ -153,7 +153,7 @@ def stop() -> tuple[list[str], int]:
 
 def status() -> tuple[list[str], int]:
     path = place.socket_path()
-    off = os.environ.get("JAXDIFF_NO_WORKER", "") not in ("", "0")
+    off, why_off = place.bypassed()
     answer = ask(path, "status")
     if answer is None:
         lines = [f"no worker: {find(path).why}", f"socket: {path}"]
@@ -169,7 +169,7 @@ def status() -> tuple[list[str], int]:
     if stale:
         lines.append("not used: jaxdiff or JAX changed since it started; it retires at the next call, which runs in-process")
     if off:
-        lines.append("not used: JAXDIFF_NO_WORKER is set")
+        lines.append(f"not used: {why_off}")
     return lines, 1 if stale or off else 0
 
 

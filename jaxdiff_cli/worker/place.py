@@ -144,3 +144,14 @@ def fingerprints(settings: Mapping[str, str]) -> dict[str, str]:
     import hashlib
 
     return {k: hashlib.sha256(v.encode()).hexdigest()[:12] for k, v in settings.items()}
+
+
+def bypassed() -> tuple[bool, str]:
+    """Whether JAXDIFF_NO_WORKER turns the worker off, and why: switches.py's spellings (an unknown
+    value keeps the worker off, the safe side, and ``worker status`` names it; never read as "use it")."""
+    from jaxdiff_cli.switches import SwitchError, env_switch
+
+    try:
+        return env_switch("JAXDIFF_NO_WORKER"), "JAXDIFF_NO_WORKER is set"
+    except SwitchError as exc:
+        return True, exc.render()
