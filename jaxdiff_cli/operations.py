@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from jaxdiff_cli.errors import FunctionError, JaxdiffError, NonFiniteError, SpecError, UsageError
+from jaxdiff_cli.errors import FunctionError, JaxdiffError, NonFiniteError, SpecError, UsageError, join
 from jaxdiff_cli.inputs.spec import (
     STDIN,
     Case,
@@ -22,7 +22,6 @@ from jaxdiff_cli.inputs.spec import (
     Step,
     case_names,
     cases_of,
-    join,
     load_spec,
     parse_devices,
     read_source,

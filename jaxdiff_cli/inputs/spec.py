@@ -21,7 +21,7 @@ import yaml
 
 from jaxdiff_cli import switches
 from jaxdiff_cli.dtypes import DTYPES
-from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, Where, suggest
+from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, Where, join, suggest, where
 from jaxdiff_cli.ops import OPERATIONS
 
 DEVICES = ("cpu", "gpu", "tpu", "auto")
@@ -54,25 +54,6 @@ SPEC_KEYS: dict[str, str] = {
 }
 STEP_OPTIONS = ("mode", "chunk_size", "order", "sparse")
 MAX_ORDER = 32  # derivative / taylor: Taylor mode costs O(K²); beyond this the numbers mean little in floating point
-
-
-def where(source: str, keypath: str) -> str:
-    """Where an error is, as ``file: key.path`` (the key path may be empty).
-
-    A :class:`Where`: the file and the key path stay readable apart, a case's (``cases[0]``) too.
-    """
-    text = f"{source}: {keypath}" if keypath else str(source)
-    if isinstance(source, Where):
-        key = ".".join(k for k in (source.key, keypath) if k)
-        return Where(source.file, key, text)
-    return Where(source, keypath, text)
-
-
-def join(keypath: str, key: object) -> str:
-    """Extend a key path: ``primals`` + ``x`` -> ``primals.x``; + 2 -> ``primals.x[2]``."""
-    if isinstance(key, int):
-        return f"{keypath}[{key}]"
-    return f"{keypath}.{key}" if keypath else str(key)
 
 
 # --------------------------------------------------------------------------- YAML loading

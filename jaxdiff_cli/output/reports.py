@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from jaxdiff_cli import __version__
 from jaxdiff_cli.atomic import atomic_open
-from jaxdiff_cli.errors import JaxdiffError, OutputError, UsageError
-from jaxdiff_cli.inputs.spec import CLI, join, locate, source_text
+from jaxdiff_cli.errors import JaxdiffError, OutputError, UsageError, join
+from jaxdiff_cli.inputs.spec import CLI, locate, source_text
 from jaxdiff_cli.safetext import printable, workflow_data, workflow_property
 from jaxdiff_cli.switches import env_switch
 
