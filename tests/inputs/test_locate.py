@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jaxdiff_cli.errors import Where, where
-from jaxdiff_cli.inputs.spec import locate
+from jaxdiff_cli.inputs.yamlfile import locate
 
 TEXT = """\
 # comment
