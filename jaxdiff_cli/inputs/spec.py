@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import stat
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +15,8 @@ from typing import Any
 
 from jaxdiff_cli import switches
 from jaxdiff_cli.dtypes import DTYPES
-from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, Where, join, suggest, where
+from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, join, suggest, where
+from jaxdiff_cli.inputs.files import CLI, CommandLinePath, read_source, refuse_odd_file, spec_path
 from jaxdiff_cli.inputs.yamlfile import CONTROL, parse_yaml
 from jaxdiff_cli.ops import OPERATIONS
 
@@ -51,21 +50,6 @@ SPEC_KEYS: dict[str, str] = {
 }
 STEP_OPTIONS = ("mode", "chunk_size", "order", "sparse")
 MAX_ORDER = 32  # derivative / taylor: Taylor mode costs O(K²); beyond this the numbers mean little in floating point
-
-
-MAX_SPEC_BYTES = 16 * 2**20  # a spec file (or stdin); large arrays belong in .npy / .npz files
-
-
-def source_text(file: str) -> str | None:
-    """A spec's text again, to find the line of a key: the file, or stdin as it was read this run."""
-    if file == STDIN:
-        return _STDIN_TEXT[0] if _STDIN_TEXT else None
-    if file.startswith("<"):
-        return None
-    try:
-        return _read_file(Path(file), file)
-    except SpecError:
-        return None
 
 
 # --------------------------------------------------------------------------- the spec
@@ -128,68 +112,6 @@ class Overrides:
     cases: tuple[str, ...] = ()  # --case NAME (globs): the cases of a spec with cases: to use
 
 
-CLI = "<command line>"
-STDIN = "<stdin>"
-_STDIN_TEXT: list[str] = []  # the spec read from stdin this run, if any
-
-
-class CommandLinePath(str):
-    """A file path typed on the command line (a ``file:`` in -p, -t or -c): trusted, so not
-    confined to the spec's folder as the paths a spec names are."""
-
-
-_OUTSIDE = "a file elsewhere can be given on the command line: -p x='{file: /path/x.npy}', --fn, --plot-file"
-
-
-def spec_path(text: str, base_dir: Path, at: str, *, trusted: bool = False) -> Path:
-    """A file a spec names, relative to the spec's folder and inside it.
-
-    A spec from a pull request must not read (or, for plot files, write) outside its folder:
-    absolute paths, ``..`` and symbolic links that lead out are refused. ``trusted`` paths (typed
-    on the command line) may be anywhere, and ``~`` is expanded for them.
-    """
-    if "\x00" in text:  # no file has one; os calls would raise ValueError deep inside a command
-        raise SpecError(f"{text!a} holds a NUL byte, which no file name can", where=at)
-    if not trusted and CONTROL.search(text):
-        raise SpecError(f"{text!a} holds a control character: a spec names its files in plain text", where=at)
-    path = Path(text)
-    if trusted:
-        path = path.expanduser()
-        return path if path.is_absolute() else base_dir / path
-    if path.is_absolute() or text.startswith("~"):
-        raise SpecError(f"{text!r} is an absolute path: a spec names files inside its own folder", where=at, hint=_OUTSIDE)
-    if ".." in path.parts:
-        raise SpecError(f"{text!r} goes up with '..': a spec names files inside its own folder", where=at, hint=_OUTSIDE)
-    full = base_dir / path
-    try:
-        inside = full.resolve().is_relative_to(base_dir.resolve())
-    except (OSError, RuntimeError):  # a symbolic link loop
-        inside = False
-    except ValueError:  # a path the system cannot take at all
-        raise SpecError(f"{text!a} is not a usable path", where=at) from None
-    if not inside:
-        raise SpecError(f"{text!r} leads outside the spec's folder through a symbolic link", where=at, hint=_OUTSIDE)
-    return full
-
-
-def refuse_odd_file(path: Path, at: str) -> None:
-    """Refuse a path a spec names that is there but is no regular file: a folder, a FIFO, a device,
-    a socket, or a symbolic link to nothing. A missing file is left to the caller (a file to write,
-    or "no such file" when it is read): reading a FIFO would hang, writing over a folder would fail
-    only after all the work."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        if os.path.lexists(path):
-            raise SpecError(f"{path.name} is a symbolic link to a missing file", where=at) from None
-        return
-    except (OSError, ValueError) as exc:  # a name too long, a loop of links, no permission
-        raise SpecError(f"cannot use {path.name}: {getattr(exc, 'strerror', None) or exc}", where=at) from None
-    if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
-        raise SpecError(f"not a regular file: {path} is {kind}", where=at)
-
-
 def _mark_command_line(value: Any) -> Any:
     """A value typed on the command line, with its ``file:`` paths marked as trusted."""
     if isinstance(value, dict):
@@ -197,68 +119,6 @@ def _mark_command_line(value: Any) -> Any:
     if isinstance(value, list):
         return [_mark_command_line(v) for v in value]
     return value
-
-
-def _folder_hint(folder: str) -> str:
-    pattern = f"{folder.rstrip('/')}/**/*.yaml"
-    return f"every spec in it: jaxdiff check '{pattern}'"
-
-
-def _read_file(path: Path, source: str) -> str:
-    """A spec file's text. Only a regular file of at most MAX_SPEC_BYTES: /dev/zero or a FIFO would
-    never end. Opened non-blocking, so opening a FIFO does not wait for a writer either."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise SpecError("no such file", where=source) from None
-    except IsADirectoryError:
-        raise SpecError("is a folder, not a spec file", where=source, hint=_folder_hint(source)) from None
-    except OSError as exc:
-        raise SpecError(f"cannot read: {exc.strerror or exc}", where=source) from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        if stat.S_ISDIR(mode):
-            raise SpecError("is a folder, not a spec file", where=source, hint=_folder_hint(source))
-        raise SpecError("is not a regular file (a device, FIFO or socket)", where=source, hint="a spec is a YAML file")
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            data = handle.read(MAX_SPEC_BYTES + 1)
-        except OSError as exc:
-            raise SpecError(f"cannot read: {exc.strerror or exc}", where=source) from None
-    if len(data) > MAX_SPEC_BYTES:
-        raise SpecError(f"larger than {MAX_SPEC_BYTES // 2**20} MiB", where=source, hint=_BIG)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"cannot read: {exc}", where=source) from None
-
-
-_BIG = "put large arrays in .npy/.npz files next to the spec and refer to them with {file: ...}"
-
-
-def read_source(spec_path: str | None) -> tuple[dict[str, Any], str, Path]:
-    """Read a spec file (or stdin for ``-``) into a mapping; no spec gives an empty one."""
-    if spec_path is None:
-        return {}, CLI, Path.cwd()
-    source: str
-    if spec_path == "-":
-        text, source, base = sys.stdin.read(MAX_SPEC_BYTES + 1), Where(STDIN), Path.cwd()
-        if len(text) > MAX_SPEC_BYTES:
-            raise SpecError(f"larger than {MAX_SPEC_BYTES // 2**20} MiB", where=source, hint=_BIG)
-        _STDIN_TEXT[:] = [text]  # stdin cannot be read twice: kept to find the line of an error
-    else:
-        path = Path(spec_path)
-        source = Where(str(path))
-        text = _read_file(path, source)
-        base = path.resolve().parent
-    data = parse_yaml(text, source)
-    if data is None:
-        raise SpecError("the spec is empty; it needs at least 'function' and 'primals'", where=source)
-    if not isinstance(data, dict):
-        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
-        raise SpecError(f"the spec must be a mapping of keys (function, primals, ...), not {kind}", where=source)
-    return data, source, base
 
 
 def _named_options(texts: tuple[str, ...], option: str, what: str) -> dict[str, Any]:

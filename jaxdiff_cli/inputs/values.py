@@ -25,8 +25,8 @@ from jaxdiff_cli.dtypes import complex_dtype, is_complex, needs_x64, real_dtype
 from jaxdiff_cli.encoding import shape_text
 from jaxdiff_cli.errors import SpecError, join, suggest, where
 from jaxdiff_cli.inputs import datafiles, sparsefile
+from jaxdiff_cli.inputs.files import CommandLinePath, spec_path
 from jaxdiff_cli.inputs.sparsefile import SparseValue
-from jaxdiff_cli.inputs.spec import CommandLinePath, spec_path
 
 # Constructor name -> the other keys it accepts.
 CONSTRUCTORS: dict[str, frozenset[str]] = {

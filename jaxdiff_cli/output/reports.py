@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from jaxdiff_cli import __version__
 from jaxdiff_cli.atomic import atomic_open
 from jaxdiff_cli.errors import JaxdiffError, OutputError, UsageError, join
-from jaxdiff_cli.inputs.spec import CLI, source_text
+from jaxdiff_cli.inputs.files import CLI, source_text
 from jaxdiff_cli.inputs.yamlfile import locate
 from jaxdiff_cli.safetext import printable, workflow_data, workflow_property
 from jaxdiff_cli.switches import env_switch
