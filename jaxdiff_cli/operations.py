@@ -14,17 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from jaxdiff_cli.errors import FunctionError, JaxdiffError, NonFiniteError, SpecError, UsageError, join
+from jaxdiff_cli.inputs.cases import Case, Step, case_names, cases_of, load_spec
 from jaxdiff_cli.inputs.files import STDIN, expand, read_source
-from jaxdiff_cli.inputs.spec import (
-    Case,
-    Overrides,
-    Spec,
-    Step,
-    case_names,
-    cases_of,
-    load_spec,
-    parse_devices,
-)
+from jaxdiff_cli.inputs.spec import Overrides, Spec, parse_devices
 from jaxdiff_cli.ops import HESSIAN, JACOBIAN, MATRICES, OPERATIONS, OPS
 from jaxdiff_cli.prepare import (
     Options,

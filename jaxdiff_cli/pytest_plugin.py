@@ -261,8 +261,9 @@ class SpecFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         from jaxdiff_cli.errors import JaxdiffError
+        from jaxdiff_cli.inputs.cases import cases_of
         from jaxdiff_cli.inputs.files import read_source
-        from jaxdiff_cli.inputs.spec import Overrides, cases_of
+        from jaxdiff_cli.inputs.spec import Overrides
 
         name = _shown(self.path)
         try:
