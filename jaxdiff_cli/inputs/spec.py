@@ -1,16 +1,18 @@
-"""YAML spec -> a frozen :class:`Spec`, every error naming the file and the key path.
+"""A spec's keys -> a frozen :class:`Spec`, every error naming the file and the key path.
 
-No JAX here: values stay as parsed YAML (lists, numbers, constructor mappings) until
-``arrays.py`` turns them into arrays, after the runtime (x64, device) is configured.
+The mapping comes from ``files.read_source`` (which reads YAML with ``yamlfile.parse_yaml``); a spec
+with ``cases:`` is built case by case by ``cases.py``. No JAX here: values stay as parsed YAML
+(lists, numbers, constructor mappings) until ``values.py`` turns them into arrays, after the
+runtime (x64, device) is configured.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jaxdiff_cli import switches
 from jaxdiff_cli.dtypes import DTYPES
@@ -109,6 +111,145 @@ class Overrides:
     cases: tuple[str, ...] = ()  # --case NAME (globs): the cases of a spec with cases: to use
 
 
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """The keys of a spec mapping, each read and checked where its errors name the file and the key
+    (as ``values.Context`` reads values)."""
+
+    data: Mapping[str, Any]
+    source: str
+
+    def at(self, key: str) -> str:
+        return where(self.source, key)
+
+    def error(self, key: str, message: str, hint: str | None = None) -> SpecError:
+        return SpecError(message, where=self.at(key), hint=hint)
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def flag(self, key: str, given: bool = False) -> bool:
+        """A true/false key, on when ``given`` (its option) is. A YAML boolean: any other value (`y`,
+        "on") is an error, even where the option turns the setting on anyway, never read as off."""
+        value = self.data.get(key, False)
+        if not isinstance(value, bool):
+            raise self.error(key, "true or false")
+        return given or value
+
+    def choice(self, key: str, given: str | None, default: str, choices: tuple[str, ...], hint: str) -> str:
+        """One of ``choices``: the option's value (``given``) over the key's; an unknown one is
+        blamed on whichever of the two gave it."""
+        value = given or self.data.get(key, default)
+        if value not in choices:
+            raise SpecError(f"unknown {key} {value!r}", where=where(CLI, key) if given else self.at(key), hint=hint)
+        return str(value)
+
+    def text(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise self.error(key, "must be a string")
+        return value
+
+    def parsed(self, key: str, parse: Callable[[Any, str], _T]) -> _T:
+        """The key read by one of the ``parse_*`` functions, which the options use too."""
+        return parse(self.data.get(key), self.at(key))
+
+
+def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrides, path: Path | None = None) -> Spec:
+    """Check a parsed spec mapping, apply command-line overrides, return a Spec.
+
+    The keys are read in the order written here, which decides the error a spec with several wrong keys gets.
+    """
+    keys = _Keys(data, source)
+    for key in data:
+        if not isinstance(key, str) or key not in SPEC_KEYS:
+            known = suggest(str(key), list(SPEC_KEYS)) or f"known keys: {', '.join(SPEC_KEYS)}"
+            raise keys.error(str(key), f"unknown key {key!r}", known)  # the key itself: its line, for the CI annotation
+    if "cases" in data:
+        hint = "run them with `jaxdiff run` or `jaxdiff check`, or pick one with --case NAME"
+        raise keys.error("cases", "this spec holds several cases", hint)
+    function = _function(keys, ov, base_dir)
+    primals, cli_primals = _primals(keys, ov)
+    wrt, argnums = _resolve_wrt(keys, ov, list(primals))
+    has_aux, holomorphic = keys.flag("has_aux", ov.has_aux), keys.flag("holomorphic", ov.holomorphic)
+    tangents, cli_tangents = _tangents(keys.get("tangents"), ov, primals)
+    return Spec(
+        source=source,
+        base_dir=base_dir,
+        path=path,
+        function=function,
+        primals=primals,
+        cli_primals=cli_primals,
+        wrt=wrt,
+        argnums=argnums,
+        has_aux=has_aux,
+        holomorphic=holomorphic,
+        tangents=tangents,
+        cli_tangents=cli_tangents,
+        # Read in this order too: keyword arguments are evaluated left to right.
+        cotangents=keys.get("cotangents") if ov.cotangent is None else _command_line_value(ov.cotangent, "--cotangent"),
+        dtype=keys.choice("dtype", ov.dtype, "float32", DTYPES, ", ".join(DTYPES)),
+        device=keys.choice("device", ov.device, "auto", DEVICES, "cpu, gpu, tpu or auto"),
+        mode=keys.text("mode"),
+        chunk_size=keys.parsed("chunk_size", parse_chunk_size),
+        plot=_plot(keys, base_dir),
+        sparse=keys.flag("sparse"),
+        expect=_expect(keys),
+        devices=keys.parsed("devices", parse_devices),
+        order=keys.parsed("order", parse_order),
+    )
+
+
+def _function(keys: _Keys, ov: Overrides, base_dir: Path) -> str:
+    function = ov.function if ov.function is not None else keys.get("function")
+    if function is None:
+        raise keys.error("function", "no function: give 'function:' in the spec or --fn")
+    if not isinstance(function, str) or not function.strip():
+        raise keys.error("function", "must be a string (a lambda, an expression or module:function)")
+    # JAXDIFF_NO_CODE is read here, where every spec is built (CLI, pytest plugin, init), not only by the CLI.
+    no_code = switches.no_code(ov.no_code)
+    _function_form(function.strip(), keys.at("function"), base_dir, no_code=no_code, trusted=ov.function is not None)
+    return function.strip()
+
+
+def _primals(keys: _Keys, ov: Overrides) -> tuple[dict[str, Any], frozenset[str]]:
+    """The spec's primals with --primal's added or replacing them, and the names --primal gave."""
+    primals = keys.get("primals")
+    if primals is None:
+        primals = {}
+    if not isinstance(primals, dict):
+        raise keys.error("primals", "must be a mapping of argument names to values")
+    primals = dict(primals)
+    for name in primals:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise keys.error("primals", f"{name!r} is not a valid argument name")
+    cli_primals = _named_options(ov.primals, "--primal", "primal")
+    primals.update(cli_primals)
+    if not primals:
+        raise keys.error("primals", "no primals: give 'primals:' in the spec or --primal NAME=VALUE")
+    return primals, frozenset(cli_primals)
+
+
+def _tangents(tangents: Any, ov: Overrides, primals: Mapping[str, Any]) -> tuple[Any, frozenset[str]]:
+    """The spec's tangents, or with --tangent: the spec's keyed by argument, which --tangent adds to or
+    replaces; and the names --tangent gave."""
+    if not ov.tangents:
+        return tangents, frozenset()
+    given = dict(tangents) if isinstance(tangents, dict) and set(tangents) <= set(primals) else {}
+    cli_tangents = _named_options(ov.tangents, "--tangent", "tangent")
+    return {**given, **cli_tangents}, frozenset(cli_tangents)
+
+
+def _expect(keys: _Keys) -> dict[str, Any]:
+    expect = keys.get("expect") or {}  # `expect:` with nothing after it expects nothing
+    if not isinstance(expect, dict):
+        raise keys.error("expect", "must be a mapping of operation names to values")
+    return expect
+
+
 def _mark_command_line(value: Any) -> Any:
     """A value typed on the command line, with its ``file:`` paths marked as trusted."""
     if isinstance(value, dict):
@@ -116,6 +257,11 @@ def _mark_command_line(value: Any) -> Any:
     if isinstance(value, list):
         return [_mark_command_line(v) for v in value]
     return value
+
+
+def _command_line_value(text: str, option: str) -> Any:
+    """A value typed after an option (``--cotangent``, ``-p x=``), read as YAML."""
+    return _mark_command_line(parse_yaml(text, where(CLI, option)))
 
 
 def _named_options(texts: tuple[str, ...], option: str, what: str) -> dict[str, Any]:
@@ -134,126 +280,15 @@ def _name_value(text: str, option: str) -> tuple[str, Any]:
     name = name.strip()
     if not sep or not name.isidentifier():
         raise SpecError(f"expected NAME=VALUE, got {text!r}", where=where(CLI, option))
-    return name, _mark_command_line(parse_yaml(value, where(CLI, f"{option} {name}")))
+    return name, _command_line_value(value, f"{option} {name}")
 
 
-def _string_list(value: Any, source: str, key: str) -> list[str]:
+def _string_list(value: Any, at: str) -> list[str]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError("must be a list of argument names", where=where(source, key))
+        raise SpecError("must be a list of argument names", where=at)
     return value
-
-
-def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrides, path: Path | None = None) -> Spec:
-    """Check a parsed spec mapping, apply command-line overrides, return a Spec."""
-    for key in data:
-        if not isinstance(key, str) or key not in SPEC_KEYS:
-            raise SpecError(
-                f"unknown key {key!r}",
-                where=where(source, str(key)),  # the key itself: its line, for the CI annotation
-                hint=suggest(str(key), list(SPEC_KEYS)) or f"known keys: {', '.join(SPEC_KEYS)}",
-            )
-
-    if "cases" in data:
-        raise SpecError(
-            "this spec holds several cases",
-            where=where(source, "cases"),
-            hint="run them with `jaxdiff run` or `jaxdiff check`, or pick one with --case NAME",
-        )
-    function = ov.function if ov.function is not None else data.get("function")
-    if function is None:
-        raise SpecError("no function: give 'function:' in the spec or --fn", where=where(source, "function"))
-    if not isinstance(function, str) or not function.strip():
-        raise SpecError("must be a string (a lambda, an expression or module:function)", where=where(source, "function"))
-    # JAXDIFF_NO_CODE is read here, where every spec is built (CLI, pytest plugin, init), not only by the CLI.
-    no_code = switches.no_code(ov.no_code)
-    _function_form(function.strip(), where(source, "function"), base_dir, no_code=no_code, trusted=ov.function is not None)
-
-    primals = data.get("primals", {})
-    if primals is None:
-        primals = {}
-    if not isinstance(primals, dict):
-        raise SpecError("must be a mapping of argument names to values", where=where(source, "primals"))
-    primals = dict(primals)
-    for name in primals:
-        if not isinstance(name, str) or not name.isidentifier():
-            raise SpecError(f"{name!r} is not a valid argument name", where=where(source, "primals"))
-    cli_primals = _named_options(ov.primals, "--primal", "primal")
-    primals.update(cli_primals)
-    if not primals:
-        raise SpecError("no primals: give 'primals:' in the spec or --primal NAME=VALUE", where=where(source, "primals"))
-
-    wrt, argnums = _resolve_wrt(data, source, ov, list(primals))
-    # A spec's true/false keys are YAML booleans: any other value (`y`, "on") is an error, even where an
-    # option turns the setting on anyway, never read as off.
-    has_aux, holomorphic = data.get("has_aux", False), data.get("holomorphic", False)
-    if not isinstance(has_aux, bool):
-        raise SpecError("true or false", where=where(source, "has_aux"))
-    if not isinstance(holomorphic, bool):
-        raise SpecError("true or false", where=where(source, "holomorphic"))
-    has_aux, holomorphic = ov.has_aux or has_aux, ov.holomorphic or holomorphic
-
-    tangents = data.get("tangents")
-    if ov.tangents:
-        # Spec tangents keyed by argument stay, and --tangent adds or replaces entries.
-        given = dict(tangents) if isinstance(tangents, dict) and set(tangents) <= set(primals) else {}
-        cli_tangents = _named_options(ov.tangents, "--tangent", "tangent")
-        tangents = {**given, **cli_tangents}
-        tangent_options = frozenset(cli_tangents)
-    else:
-        tangent_options = frozenset()
-    cotangents = (
-        _mark_command_line(parse_yaml(ov.cotangent, where(CLI, "--cotangent")))
-        if ov.cotangent is not None
-        else data.get("cotangents")
-    )
-
-    dtype = ov.dtype or data.get("dtype", "float32")
-    if dtype not in DTYPES:
-        raise SpecError(f"unknown dtype {dtype!r}", where=where(source if not ov.dtype else CLI, "dtype"), hint=", ".join(DTYPES))
-    device = ov.device or data.get("device", "auto")
-    if device not in DEVICES:
-        raise SpecError(
-            f"unknown device {device!r}", where=where(source if not ov.device else CLI, "device"), hint="cpu, gpu, tpu or auto"
-        )
-
-    mode = data.get("mode")
-    if mode is not None and not isinstance(mode, str):
-        raise SpecError("must be a string", where=where(source, "mode"))
-    chunk = parse_chunk_size(data.get("chunk_size"), where(source, "chunk_size"))
-    plot = _plot(data.get("plot"), source, base_dir)
-    sparse = data.get("sparse", False)
-    if not isinstance(sparse, bool):
-        raise SpecError("true or false", where=where(source, "sparse"))
-    expect = data.get("expect") or {}
-    if not isinstance(expect, dict):
-        raise SpecError("must be a mapping of operation names to values", where=where(source, "expect"))
-
-    return Spec(
-        source=source,
-        base_dir=base_dir,
-        function=function.strip(),
-        primals=primals,
-        wrt=wrt,
-        tangents=tangents,
-        cotangents=cotangents,
-        dtype=dtype,
-        device=device,
-        mode=mode,
-        chunk_size=chunk,
-        expect=expect,
-        path=path,
-        plot=plot,
-        devices=parse_devices(data.get("devices"), where(source, "devices")),
-        argnums=argnums,
-        has_aux=has_aux,
-        sparse=sparse,
-        cli_primals=frozenset(cli_primals),
-        cli_tangents=tangent_options,
-        holomorphic=holomorphic,
-        order=parse_order(data.get("order"), where(source, "order")),
-    )
 
 
 NO_CODE_HINT = (
@@ -316,66 +351,67 @@ def parse_devices(raw: Any, where_: str) -> str | int | None:
 PLOT_KEYS = ("terminal", "file", "spy", "summary")
 
 
-def _plot(raw: Any, source: str, base_dir: Path) -> dict[str, Any]:
+def _plot(keys: _Keys, base_dir: Path) -> dict[str, Any]:
+    raw = keys.get("plot")
     if raw is None or raw is False:
         return {}
     if raw is True:
         return {"terminal": True}
     if not isinstance(raw, dict):
-        raise SpecError("true, or a mapping with terminal, file, spy, summary", where=where(source, "plot"))
+        raise keys.error("plot", "true, or a mapping with terminal, file, spy, summary")
     for key, value in raw.items():
         if key not in PLOT_KEYS:
-            raise SpecError(f"unknown key {key!r}", where=where(source, join("plot", key)), hint=suggest(str(key), PLOT_KEYS))
+            raise keys.error(join("plot", key), f"unknown key {key!r}", suggest(str(key), PLOT_KEYS))
         if key == "file" and not isinstance(value, str):
-            raise SpecError("an image file name (.png or .svg)", where=where(source, "plot.file"))
+            raise keys.error("plot.file", "an image file name (.png or .svg)")
         if key != "file" and not isinstance(value, bool):
-            raise SpecError("true or false", where=where(source, join("plot", key)))
+            raise keys.error(join("plot", key), "true or false")
     out = dict(raw)
     if "file" in out:  # relative to the spec's folder and inside it, like its data files
-        target = spec_path(out["file"], base_dir, where(source, "plot.file"))
+        target = spec_path(out["file"], base_dir, keys.at("plot.file"))
         # Refused here, before any work, as --plot-file is (not after a long Jacobian).
         if target.suffix.lower() not in (".png", ".svg"):
             shown = target.suffix or "(none)"
-            raise SpecError(f"unknown image format {shown!r}", where=where(source, "plot.file"), hint=".png, .svg")
-        refuse_odd_file(target, where(source, "plot.file"))  # written over only after the Jacobian
+            raise keys.error("plot.file", f"unknown image format {shown!r}", ".png, .svg")
+        refuse_odd_file(target, keys.at("plot.file"))  # written over only after the Jacobian
         if not os.path.isdir(target.parent):
-            raise SpecError(f"folder {target.parent} does not exist", where=where(source, "plot.file"))
+            raise keys.error("plot.file", f"folder {target.parent} does not exist")
         out["file"] = str(target)
     return out
 
 
-def _resolve_wrt(
-    data: Mapping[str, Any], source: str, ov: Overrides, names: list[str]
-) -> tuple[tuple[str, ...], tuple[int, ...] | None]:
+def _resolve_wrt(keys: _Keys, ov: Overrides, names: list[str]) -> tuple[tuple[str, ...], tuple[int, ...] | None]:
     """The names given to differentiate, or the argnums given (checked against the function's
     signature once it is loaded), or neither (then the function's first parameter)."""
     if ov.wrt:
-        wrt, key, src = [w for item in ov.wrt for w in _string_list(item, CLI, "--wrt")], "--wrt", CLI
-    elif "wrt" in data and "argnums" in data:
-        raise SpecError("give 'wrt' or 'argnums', not both", where=where(source, "wrt"))
-    elif "argnums" in data:
-        nums = data["argnums"]
-        nums = [nums] if isinstance(nums, int) and not isinstance(nums, bool) else nums
-        if nums == []:
-            raise SpecError("names no argument", where=where(source, "argnums"), hint="leave argnums out for the first parameter")
-        if not isinstance(nums, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):
-            raise SpecError("must be a whole number or a list of them", where=where(source, "argnums"))
-        if len(set(nums)) != len(nums):
-            raise SpecError("names an argument twice", where=where(source, "argnums"))
-        return (), tuple(nums)
-    elif "wrt" in data:
-        wrt, key, src = _string_list(data["wrt"], source, "wrt"), "wrt", source
+        at = where(CLI, "--wrt")
+        wrt = [w for item in ov.wrt for w in _string_list(item, at)]
+    elif "wrt" in keys.data and "argnums" in keys.data:
+        raise keys.error("wrt", "give 'wrt' or 'argnums', not both")
+    elif "argnums" in keys.data:
+        return (), _argnums(keys)
+    elif "wrt" in keys.data:
+        at = keys.at("wrt")
+        wrt = _string_list(keys.get("wrt"), at)
     else:
         return (), None
     if not wrt:
-        raise SpecError("names no argument", where=where(src, key))
+        raise SpecError("names no argument", where=at)
     for name in wrt:
         if name not in names:
-            raise SpecError(
-                f"{name!r} is not a primal; primals are {', '.join(names)}",
-                where=where(src, key),
-                hint=suggest(name, names),
-            )
+            raise SpecError(f"{name!r} is not a primal; primals are {', '.join(names)}", where=at, hint=suggest(name, names))
     if len(set(wrt)) != len(wrt):
-        raise SpecError("names an argument twice", where=where(src, key))
+        raise SpecError("names an argument twice", where=at)
     return tuple(wrt), None
+
+
+def _argnums(keys: _Keys) -> tuple[int, ...]:
+    nums = keys.get("argnums")
+    nums = [nums] if isinstance(nums, int) and not isinstance(nums, bool) else nums
+    if nums == []:
+        raise keys.error("argnums", "names no argument", "leave argnums out for the first parameter")
+    if not isinstance(nums, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):
+        raise keys.error("argnums", "must be a whole number or a list of them")
+    if len(set(nums)) != len(nums):
+        raise keys.error("argnums", "names an argument twice")
+    return tuple(nums)
