@@ -13,20 +13,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from jaxdiff_cli.errors import FunctionError, JaxdiffError, NonFiniteError, SpecError, UsageError
-from jaxdiff_cli.inputs.spec import (
-    STDIN,
-    Case,
-    Overrides,
-    Spec,
-    Step,
-    case_names,
-    cases_of,
-    join,
-    load_spec,
-    parse_devices,
-    read_source,
-)
+from jaxdiff_cli.errors import FunctionError, JaxdiffError, NonFiniteError, SpecError, UsageError, join
+from jaxdiff_cli.inputs.cases import Case, Step, case_names, cases_of, load_spec
+from jaxdiff_cli.inputs.files import STDIN, expand, read_source
+from jaxdiff_cli.inputs.spec import Overrides, Spec, parse_devices
 from jaxdiff_cli.ops import HESSIAN, JACOBIAN, MATRICES, OPERATIONS, OPS
 from jaxdiff_cli.prepare import (
     Options,
@@ -394,43 +384,6 @@ def run_cases(
 
 
 # --------------------------------------------------------------------------- check
-
-
-def expand(patterns: list[str]) -> list[str]:
-    """Spec paths, with glob patterns expanded here too (a shell that did not, or quoted ones).
-
-    The files a pattern matches come from a pull request: ``**`` does not descend into links to
-    folders (two links to ``.`` would make the walk endless), and a match that is a link to a file
-    outside the pattern's folder is refused (it would read any YAML on the machine as a spec).
-    """
-    paths: list[str] = []
-    for p in patterns:
-        if any(ch in p for ch in "*?[") and not Path(p).exists():
-            found = _glob(p)
-            if not found:
-                raise SpecError("no file matches this pattern", where=p)
-            paths.extend(found)
-        else:
-            paths.append(p)
-    return paths
-
-
-def _glob(pattern: str) -> list[str]:
-    parts = Path(pattern).parts
-    fixed = next((i for i, part in enumerate(parts) if any(ch in part for ch in "*?[")), len(parts))
-    root = Path(*parts[:fixed]) if fixed else Path(".")
-    rest = str(Path(*parts[fixed:]))
-    inside = root.resolve()
-    found = []
-    for match in sorted(root.glob(rest)):  # pathlib's ** skips links to folders
-        if not match.is_file():
-            continue
-        if not match.resolve().is_relative_to(inside):
-            raise SpecError(
-                f"is a link to {match.resolve()}, outside {root}", where=str(match), hint="specs stay in their folder"
-            )
-        found.append(str(match))
-    return found
 
 
 def check(

@@ -18,7 +18,8 @@ import numpy as np
 from jaxdiff_cli import startup
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError
 from jaxdiff_cli.inputs.binding import bind_primals, check_sizes, fit_dtypes, resolve_wrt
-from jaxdiff_cli.inputs.spec import CLI, Spec
+from jaxdiff_cli.inputs.files import CLI
+from jaxdiff_cli.inputs.spec import Spec
 from jaxdiff_cli.inputs.values import Context, build_like, build_value, per_argument
 from jaxdiff_cli.ops import EVAL, GRAD, HESSIAN, HVP, JACOBIAN, JVP, OPERATIONS, OPS, VJP, Op
 

@@ -147,7 +147,7 @@ _SPEC_KEY = re.compile(rb"""^(?:function|cases|"function"|'function'|"cases"|'ca
 
 def _has_spec_key(path: Path) -> bool:
     """Whether a YAML file has a spec's top-level key (function: or cases:), read line by line up to it."""
-    from jaxdiff_cli.inputs.spec import MAX_SPEC_BYTES
+    from jaxdiff_cli.inputs.files import MAX_SPEC_BYTES
 
     try:
         with path.open("rb") as f:
@@ -263,7 +263,9 @@ class SpecFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         from jaxdiff_cli.errors import JaxdiffError
-        from jaxdiff_cli.inputs.spec import Overrides, cases_of, read_source
+        from jaxdiff_cli.inputs.cases import cases_of
+        from jaxdiff_cli.inputs.files import read_source
+        from jaxdiff_cli.inputs.spec import Overrides
 
         name = _shown(self.path)
         try:

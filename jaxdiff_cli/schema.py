@@ -24,7 +24,8 @@ from typing import Any
 
 from jaxdiff_cli.checks.expectations import EINSUM_PATTERN, ENTRY_KEYS, MAX_RTOL, PRODUCER
 from jaxdiff_cli.dtypes import DTYPES
-from jaxdiff_cli.inputs.spec import DEVICES, MAX_ORDER, PLOT_KEYS, SPEC_KEYS, STEP_OPTIONS
+from jaxdiff_cli.inputs.cases import STEP_OPTIONS
+from jaxdiff_cli.inputs.spec import DEVICES, MAX_ORDER, PLOT_KEYS, SPEC_KEYS
 from jaxdiff_cli.inputs.values import CONSTRUCTORS, MAX_ELEMENTS, MAX_RANK, MAX_SPLIT, VALUE_DTYPES
 from jaxdiff_cli.ops import OPERATIONS, OPS
 

@@ -19,8 +19,10 @@ import numpy as np
 import yaml
 
 from jaxdiff_cli.encoding import printable, shape_text
-from jaxdiff_cli.errors import JaxdiffError, UsageError, Where
-from jaxdiff_cli.inputs.spec import CLI, Overrides, Spec, build_spec, parse_yaml, where
+from jaxdiff_cli.errors import JaxdiffError, UsageError, Where, where
+from jaxdiff_cli.inputs.files import CLI
+from jaxdiff_cli.inputs.spec import Overrides, Spec, build_spec
+from jaxdiff_cli.inputs.yamlfile import parse_yaml
 
 _NAME_HINT = "give each primal as -p NAME=VALUE, e.g. -p x=[1.0,2.0]"
 

@@ -15,8 +15,9 @@ import pytest
 
 from jaxdiff_cli import schema
 from jaxdiff_cli.errors import ExitCode
-from jaxdiff_cli.inputs.spec import SPEC_KEYS, parse_yaml
+from jaxdiff_cli.inputs.spec import SPEC_KEYS
 from jaxdiff_cli.inputs.values import CONSTRUCTORS
+from jaxdiff_cli.inputs.yamlfile import parse_yaml
 
 from .cli.test_bad_inputs import CATALOGUE
 from .conftest import CONFIGS, ROOT, Cli

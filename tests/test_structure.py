@@ -5,13 +5,15 @@
 An AST walk over every module (imports inside functions count; ``if TYPE_CHECKING:`` imports are
 for annotations only and do not). It fails on an import circle, an import that runs up a layer or
 across from inputs to engine (or back), a private name imported from another module, typer
-outside cli.py, and a mutable Plan.
+outside cli.py, and a mutable Plan. Inside ``inputs/``, the modules stand on floors of their own
+(``INPUT_FLOORS``): the YAML reader and file reading at the bottom, with no NumPy or JAX.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,8 +35,8 @@ LAYERS: list[tuple[str, int]] = [
     ("jaxdiff_cli.starter", 4),  # jaxdiff init: a spec written, loaded back and prepared for its shapes
     ("jaxdiff_cli.prepare", 3),
     ("jaxdiff_cli.engine", 2),
-    ("jaxdiff_cli.inputs", 1),
-    ("jaxdiff_cli.errors", 0),
+    ("jaxdiff_cli.inputs", 1),  # floors of their own inside: INPUT_FLOORS
+    ("jaxdiff_cli.errors", 0),  # and Where with its key-path helpers where() and join(): stdlib only
     ("jaxdiff_cli.signals", 0),
     ("jaxdiff_cli.startup", 0),
     ("jaxdiff_cli.atomic", 0),
@@ -315,3 +317,108 @@ def test_the_client_path_loads_nothing_heavy() -> None:
     assert "jaxdiff_cli" in loaded
     heavy = loaded & {"typer", "click", "rich", "numpy", "jax", "jaxlib", "yaml", "ml_dtypes", "typing"}
     assert not heavy, f"the client path imported {sorted(heavy)}"
+
+
+# ----------------------------------------------------------------------------- inputs/: one room per concern
+
+# The floors inside inputs/: a module imports only modules of a lower floor, so two on one floor
+# (values.py and spec.py) are siblings that never reach into each other. A new module gets a floor here.
+INPUT_FLOORS: dict[str, int] = {
+    "jaxdiff_cli.inputs": 0,
+    "jaxdiff_cli.inputs.yamlfile": 0,  # the bounded YAML 1.2 reader; a key path's line
+    "jaxdiff_cli.inputs.expressions": 0,  # the expression language
+    "jaxdiff_cli.inputs.datafiles": 0,  # .npy / .npz / .csv read with bounds
+    "jaxdiff_cli.inputs.sparsefile": 0,  # scipy's sparse .npz read with NumPy
+    "jaxdiff_cli.inputs.files": 1,  # reading a spec; the paths it names confined to its folder
+    "jaxdiff_cli.inputs.functions": 1,  # the function's text -> a callable
+    "jaxdiff_cli.inputs.spec": 2,  # a spec's keys -> Spec
+    "jaxdiff_cli.inputs.values": 2,  # a spec's values -> arrays
+    "jaxdiff_cli.inputs.cases": 3,  # cases and run: steps; load_spec, load_cases
+    "jaxdiff_cli.inputs.binding": 3,  # primals -> parameters
+}
+
+
+def test_every_input_module_has_a_floor() -> None:
+    assert {m for m in GRAPH if m.startswith("jaxdiff_cli.inputs")} == set(INPUT_FLOORS)
+
+
+@pytest.mark.parametrize("module", sorted(INPUT_FLOORS))
+def test_inputs_import_down_their_floors(module: str) -> None:
+    for target, _, line in GRAPH[module]:
+        if target in INPUT_FLOORS and target != "jaxdiff_cli.inputs":
+            assert INPUT_FLOORS[target] < INPUT_FLOORS[module], (
+                f"{module} (floor {INPUT_FLOORS[module]}) imports {target} (floor {INPUT_FLOORS[target]}) at line {line}"
+            )
+
+
+def test_values_does_not_reach_into_the_spec_loader() -> None:
+    """Key paths (where, join) come from errors.py and file paths from files.py: reading values needs no spec."""
+    loader = {"jaxdiff_cli.inputs.spec", "jaxdiff_cli.inputs.cases"}
+    assert not loader & {t for t, _, _ in GRAPH["jaxdiff_cli.inputs.values"]}
+    assert "jaxdiff_cli.inputs.values" not in {t for t, _, _ in GRAPH["jaxdiff_cli.inputs.spec"]}
+
+
+def _outside_imports(path: Path) -> set[str]:
+    """The top-level names of the modules ``path`` imports from outside the package (inside functions too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = _type_checking_only(tree)
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names - {"jaxdiff_cli"}
+
+
+def _closure(module: str) -> set[str]:
+    """``module`` and every package module it imports, directly or not (inside functions too)."""
+    seen, todo = {module}, [module]
+    while todo:
+        for target, _, _ in GRAPH[todo.pop()]:
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("jaxdiff_cli.errors", set()),
+        ("jaxdiff_cli.inputs.yamlfile", {"yaml"}),
+        ("jaxdiff_cli.inputs.files", {"yaml"}),
+    ],
+)
+def test_the_reader_and_file_reading_import_no_numpy_or_jax(module: str, allowed: set[str]) -> None:
+    """A spec is read and its paths checked with the standard library and PyYAML alone, all the way down."""
+    paths = modules()
+    for name in _closure(module):
+        outside = _outside_imports(paths[name]) - set(sys.stdlib_module_names) - {"__future__"}
+        assert outside <= allowed, f"{name} (imported by {module}) imports {sorted(outside - allowed)}"
+
+
+# PyYAML's readers: every spec's text goes through yamlfile's bounded loader, never one of these elsewhere.
+_YAML_READERS = {"load", "safe_load", "full_load", "unsafe_load", "load_all", "safe_load_all", "compose", "compose_all"}
+_YAML_READERS |= {"parse", "scan", "Loader", "SafeLoader", "FullLoader", "UnsafeLoader", "BaseLoader", "CLoader", "CSafeLoader"}
+
+
+# Modules that read YAML without it, and why (a new one fails the test).
+_OTHER_YAML_READERS = {
+    "jaxdiff_cli.checks.record": "check --update's ruamel.yaml round trip, of a spec the bounded reader has read first",
+    "jaxdiff_cli.pytest_plugin": "a flow-mapping YAML file's keys, to tell a spec from other YAML (yaml.safe_load:"
+    " unbounded, a gap reported with issue 24's split: 50,000 nested lists escape as RecursionError)",
+}
+
+
+def test_only_the_bounded_reader_reads_yaml() -> None:
+    for name, path in modules().items():
+        if name == "jaxdiff_cli.inputs.yamlfile" or name in _OTHER_YAML_READERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "yaml":
+                assert node.attr not in _YAML_READERS, f"{name} reads YAML with yaml.{node.attr}: use yamlfile.parse_yaml"
+            if isinstance(node, ast.ImportFrom) and node.module == "yaml":
+                assert not {a.name for a in node.names} & _YAML_READERS, f"{name} imports a YAML reader"

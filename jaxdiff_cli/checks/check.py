@@ -14,7 +14,8 @@ from jaxdiff_cli.checks.expectations import check_expectations, collect_results,
 from jaxdiff_cli.checks.findings import Finding, Report, Worst, tests_of
 from jaxdiff_cli.checks.higher import check_higher
 from jaxdiff_cli.errors import JaxdiffError, UsageError, blame
-from jaxdiff_cli.inputs.spec import STDIN, Spec
+from jaxdiff_cli.inputs.files import STDIN
+from jaxdiff_cli.inputs.spec import Spec
 from jaxdiff_cli.ops import JVP
 from jaxdiff_cli.prepare import Options, Prepared, cotangents, prepare, refuse_complex_sparse, tangents
 

@@ -29,9 +29,8 @@ import numpy as np
 
 from jaxdiff_cli.checks.findings import ATOL_FLOOR, ATOL_SHARE, Finding, Report, compare_arrays
 from jaxdiff_cli.dtypes import real_dtype
-from jaxdiff_cli.errors import SpecError, suggest
+from jaxdiff_cli.errors import SpecError, join, suggest
 from jaxdiff_cli.inputs.sparsefile import SparseValue
-from jaxdiff_cli.inputs.spec import join
 from jaxdiff_cli.inputs.values import Context, construct, is_constructor, sparse_file, to_array
 from jaxdiff_cli.ops import EVAL, OPS
 from jaxdiff_cli.prepare import Options, Prepared, run_operation

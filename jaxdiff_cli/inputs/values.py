@@ -23,10 +23,10 @@ import numpy as np
 
 from jaxdiff_cli.dtypes import complex_dtype, is_complex, needs_x64, real_dtype
 from jaxdiff_cli.encoding import shape_text
-from jaxdiff_cli.errors import SpecError, suggest
+from jaxdiff_cli.errors import SpecError, join, suggest, where
 from jaxdiff_cli.inputs import datafiles, sparsefile
+from jaxdiff_cli.inputs.files import CommandLinePath, spec_path
 from jaxdiff_cli.inputs.sparsefile import SparseValue
-from jaxdiff_cli.inputs.spec import CommandLinePath, join, spec_path, where
 
 # Constructor name -> the other keys it accepts.
 CONSTRUCTORS: dict[str, frozenset[str]] = {

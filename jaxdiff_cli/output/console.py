@@ -18,7 +18,7 @@ from jaxdiff_cli.safetext import printable, printable_lines
 if TYPE_CHECKING:
     from jaxdiff_cli.checks.check import Report
     from jaxdiff_cli.engine.problem import Result
-    from jaxdiff_cli.inputs.spec import Step
+    from jaxdiff_cli.inputs.cases import Step
     from jaxdiff_cli.operations import BenchOutcome, CaseOutcome, Outcome, RunOutcome, SparsityOutcome
     from jaxdiff_cli.starter import Starter
     from jaxdiff_cli.target import Target

@@ -21,7 +21,7 @@ from jaxdiff_cli import __version__
 from jaxdiff_cli.encoding import array_doc, array_json, json_number, printable, shape_text
 from jaxdiff_cli.engine.layout import named_leaves
 from jaxdiff_cli.engine.sparse import SparseMatrix
-from jaxdiff_cli.inputs.spec import CLI, STDIN
+from jaxdiff_cli.inputs.files import CLI, STDIN
 from jaxdiff_cli.output.reports import error_fields, numbers
 
 if TYPE_CHECKING:

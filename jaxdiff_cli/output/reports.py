@@ -4,7 +4,7 @@ in one line. Each is built as text here; only the JUnit file and the job summary
 Each check of each spec (and case) is one test: an ``expect:`` entry, AD vs FD in each mode, the
 adjoint identity, the HVP modes, finiteness. A failure points at the line of the spec that caused
 it: the ``expect:`` key that failed, the key of a bad value, or else the function. Lines come from
-the YAML node marks of the spec's text (``inputs.spec.locate``).
+the YAML node marks of the spec's text (``inputs.yamlfile.locate``).
 
 The JUnit XML follows the schema that Jenkins and GitLab read (testsuites > testsuite > testcase,
 with failure, error or skipped; tests/assets/junit-10.xsd): ``testsuite`` carries name, tests,
@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from jaxdiff_cli import __version__
 from jaxdiff_cli.atomic import atomic_open
-from jaxdiff_cli.errors import JaxdiffError, OutputError, UsageError
-from jaxdiff_cli.inputs.spec import CLI, join, locate, source_text
+from jaxdiff_cli.errors import JaxdiffError, OutputError, UsageError, join
+from jaxdiff_cli.inputs.files import CLI, source_text
+from jaxdiff_cli.inputs.yamlfile import locate
 from jaxdiff_cli.safetext import markdown, printable, workflow_data, workflow_property
 from jaxdiff_cli.switches import env_switch
 

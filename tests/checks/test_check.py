@@ -155,7 +155,8 @@ def test_every_finding_belongs_to_a_test_of_the_pytest_plugin(tmp_path: Path) ->
     """Each finding check gives is gathered by one of the plugin's items (groups_of), so none is lost there."""
     from jaxdiff_cli.checks.check import Settings, check_spec
     from jaxdiff_cli.checks.findings import DERIVATIVE_GROUPS, groups_of
-    from jaxdiff_cli.inputs.spec import Overrides, load_spec
+    from jaxdiff_cli.inputs.cases import load_spec
+    from jaxdiff_cli.inputs.spec import Overrides
 
     shutil.copy(ASSETS / "teeth.py", tmp_path / "teeth.py")
     specs = {

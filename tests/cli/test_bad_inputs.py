@@ -664,7 +664,7 @@ def test_a_spec_that_is_not_a_regular_file_is_refused_without_reading(cli: Cli, 
 
 
 def test_a_spec_above_the_size_limit_is_refused_before_parsing(cli: Cli, tmp_path: Path) -> None:
-    from jaxdiff_cli.inputs.spec import MAX_SPEC_BYTES
+    from jaxdiff_cli.inputs.files import MAX_SPEC_BYTES
 
     spec = tmp_path / "big.yaml"
     with spec.open("wb") as f:

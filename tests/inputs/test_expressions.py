@@ -269,7 +269,8 @@ def test_legitimate_expressions_load_and_trace(text: str, names: tuple[str, ...]
 
 def test_every_config_function_still_loads() -> None:
     """Every function in configs/ passes the new checker (test_configs and test_check run them all)."""
-    from jaxdiff_cli.inputs.spec import Overrides, load_cases
+    from jaxdiff_cli.inputs.cases import load_cases
+    from jaxdiff_cli.inputs.spec import Overrides
 
     for path in sorted(CONFIGS.glob("*.yaml")):
         for case in load_cases(str(path), Overrides(no_code=False), need_steps=False):
