@@ -162,12 +162,13 @@ def _has_spec_key(path: Path) -> bool:
                     return True  # too large to be read as a spec: the spec item says so
     except OSError:
         return True  # unreadable: the spec item says why
-    if first.startswith(b"{"):  # a flow mapping ({function: ..., primals: ...}): parsed, it is small
-        import yaml
+    if first.startswith(b"{"):  # a flow mapping ({function: ..., primals: ...}): parsed by the bounded reader
+        from jaxdiff_cli.errors import SpecError
+        from jaxdiff_cli.inputs.yamlfile import parse_yaml
 
         try:
-            data = yaml.safe_load(path.read_bytes())
-        except yaml.YAMLError:
+            data = parse_yaml(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        except SpecError:  # too deep, too large, malformed: no spec (plain PyYAML recursed or took seconds)
             return False
         return isinstance(data, dict) and ("function" in data or "cases" in data)
     return False

@@ -408,8 +408,6 @@ _YAML_READERS |= {"parse", "scan", "Loader", "SafeLoader", "FullLoader", "Unsafe
 # Modules that read YAML without it, and why (a new one fails the test).
 _OTHER_YAML_READERS = {
     "jaxdiff_cli.checks.record": "check --update's ruamel.yaml round trip, of a spec the bounded reader has read first",
-    "jaxdiff_cli.pytest_plugin": "a flow-mapping YAML file's keys, to tell a spec from other YAML (yaml.safe_load:"
-    " unbounded, a gap reported with issue 24's split: 50,000 nested lists escape as RecursionError)",
 }
 
 
