@@ -42,6 +42,7 @@ fuzz: $(STAMP)  ## property-based fuzzing with many more examples than CI runs
 bench: $(STAMP)  ## jaxdiff vs hand-written JAX: prints the tables, writes benchmarks/results.json
 	$(BIN)/python benchmarks/suite.py
 	$(BIN)/python benchmarks/taylor.py
+	$(BIN)/python benchmarks/calls.py
 	$(BIN)/python benchmarks/report.py
 
 .PHONY: bench-sparse

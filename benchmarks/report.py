@@ -145,6 +145,9 @@ def main() -> None:
     taylor = ROOT / "benchmarks" / "taylor.json"
     if taylor.exists():  # benchmarks/taylor.py, run on its own (make bench runs it)
         out += taylor_section(json.loads(taylor.read_text()))
+    calls = ROOT / "benchmarks" / "calls.json"
+    if calls.exists():
+        out += calls_section(json.loads(calls.read_text()))
     gpu = ROOT / "benchmarks" / "gpu_results.json"
     if gpu.exists():  # benchmarks/gpu.py, run on a machine with a GPU (CI and make bench have none)
         out += gpu_section(json.loads(gpu.read_text()))
@@ -245,6 +248,59 @@ def taylor_section(t: dict) -> list[str]:
         "why `--mode auto` takes nested JVPs up to order 4 and Taylor mode from order 5, and "
         "`jaxdiff bench --op taylor --order K` times both on your function. The two agree to "
         f"{max(r['max_relative_difference'] for r in rows):.0e} (relative).",
+        "",
+    ]
+    return out
+
+
+def calls_section(r: dict) -> list[str]:
+    """benchmarks/calls.json (benchmarks/calls.py): the worker, the import floor and --json."""
+    p, js, t = r["process"], r["json"], r["targets"]
+    ratios, ranges = p["ratios"], p["ratio_ranges"]
+    out = [
+        "",
+        "## A call in milliseconds: the resident worker, the import floor, --json",
+        "",
+        f"`benchmarks/calls.py`: whole processes, {p['rounds']} interleaved rounds, medians; the compilation cache warm "
+        "and bytecode compiled for every case. The tiny call is `jvp -f 'jnp.sin(x)*x' -p x=1.0 -t x=1.0 --json`; the "
+        "Jacobian is `tanh(A @ x)`, n = 200, A and x from .npy files, `--json`.",
+        "",
+        "| process | wall | CPU |",
+        "|---|---|---|",
+    ]
+    out += [f"| {k} | {ms(v)} | {ms(p['cpu_s'][k])} |" for k, v in p["wall_s"].items()]
+    out += ["", "| ratio | measured | per-round range | target |", "|---|---|---|---|"]
+    for k, v in ratios.items():
+        lo, hi = ranges[k]
+        out.append(f"| {k} | {v:.3f}x | {lo:.3f}–{hi:.3f} | ≤ {t[k]} |")
+    s = js["seconds"]
+    out.append(f"| json / np.save (10^6 float32 entries, in one process) | {js['ratio']:.1f}x | – | ≤ {t['json / np.save']} |")
+    import_jax = p["cpu_s"]["python -c 'import jax'"] / p["cpu_s"]["python -c 'import numpy'"]
+    out += [
+        "",
+        f"* **Through a worker** a call costs the client's start (Python with `site`) and a fork of the worker, which "
+        "starts its own CPU backend, traces, loads the compiled program from the cache and prints; the client itself "
+        f"uses {ms(p['cpu_s']['tiny jvp, worker'])} of CPU. `jaxdiff worker status` after the rounds: {p['served']}.",
+        f"* **Without a worker** a tiny call's CPU is {ratios['jvp cpu / numpy']:.2f}x `import numpy`'s; `import jax` alone "
+        f"is {import_jax:.2f}x here, so what is left above it is jaxdiff's own (Typer, YAML, its modules, tracing, the "
+        "cache load, output). `import jax` was 14.6x `import numpy` with ml_dtypes 0.7.0 (5.8x with 0.6.0, same "
+        "session, tests/test_import_floor.py's measure), whose own import took ~1.3 s of CPU: 0.7.0 registers "
+        "~38,000 ufunc promoters through NumPy's new DType API (0.6.0: ~1,000 legacy loops), and NumPy 2.4 checks each "
+        "new loop against the ufunc's list one by one, so registration is quadratic (perf probes on "
+        "`PyUFunc_AddLoop`: 40,519 calls against 2,674). pyproject.toml keeps ml_dtypes below 0.7.",
+        f"* **--json of a 10^6-entry float32 Jacobian**: {ms(s['json'])} ({js['bytes']['json'] / 2**20:.1f} MiB of text) "
+        f"against {ms(s['np.save'])} for `np.save` ({js['bytes']['np.save'] / 2**20:.1f} MiB); the encoder before "
+        f"(Python numbers joined by the json module) took {s['json before (array_json + json.dumps, once)']:.1f} s, "
+        f"{js['speedup_over_before']:.0f}x longer. Text costs what it costs: each of the 10^6 numbers is formatted "
+        "as its shortest round-trip decimal, where `np.save` copies 4 bytes; for large results use `-o FILE.npy`.",
+        "* **A pre-forked spare child** (backend started ahead, replaced after each call) was measured with "
+        "`benchmarks/spare_child.py` and not adopted: with pauses between calls it saved ~10% (median 380 ms against "
+        "427 ms on the busy machine), back to back it lost (312 against 275 ms), because on 2 cores the replacement "
+        "competes with the next call; and a backend started before the call's settings are known would be wrong for "
+        "some (`--device`).",
+        "",
+        "The wall times above are from a 2-core machine shared with other jobs (load average ~10 during the run): "
+        "read the ratios, measured in the same rounds.",
         "",
     ]
     return out

@@ -1,6 +1,8 @@
 """The Typer app: options -> a Request, an Outcome -> output, errors -> exit codes. Only this imports typer.
 
-The work is in operations.py, what is shown and written in output/, the words of --help in
+Every command reads the same: inside ``with exit_codes(...)``, check the paths it will write
+(``Target.of``), call its operation, show the outcome (``console.show_*``). The work is in
+operations.py, what is shown and written in output/, each option's words, type and default in
 helptext.py. Everything heavy (JAX, NumPy, the engine) is imported inside the commands, so
 ``jaxdiff``, ``jaxdiff --help``, ``jaxdiff COMMAND --help`` and ``jaxdiff --version`` never import JAX.
 """
@@ -11,21 +13,19 @@ import contextlib
 import inspect
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from . import __version__, signals, startup, switches
 from .errors import ExitCode, JaxdiffError, OutputClosed, blame
 from .helptext import APP, COMMANDS, FLAGS
+from .ops import DERIVATIVE, EVAL, GRAD, HESSIAN, HVP, JACOBIAN, JVP, OPS, TAYLOR, VJP
 from .options import Common
-
-if TYPE_CHECKING:
-    from jaxdiff_cli.engine.problem import Result
-    from jaxdiff_cli.inputs.spec import Step
-    from jaxdiff_cli.operations import Outcome, Pictures
+from .target import ARRAYS, MATRIX, PATTERN, RUN, Target
+from .worker.words import WORKER
 
 app = typer.Typer(
     name="jaxdiff",
@@ -51,6 +51,7 @@ def _flag(key: str) -> Any:
     return typer.Option(*f.names, help=f.help, show_default=False, **more)
 
 
+# The options the hand-written commands share (FLAGS holds the same type and default: a test keeps them equal).
 SpecArg = Annotated[str | None, _flag("spec")]
 FnOpt = Annotated[str | None, _flag("fn")]
 PrimalOpt = Annotated[list[str] | None, _flag("primal")]
@@ -59,7 +60,7 @@ TangentOpt = Annotated[list[str] | None, _flag("tangent")]
 CotangentOpt = Annotated[str | None, _flag("cotangent")]
 DtypeOpt = Annotated[str | None, _flag("dtype")]
 DeviceOpt = Annotated[str | None, _flag("device")]
-CaseOpt = Annotated[list[str] | None, _flag("case")]
+CasesOpt = Annotated[list[str] | None, _flag("cases")]
 HasAuxOpt = Annotated[bool, _flag("has_aux")]
 NoCodeOpt = Annotated[bool, _flag("no_code")]
 OrderOpt = Annotated[int | None, _flag("order")]
@@ -76,30 +77,43 @@ DebugOpt = Annotated[bool, _flag("debug")]
 FiniteOpt = Annotated[bool, _flag("check_finite")]
 PlotFileOpt = Annotated[Path | None, _flag("plot_file")]
 
-# Each computing command is the shared options plus its own, taken from this table; the commands are
-# registered from it (Typer reads their signatures), so no option is written twice.
-_OPTIONS: dict[str, tuple[Any, Any]] = {  # name -> (Annotated type, default), in --help order
-    "spec": (SpecArg, None), "fn": (FnOpt, None), "primal": (PrimalOpt, None), "wrt": (WrtOpt, None),
-    "tangent": (TangentOpt, None), "cotangent": (CotangentOpt, None), "value": (Annotated[bool, _flag("value")], False),
-    "mode": (Annotated[str | None, _flag("mode")], None), "hvp_mode": (Annotated[str | None, _flag("hvp_mode")], None),
-    "chunk_size": (Annotated[str | None, _flag("chunk_size")], None),
-    "dtype": (DtypeOpt, None), "device": (DeviceOpt, None), "json_": (JsonOpt, False), "output": (OutputOpt, None),
-    "matrix_output": (Annotated[Path | None, _flag("matrix_output")], None),
-    "quiet": (QuietOpt, False), "debug": (DebugOpt, False), "no_cache": (NoCacheOpt, False),
-    "check_finite": (FiniteOpt, False), "bake_primals": (BakeOpt, False), "has_aux": (HasAuxOpt, False),
-    "no_code": (NoCodeOpt, False), "case": (CaseOpt, None),
-    "plot": (Annotated[bool, _flag("plot")], False), "plot_file": (PlotFileOpt, None),
-    "spy": (Annotated[bool, _flag("spy")], False), "summary": (Annotated[bool, _flag("summary")], False),
-    "devices": (DevicesOpt, None), "coordinator": (CoordinatorOpt, None), "num_processes": (ProcessesOpt, None),
-    "process_id": (ProcessIdOpt, None), "order": (OrderOpt, None),
-    "taylor_mode": (Annotated[str | None, _flag("taylor_mode")], None),
-    "holomorphic": (Annotated[bool, _flag("holomorphic")], False), "sparse": (Annotated[bool, _flag("sparse")], False),
-}  # fmt: skip
-_RENAMED = {"hvp_mode": "mode", "taylor_mode": "mode", "matrix_output": "output"}  # one option, other help
-_SHARED = ("spec", "fn", "primal", "dtype", "device", "json_", "output", "quiet", "debug", "no_cache", "check_finite",
-           "bake_primals", "has_aux", "no_code", "case")  # fmt: skip
-_SHARDED = ("devices", "coordinator", "num_processes", "process_id")
-_PICTURES = ("plot", "plot_file", "spy", "summary")
+# Each computing command takes the shared options and its own, in --help order (the order of FLAGS);
+# an own key "cmd.name" stands for the shared "name" (jacobian's -o also takes .mtx).
+SHARED = (
+    "spec",
+    "fn",
+    "primal",
+    "dtype",
+    "device",
+    "json_",
+    "output",
+    "quiet",
+    "debug",
+    "no_cache",
+    "check_finite",
+    "bake_primals",
+    "has_aux",
+    "no_code",
+    "cases",
+)
+SHARDED = ("devices", "coordinator", "num_processes", "process_id")
+PICTURES = ("plot", "plot_file", "spy", "summary")
+COMPUTING: dict[str, tuple[str, ...]] = {
+    EVAL.name: (),
+    JVP.name: ("wrt", "tangent", "holomorphic", *SHARDED),
+    VJP.name: ("wrt", "cotangent", "holomorphic", *SHARDED),
+    GRAD.name: ("wrt", "value", "holomorphic"),
+    JACOBIAN.name: ("wrt", "jacobian.mode", "chunk_size", "holomorphic", *PICTURES, *SHARDED, "sparse", "matrix.output"),
+    HESSIAN.name: ("wrt", "holomorphic", *PICTURES, *SHARDED, "sparse", "matrix.output"),
+    HVP.name: ("wrt", "tangent", "hvp.mode", "holomorphic", *SHARDED),
+    DERIVATIVE.name: ("wrt", "tangent", "order", "taylor.mode"),
+    TAYLOR.name: ("wrt", "tangent", "order", "taylor.mode"),
+}
+
+
+def _param(key: str) -> str:
+    """The parameter an option key fills: its last part ("hvp.mode" -> "mode")."""
+    return key.rsplit(".", 1)[-1]
 
 
 def _version(value: bool) -> None:
@@ -120,15 +134,16 @@ def _root(
 # ---------------------------------------------------------------- errors -> exit codes
 
 
-def _guarded(debug: bool, body: Callable[[], None], json_: bool = False) -> None:
-    """Run ``body``; turn our errors into one line and an exit code, Ctrl-C into 130, SIGTERM into 143.
+@contextlib.contextmanager
+def exit_codes(debug: bool, *, json_: bool = False) -> Iterator[None]:
+    """Our errors as one line and an exit code, Ctrl-C as 130, SIGTERM as 143; a traceback only with ``debug``.
 
     With ``json_`` (--json), an error is also a JSON document on stdout, ``{"error": {...}}``.
     """
     from jaxdiff_cli.output.console import say
 
     try:
-        body()
+        yield
     except typer.Exit:
         raise
     except signals.Stopped as exc:  # temporary files are gone: atomic_path removed them unwinding
@@ -157,58 +172,52 @@ def _guarded(debug: bool, body: Callable[[], None], json_: bool = False) -> None
         raise typer.Exit(int(error.exit_code)) from None
 
 
+def _check_figure(path: Path | None) -> None:
+    if path is not None:
+        from jaxdiff_cli.output.pictures import check_figure_path
+
+        check_figure_path(path)
+
+
 # ---------------------------------------------------------------- the computing commands
 
 
-def _compute(command: str, c: Common, pictures: Pictures | None = None) -> None:
-    from jaxdiff_cli.output.console import show_outcome
+def _compute(command: str, c: Common) -> None:
+    """Every computing command: check the paths, compute, show."""
+    with exit_codes(c.debug, json_=c.json_):
+        from jaxdiff_cli import operations
+        from jaxdiff_cli.output import console
 
-    def body() -> None:
-        show_outcome(_computed(command, c, pictures), json_=c.json_, quiet=c.quiet, output=c.output, check_finite=c.check_finite)
-
-    _guarded(c.debug, body, c.json_)
-
-
-def _computed(command: str, c: Common, pictures: Pictures | None) -> Outcome:
-    from jaxdiff_cli import operations
-    from jaxdiff_cli.output import console, save
-
-    if c.output is not None:  # fail before any work, not after; Matrix Market holds a Jacobian or Hessian
-        save.check_output_path(c.output, save.FORMATS + ((".mtx",) if command in ("jacobian", "hessian") else ()))
-    if pictures is not None and pictures.file is not None:
-        from jaxdiff_cli.output.pictures import check_figure_path
-
-        check_figure_path(pictures.file)
-    with console.progress(c.shows_progress) as progress:
-        return operations.compute(c.request(command, pictures), progress)
+        op = OPS[command]
+        target = Target.of(c.output, MATRIX if op.matrix else ARRAYS)  # before any work, not after
+        pictures = c.pictures() if op.matrix else None
+        _check_figure(c.plot_file if op.matrix else None)
+        with console.progress(c.shows_progress) as progress:
+            outcome = operations.compute(c.request(command, target, pictures), progress)
+        console.show_outcome(outcome, json_=c.json_, quiet=c.quiet, check_finite=c.check_finite)
 
 
-def _computing(name: str, *own: str) -> None:
+def _computing(name: str, own: tuple[str, ...]) -> None:
     """Register the command ``name``: the shared options and its ``own``, its text from helptext.COMMANDS."""
-    chosen = [n for n in _OPTIONS if (n in _SHARED and n not in {_RENAMED.get(o) for o in own}) or n in own]
+    replaced = {_param(k) for k in own}
+    keys = [k for k in FLAGS if k in own or (k in SHARED and k not in replaced)]
     params = [
-        inspect.Parameter(_RENAMED.get(n, n), inspect.Parameter.KEYWORD_ONLY, default=_OPTIONS[n][1], annotation=_OPTIONS[n][0])
-        for n in chosen
+        inspect.Parameter(
+            _param(k), inspect.Parameter.KEYWORD_ONLY, default=FLAGS[k].default, annotation=Annotated[FLAGS[k].type, _flag(k)]
+        )
+        for k in keys
     ]
 
     def command(**given: Any) -> None:
-        c = Common.of(given)
-        _compute(name, c, c.pictures() if "plot" in own else None)
+        _compute(name, Common(**given))
 
     command.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
     app.command(name, help=COMMANDS[name])(command)
 
 
-_computing("eval")
-_computing("jvp", "wrt", "tangent", "holomorphic", *_SHARDED)
-_computing("vjp", "wrt", "cotangent", "holomorphic", *_SHARDED)
-_computing("grad", "wrt", "value", "holomorphic")
-_computing("jacobian", "wrt", "mode", "chunk_size", "holomorphic", *_PICTURES, *_SHARDED, "sparse", "matrix_output")
-_computing("hessian", "wrt", "holomorphic", *_PICTURES, *_SHARDED, "sparse", "matrix_output")
-_computing("hvp", "wrt", "tangent", "hvp_mode", "holomorphic", *_SHARDED)
-_computing("derivative", "wrt", "tangent", "order", "taylor_mode")
-_computing("taylor", "wrt", "tangent", "order", "taylor_mode")
+for _name, _own in COMPUTING.items():
+    _computing(_name, _own)
 
 
 # ---------------------------------------------------------------- check, run, bench, sparsity, devices, init, schema
@@ -224,43 +233,27 @@ def check(
     json_: JsonOpt = False,
     output_format: Annotated[str | None, _flag("check.output_format")] = None,
     junit_xml: Annotated[Path | None, _flag("check.junit_xml")] = None,
-    case: CaseOpt = None,
+    cases: CasesOpt = None,
     quiet: Annotated[bool, _flag("check.quiet")] = False,
     debug: DebugOpt = False,
     no_cache: NoCacheOpt = False,
     no_code: NoCodeOpt = False,
 ) -> None:
-    def body() -> None:
+    with exit_codes(debug, json_=json_ or output_format == "json"):
         from jaxdiff_cli import operations
         from jaxdiff_cli.checks.check import Settings
-        from jaxdiff_cli.output import console, render
+        from jaxdiff_cli.output import console
         from jaxdiff_cli.output import reports as ci
 
         fmt = ci.output_format(output_format, json_)
         refuse_code = switches.no_code(no_code)  # a bad JAXDIFF_NO_CODE: one error, not one per spec
         if junit_xml is not None:
-            ci.check_report_path(junit_xml)  # fail before any work, not after
-        settings = Settings(rtol=rtol, atol=atol, seed=seed, use_cache=not no_cache, update=update)
+            ci.check_report_path(junit_xml)  # before any work, not after
+        settings = Settings(rtol=rtol, atol=atol, seed=seed, no_cache=no_cache, update=update)
         with console.progress(fmt == "text" and not quiet) as progress:
-            reports = operations.check(specs, settings, progress, no_code=refuse_code, cases=tuple(case or ()))
-        if junit_xml is not None:
-            ci.write_junit(junit_xml, ci.junit_xml(reports, operations.versions()))
-        # check's verdict is its exit status: a reader that stops early (| head) must not turn a
-        # pass into 141 under `set -o pipefail`.
-        with contextlib.suppress(OutputClosed):
-            if fmt == "json":
-                console.print_json(render.check_json(reports, operations.versions()))
-            if fmt == "github":
-                console.print_lines(ci.github_annotations(reports))
-            if fmt != "json" and not quiet:
-                console.print_renderable(render.check_table(reports))
-            elif fmt != "json":  # --quiet hides the table, not why the exit status is 3 or 4
-                for report in reports:
-                    if report.error is not None:
-                        console.say("error", report.error.render())
+            reports = operations.check(specs, settings, progress, no_code=refuse_code, cases=tuple(cases or ()))
+        console.show_check(reports, output_format=fmt, quiet=quiet, junit_xml=junit_xml)
         raise typer.Exit(operations.check_exit(reports))
-
-    _guarded(debug, body, json_ or output_format == "json")
 
 
 @app.command(help=COMMANDS["run"])
@@ -278,54 +271,34 @@ def run(
     coordinator: CoordinatorOpt = None,
     num_processes: ProcessesOpt = None,
     process_id: ProcessIdOpt = None,
-    case: CaseOpt = None,
+    cases: CasesOpt = None,
 ) -> None:
-    c = Common.of(locals())
-
-    def body() -> None:
+    c = Common(json_=json_, quiet=quiet, coordinator=coordinator, num_processes=num_processes, process_id=process_id)
+    with exit_codes(debug, json_=json_):
         from jaxdiff_cli import operations
-        from jaxdiff_cli.output import console, render, save
+        from jaxdiff_cli.output import console
 
-        if c.output is not None:
-            save.check_output_path(c.output, formats=(".npz", ".json"))
-
-        def shown(case: operations.CaseOutcome, step: Step, result: Result) -> None:
-            if c.shows_progress:
-                console.print_result(f"{case.name}: {step.label}", result, case.device or "", case.spec.dtype)
-
+        target = Target.of(output, RUN)
         with console.progress(c.shows_progress) as progress:
             outcome = operations.run_cases(
-                spec, bake=c.bake_primals, no_code=c.no_code, devices=c.devices, cluster=c.cluster(), use_cache=not c.no_cache,
-                progress=progress, on_step=shown, on_error=lambda exc: console.say("error", exc.render()),
-                select=tuple(c.case or ()),
-            )  # fmt: skip
-        doc = render.run_json(outcome)
-        nonfinite = None
-        if outcome.nonfinite and c.check_finite and outcome.first_error is None:
-            from jaxdiff_cli.errors import NonFiniteError
-
-            nonfinite = NonFiniteError(outcome.nonfinite, where="--check-finite")
-            doc = render.with_error(doc, nonfinite)  # one JSON document: the results and the error
-            nonfinite.in_json = c.json_
-        if not c.quiet:
-            for warning in outcome.warnings + ([outcome.nonfinite] if outcome.nonfinite else []):
-                console.say("warning", warning)
-        if c.output is not None:
-            save.save(c.output, outcome.arrays(), doc)
-        if c.json_:
-            console.print_json(doc)
-        if outcome.first_error is not None:
-            raise typer.Exit(int(outcome.first_error.exit_code))
-        if nonfinite is not None:
-            raise nonfinite
-
-    _guarded(debug, body, c.json_)
+                spec,
+                bake_primals=bake_primals,
+                no_code=no_code,
+                devices=devices,
+                cluster=c.cluster(),
+                no_cache=no_cache,
+                progress=progress,
+                on_step=console.show_step if c.shows_progress else None,
+                on_error=lambda exc: console.say("error", exc.render()),
+                cases=tuple(cases or ()),
+            )
+        raise typer.Exit(console.show_run(outcome, target=target, json_=json_, quiet=quiet, check_finite=check_finite))
 
 
 @app.command(help=COMMANDS["bench"])
 def bench(
     spec: SpecArg = None,
-    op: Annotated[str, _flag("bench.op")] = "jacobian",
+    op: Annotated[str, _flag("bench.op")] = JACOBIAN.name,
     chunk_size: Annotated[int | None, _flag("bench.chunk_size")] = None,
     min_time: Annotated[float, _flag("bench.min_time")] = 0.5,
     order: OrderOpt = None,
@@ -343,28 +316,39 @@ def bench(
     bake_primals: BakeOpt = False,
     has_aux: HasAuxOpt = False,
     no_code: NoCodeOpt = False,
-    case: CaseOpt = None,
+    cases: CasesOpt = None,
 ) -> None:
-    c = Common.of({k: v for k, v in locals().items() if k != "chunk_size"})
-
-    def body() -> None:
+    c = Common(
+        spec=spec,
+        fn=fn,
+        primal=primal,
+        wrt=wrt,
+        tangent=tangent,
+        cotangent=cotangent,
+        dtype=dtype,
+        device=device,
+        json_=json_,
+        quiet=quiet,
+        no_cache=no_cache,
+        bake_primals=bake_primals,
+        has_aux=has_aux,
+        no_code=no_code,
+        cases=cases,
+        order=order,
+    )
+    with exit_codes(debug, json_=json_):
         from jaxdiff_cli import operations
-        from jaxdiff_cli.output import console, render
+        from jaxdiff_cli.output import console
 
         with console.progress(c.shows_progress) as progress:
             outcome = operations.bench(c.request("bench"), op, chunk_size, min_time, progress)
-        if c.json_:
-            console.print_json(render.bench_json(outcome))
-        elif not c.quiet:
-            console.show_bench(outcome)
-
-    _guarded(debug, body, c.json_)
+        console.show_bench(outcome, json_=json_, quiet=quiet)
 
 
 @app.command(help=COMMANDS["sparsity"])
 def sparsity(
     spec: SpecArg = None,
-    op: Annotated[str, _flag("sparsity.op")] = "jacobian",
+    op: Annotated[str, _flag("sparsity.op")] = JACOBIAN.name,
     mode: Annotated[str | None, _flag("sparsity.mode")] = None,
     fn: FnOpt = None,
     primal: PrimalOpt = None,
@@ -380,40 +364,40 @@ def sparsity(
     has_aux: HasAuxOpt = False,
     no_code: NoCodeOpt = False,
 ) -> None:
-    c = Common.of(locals())
-
-    def body() -> None:
+    c = Common(
+        spec=spec,
+        fn=fn,
+        primal=primal,
+        wrt=wrt,
+        dtype=dtype,
+        device=device,
+        json_=json_,
+        quiet=quiet,
+        no_cache=no_cache,
+        has_aux=has_aux,
+        no_code=no_code,
+        mode=mode,
+    )
+    with exit_codes(debug, json_=json_):
         from jaxdiff_cli import operations
-        from jaxdiff_cli.output import console, save
+        from jaxdiff_cli.output import console
 
-        if c.output is not None:
-            save.check_output_path(c.output, formats=(".npz", ".mtx", ".json"))
-        if c.plot_file is not None:
-            from jaxdiff_cli.output.pictures import check_figure_path
-
-            check_figure_path(c.plot_file)
+        target = Target.of(output, PATTERN)
+        _check_figure(plot_file)
         with console.progress(c.shows_progress) as progress:
-            outcome = operations.sparsity(c.request("sparsity"), op, progress)
-        console.show_sparsity(outcome, json_=c.json_, quiet=c.quiet, output=c.output, plot_file=c.plot_file)
-
-    _guarded(debug, body, c.json_)
+            outcome = operations.sparsity(c.request("sparsity", target), op, progress)
+        console.show_sparsity(outcome, json_=json_, quiet=quiet, plot_file=plot_file)
 
 
 @app.command(help=COMMANDS["devices"])
 def devices(
     json_: JsonOpt = False, debug: DebugOpt = False, platform: Annotated[str | None, _flag("devices.platform")] = None
 ) -> None:
-    def body() -> None:
+    with exit_codes(debug, json_=json_):
         from jaxdiff_cli import operations
-        from jaxdiff_cli.output import console, render
+        from jaxdiff_cli.output import console
 
-        rows = operations.devices(platform)
-        if json_:
-            console.print_json(render.envelope("devices", operations.versions(), devices=rows))
-        else:
-            console.print_renderable(render.devices_table(rows))
-
-    _guarded(debug, body, json_)
+        console.show_devices(operations.devices(platform), json_=json_)
 
 
 @app.command(help=COMMANDS["init"])
@@ -426,7 +410,7 @@ def init(
     output: Annotated[Path | None, _flag("init.output")] = None,
     debug: DebugOpt = False,
 ) -> None:
-    def body() -> None:
+    with exit_codes(debug):
         from jaxdiff_cli.output import console, save
         from jaxdiff_cli.starter import starter_spec
 
@@ -434,29 +418,24 @@ def init(
             save.check_new_file(output)  # before any work
         folder = (output.parent if str(output.parent) else Path(".")) if output is not None else None
         starter = starter_spec(
-            function, tuple(primal or ()), wrt=tuple(wrt or ()), tangents=tuple(tangent or ()), dtype=dtype,
-            name=output.name if output is not None else "spec.yaml", base_dir=folder.resolve() if folder is not None else None,
-        )  # fmt: skip
-        if starter.warning is not None:
-            console.say("warning", starter.warning)
-        if output is None:
-            console.write(starter.text)
-            return
-        save.write_new_file(output, starter.text)
-        typer.echo(f"wrote {output}; next: jaxdiff check --update {output}", err=True)
-
-    _guarded(debug, body)
+            function,
+            tuple(primal or ()),
+            wrt=tuple(wrt or ()),
+            tangents=tuple(tangent or ()),
+            dtype=dtype,
+            name=output.name if output is not None else "spec.yaml",
+            base_dir=folder.resolve() if folder is not None else None,
+        )
+        console.show_starter(starter, output)
 
 
 @app.command(help=COMMANDS["schema"])
 def schema(debug: DebugOpt = False) -> None:
-    def body() -> None:
+    with exit_codes(debug):
         from jaxdiff_cli.output import console
         from jaxdiff_cli.schema import schema_text
 
         console.write(schema_text())
-
-    _guarded(debug, body)
 
 
 def _completion_for_named_shell(args: list[str]) -> None:
@@ -468,6 +447,40 @@ def _completion_for_named_shell(args: list[str]) -> None:
         os.environ["_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"] = "1"
     elif args and args[0].startswith(("--show-completion=", "--install-completion=")):
         os.environ["_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"] = "1"
+
+
+# ---------------------------------------------------------------- the resident worker: jaxdiff_cli/worker/
+
+worker_app = typer.Typer(name="worker", help=WORKER["group"], no_args_is_help=True)
+app.add_typer(worker_app)
+
+
+def _worker(action: str, *args: str) -> None:
+    with exit_codes(False):
+        from jaxdiff_cli.worker import control
+
+        lines, code = getattr(control, action)(*args)
+        typer.echo("\n".join(lines))
+        raise typer.Exit(code)
+
+
+@worker_app.command("start", help=WORKER["start"])
+def worker_start(idle: Annotated[str, typer.Option("--idle", metavar="DURATION", help=WORKER["idle"])] = "15m") -> None:
+    _worker("start", idle)
+
+
+worker_app.command("stop", help=WORKER["stop"])(lambda: _worker("stop"))
+worker_app.command("status", help=WORKER["status"])(lambda: _worker("status"))
+
+
+def build_command_once() -> None:
+    """For the worker, before it forks: the app's Click command, built once, not by every ``app()`` (~30-40 ms)."""
+    built, build = typer.main.get_command(app), typer.main.get_command
+
+    def get_command(typer_instance: typer.Typer) -> Any:
+        return built if typer_instance is app else build(typer_instance)
+
+    typer.main.get_command = get_command
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Exit codes, the error family that the CLI turns into them, and whose fault an exception is.
+"""Exit codes, the error family that the CLI turns into them, where an error is (``Where`` and the
+key-path helpers ``where`` and ``join`` that build it), and whose fault an exception is.
 
 No third-party imports: the CLI maps these to exit codes without importing JAX.
 """
@@ -17,6 +18,7 @@ _USER_ROOTS: set[str] = set()
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent)
 
 
+@enum.unique
 class ExitCode(enum.IntEnum):
     """The exit statuses of CLI.md; scripts and CI rely on them."""
 
@@ -54,6 +56,25 @@ class Where(str):
         self.key = key
         self.line = line
         return self
+
+
+def where(source: str, keypath: str) -> str:
+    """Where an error is, as ``file: key.path`` (the key path may be empty).
+
+    A :class:`Where`: the file and the key path stay readable apart, a case's (``cases[0]``) too.
+    """
+    text = f"{source}: {keypath}" if keypath else str(source)
+    if isinstance(source, Where):
+        key = ".".join(k for k in (source.key, keypath) if k)
+        return Where(source.file, key, text)
+    return Where(source, keypath, text)
+
+
+def join(keypath: str, key: object) -> str:
+    """Extend a key path: ``primals`` + ``x`` -> ``primals.x``; + 2 -> ``primals.x[2]``."""
+    if isinstance(key, int):
+        return f"{keypath}[{key}]"
+    return f"{keypath}.{key}" if keypath else str(key)
 
 
 class JaxdiffError(Exception):

@@ -8,30 +8,20 @@ Long work reports through a ``Progress`` the caller supplies (a spinner and a ba
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from jaxdiff_cli.errors import FunctionError, JaxdiffError, NonFiniteError, SpecError, UsageError
-from jaxdiff_cli.inputs.spec import (
-    OPERATIONS,
-    STDIN,
-    Case,
-    Overrides,
-    Spec,
-    Step,
-    case_names,
-    cases_of,
-    join,
-    load_spec,
-    parse_devices,
-    read_source,
-)
+from jaxdiff_cli.errors import FunctionError, JaxdiffError, NonFiniteError, SpecError, UsageError, join
+from jaxdiff_cli.inputs.cases import Case, Step, case_names, cases_of, load_spec
+from jaxdiff_cli.inputs.files import STDIN, expand, read_source
+from jaxdiff_cli.inputs.spec import Overrides, Spec, parse_devices
+from jaxdiff_cli.ops import HESSIAN, JACOBIAN, MATRICES, OPERATIONS, OPS
 from jaxdiff_cli.prepare import (
-    TAYLOR_OPS,
     Options,
     Prepared,
+    compute_operation,
     prepare,
     primary_array,
     run_operation,
@@ -41,12 +31,15 @@ from jaxdiff_cli.prepare import (
 
 if TYPE_CHECKING:
     import numpy as np
+    from jax.sharding import Mesh
 
     from jaxdiff_cli.checks.check import Report, Settings
     from jaxdiff_cli.engine.bench import Timing
     from jaxdiff_cli.engine.layout import Matrix
     from jaxdiff_cli.engine.problem import Result
     from jaxdiff_cli.engine.runtime import Cluster
+    from jaxdiff_cli.engine.sparse import SparseMatrix
+    from jaxdiff_cli.target import Target
 
 
 class Progress(Protocol):
@@ -102,12 +95,15 @@ class Request:
     options: Options = field(default_factory=Options)  # mesh stays None: ``devices`` makes it
     devices: str | None = None  # --devices all|N (else the spec's devices:)
     cluster: Cluster | None = None
-    use_cache: bool = True
-    output: Path | None = None  # -o: a chunked Jacobian into .npy is streamed there; .npy holds one array
+    no_cache: bool = False
+    target: Target | None = None  # -o, checked: a chunked Jacobian into .npy is streamed there; .npy holds one array
     pictures: Pictures | None = None
 
 
-@dataclass
+NotDrawn = Literal["streamed", "complex"]  # why a matrix asked for pictures was not drawn (output/ says it)
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What a computing command found: the result and everything the output needs to show it."""
 
@@ -115,21 +111,19 @@ class Outcome:
     spec: Spec
     prep: Prepared
     result: Result
-    warnings: list[str]  # where float32 is likely to lose the answer, and notes (e.g. nothing drawn)
+    inputs: Mapping[str, Any]  # what was built, by kind (primals, tangents, cotangents), for the JSON document
+    lost_precision: list[str]  # where float32 is likely to lose the answer (diagnostics.precision_warnings)
+    notes: list[str]  # other warnings, as the engine words them (int32 inputs that may overflow)
     nonfinite: str | None  # the first non-finite entry (or value), as a sentence
     versions: dict[str, str]
+    target: Target | None = None  # -o
     pictures: Pictures | None = None  # merged with the spec's plot:
+    not_drawn: NotDrawn | None = None
     matrix: Matrix | None = None
     summary: dict[str, Any] | None = None
-    npy: tuple[np.ndarray, str | None] | None = None  # the one array of -o FILE.npy, and its layout
+    single_array: tuple[np.ndarray, str | None] | None = None  # what -o FILE.npy or a dense FILE.mtx holds, and its layout
     streamed: bool = False  # already written to the -o file, chunk by chunk
     leader: bool = True  # this process prints and writes (several processes: process 0)
-
-    @property
-    def title(self) -> str:
-        fn = " ".join(self.spec.function.split())
-        fn = fn if len(fn) <= 80 else fn[:77] + "..."
-        return f"{self.command} of {fn}  (wrt {', '.join(self.prep.problem.wrt)})"
 
 
 def _need_function(spec_path: str | None, overrides: Overrides, command: str) -> None:
@@ -146,18 +140,19 @@ def _quiet_cluster(cluster: Cluster | None) -> contextlib.AbstractContextManager
     return stdout_to_stderr()
 
 
-def _mesh(devices: str | None, spec: Spec) -> Any:
+def _mesh(devices: str | None, spec: Spec) -> Mesh | None:
     """The mesh to spread work over: --devices, else the spec's devices:, else none."""
     chosen = parse_devices(devices, "--devices") if devices is not None else spec.devices
     if chosen is None:
         return None
     from jaxdiff_cli.engine.sharding import make_mesh
 
-    return make_mesh(chosen)
+    mesh: Mesh = make_mesh(chosen)
+    return mesh
 
 
 def compute(request: Request, progress: Progress | None = None) -> Outcome:
-    """eval, jvp, vjp, grad, jacobian, hessian, hvp."""
+    """eval, jvp, vjp, grad, jacobian, hessian, hvp, derivative, taylor."""
     from jaxdiff_cli.engine.diagnostics import integer_warnings, nonfinite_note, precision_warnings
     from jaxdiff_cli.engine.runtime import is_leader, versions
 
@@ -166,94 +161,101 @@ def compute(request: Request, progress: Progress | None = None) -> Outcome:
     _need_function(request.spec_path, request.overrides, command)
     spec = load_spec(request.spec_path, request.overrides)
     with _quiet_cluster(request.cluster), progress.stage(f"preparing {command}"):
-        prep = prepare(spec, use_cache=request.use_cache, cluster=request.cluster, only_spec=True)
-    opts = Options(**{**request.options.__dict__, "mesh": _mesh(request.devices, spec)})
-    output = request.output
+        prep = prepare(spec, no_cache=request.no_cache, cluster=request.cluster, only_spec=True)
+    opts = replace(request.options, mesh=_mesh(request.devices, spec))
+    target = request.target
     chunked = opts.chunk_size is not None or spec.chunk_size is not None
-    streamed = command == "jacobian" and output is not None and output.suffix.lower() == ".npy" and chunked
+    streamed = command == JACOBIAN.name and target is not None and target.kind == "npy" and chunked
     streamed = streamed and not sparse_of(prep, opts)  # a sparse Jacobian's .npy is its dense form, made if it fits
     if streamed:
-        assert output is not None
+        assert target is not None
         # The chunks go into a memory-mapped file: the Jacobian may be larger than memory.
-        result = stream_jacobian(prep, opts, output, lambda i, n: progress.advance(f"chunk {i} of {n}", i, n))
+        result = stream_jacobian(prep, opts, target.path, lambda i, n: progress.advance(f"chunk {i} of {n}", i, n))
+        inputs: Mapping[str, Any] = prep.inputs
     else:
         with _quiet_cluster(request.cluster), progress.stage(f"compiling and running {command} on {prep.runtime.device_name}"):
-            result = run_operation(prep, command, opts)
-    warnings = [
-        f"float32 may lose the answer: {w} (try dtype: float64)" for w in precision_warnings({**prep.inputs, **result.outputs})
-    ] + integer_warnings(prep.inputs)
-    if result.info.get("sparse_fallback"):
-        warnings.append(f"not sparse: {result.info['sparse_fallback']}")
-    outcome = Outcome(
+            result, inputs = compute_operation(prep, command, opts)
+    single_array = None
+    # Matrix Market holds the nonzeros of the dense matrix, unless the result is sparse already.
+    if (
+        target is not None
+        and target.one_array
+        and not streamed
+        and not (target.kind == "mtx" and sparse_result(result) is not None)
+    ):
+        single_array = primary_array(prep, command, result)
+        if target.kind == "npy" and single_array[1]:
+            result.info["npy_layout"] = single_array[1]
+    pictures = request.pictures.merged(spec.plot) if request.pictures is not None else None
+    drawn = _pictures(prep, command, result, pictures, streamed) if pictures is not None else Drawn()
+    return Outcome(
         command=command,
         spec=spec,
         prep=prep,
         result=result,
-        warnings=warnings,
+        inputs=inputs,
+        lost_precision=precision_warnings({**inputs, **result.outputs}),
+        notes=integer_warnings(inputs),
         nonfinite=nonfinite_note(result.outputs, result.value),
         versions=versions(),
+        target=target,
+        pictures=pictures,
+        not_drawn=drawn.not_drawn,
+        matrix=drawn.matrix,
+        summary=drawn.summary,
+        single_array=single_array,
         streamed=streamed,
         leader=is_leader(),
     )
-    if output is not None and output.suffix.lower() == ".npy" and not streamed:
-        outcome.npy = primary_array(prep, command, result)
-        if outcome.npy[1]:
-            result.info["npy_layout"] = outcome.npy[1]
-    if output is not None and output.suffix.lower() == ".mtx" and sparse_result(result) is None:
-        outcome.npy = primary_array(prep, command, result)  # the dense matrix Matrix Market holds the nonzeros of
-    if request.pictures is not None:
-        _pictures(outcome, request.pictures.merged(spec.plot))
-    return outcome
 
 
-def _pictures(outcome: Outcome, pictures: Pictures) -> None:
+@dataclass(frozen=True)
+class Drawn:
+    """The matrix and summary a Jacobian's or Hessian's pictures show, or why there are none."""
+
+    matrix: Matrix | None = None
+    summary: dict[str, Any] | None = None
+    not_drawn: NotDrawn | None = None
+
+
+PICTURE_DENSE_MAX = 10**6  # entries: up to this a sparse result is also drawn as a dense heatmap
+
+
+def _pictures(prep: Prepared, command: str, result: Result, pictures: Pictures, streamed: bool) -> Drawn:
     """The matrix and summary of a Jacobian or Hessian, for the pictures asked for."""
     from jaxdiff_cli.engine.layout import hessian_matrix, jacobian_matrix
     from jaxdiff_cli.engine.problem import output_shape
     from jaxdiff_cli.engine.summary import hvp_matvec, summary
 
-    outcome.pictures = pictures
     if not pictures.any:
-        return
-    if outcome.streamed:
-        outcome.warnings.append("a streamed Jacobian is not drawn; load the .npy to plot it")
-        return
+        return Drawn()
+    if streamed:
+        return Drawn(not_drawn="streamed")
     from jaxdiff_cli.engine.complex_rules import is_complex_tree
 
-    if is_complex_tree(outcome.result.outputs[outcome.command]):
-        outcome.warnings.append("a complex matrix is not drawn or summarised (pictures and summaries are of real matrices)")
-        return
-    problem = outcome.prep.problem
+    if is_complex_tree(result.outputs[command]):
+        return Drawn(not_drawn="complex")
+    found = sparse_result(result)
+    if found is not None:  # its summary from the nonzeros; its dense view, for the heatmap and image, only when small
+        from jaxdiff_cli.engine import sparse
+
+        small = found.shape[0] * found.shape[1] <= PICTURE_DENSE_MAX
+        return Drawn(matrix=found.matrix() if small else None, summary=sparse.summary(found))
+    problem = prep.problem
     diff = problem.diff(problem.primals)
-    found = sparse_result(outcome.result)
-    if found is not None:
-        _sparse_pictures(outcome, found)
-        return
-    if outcome.command == "jacobian":
-        outcome.matrix = jacobian_matrix(outcome.result.outputs["jacobian"], output_shape(problem), diff, problem.wrt)
+    if command == JACOBIAN.name:
+        matrix = jacobian_matrix(result.outputs[JACOBIAN.result], output_shape(problem), diff, problem.wrt)
     else:
-        outcome.matrix = hessian_matrix(outcome.result.outputs["hessian"], diff, problem.wrt)
-    outcome.summary = summary(outcome.matrix, hvp_matvec(problem) if outcome.command == "hessian" else None)
+        matrix = hessian_matrix(result.outputs[HESSIAN.result], diff, problem.wrt)
+    return Drawn(matrix=matrix, summary=summary(matrix, hvp_matvec(problem) if command == HESSIAN.name else None))
 
 
-def sparse_result(result: Result) -> Any:
+def sparse_result(result: Result) -> SparseMatrix | None:
     """The SparseMatrix a sparse jacobian / hessian computed, else None."""
     from jaxdiff_cli.engine.sparse import SparseMatrix
 
     found = result.outputs.get(result.op)
     return found if isinstance(found, SparseMatrix) else None
-
-
-def _sparse_pictures(outcome: Outcome, sm: Any) -> None:
-    """A sparse matrix's summary from its nonzeros; its dense view, for the heatmap and image, only when small."""
-    from jaxdiff_cli.engine.sparse import summary
-
-    outcome.summary = summary(sm)
-    if sm.shape[0] * sm.shape[1] <= PICTURE_DENSE_MAX:
-        outcome.matrix = sm.matrix()
-
-
-PICTURE_DENSE_MAX = 10**6  # entries: up to this a sparse result is also drawn as a dense heatmap
 
 
 def finite_or_fail(outcome: Outcome, check_finite: bool) -> None:
@@ -280,13 +282,15 @@ class CaseOutcome:
     error: JaxdiffError | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOutcome:
     spec_path: str
     cases: list[CaseOutcome]
     versions: dict[str, str]
     nonfinite: str | None = None  # the first non-finite result of any case
-    warnings: list[str] = field(default_factory=list)  # where float32 may lose the answer, per case and step
+    lost_precision: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # (case, or case: step; where float32 may lose the answer)
 
     @property
     def first_error(self) -> JaxdiffError | None:
@@ -310,110 +314,76 @@ class RunOutcome:
 def run_cases(
     spec_path: str,
     *,
-    bake: bool = False,
+    bake_primals: bool = False,
     no_code: bool = False,
     devices: str | None = None,
     cluster: Cluster | None = None,
-    use_cache: bool = True,
+    no_cache: bool = False,
     progress: Progress | None = None,
     on_step: Callable[[CaseOutcome, Step, Result], None] | None = None,
     on_error: Callable[[JaxdiffError], None] | None = None,
-    select: tuple[str, ...] = (),
+    cases: tuple[str, ...] = (),
 ) -> RunOutcome:
     """Every operation a spec's run: lists, for each of its cases; a failing case does not stop the others.
 
-    ``select`` (--case): only the cases whose names match these globs.
+    **Arguments:** ``spec_path`` (a file, or - for stdin); ``bake_primals``, ``no_code``, ``devices``,
+    ``no_cache``, ``cases`` as the options of that name (``cases``: only the cases whose names match
+    these globs); ``cluster`` to join; ``progress`` for a bar; ``on_step`` is called with each result
+    as it is computed, ``on_error`` with each failing case's error.
     """
     from jaxdiff_cli.engine.diagnostics import nonfinite_note, precision_warnings
     from jaxdiff_cli.engine.runtime import versions
 
     progress = progress or Silent()
     data, source, base = read_source(spec_path)
-    cases = cases_of(data, source, base, Overrides(no_code=no_code, cases=select), spec_path, need_steps=True)
-    if select and not cases:
+    chosen = cases_of(data, source, base, Overrides(no_code=no_code, cases=cases), spec_path, need_steps=True)
+    if cases and not chosen:
         hint = f"cases: {', '.join(case_names(data))}" if "cases" in data else f"{source} has no cases:"
-        raise UsageError(f"no case is named {' or '.join(select)}", where="--case", hint=hint)
-    total = sum(len(case.steps) for case in cases)
+        raise UsageError(f"no case is named {' or '.join(cases)}", where="--case", hint=hint)
+    total = sum(len(case.steps) for case in chosen)
     # With --devices (or the spec's devices:), the cases go round-robin over the mesh's devices.
-    mesh = _mesh(devices, cases[0].spec) if cases else None
+    mesh = _mesh(devices, chosen[0].spec) if chosen else None
     spread = list(mesh.devices.flat) if mesh is not None else []
-    only_cpu = all(case.spec.device == "cpu" for case in cases)  # then JAX may skip accelerators
-    outcome = RunOutcome(spec_path, [], {})
+    only_cpu = all(case.spec.device == "cpu" for case in chosen)  # then JAX may skip accelerators
+    done_cases: list[CaseOutcome] = []
+    lost: list[tuple[str, str]] = []
+    nonfinite: str | None = None
     done = 0
-    for number, case in enumerate(cases):
+    for number, case in enumerate(chosen):
         item = CaseOutcome(case.name, case.spec)
-        outcome.cases.append(item)
+        done_cases.append(item)
         try:
             device = spread[number % len(spread)] if spread else None
-            prep = prepare(case.spec, use_cache=use_cache, cluster=cluster, device=device, only_spec=only_cpu)
+            prep = prepare(case.spec, no_cache=no_cache, cluster=cluster, device=device, only_spec=only_cpu)
             item.device = prep.runtime.device_name
-            outcome.warnings += [
-                f"{case.name}: float32 may lose the answer: {w} (try dtype: float64)" for w in precision_warnings(prep.inputs)
-            ]
+            lost += [(case.name, w) for w in precision_warnings(prep.inputs)]
             for step in case.steps:
                 done += 1
                 progress.advance(f"{case.name}: {step.label}", done, total)
                 opts = Options(
-                    mode=step.mode, chunk_size=step.chunk_size, bake=bake, order=step.order, sparse=step.sparse,
+                    mode=step.mode,
+                    chunk_size=step.chunk_size,
+                    bake_primals=bake_primals,
+                    order=step.order,
+                    sparse=step.sparse,
                     sparse_key=join(step.key, "sparse") if step.sparse is not None else None,
-                )  # fmt: skip
+                )
                 result = run_operation(prep, step.op, opts)
                 item.steps.append((step, result))
                 note = nonfinite_note(result.outputs, result.value)
-                if note is not None and outcome.nonfinite is None:
-                    outcome.nonfinite = f"{case.name}: {step.label}: {note}"
-                outcome.warnings += [
-                    f"{case.name}: {step.label}: float32 may lose the answer: {w} (try dtype: float64)"
-                    for w in precision_warnings(result.outputs)
-                ]
+                if note is not None and nonfinite is None:
+                    nonfinite = f"{case.name}: {step.label}: {note}"
+                lost += [(f"{case.name}: {step.label}", w) for w in precision_warnings(result.outputs)]
                 if on_step is not None:
                     on_step(item, step, result)
         except JaxdiffError as exc:
             item.error = exc
             if on_error is not None:
                 on_error(exc)
-    outcome.versions = versions()
-    return outcome
+    return RunOutcome(spec_path, done_cases, versions(), nonfinite, lost)
 
 
 # --------------------------------------------------------------------------- check
-
-
-def expand(patterns: list[str]) -> list[str]:
-    """Spec paths, with glob patterns expanded here too (a shell that did not, or quoted ones).
-
-    The files a pattern matches come from a pull request: ``**`` does not descend into links to
-    folders (two links to ``.`` would make the walk endless), and a match that is a link to a file
-    outside the pattern's folder is refused (it would read any YAML on the machine as a spec).
-    """
-    paths: list[str] = []
-    for p in patterns:
-        if any(ch in p for ch in "*?[") and not Path(p).exists():
-            found = _glob(p)
-            if not found:
-                raise SpecError("no file matches this pattern", where=p)
-            paths.extend(found)
-        else:
-            paths.append(p)
-    return paths
-
-
-def _glob(pattern: str) -> list[str]:
-    parts = Path(pattern).parts
-    fixed = next((i for i, part in enumerate(parts) if any(ch in part for ch in "*?[")), len(parts))
-    root = Path(*parts[:fixed]) if fixed else Path(".")
-    rest = str(Path(*parts[fixed:]))
-    inside = root.resolve()
-    found = []
-    for match in sorted(root.glob(rest)):  # pathlib's ** skips links to folders
-        if not match.is_file():
-            continue
-        if not match.resolve().is_relative_to(inside):
-            raise SpecError(
-                f"is a link to {match.resolve()}, outside {root}", where=str(match), hint="specs stay in their folder"
-            )
-        found.append(str(match))
-    return found
 
 
 def check(
@@ -473,22 +443,17 @@ def check_exit(reports: list[Report]) -> int:
 # --------------------------------------------------------------------------- sparsity
 
 
-@dataclass
+@dataclass(frozen=True)
 class SparsityOutcome:
     """`jaxdiff sparsity`: the pattern of a Jacobian or Hessian and its coloring, without values."""
 
     op: str
     spec: Spec
     prep: Prepared
-    pattern: Any  # an engine.sparse.SparseMatrix without data
+    pattern: SparseMatrix  # without data
     info: dict[str, Any]
     versions: dict[str, str]
-
-    @property
-    def title(self) -> str:
-        fn = " ".join(self.spec.function.split())
-        fn = fn if len(fn) <= 80 else fn[:77] + "..."
-        return f"sparsity of the {self.op} of {fn}  (wrt {', '.join(self.prep.problem.wrt)})"
+    target: Target | None = None  # -o
 
 
 def sparsity(request: Request, op: str, progress: Progress | None = None) -> SparsityOutcome:
@@ -499,13 +464,13 @@ def sparsity(request: Request, op: str, progress: Progress | None = None) -> Spa
     from jaxdiff_cli.prepare import complex_kind, mode_of
 
     progress = progress or Silent()
-    if op not in sparse.KINDS:
-        raise UsageError(f"no sparsity pattern of {op!r}", where="--op", hint=", ".join(sparse.KINDS))
+    if op not in MATRICES:
+        raise UsageError(f"no sparsity pattern of {op!r}", where="--op", hint=", ".join(MATRICES))
     _need_function(request.spec_path, request.overrides, "sparsity")
     sparse.asdex_module()  # before any work: asdex missing is a usage error, with how to install it
     spec = load_spec(request.spec_path, request.overrides)
     with progress.stage("preparing"):
-        prep = prepare(spec, use_cache=request.use_cache, only_spec=True)
+        prep = prepare(spec, no_cache=request.no_cache, only_spec=True)
     problem = prep.problem
     complex_values = complex_kind(problem)
     if complex_values is not None:
@@ -514,9 +479,9 @@ def sparsity(request: Request, op: str, progress: Progress | None = None) -> Spa
             where=problem.where,
             hint="jaxdiff jacobian and hessian without --sparse compute it densely",
         )
-    mode = mode_of(prep, "jacobian", request.options) if op == "jacobian" else "auto"
-    if op == "hessian":
-        require_scalar(problem, "hessian")
+    mode = mode_of(prep, op, request.options) if OPS[op].modes else "auto"
+    if op == HESSIAN.name:
+        require_scalar(problem, op)
     cache = pattern_cache_dir() if prep.runtime.cache is not None else None
     with progress.stage(f"detecting and coloring the sparsity pattern of the {op}"):
         try:
@@ -533,13 +498,13 @@ def sparsity(request: Request, op: str, progress: Progress | None = None) -> Spa
         info.update(auto=True, reason=c.reason)
     info["sparse"] = c.info(pattern.nnz, pattern.density)
     info["blocks"] = sparse.block_info(pattern)
-    return SparsityOutcome(op, spec, prep, pattern, info, versions())
+    return SparsityOutcome(op, spec, prep, pattern, info, versions(), request.target)
 
 
 # --------------------------------------------------------------------------- bench and devices
 
 
-@dataclass
+@dataclass(frozen=True)
 class BenchOutcome:
     op: str
     spec: Spec
@@ -563,26 +528,26 @@ def bench(request: Request, op: str, chunk_size: int | None, min_time: float, pr
     _need_function(request.spec_path, request.overrides, "bench")
     spec = load_spec(request.spec_path, request.overrides)
     with progress.stage("preparing"):
-        prep = prepare(spec, use_cache=request.use_cache, only_spec=True)
-    variants: list[tuple[str | None, int | None]] = [(m, None) for m in timing.MODES.get(op, (None,))]
-    if op == "jacobian" and chunk_size is not None:
+        prep = prepare(spec, no_cache=request.no_cache, only_spec=True)
+    variants: list[tuple[str | None, int | None]] = [(m, None) for m in OPS[op].timed or (None,)]
+    if op == JACOBIAN.name and chunk_size is not None:
         variants += [(m, chunk_size) for m in ("fwd", "rev")]
     timings = []
     skipped: list[str] = []
     for mode, chunk in variants:
         with progress.stage(f"timing {op} {mode or ''} {f'chunk {chunk}' if chunk else ''}"):
-            options = Options(mode=mode, chunk_size=chunk, bake=request.options.bake, order=request.options.order)
+            options = Options(mode=mode, chunk_size=chunk, bake_primals=request.options.bake_primals, order=request.options.order)
             try:
                 plan = plan_operation(prep, op, options)
             except FunctionError as exc:  # Taylor mode cannot go through f: time the other mode, say why
-                if op not in TAYLOR_OPS or mode != "jet":
+                if mode != "jet":  # derivative and taylor's Taylor mode
                     raise
                 skipped.append(f"jet not timed: {exc.message}")
                 continue
             t = timing.time_plan(plan, min_time=min_time)
             label = f"{mode} chunk {chunk}" if chunk else mode
             timings.append(timing.Timing(label, t.compile_s, t.median_s, t.min_s, t.runs, t.temp_bytes))
-    auto = "auto would choose {} ({})".format(*choose_mode(prep.problem)) if op == "jacobian" else "; ".join(skipped) or None
+    auto = "auto would choose {} ({})".format(*choose_mode(prep.problem)) if op == JACOBIAN.name else "; ".join(skipped) or None
     return BenchOutcome(op, spec, prep.runtime.device_name, timings, timing.recommend(timings), auto, versions())
 
 

@@ -7,15 +7,16 @@ loader's parsers only then, so that ``--help`` stays light.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from jaxdiff_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from jaxdiff_cli.engine.runtime import Cluster
     from jaxdiff_cli.operations import Pictures, Request
+    from jaxdiff_cli.target import Target
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,10 @@ class Common:
     plot_file: Path | None = None
     spy: bool = False
     summary: bool = False
-    case: list[str] | None = None
+    cases: list[str] | None = None
     holomorphic: bool = False
     order: int | None = None
     sparse: bool = False
-
-    @classmethod
-    def of(cls, params: dict[str, Any]) -> Common:
-        """From a command's ``locals()``."""
-        return cls(**{f.name: params[f.name] for f in fields(cls) if f.name in params})
 
     def cluster(self) -> Cluster | None:
         """The cluster to join, from --coordinator and friends (or JAX_* variables)."""
@@ -71,25 +67,43 @@ class Common:
 
         return Cluster(str(self.coordinator), int(self.num_processes or 1), int(self.process_id or 0))
 
-    def request(self, command: str, pictures: Pictures | None = None) -> Request:
+    def request(self, command: str, target: Target | None = None, pictures: Pictures | None = None) -> Request:
+        """The Request of ``command``; ``target`` is -o, checked before (Target.of)."""
         from jaxdiff_cli.inputs.spec import Overrides, parse_chunk_size, parse_order
         from jaxdiff_cli.operations import Request
         from jaxdiff_cli.prepare import Options
 
         overrides = Overrides(
-            function=self.fn, primals=tuple(self.primal or ()), wrt=tuple(self.wrt or ()), tangents=tuple(self.tangent or ()),
-            cotangent=self.cotangent, dtype=self.dtype, device=self.device, has_aux=self.has_aux, no_code=self.no_code,
-            cases=tuple(self.case or ()),
+            function=self.fn,
+            primals=tuple(self.primal or ()),
+            wrt=tuple(self.wrt or ()),
+            tangents=tuple(self.tangent or ()),
+            cotangent=self.cotangent,
+            dtype=self.dtype,
+            device=self.device,
+            has_aux=self.has_aux,
+            no_code=self.no_code,
+            cases=tuple(self.cases or ()),
             holomorphic=self.holomorphic,
-        )  # fmt: skip
-        chunk = parse_chunk_size(self.chunk_size, "--chunk-size")
-        order = parse_order(self.order, "--order")
+        )
         options = Options(
-            mode=self.mode, chunk_size=chunk, with_value=self.value, bake=self.bake_primals, order=order,
+            mode=self.mode,
+            chunk_size=parse_chunk_size(self.chunk_size, "--chunk-size"),
+            value=self.value,
+            bake_primals=self.bake_primals,
+            order=parse_order(self.order, "--order"),
             sparse=self.sparse or None,
-        )  # fmt: skip
+        )
         return Request(
-            command, self.spec, overrides, options, self.devices, self.cluster(), not self.no_cache, self.output, pictures
+            command=command,
+            spec_path=self.spec,
+            overrides=overrides,
+            options=options,
+            devices=self.devices,
+            cluster=self.cluster(),
+            no_cache=self.no_cache,
+            target=target,
+            pictures=pictures,
         )
 
     @property

@@ -8,43 +8,26 @@ through here. Nothing here prints.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from jaxdiff_cli import startup
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError
 from jaxdiff_cli.inputs.binding import bind_primals, check_sizes, fit_dtypes, resolve_wrt
-from jaxdiff_cli.inputs.spec import CLI, OPERATIONS, Spec
+from jaxdiff_cli.inputs.files import CLI
+from jaxdiff_cli.inputs.spec import Spec
 from jaxdiff_cli.inputs.values import Context, build_like, build_value, per_argument
+from jaxdiff_cli.ops import EVAL, GRAD, HESSIAN, HVP, JACOBIAN, JVP, OPERATIONS, OPS, VJP, Op
 
 if TYPE_CHECKING:
     from jax.sharding import Mesh
 
     from jaxdiff_cli.engine.problem import Plan, Problem, Result
     from jaxdiff_cli.engine.runtime import Cluster, Runtime
-
-# The result an operation is about (what `-o x.npy` saves).
-PRIMARY = {
-    "eval": "value",
-    "jvp": "jvp",
-    "vjp": "vjp",
-    "grad": "grad",
-    "jacobian": "jacobian",
-    "hessian": "hessian",
-    "hvp": "hvp",
-    "derivative": "derivative",
-    "taylor": "taylor",
-}
-MODES = {"jacobian": ("fwd", "rev", "auto"), "hvp": ("fwd-rev", "rev-fwd", "rev-rev")}
-DEFAULT_MODE = {"jacobian": "auto", "hvp": "fwd-rev"}
-# derivative and taylor: jet (Taylor mode), jvp (nested forward mode), or auto (jet, else nested jvp).
-TAYLOR_OPS = ("derivative", "taylor")
-MODES.update(dict.fromkeys(TAYLOR_OPS, ("auto", "jet", "jvp")))
-DEFAULT_MODE.update(dict.fromkeys(TAYLOR_OPS, "auto"))
 
 
 @dataclass(frozen=True)
@@ -53,8 +36,8 @@ class Options:
 
     mode: str | None = None
     chunk_size: int | str | None = None  # a number, or "auto"
-    with_value: bool = True
-    bake: bool = False  # compile the primal values into the program (Plan.bake)
+    value: bool = True  # grad: also f(x) (--value)
+    bake_primals: bool = False  # compile the primal values into the program (Plan.bake)
     sparse: bool | None = None  # jacobian / hessian: --sparse (None: the spec's sparse:)
     sparse_key: str | None = None  # where ``sparse`` was said in the spec (a run step's key); None: --sparse
     mesh: Mesh | None = None  # spread the operation over these devices (engine/sharding.py)
@@ -69,12 +52,21 @@ class Prepared:
     runtime: Runtime
     problem: Problem
     ctx: Context
-    inputs: dict[str, Any] = field(default_factory=dict)  # what was built, by kind, for the JSON document
+    inputs: Mapping[str, Any]  # the primals as built, for the JSON document (an operation adds its vectors: Vectors.shown)
     evaluated: list[Result] = field(default_factory=list)  # f at the primals, once computed (value_of)
 
 
+class Vectors(NamedTuple):
+    """What an operation pushes or pulls, placed on the device, with its batch size and, for the JSON
+    document, the values as built (``{"tangents": {...}}``, ``{"cotangents": ...}``)."""
+
+    values: Any
+    batch: int | None
+    shown: Mapping[str, Any]
+
+
 def prepare(
-    spec: Spec, *, use_cache: bool = True, cluster: Cluster | None = None, device: Any = None, only_spec: bool = False
+    spec: Spec, *, no_cache: bool = False, cluster: Cluster | None = None, device: Any = None, only_spec: bool = False
 ) -> Prepared:
     """Configure JAX (joining a cluster first, if given), load the function, bind and build the primals.
 
@@ -87,8 +79,15 @@ def prepare(
     from jaxdiff_cli.engine.problem import MAX_PROGRAM, Problem
     from jaxdiff_cli.inputs.functions import load_function
 
-    where = spec.where("device")
-    rt = runtime.configure(spec.dtype, spec.device, use_cache, where, cluster, only_spec=only_spec, spec_dir=spec.base_dir)
+    rt = runtime.configure(
+        spec.dtype,
+        spec.device,
+        not no_cache,
+        where=spec.where("device"),
+        cluster=cluster,
+        only_spec=only_spec,
+        spec_dir=spec.base_dir,
+    )
     startup.settled()  # JAX is loaded: the collector that jaxdiff's start-up paused runs again
     if device is not None:
         rt = runtime.Runtime(device=device, dtype=rt.dtype, cache=rt.cache)
@@ -118,7 +117,7 @@ def prepare(
     return Prepared(spec=spec, runtime=rt, problem=problem, ctx=ctx, inputs={"primals": dict(zip(names, values))})
 
 
-def tangents(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
+def tangents(prep: Prepared, op: str) -> Vectors:
     """The tangents of jvp / hvp, shaped like the differentiated primals, and their batch size."""
     import jax
 
@@ -145,11 +144,11 @@ def tangents(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
             raise SpecError(f"{now}, but {first} is {said}: every tangent needs the same batch axis", where=ctx.at(keypath))
         batch, first = g.batch, keypath
         built.append(g.value)
-    prep.inputs["tangents"] = dict(zip(problem.wrt, built))
-    return tuple(jax.device_put(t, prep.runtime.device) for t in built), batch
+    placed = tuple(jax.device_put(t, prep.runtime.device) for t in built)
+    return Vectors(placed, batch, {"tangents": dict(zip(problem.wrt, built))})
 
 
-def cotangents(prep: Prepared) -> tuple[Any, int | None]:
+def cotangents(prep: Prepared) -> Vectors:
     """The cotangent of vjp, shaped like the output (1 for a scalar output), and its batch size."""
     import jax
 
@@ -168,11 +167,10 @@ def cotangents(prep: Prepared) -> tuple[Any, int | None]:
             )
         raw = 1.0  # the gradient of a scalar: the one natural cotangent
     g = build_like(raw, like, prep.ctx, "cotangents", "output")
-    prep.inputs["cotangents"] = g.value
-    return jax.device_put(g.value, prep.runtime.device), g.batch
+    return Vectors(jax.device_put(g.value, prep.runtime.device), g.batch, {"cotangents": g.value})
 
 
-def directions(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
+def directions(prep: Prepared, op: str) -> Vectors:
     """derivative / taylor: the direction v of the line x + s·v, and its batch size.
 
     The tangents, as jvp reads them; for a function of one scalar without tangents, v = 1.
@@ -185,8 +183,7 @@ def directions(prep: Prepared, op: str) -> tuple[tuple[Any, ...], int | None]:
     if prep.spec.tangents is None:
         if len(diff) == 1 and isinstance(diff[0], jax.Array) and diff[0].shape == ():
             one = jnp.ones_like(diff[0])
-            prep.inputs["tangents"] = {problem.wrt[0]: np.asarray(one)}
-            return (one,), None
+            return Vectors((one,), None, {"tangents": {problem.wrt[0]: np.asarray(one)}})
         shapes = ", ".join(f"{n} {tuple(leaf.shape)}" for n, a in zip(problem.wrt, diff) for leaf in jax.tree.leaves(a))
         raise SpecError(
             f"{op} of a function of more than one scalar needs a direction: tangents shaped like {shapes}",
@@ -208,10 +205,11 @@ def order_of(prep: Prepared, op: str, opts: Options) -> int:
 
 
 def mode_of(prep: Prepared, op: str, opts: Options) -> str:
-    """The mode of a jacobian or hvp: --mode, else the spec's, else the default; checked once."""
-    mode = opts.mode or prep.spec.mode or DEFAULT_MODE[op]
-    if mode not in MODES[op]:
-        hint = ", ".join(MODES[op])
+    """The mode of a jacobian, hvp, derivative or taylor: --mode, else the spec's, else the default; checked once."""
+    modes = OPS[op].modes
+    mode = opts.mode or prep.spec.mode or str(OPS[op].default)
+    if mode not in modes:
+        hint = ", ".join(modes)
         if opts.mode:
             raise UsageError(f"unknown mode {mode!r}", where="--mode", hint=hint)
         raise SpecError(f"unknown mode {mode!r} for this command", where=prep.spec.where("mode"), hint=hint)
@@ -222,67 +220,82 @@ def chunk_of(prep: Prepared, opts: Options) -> int | str | None:
     return opts.chunk_size if opts.chunk_size is not None else prep.spec.chunk_size
 
 
-def plan_operation(prep: Prepared, op: str, opts: Options) -> Plan:
-    """The Plan of one operation (compiled by engine.problem.execute, or timed by bench)."""
-    from jaxdiff_cli.engine import plans
+def vectors_of(prep: Prepared, op: Op) -> Vectors:
+    """What ``op`` pushes or pulls (its tangents, its cotangent or its line's direction), and their batch size."""
+    if op.vectors == "tangents":
+        return tangents(prep, op.name)
+    if op.vectors == "cotangents":
+        return cotangents(prep)
+    if op.vectors == "directions":
+        return directions(prep, op.name)
+    return Vectors(None, None, {})
 
-    if op not in OPERATIONS:
-        raise UsageError(f"unknown operation {op!r}", hint=", ".join(OPERATIONS))
+
+def plan_operation(prep: Prepared, name: str, opts: Options) -> Plan:
+    """The Plan of one operation (compiled by engine.problem.execute, or timed by bench)."""
+    return planned(prep, name, opts)[0]
+
+
+def planned(prep: Prepared, name: str, opts: Options) -> tuple[Plan, Mapping[str, Any]]:
+    """The Plan of one operation, and the vectors it built, by kind, for the JSON document."""
+    op = OPS.get(name)
+    if op is None:
+        raise UsageError(f"unknown operation {name!r}", hint=", ".join(OPERATIONS))
     problem = prep.problem
-    if op != "eval":
+    if op is not EVAL:
         from jaxdiff_cli.engine.problem import require_numbers
 
-        require_numbers(problem, op)
-    mode = mode_of(prep, op, opts) if op in MODES else None
+        require_numbers(problem, op.name)
+    mode = mode_of(prep, op.name, opts) if op.modes else None
     chunk = chunk_of(prep, opts)
-    vectors: Any = None
-    batch: int | None = None
-    if op in ("jvp", "hvp"):
-        vectors, batch = tangents(prep, op)
-    elif op == "vjp":
-        vectors, batch = cotangents(prep)
-    elif op in TAYLOR_OPS:
-        vectors, batch = directions(prep, op)
+    built = vectors_of(prep, op)
+    vectors, batch = built.values, built.batch
     plan: Plan | None = None
-    if op in ("jacobian", "hessian") and (opts.mesh is not None or chunk is not None):
-        _complex_blocks(prep, op, opts.mesh is not None)
+    if op.matrix and (opts.mesh is not None or chunk is not None):
+        _complex_blocks(prep, op.name, opts.mesh is not None)
     fallback: str | None = None
-    if op in ("jacobian", "hessian"):
-        plan, fallback = _sparse_plan(prep, op, mode or "auto", chunk, opts)
+    if op.matrix:
+        plan, fallback = _sparse_plan(prep, op.name, mode or "auto", chunk, opts)
     if opts.mesh is not None and plan is None:
         from jaxdiff_cli.engine.sharding import shard_plan
 
         plan = shard_plan(
-            problem, op, opts.mesh, mode=mode, chunk=chunk if isinstance(chunk, int) else None, vectors=vectors, batch=batch
+            problem, op.name, opts.mesh, mode=mode, chunk=chunk if isinstance(chunk, int) else None, vectors=vectors, batch=batch
         )
     if plan is None:
-        if op == "jacobian":
-            assert mode is not None
-            plan = _jacobian_plan(prep, mode, chunk)
-        elif op == "hvp":
-            plan = plans.plan_hvp(problem, vectors, mode or DEFAULT_MODE["hvp"], batch)
-        elif op in TAYLOR_OPS:
-            from jaxdiff_cli.engine import taylor
-
-            planner = taylor.plan_derivative if op == "derivative" else taylor.plan_taylor
-            plan = planner(problem, vectors, order_of(prep, op, opts), mode or "auto", batch)
-        else:
-            plan = {
-                "eval": lambda: plans.plan_eval(problem),
-                "jvp": lambda: plans.plan_jvp(problem, vectors, batch),
-                "vjp": lambda: plans.plan_vjp(problem, vectors, batch),
-                "grad": lambda: plans.plan_grad(problem),
-                "hessian": lambda: plans.plan_hessian(problem),
-            }[op]()
+        plan = _dense_plan(prep, op, opts, mode or str(op.default), chunk, vectors, batch)
         if opts.mesh is not None:
             plan = replace(plan, info={**plan.info, "devices": "1 (nothing to shard: a single product)"})
         if fallback is not None:
             plan = replace(plan, info={**plan.info, "sparse_fallback": fallback})
-    if opts.bake:
+    if opts.bake_primals:
         plan = replace(plan, bake=True, info={**plan.info, "baked_primals": True})
-    if problem.holomorphic and op != "eval":
+    if problem.holomorphic and op is not EVAL:
         plan = replace(plan, info={**plan.info, "holomorphic": True})
-    return plan
+    return plan, built.shown
+
+
+def _dense_plan(
+    prep: Prepared, op: Op, opts: Options, mode: str, chunk: int | str | None, vectors: Any, batch: int | None
+) -> Plan:
+    """The plan of ``op`` on one device, computed whole (or a Jacobian a chunk at a time)."""
+    from jaxdiff_cli.engine import plans
+
+    problem = prep.problem
+    if op.ordered:
+        from jaxdiff_cli.engine import taylor
+
+        return taylor.PLANNERS[op.name](problem, vectors, order_of(prep, op.name, opts), mode, batch)
+    planners: dict[Op, Callable[[], Plan]] = {
+        EVAL: lambda: plans.plan_eval(problem),
+        JVP: lambda: plans.plan_jvp(problem, vectors, batch),
+        VJP: lambda: plans.plan_vjp(problem, vectors, batch),
+        GRAD: lambda: plans.plan_grad(problem),
+        JACOBIAN: lambda: _jacobian_plan(prep, mode, chunk),
+        HESSIAN: lambda: plans.plan_hessian(problem),
+        HVP: lambda: plans.plan_hvp(problem, vectors, mode, batch),
+    }
+    return planners[op]()
 
 
 def _complex_blocks(prep: Prepared, op: str, sharded: bool) -> None:
@@ -295,9 +308,10 @@ def _complex_blocks(prep: Prepared, op: str, sharded: bool) -> None:
         return
     if sharded:
         raise SpecError(
-            f"--devices spreads real {op}s over devices; this one has complex values", where=prep.spec.where("devices"),
+            f"--devices spreads real {op}s over devices; this one has complex values",
+            where=prep.spec.where("devices"),
             hint="leave out --devices (devices:) to compute it on one device",
-        )  # fmt: skip
+        )
     if complex_in != complex_out:
         raise SpecError(
             "--chunk-size takes a Jacobian whose inputs and outputs are both real or both complex",
@@ -374,11 +388,11 @@ def _sparse_plan(prep: Prepared, op: str, mode: str, chunk: int | str | None, op
         said = f"the dense {op} needs {sparse.human_bytes(need)}, more than half of the {sparse.human_bytes(free)} free"
         complex_values = complex_kind(problem)
         if complex_values is not None:  # never sent to sparse, which is of real functions only
-            products = "jvp and vjp compute" if op == "jacobian" else "hvp computes"
+            products = "jvp and vjp compute" if op == JACOBIAN.name else "hvp computes"
             raise UsageError(
                 said, hint=f"a sparse {op} is of a real function, and this one has {complex_values}: {products} products"
             )
-        if op == "jacobian" and mode != "auto":
+        if op == JACOBIAN.name and mode != "auto":
             raise UsageError(said, hint="add --sparse (sparse: true) to compute only its nonzeros")
         if not sparse.available():
             raise UsageError(said, hint=f"--sparse computes only its nonzeros: {sparse.INSTALL_HINT}")
@@ -416,13 +430,19 @@ def _jacobian_plan(prep: Prepared, mode: str, chunk: int | str | None) -> Plan:
 
 def run_operation(prep: Prepared, op: str, opts: Options) -> Result:
     """Compute one operation."""
+    return compute_operation(prep, op, opts)[0]
+
+
+def compute_operation(prep: Prepared, op: str, opts: Options) -> tuple[Result, Mapping[str, Any]]:
+    """Compute one operation: its result, and its inputs by kind (the primals, and the vectors it built)."""
     from jaxdiff_cli.engine.problem import execute
 
-    result = execute(plan_operation(prep, op, opts))
+    plan, shown = planned(prep, op, opts)
+    result = execute(plan)
     complete(prep, result)
-    if op == "grad" and not opts.with_value:
+    if op == GRAD.name and not opts.value:
         result.outputs.pop("value")
-    return result
+    return result, {**prep.inputs, **shown}
 
 
 def run_operations(prep: Prepared, ops: list[str], opts: Options) -> list[Result]:
@@ -431,18 +451,18 @@ def run_operations(prep: Prepared, ops: list[str], opts: Options) -> list[Result
     ones before it ran, as when each runs alone."""
     from jaxdiff_cli.engine.problem import execute_all
 
-    planned: list[Plan] = []
+    plans: list[Plan] = []
     try:
         for op in ops:
-            planned.append(plan_operation(prep, op, opts))
+            plans.append(plan_operation(prep, op, opts))
     except Exception:
-        if planned:
-            execute_all(planned)  # an earlier operation's failure comes first, as it would alone
+        if plans:
+            execute_all(plans)  # an earlier operation's failure comes first, as it would alone
         raise
-    results = execute_all(planned) if planned else []
+    results = execute_all(plans) if plans else []
     for op, result in zip(ops, results):
         complete(prep, result)
-        if op == "grad" and not opts.with_value:
+        if op == GRAD.name and not opts.value:
             result.outputs.pop("value")
     return results
 
@@ -479,20 +499,21 @@ def primary_array(prep: Prepared, op: str, result: Result) -> tuple[np.ndarray, 
     from jaxdiff_cli.engine.problem import output_shape
     from jaxdiff_cli.engine.sparse import SparseMatrix
 
-    tree = result.outputs[PRIMARY[op]]
+    primary = OPS[op].result
+    tree = result.outputs[primary]
     if isinstance(tree, SparseMatrix):
         return _dense_of_sparse(prep, tree)
-    leaves = list(named_leaves({PRIMARY[op]: tree}))
+    leaves = list(named_leaves({primary: tree}))
     if len(leaves) == 1:
         return np.asarray(leaves[0][1]), None
     problem = prep.problem
     diff = problem.diff(problem.primals)
     dtype = np.asarray(leaves[0][1]).dtype
-    if op == "jacobian":
+    if op == JACOBIAN.name:
         m = jacobian_matrix(tree, output_shape(problem), diff, problem.wrt)
         blocks = f"rows {', '.join(n for n, _ in m.rows)}; columns {', '.join(n for n, _ in m.cols)}"
         return m.data.astype(dtype), f"flat (outputs, inputs) matrix: {blocks}"
-    if op == "hessian":
+    if op == HESSIAN.name:
         m = hessian_matrix(tree, diff, problem.wrt)
         return m.data.astype(dtype), f"flat (inputs, inputs) matrix: {', '.join(n for n, _ in m.rows)}"
     flat = np.concatenate([np.asarray(a).reshape(-1) for _, a in leaves])
@@ -515,9 +536,9 @@ def _dense_of_sparse(prep: Prepared, sm: Any) -> tuple[np.ndarray, str | None]:
     if len(sm.rows) == 1 and len(sm.cols) == 1:
         problem = prep.problem
         (arg,) = jax.tree.leaves(problem.diff(problem.primals))
-        out = arg if sm.kind == "hessian" else jax.tree.leaves(output_shape(problem))[0]
+        out = arg if sm.kind == HESSIAN.name else jax.tree.leaves(output_shape(problem))[0]
         return dense.reshape(tuple(out.shape) + tuple(arg.shape)), None
-    axes = "(inputs, inputs)" if sm.kind == "hessian" else "(outputs, inputs)"
+    axes = "(inputs, inputs)" if sm.kind == HESSIAN.name else "(outputs, inputs)"
     return dense, f"flat {axes} matrix: rows {', '.join(n for n, _ in sm.rows)}; columns {', '.join(n for n, _ in sm.cols)}"
 
 
@@ -527,7 +548,7 @@ def stream_jacobian(prep: Prepared, opts: Options, path: Path, progress: Callabl
     from jaxdiff_cli.engine.plans import jacobian_mode
 
     problem = prep.problem
-    mode, info = jacobian_mode(problem, mode_of(prep, "jacobian", opts))
+    mode, info = jacobian_mode(problem, mode_of(prep, JACOBIAN.name, opts))
     chunk = chunk_of(prep, opts)
     why = None
     if chunk == "auto" or chunk is None:

@@ -36,12 +36,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from jaxdiff_cli.checks.findings import Finding, Report
+    from jaxdiff_cli.checks.findings import Report
     from jaxdiff_cli.errors import JaxdiffError
     from jaxdiff_cli.inputs.spec import Spec
 
 SUFFIXES = (".yaml", ".yml")
-SPEC_ITEM = "spec"  # the item of a spec (or case) as a whole: it fails when the spec cannot be read or checked
+SPEC_ITEM = (
+    "spec"  # the item of a spec (or case) as a whole (findings.SPEC_TEST): it fails when the spec cannot be read or checked
+)
 NO_CODE_INI = "jaxdiff_no_code"
 _NO_CODE = pytest.StashKey[bool]()  # whether module and file functions are refused, read once by pytest_configure
 
@@ -145,7 +147,7 @@ _SPEC_KEY = re.compile(rb"""^(?:function|cases|"function"|'function'|"cases"|'ca
 
 def _has_spec_key(path: Path) -> bool:
     """Whether a YAML file has a spec's top-level key (function: or cases:), read line by line up to it."""
-    from jaxdiff_cli.inputs.spec import MAX_SPEC_BYTES
+    from jaxdiff_cli.inputs.files import MAX_SPEC_BYTES
 
     try:
         with path.open("rb") as f:
@@ -160,12 +162,13 @@ def _has_spec_key(path: Path) -> bool:
                     return True  # too large to be read as a spec: the spec item says so
     except OSError:
         return True  # unreadable: the spec item says why
-    if first.startswith(b"{"):  # a flow mapping ({function: ..., primals: ...}): parsed, it is small
-        import yaml
+    if first.startswith(b"{"):  # a flow mapping ({function: ..., primals: ...}): parsed by the bounded reader
+        from jaxdiff_cli.errors import SpecError
+        from jaxdiff_cli.inputs.yamlfile import parse_yaml
 
         try:
-            data = yaml.safe_load(path.read_bytes())
-        except yaml.YAMLError:
+            data = parse_yaml(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        except SpecError:  # too deep, too large, malformed: no spec (plain PyYAML recursed or took seconds)
             return False
         return isinstance(data, dict) and ("function" in data or "cases" in data)
     return False
@@ -261,7 +264,9 @@ class SpecFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         from jaxdiff_cli.errors import JaxdiffError
-        from jaxdiff_cli.inputs.spec import Overrides, cases_of, read_source
+        from jaxdiff_cli.inputs.cases import cases_of
+        from jaxdiff_cli.inputs.files import read_source
+        from jaxdiff_cli.inputs.spec import Overrides
 
         name = _shown(self.path)
         try:
@@ -290,21 +295,17 @@ class SpecCase(pytest.Collector):
 
 
 def _checks(parent: pytest.Collector, spec: Spec) -> Iterator[pytest.Item]:
-    """The items of one spec or case: its expect: entries, then the derivative checks."""
-    from jaxdiff_cli.checks.findings import DERIVATIVE_GROUPS
+    """The items of one spec or case: its expect: entries, then the derivative checks (the tests
+    check's JUnit report has too: findings.tests_of)."""
+    from jaxdiff_cli.checks.findings import tests_of
 
     holder = _Holder(spec)
     # First: whether the spec can be checked at all (its values build, its function loads and traces).
     # A spec that cannot fails here, as one that cannot be read does, not as a derivative check.
     yield SpecCheck.from_parent(parent, name=SPEC_ITEM, holder=holder, key="")
-    for name in spec.expect:
-        if name not in ("rtol", "atol", "recorded"):
-            yield SpecCheck.from_parent(parent, name=f"expect[{name}]", holder=holder, key=f"expect.{name}")
-    # Items for what only some specs have appear only for them (not as a skip in every spec).
-    only_if = {"holomorphic": spec.holomorphic, "higher_order": spec.order is not None}
-    for group in DERIVATIVE_GROUPS:
-        if only_if.get(group, True):
-            yield SpecCheck.from_parent(parent, name=group, holder=holder, key="function")
+    for name in tests_of(spec.expect, holomorphic=spec.holomorphic, order=spec.order is not None):
+        key = f"expect.{name.removeprefix('expect[').removesuffix(']')}" if name.startswith("expect[") else "function"
+        yield SpecCheck.from_parent(parent, name=name, holder=holder, key=key)
 
 
 class _Holder:
@@ -351,8 +352,7 @@ class SpecCheck(pytest.Item):
         return super().from_parent(parent, nodeid=f"{parent.nodeid}::{kwargs['name']}", **kwargs)
 
     def runtest(self) -> None:
-        from jaxdiff_cli.checks.findings import groups_of
-        from jaxdiff_cli.output.reports import finding_key, finding_line, place
+        from jaxdiff_cli.output.reports import verdict
         from jaxdiff_cli.safetext import printable
 
         if self.error is not None:
@@ -368,40 +368,21 @@ class SpecCheck(pytest.Item):
             if self.nodeid == self.holder.error_item:
                 raise report.error
             pytest.skip(printable(f"the spec could not be checked: see {self.holder.error_item}"))
-        if self.name == SPEC_ITEM:
-            return
-        mine = [f for f in report.findings if self.name in groups_of(f.name)]
-        if self.name == "finite":  # findings no item knows about are not lost: the last item shows them
-            mine += [f for f in report.findings if not groups_of(f.name)]
-        if not mine:
-            why = report.inapplicable.get(self.name)
-            pytest.skip(printable(f"{self.name} does not apply to this spec" + (f": {why}" if why else "")))
-        failed = [f for f in mine if not f.passed and not f.skipped]
-        if failed:
-            texts: dict[str, str | None] = {}
-            lines = []
-            for f in failed:
-                at = place(report.file, finding_key(report, f), texts=texts)
-                spot = f"{at.file}:{at.line}" if at.line is not None else str(at.file)
-                lines.append(printable(f"{spot}: {finding_line(f)}"))
-            raise CheckFailed(lines)
-        if all(f.skipped for f in mine):
-            pytest.skip(printable("; ".join(_reason(f) for f in mine)))
+        outcome = verdict(report, self.name)  # as check's JUnit report judges the same test
+        if outcome.kind == "failed":
+            raise CheckFailed(outcome.text.split("\n"))
+        if outcome.kind == "skipped":
+            pytest.skip(outcome.text)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         from jaxdiff_cli.errors import JaxdiffError
-        from jaxdiff_cli.output.reports import error_place
-        from jaxdiff_cli.safetext import printable
+        from jaxdiff_cli.output.reports import error_text
 
         exc = excinfo.value
         if isinstance(exc, CheckFailed):
             return "\n".join(exc.lines)
         if isinstance(exc, JaxdiffError):
-            text, at = exc.render(), error_place(exc)  # render(): printable
-            file = printable(at.file) if at.file is not None else None
-            if file is not None and at.line is not None and text.startswith(f"{file}: "):
-                text = f"{file}:{at.line}: {text.removeprefix(f'{file}: ')}"  # file:line, as pytest shows places
-            return f"{text} (exit status {int(exc.exit_code)} in jaxdiff check)"
+            return error_text(exc)
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
@@ -418,10 +399,6 @@ class SpecCheck(pytest.Item):
         source = self.holder.spec.source
         key = ".".join(k for k in (getattr(source, "key", ""), self.key) if k)
         return place(getattr(source, "file", None), key).line
-
-
-def _reason(f: Finding) -> str:
-    return f"{f.name}: {f.detail}" if f.detail else f.name
 
 
 def _shown(path: Path) -> str:

@@ -41,3 +41,13 @@ def workflow_property(text: object) -> str:
     """A property value of a GitHub workflow command (``file=…,title=…``): as ``workflow_data``, and
     ``:`` and ``,``, which would end the value, escaped too (@actions/core's escapeProperty)."""
     return workflow_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+_MARKDOWN = frozenset("\\`*_{}[]<>()#+-.!|~&:;\"'=$%^?@/,")  # ASCII punctuation: CommonMark escapes each with \
+
+
+def markdown(text: object) -> str:
+    """Text for a Markdown document (GitHub's job summary), as one table cell: ``printable``, then each
+    ASCII punctuation character backslash-escaped (CommonMark lets any be), so a name renders as it
+    is: no emphasis, link, image, HTML tag or entity, and no ``|`` that would end the cell."""
+    return "".join("\\" + ch if ch in _MARKDOWN else ch for ch in printable(text))

@@ -22,19 +22,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jaxdiff_cli.checks.expectations import EINSUM_PATTERN, ENTRY_KEYS, PRODUCER
+from jaxdiff_cli.checks.expectations import EINSUM_PATTERN, ENTRY_KEYS, MAX_RTOL, PRODUCER
 from jaxdiff_cli.dtypes import DTYPES
-from jaxdiff_cli.inputs.spec import DEVICES, MAX_ORDER, OPERATIONS, PLOT_KEYS, SPEC_KEYS, STEP_OPTIONS
-from jaxdiff_cli.inputs.values import CONSTRUCTORS, MAX_RANK, VALUE_DTYPES
-from jaxdiff_cli.prepare import MODES
+from jaxdiff_cli.inputs.cases import STEP_OPTIONS
+from jaxdiff_cli.inputs.spec import DEVICES, MAX_ORDER, PLOT_KEYS, SPEC_KEYS
+from jaxdiff_cli.inputs.values import CONSTRUCTORS, MAX_ELEMENTS, MAX_RANK, MAX_SPLIT, VALUE_DTYPES
+from jaxdiff_cli.ops import OPERATIONS, OPS
 
 SHIPPED = Path(__file__).resolve().parent / "spec.schema.json"
-DRAFT = "https://json-schema.org/draft/2020-12/schema"
+# Draft-07: SchemaStore takes it without registering a newer meta-schema, and editors' YAML language
+# server and ajv read it as they are. Its $ref ignores keywords beside it, so none is written there
+# (spec_schema moves them out, beside an allOf).
+DRAFT = "http://json-schema.org/draft-07/schema#"
+# Where SchemaStore serves the schemas it holds; its catalog entry matches FILE_PATTERNS.
+SCHEMA_ID = "https://json.schemastore.org/jaxdiff.json"
+FILE_PATTERNS = ("*.jaxdiff.yaml", "*.jaxdiff.yml")
 Schema = dict[str, Any]
 
 
 def _ref(name: str) -> Schema:
-    return {"$ref": f"#/$defs/{name}"}
+    return {"$ref": f"#/definitions/{name}"}
 
 
 # A number as the loader reads it in a list: a YAML number, or text such as "nan", "-inf", "1e-3".
@@ -48,7 +55,7 @@ _NAME = r"^[^\W\d]\w*$"  # a Python name (str.isidentifier), as primals and para
 _WHOLE = r"^0*[1-9][0-9]*$"  # a positive whole number written as text (the command line's form)
 _SHAPE: Schema = {
     "anyOf": [
-        {"type": "integer", "minimum": 0},
+        {"type": "integer", "minimum": 0, "maximum": MAX_ELEMENTS},  # n: n elements (a list: their product)
         {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": MAX_RANK},
     ],
     "description": "a shape: a whole number or a list of them",
@@ -62,7 +69,16 @@ OPTION_SCHEMAS: dict[str, Schema] = {
     "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1, "description": "PRNGKey(seed)"},
     "split": {
         "type": "array",
-        "items": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 2, "maxItems": 2},
+        "items": {
+            "type": "array",
+            "items": [
+                {"type": "integer", "minimum": 1, "maximum": MAX_SPLIT},
+                {"type": "integer", "minimum": 0, "maximum": MAX_SPLIT - 1},  # and below num: the loader's to say
+            ],
+            "additionalItems": False,
+            "minItems": 2,
+            "maxItems": 2,
+        },
         "description": "[num, index] steps: key = split(key, num)[index], in order",
     },
     "partitionable": {"type": "boolean", "description": "false: JAX < 0.5's threefry stream"},
@@ -79,12 +95,23 @@ CONSTRUCTOR_SCHEMAS: dict[str, Schema] = {
     "ones": {**_SHAPE, "description": "ones of this shape"},
     "eye": {
         "anyOf": [
-            {"type": "integer", "minimum": 0},
+            {"type": "integer", "minimum": 0, "maximum": MAX_ELEMENTS},
             {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 2},
         ],
         "description": "n or [n, m]",
     },
-    "linspace": {"type": "array", "items": _ref("number"), "minItems": 3, "maxItems": 3, "description": "[start, stop, num]"},
+    "linspace": {
+        "type": "array",
+        "items": [
+            _ref("number"),
+            _ref("number"),
+            {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_ELEMENTS}, {"type": "string", "pattern": _NUMBER_TEXT}]},
+        ],
+        "additionalItems": False,
+        "minItems": 3,
+        "maxItems": 3,
+        "description": "[start, stop, num]",
+    },
     "arange": {
         "anyOf": [_ref("number"), {"type": "array", "items": _ref("number"), "minItems": 1, "maxItems": 3}],
         "description": "stop, [start, stop] or [start, stop, step]",
@@ -120,7 +147,7 @@ def _parts() -> Schema:
         properties["dtype"] = {**properties["dtype"], "enum": [d for d in VALUE_DTYPES if d in COMPLEX_DTYPES]}
     return {
         "type": "object",
-        "anyOf": [{"required": [p]} for p in PARTS],
+        "anyOf": [_has(p) for p in PARTS],
         "properties": properties,
         "additionalProperties": False,
         "description": "a complex value from its real and imaginary parts (a missing one is 0)",
@@ -153,9 +180,8 @@ def _step() -> Schema:
     }
 
 
-def _tolerance(below_one: bool) -> Schema:
-    bound = {"exclusiveMaximum": 1} if below_one else {"maximum": _FINITE}
-    return {"type": "number", "minimum": 0, **bound}
+def _tolerance(relative: bool) -> Schema:
+    return {"type": "number", "minimum": 0, "maximum": MAX_RTOL if relative else _FINITE}
 
 
 def _expect() -> Schema:
@@ -169,16 +195,24 @@ def _expect() -> Schema:
     assert set(entry_keys) == set(ENTRY_KEYS)
     entry = {"type": "object", "required": ["value"], "properties": entry_keys, "additionalProperties": False}
     names = "|".join(sorted(PRODUCER))
-    return {
-        "type": ["object", "null"],
-        "properties": {
-            "rtol": {**_tolerance(True), "description": "relative tolerance of every entry (below 1)"},
-            "atol": {**_tolerance(False), "description": "absolute tolerance of every entry"},
-            "recorded": {"type": "object", "description": "jax, jaxlib, device and dtype the values were recorded with"},
-        },
-        "patternProperties": {rf"^({names})([.\[].*)?$": {"anyOf": [_ref("expected"), entry]}},
-        "additionalProperties": False,
-    }
+    return _or_null(
+        {
+            "type": "object",
+            "properties": {
+                "rtol": {**_tolerance(True), "description": f"relative tolerance of every entry (at most {MAX_RTOL:g})"},
+                "atol": {**_tolerance(False), "description": "absolute tolerance of every entry"},
+                "recorded": {"type": "object", "description": "jax, jaxlib, device and dtype the values were recorded with"},
+            },
+            "patternProperties": {rf"^({names})([.\[].*)?$": {"anyOf": [_ref("expected"), entry]}},
+            "additionalProperties": False,
+        }
+    )
+
+
+def _or_null(schema: Schema) -> Schema:
+    """``schema`` or null (an empty key). Not ``"type": [..., "null"]``: ajv's strict mode refuses a
+    list of types (strictTypes)."""
+    return {"anyOf": [{"type": "null"}, schema]}
 
 
 def _plot() -> Schema:
@@ -199,7 +233,7 @@ def _names() -> Schema:
 # What each top-level key of the spec takes; every key of SPEC_KEYS needs an entry (a test says so).
 KEY_SCHEMAS: dict[str, Callable[[], Schema]] = {
     "function": lambda: {"type": "string", "pattern": r"\S"},
-    "primals": lambda: {"type": ["object", "null"], "propertyNames": {"pattern": _NAME}, "additionalProperties": _ref("value")},
+    "primals": lambda: _or_null({"type": "object", "propertyNames": {"pattern": _NAME}, "additionalProperties": _ref("value")}),
     "wrt": _names,
     "argnums": lambda: {
         "anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}, "minItems": 1, "uniqueItems": True}]
@@ -219,7 +253,7 @@ KEY_SCHEMAS: dict[str, Callable[[], Schema]] = {
     "devices": lambda: {"anyOf": [{"const": "all"}, {"type": "integer", "minimum": 1}, {"type": "string", "pattern": _WHOLE}]},
     "run": lambda: {"anyOf": [{"enum": list(OPERATIONS)}, {"type": "array", "items": _step(), "minItems": 1}]},
     "cases": lambda: {"type": "array", "items": _ref("case"), "minItems": 1},
-    "name": lambda: {"type": ["string", "number", "boolean"]},
+    "name": lambda: {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
     "description": lambda: {},
 }
 
@@ -230,21 +264,46 @@ def _key(name: str) -> Schema:
     return {**(make() if make is not None else {}), "description": SPEC_KEYS[name]}
 
 
+def _has(*keys: str) -> Schema:
+    """An object with these keys. Each is among the properties too, with any value: ajv's strict mode
+    (strictRequired) wants a required key defined in the same schema."""
+    return {"properties": dict.fromkeys(keys, True), "required": list(keys)}
+
+
+def _alone(node: Any) -> Any:
+    """``node`` with every ``$ref`` alone in its object: draft-07 ignores the keywords beside one (a
+    description, a bound), so they stay beside an ``allOf`` that holds it."""
+    if isinstance(node, list):
+        return [_alone(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _alone(value) for key, value in node.items()}
+    if "$ref" in node and len(node) > 1:
+        ref = node.pop("$ref")
+        return {"allOf": [{"$ref": ref}], **node}
+    return node
+
+
 def spec_schema() -> Schema:
-    """The JSON Schema (draft 2020-12) of a jaxdiff spec."""
+    """The JSON Schema (draft-07) of a jaxdiff spec."""
+    return dict(_alone(_spec_schema()))
+
+
+def _spec_schema() -> Schema:
     keys = {name: _key(name) for name in SPEC_KEYS}
     case_keys = {name: schema for name, schema in keys.items() if name != "cases"}
-    both = {"not": {"required": ["wrt", "argnums"]}}  # the loader takes one of them
-    modes = sorted({m for table in MODES.values() for m in table})
+    both = {"not": _has("wrt", "argnums")}  # the loader takes one of them
+    modes = sorted({m for op in OPS.values() for m in op.modes})
     return {
         "$schema": DRAFT,
+        "$id": SCHEMA_ID,
         "title": "jaxdiff spec",
         "description": "A spec for jaxdiff: a function, its primals and what to compute and check (README: The spec).",
         "type": "object",
         "properties": keys,
         "additionalProperties": False,
         **both,
-        "$defs": {
+        "definitions": {
             "number": {
                 "anyOf": [
                     {"type": "number"},
@@ -266,7 +325,7 @@ def spec_schema() -> Schema:
                     {
                         "type": "object",
                         "minProperties": 1,
-                        "not": {"anyOf": [{"required": [name]} for name in CONSTRUCTORS]},
+                        "not": {"anyOf": [_has(name) for name in CONSTRUCTORS]},
                         "additionalProperties": _ref("value"),
                         "description": "a pytree: a mapping of values",
                     },

@@ -19,8 +19,10 @@ import numpy as np
 import yaml
 
 from jaxdiff_cli.encoding import printable, shape_text
-from jaxdiff_cli.errors import JaxdiffError, UsageError, Where
-from jaxdiff_cli.inputs.spec import CLI, Overrides, Spec, build_spec, parse_yaml, where
+from jaxdiff_cli.errors import JaxdiffError, UsageError, Where, where
+from jaxdiff_cli.inputs.files import CLI
+from jaxdiff_cli.inputs.spec import Overrides, Spec, build_spec
+from jaxdiff_cli.inputs.yamlfile import parse_yaml
 
 _NAME_HINT = "give each primal as -p NAME=VALUE, e.g. -p x=[1.0,2.0]"
 
@@ -123,7 +125,7 @@ def _shaped_comments(spec: Spec, *, tangents: bool) -> tuple[list[str], str | No
     from jaxdiff_cli.prepare import prepare
 
     try:
-        prep = prepare(spec, use_cache=False)
+        prep = prepare(spec, no_cache=True)
         out = output_shape(prep.problem)
     except JaxdiffError as exc:
         why = printable(exc.message)

@@ -34,6 +34,8 @@ def switch(value: str | bool | None, name: str, default: bool = False) -> bool:
     """
     if isinstance(value, bool):
         return value
+    if value is not None and not isinstance(value, str):  # an ini list or table ([true], {a = 1})
+        raise SwitchError(f"{value!r} is neither on nor off", where=name, hint=SPELLINGS)
     if value is None or not value.strip():
         return default
     word = value.strip().lower()

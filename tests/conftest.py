@@ -27,6 +27,9 @@ os.environ["NO_COLOR"] = "1"
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["JAXDIFF_CACHE_DIR"] = str(tmp_path_factory.mktemp("xla-cache"))
+    # `jaxdiff` in a subprocess never reaches a worker the developer started: workers live in a
+    # folder of this session's (tests/cli/test_worker.py starts its own in folders of its own).
+    os.environ["JAXDIFF_WORKER_DIR"] = str(tmp_path_factory.mktemp("no-workers"))
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))  # the cache key file: not the real one
 
 
@@ -66,8 +69,31 @@ def _decode(data: Any) -> Any:
     )
 
 
+Cli = Callable[..., Ran]  # cli("jvp", spec, "--json", input=...) -> Ran
+SpecFile = Callable[..., Path]  # spec_file(text, name="spec.yaml", folder=tmp_path) -> the path written
+
+
+def app_commands() -> list[str]:
+    """Every command the app registers, by name: a new command is in every test parametrized by it."""
+    from jaxdiff_cli.cli import app
+
+    return sorted(c.name or c.callback.__name__ for c in app.registered_commands if c.callback is not None)
+
+
 @pytest.fixture
-def cli() -> Callable[..., Ran]:
+def spec_file(tmp_path: Path) -> SpecFile:
+    """Write a file (a spec, by default spec.yaml) into the test's folder, or ``folder``: its path."""
+
+    def write(text: str, name: str = "spec.yaml", folder: Path | None = None) -> Path:
+        path = (folder or tmp_path) / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli() -> Cli:
     """Run the CLI in-process: cli("jvp", "spec.yaml", "--json", input=...)."""
     from typer.testing import CliRunner
 

@@ -167,3 +167,21 @@ def test_failures_name_the_spec_in_printable_text(pytester: pytest.Pytester, fol
     for text in texts + reasons:
         assert all(ch.isprintable() or ch == "\n" for ch in text), text
         assert not [line for line in text.splitlines() if line.startswith("::")], text
+
+
+def test_a_deep_flow_yaml_file_is_no_spec_and_no_crash(pytester: pytest.Pytester) -> None:
+    # Telling a spec from other YAML read {...} files with plain PyYAML: 50,000 nested lists escaped as a
+    # RecursionError during collection. The bounded reader refuses them: the file is left out, counted.
+    pytester.makefile(".yaml", deep="{a: " + "[" * 50_000 + "]" * 50_000 + "}\n")
+    result = pytester.runpytest_subprocess("--jaxdiff", "-p", "no:cacheprovider")
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert "deep.yaml" in result.stdout.str()  # in the count of YAML files that are no specs
+
+
+@pytest.mark.parametrize("value", ["[true]", "{a = 1}"])
+def test_an_ini_value_that_is_no_text_is_a_usage_error(pytester: pytest.Pytester, value: str) -> None:
+    pytester.makefile(".toml", pyproject=f"[tool.pytest.ini_options]\njaxdiff_no_code = {value}\n")
+    pytester.makefile(".yaml", spec="function: x * 2\nprimals: {x: 1.0}\n")
+    result = pytester.runpytest_subprocess("--jaxdiff", "-p", "no:cacheprovider")
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "neither on nor off" in result.stderr.str()

@@ -23,7 +23,8 @@ def _imported_before(tmp_path_factory: pytest.TempPathFactory) -> None:
     for module in pkgutil.walk_packages(jaxdiff_cli.__path__, "jaxdiff_cli."):
         importlib.import_module(module.name)
     from jaxdiff_cli.checks.check import Settings, check_spec
-    from jaxdiff_cli.inputs.spec import Overrides, load_spec
+    from jaxdiff_cli.inputs.cases import load_spec
+    from jaxdiff_cli.inputs.spec import Overrides
 
     spec = Path(tmp_path_factory.mktemp("warm")) / "good.yaml"
     spec.write_text(GOOD)

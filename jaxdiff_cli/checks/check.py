@@ -11,10 +11,12 @@ from pathlib import Path
 
 from jaxdiff_cli.checks.derivatives import check_derivatives
 from jaxdiff_cli.checks.expectations import check_expectations, collect_results, environment, note_environment
-from jaxdiff_cli.checks.findings import Finding, Report, Worst
+from jaxdiff_cli.checks.findings import Finding, Report, Worst, tests_of
 from jaxdiff_cli.checks.higher import check_higher
 from jaxdiff_cli.errors import JaxdiffError, UsageError, blame
-from jaxdiff_cli.inputs.spec import STDIN, Spec
+from jaxdiff_cli.inputs.files import STDIN
+from jaxdiff_cli.inputs.spec import Spec
+from jaxdiff_cli.ops import JVP
 from jaxdiff_cli.prepare import Options, Prepared, cotangents, prepare, refuse_complex_sparse, tangents
 
 __all__ = ["Finding", "Report", "Settings", "Worst", "check_spec"]
@@ -25,7 +27,7 @@ class Settings:
     rtol: float | None = None
     atol: float | None = None
     seed: int = 0
-    use_cache: bool = True
+    no_cache: bool = False
     update: bool = False  # record the current results in the spec's expect block, instead of checking
 
 
@@ -36,9 +38,10 @@ def check_spec(spec: Spec, settings: Settings, *, only_spec: bool = False) -> Re
     """
     source = spec.source
     report = Report(spec=source, file=getattr(source, "file", None), key=getattr(source, "key", ""), case=spec.case)
+    report.tests = tests_of(spec.expect, holomorphic=spec.holomorphic, order=spec.order is not None)
     start = time.perf_counter()
     try:
-        prep = prepare(spec, use_cache=settings.use_cache, only_spec=only_spec)
+        prep = prepare(spec, no_cache=settings.no_cache, only_spec=only_spec)
         from jaxdiff_cli.engine.problem import traced_once
 
         prep = replace(prep, problem=traced_once(prep.problem))  # f traced once for all its checks
@@ -47,7 +50,7 @@ def check_spec(spec: Spec, settings: Settings, *, only_spec: bool = False) -> Re
         # tangents: and cotangents: read as jvp and vjp read them, even where no check uses them: a
         # spec that jvp or vjp refuses is not one that check passes.
         if spec.tangents is not None:
-            tangents(prep, "jvp")
+            tangents(prep, JVP.name)
         if spec.cotangents is not None:
             cotangents(prep)
         if settings.update:

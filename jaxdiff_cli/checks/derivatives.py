@@ -22,6 +22,7 @@ import numpy as np
 from jaxdiff_cli.checks import fd
 from jaxdiff_cli.checks.findings import ERR_MULTIPLE, Finding, Report, adjoint_finding, compare_arrays, finite_results
 from jaxdiff_cli.inputs.spec import Spec
+from jaxdiff_cli.ops import HVP
 from jaxdiff_cli.prepare import Prepared
 
 if TYPE_CHECKING:
@@ -370,11 +371,11 @@ def _adjoint(flat: Flat, vectors: tuple[np.ndarray, np.ndarray], programs: Progr
 
 def _hvp_plans(flat: Flat, rng: np.random.Generator, programs: Programs) -> np.ndarray:
     """The HVP modes along two random directions, asked of ``programs``; the directions (k, n)."""
-    from jaxdiff_cli.engine.plans import HVP_MODES, plan_hvp
+    from jaxdiff_cli.engine.plans import plan_hvp
 
     k = 2
     v = np.asarray(np.asarray(rng.standard_normal((k, flat.n)), flat.dtype), np.float64)
-    for mode in HVP_MODES if flat.forward else ("rev-rev",):
+    for mode in HVP.modes if flat.forward else ("rev-rev",):
         programs.ask(f"hvp {mode}", plan_hvp(flat.problem, _batch_in(flat, v), mode, k))
     return v
 
@@ -382,10 +383,8 @@ def _hvp_plans(flat: Flat, rng: np.random.Generator, programs: Programs) -> np.n
 def _hvp_checks(
     flat: Flat, v: np.ndarray, programs: Programs, grad64: Callable[[Any], Any], tol: tuple[float, float]
 ) -> list[Finding]:
-    from jaxdiff_cli.engine.plans import HVP_MODES
-
     out = {}
-    for mode in HVP_MODES if flat.forward else ("rev-rev",):
+    for mode in HVP.modes if flat.forward else ("rev-rev",):
         out[mode] = _rows(tuple(programs[f"hvp {mode}"].outputs["hvp"][a] for a in flat.problem.wrt))
     findings = []
     base_name = next(iter(out))

@@ -29,14 +29,14 @@ import numpy as np
 
 from jaxdiff_cli.checks.findings import ATOL_FLOOR, ATOL_SHARE, Finding, Report, compare_arrays
 from jaxdiff_cli.dtypes import real_dtype
-from jaxdiff_cli.errors import SpecError, suggest
+from jaxdiff_cli.errors import SpecError, join, suggest
 from jaxdiff_cli.inputs.sparsefile import SparseValue
-from jaxdiff_cli.inputs.spec import join
 from jaxdiff_cli.inputs.values import Context, construct, is_constructor, sparse_file, to_array
-from jaxdiff_cli.prepare import PRIMARY, Options, Prepared, run_operation, run_operations
+from jaxdiff_cli.ops import EVAL, OPS
+from jaxdiff_cli.prepare import Options, Prepared, run_operation, run_operations
 
 # expect names -> the command that produces them (each command's main result, read backwards)
-PRODUCER = {name: op for op, name in PRIMARY.items()} | {"aux": "eval"}  # has_aux data comes with any op
+PRODUCER = {op.result: op.name for op in OPS.values()} | {"aux": EVAL.name}  # has_aux data comes with any op
 DEFAULT_TOL = {"float32": (1e-5, 1e-6), "float64": (1e-12, 1e-14)}
 _ENTRY_KEYS = {"value", "index", "einsum", "rtol", "atol"}
 _EINSUM = re.compile(r"^[a-zA-Z]+->[a-zA-Z]*$")

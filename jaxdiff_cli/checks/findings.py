@@ -13,6 +13,7 @@ entries are compared part by part (real, imaginary), and a failure names the par
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,9 @@ class Report:
     key: str = ""  # the case's key path in the file (cases[1]); empty for a spec without cases:
     case: str | None = None  # the case's name
     seconds: float = 0.0  # how long checking it took
+    # Its tests after SPEC_TEST (tests_of): the pytest plugin's items and check's JUnit testcases. Empty
+    # for a spec that could not be read, which has only SPEC_TEST.
+    tests: tuple[str, ...] = ()
     # Checks (DERIVATIVE_GROUPS) that do not apply to this spec, and why: the pytest plugin's skip reasons.
     inapplicable: dict[str, str] = field(default_factory=dict)
 
@@ -99,6 +103,19 @@ _GROUP_PREFIXES = (
     (("hessian ",), ("hessian",)),
     (("finite", "value finite"), ("finite",)),
 )
+
+
+SPEC_TEST = "spec"  # the test of a spec (or case) as a whole: it fails when the spec cannot be read or checked
+EXPECT_SETTINGS = ("rtol", "atol", "recorded")  # keys of expect: that are no expected value
+
+
+def tests_of(expect: Iterable[str], *, holomorphic: bool, order: bool) -> tuple[str, ...]:
+    """The tests of a spec (or case) after SPEC_TEST, named as pytest names the plugin's items and
+    check's JUnit report names its testcases: ``expect[NAME]`` per expected value, then the derivative
+    checks. Those only some specs have (``holomorphic``, ``higher_order``) are there only for them."""
+    only_if = {"holomorphic": holomorphic, "higher_order": order}
+    expected = tuple(f"expect[{name}]" for name in expect if name not in EXPECT_SETTINGS)
+    return expected + tuple(g for g in DERIVATIVE_GROUPS if only_if.get(g, True))
 
 
 def groups_of(name: str) -> tuple[str, ...]:
@@ -144,8 +161,12 @@ def compare_arrays(
     else:
         row = np.max(finite_ref, initial=0.0)
     bound = atol_at + rtol * np.abs(ref) + ERR_MULTIPLE * err + ROUNDING_MULTIPLE * eps * row
+    # An infinite reference is matched exactly: its tolerance (rtol * inf) would be infinite, and
+    # |x - inf| <= inf let any finite value pass `expect: value: [.inf]` (red team, issue 19).
+    infinite = np.isinf(ref)
+    bound = np.where(infinite, 0.0, bound)
     with np.errstate(invalid="ignore"):
-        gap = np.abs(ad - ref)
+        gap = np.where(infinite & (ad == ref), 0.0, np.abs(ad - ref))
         bad = ~(gap <= bound)  # NaN anywhere fails
         bad &= np.isfinite(err)  # an unusable reference (every step left the domain: inf error) cannot convict
         ratio = np.where(bound > 0, gap / np.where(bound > 0, bound, 1), np.where(gap > 0, np.inf, 0))

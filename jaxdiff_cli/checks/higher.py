@@ -30,6 +30,7 @@ from jaxdiff_cli.checks import fd
 from jaxdiff_cli.checks.findings import ERR_MULTIPLE, ROUNDING_MULTIPLE, Finding, Report, Worst, compare_arrays
 from jaxdiff_cli.dtypes import real_dtype
 from jaxdiff_cli.errors import FunctionError, SpecError
+from jaxdiff_cli.ops import DERIVATIVE
 from jaxdiff_cli.prepare import Options, Prepared, directions, run_operation
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ def check_higher(prep: Prepared, report: Report, rtol: float | None, atol: float
         result = run_operation(prep, op, Options(mode=mode, order=order))
         user[op] = result
         results.append((op, result.outputs[op]))
-    vectors, batch = directions(prep, "derivative")
+    vectors, batch, _ = directions(prep, DERIVATIVE.name)
     used = "jet" if user["derivative"].info.get("method") == taylor.METHOD_NAMES["jet"] else "jvp"
     other = "jvp" if used == "jet" else "jet"
     n_real = _point(problem).size
@@ -226,10 +227,15 @@ def check_higher(prep: Prepared, report: Report, rtol: float | None, atol: float
         scale = math.factorial(order)
         report.findings.append(
             compare_arrays(
-                f"taylor[{order}] vs FD of order {order - 1} / {order}!", "taylor", top, ref.value / scale, err / scale,
-                dtype, tol,
+                f"taylor[{order}] vs FD of order {order - 1} / {order}!",
+                "taylor",
+                top,
+                ref.value / scale,
+                err / scale,
+                dtype,
+                tol,
             )
-        )  # fmt: skip
+        )
     report.findings.append(_finite(results))
 
 

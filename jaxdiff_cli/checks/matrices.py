@@ -24,8 +24,9 @@ from jaxdiff_cli.engine.problem import Problem
 from jaxdiff_cli.engine.sparse import SparseMatrix, named_blocks
 from jaxdiff_cli.errors import UsageError
 from jaxdiff_cli.inputs.sparsefile import SparseValue
+from jaxdiff_cli.ops import HESSIAN, MATRICES
 
-KINDS = ("jacobian", "hessian")
+KINDS = MATRICES
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def _flat(problem: Problem, kind: str, tree: Any) -> np.ndarray:
     from jaxdiff_cli.engine.problem import output_shape
 
     diff = problem.diff(problem.primals)
-    if kind == "hessian":
+    if kind == HESSIAN.name:
         return hessian_matrix(tree, diff, problem.wrt).data
     return jacobian_matrix(tree, output_shape(problem), diff, problem.wrt).data
 

@@ -29,8 +29,8 @@ import numpy as np
 from jaxdiff_cli.atomic import atomic_open
 from jaxdiff_cli.checks.expectations import INLINE_MAX, Expectation, save_sparse
 from jaxdiff_cli.checks.findings import Finding
-from jaxdiff_cli.errors import SpecError
-from jaxdiff_cli.inputs.spec import join, refuse_odd_file, where
+from jaxdiff_cli.errors import SpecError, join, where
+from jaxdiff_cli.inputs.files import refuse_odd_file
 
 _TOLERANCES = ("rtol", "atol", "recorded")  # keys of the block that are not entries
 _CASE_KEY = re.compile(r"^cases\[(\d+)\]$")

@@ -12,11 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from jaxdiff_cli.engine.plans import HVP_MODES
 from jaxdiff_cli.engine.problem import Plan, call, compile_plan
-
-MODES = {"jacobian": ("fwd", "rev"), "hvp": HVP_MODES}
-MODES.update({"derivative": ("jet", "jvp"), "taylor": ("jet", "jvp")})  # Taylor mode against nested forward mode
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from jaxdiff_cli.atomic import atomic_path
 from jaxdiff_cli.engine.layout import flat_function, nest_jacobian, unflatten_jacobian
 from jaxdiff_cli.engine.problem import Problem, Result, Timing, output_shape
 from jaxdiff_cli.errors import OutputError, function_failed
+from jaxdiff_cli.ops import JACOBIAN
 
 MEMORY_SHARE = 0.5  # of the free memory, what a Jacobian and its working set may take
 
@@ -164,4 +165,4 @@ def jacobian_to_npy(
     if not single:
         info["layout"] = "flat (outputs, inputs), pytree leaves in order"
     jac = nest_jacobian(problem, out_struct, unflatten_jacobian(saved, out_struct, diff))
-    return Result("jacobian", {"jacobian": jac}, info=info, timing=Timing(compile_s, run_s))
+    return Result(JACOBIAN.name, {JACOBIAN.result: jac}, info=info, timing=Timing(compile_s, run_s))

@@ -26,6 +26,7 @@ import numpy as np
 
 from jaxdiff_cli.engine.problem import Problem, output_shape
 from jaxdiff_cli.errors import SpecError
+from jaxdiff_cli.ops import EVAL, HESSIAN, HVP
 
 HOLOMORPHIC_HINT = "pass --holomorphic (holomorphic: true) if f is holomorphic"
 
@@ -46,7 +47,7 @@ def validate(problem: Problem, op: str) -> None:
     --holomorphic needs complex inputs and outputs (holomorphic=True in JAX needs both); a second
     derivative of a function of complex inputs is defined here only for a holomorphic one.
     """
-    if op == "eval":
+    if op == EVAL.name:
         return
     complex_in = is_complex_tree(problem.diff(problem.primals))  # no trace of f unless --holomorphic needs one
     if problem.holomorphic:
@@ -66,7 +67,7 @@ def validate(problem: Problem, op: str) -> None:
                 " for JAX's gradient convention",
             )
         return
-    if complex_in and op in ("hessian", "hvp"):
+    if complex_in and op in (HESSIAN.name, HVP.name):  # second derivatives
         raise SpecError(
             f"{op} of a function of complex inputs is computed for a holomorphic function only",
             where=problem.where,

@@ -21,6 +21,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxdiff_cli.engine.problem import Problem
+from jaxdiff_cli.ops import HESSIAN, JACOBIAN
 
 
 def step(key: Any, index: bool = False) -> str:
@@ -122,7 +123,7 @@ def nest_hessian(problem: Problem, diff: Sequence[Any], block: Callable[[int, in
 class Matrix:
     """A derivative as one 2-D array, with the names and sizes of its row and column blocks."""
 
-    kind: str  # "jacobian" | "hessian"
+    kind: str  # ops.MATRICES: jacobian or hessian
     data: np.ndarray
     rows: list[tuple[str, int]]
     cols: list[tuple[str, int]]
@@ -154,7 +155,7 @@ def jacobian_matrix(nested: Any, out_struct: Any, diff: Sequence[Any], names: Se
             ]
         )
     data = np.block(row_blocks) if rows else np.zeros((0, 0))
-    return Matrix("jacobian", data, rows, cols)
+    return Matrix(JACOBIAN.name, data, rows, cols)
 
 
 def hessian_matrix(nested: Mapping[str, Any], diff: Sequence[Any], names: Sequence[str]) -> Matrix:
@@ -170,4 +171,4 @@ def hessian_matrix(nested: Mapping[str, Any], diff: Sequence[Any], names: Sequen
                 for (_, lb), block in zip(b_leaves, jax.tree.leaves(per_b[b])):
                     row.append(wide(block).reshape(_size(la), _size(lb)))
             rows_out.append(row)
-    return Matrix("hessian", np.block(rows_out), axis, axis)
+    return Matrix(HESSIAN.name, np.block(rows_out), axis, axis)

@@ -19,9 +19,7 @@ from jaxdiff_cli.engine.chunking import chunked_flat_jacobian
 from jaxdiff_cli.engine.layout import nest_hessian, nest_jacobian, unflatten_jacobian
 from jaxdiff_cli.engine.problem import Plan, Problem, Result, by_arg, execute, output_shape, require_scalar
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError
-
-JACOBIAN_MODES = ("fwd", "rev", "auto")
-HVP_MODES = ("fwd-rev", "rev-fwd", "rev-rev")
+from jaxdiff_cli.ops import EVAL, GRAD, HESSIAN, HVP, JACOBIAN, JVP, VJP
 
 
 def choose_mode(problem: Problem) -> tuple[str, str]:
@@ -34,8 +32,8 @@ def choose_mode(problem: Problem) -> tuple[str, str]:
 
 def jacobian_mode(problem: Problem, mode: str) -> tuple[str, dict[str, Any]]:
     """A Jacobian mode checked, with auto resolved: (fwd or rev, the info that says so and why)."""
-    if mode not in JACOBIAN_MODES:
-        raise UsageError(f"unknown jacobian mode {mode!r}", hint=", ".join(JACOBIAN_MODES))
+    if mode not in JACOBIAN.modes:
+        raise UsageError(f"unknown jacobian mode {mode!r}", hint=", ".join(JACOBIAN.modes))
     forced = complex_rules.forced_jacobian_mode(problem)
     if forced is not None:  # complex values allow one mode only
         if mode not in ("auto", forced[0]):
@@ -69,7 +67,7 @@ def hvp_product(f: Callable[[Any], Any], x: Any, v: Any, mode: str = "fwd-rev", 
         return grad(lambda y: jax.jvp(f, (y,), (v,))[1])(x)
     if mode == "rev-rev":
         return grad(lambda y: (tree_dot if holomorphic else tree_vdot)(grad(f)(y), v))(x)
-    raise UsageError(f"unknown hvp mode {mode!r}", hint=", ".join(HVP_MODES))
+    raise UsageError(f"unknown hvp mode {mode!r}", hint=", ".join(HVP.modes))
 
 
 def _batched(batch: int | None, one: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -89,12 +87,12 @@ def plan_eval(problem: Problem) -> Plan:
             raise FunctionError("the function returned no arrays", where=problem.where)
         return _outputs(out)
 
-    return Plan("eval", lambda p: problem.call(*p), (problem.primals,), finish, problem.where, max_program=problem.max_program)
+    return Plan(EVAL.name, lambda p: problem.call(*p), (problem.primals,), finish, problem.where, max_program=problem.max_program)
 
 
 def plan_jvp(problem: Problem, tangents: tuple[Any, ...], batch: int | None = None) -> Plan:
     """f(x) and ∂f(x)·v; with a batch of tangents, J·V via vmap."""
-    complex_rules.validate(problem, "jvp")
+    complex_rules.validate(problem, JVP.name)
 
     def g(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
         h = problem.of_diff(primals)
@@ -103,7 +101,7 @@ def plan_jvp(problem: Problem, tangents: tuple[Any, ...], batch: int | None = No
         return problem.call(*primals), tangent_out
 
     return Plan(
-        "jvp",
+        JVP.name,
         g,
         (problem.primals, tangents),
         lambda o: _outputs(o[0], jvp=o[1]),
@@ -115,7 +113,7 @@ def plan_jvp(problem: Problem, tangents: tuple[Any, ...], batch: int | None = No
 
 def plan_vjp(problem: Problem, cotangent: Any, batch: int | None = None) -> Plan:
     """f(x) and uᵀ·∂f(x), one result per differentiated argument; batched via vmap."""
-    complex_rules.validate(problem, "vjp")
+    complex_rules.validate(problem, VJP.name)
 
     def g(primals: tuple[Any, ...], cotangent: Any) -> Any:
         value, pull, (_, aux) = jax.vjp(problem.of_diff(primals, with_aux=True), *problem.diff(primals), has_aux=True)
@@ -124,13 +122,15 @@ def plan_vjp(problem: Problem, cotangent: Any, batch: int | None = None) -> Plan
     def finish(o: Any) -> dict[str, Any]:
         return _outputs(o[0], vjp=by_arg(problem, o[1]))
 
-    return Plan("vjp", g, (problem.primals, cotangent), finish, problem.where, {"batch": batch}, max_program=problem.max_program)
+    return Plan(
+        VJP.name, g, (problem.primals, cotangent), finish, problem.where, {"batch": batch}, max_program=problem.max_program
+    )
 
 
 def plan_grad(problem: Problem) -> Plan:
     """∇f(x) for scalar f, per differentiated argument, with f(x)."""
-    complex_rules.validate(problem, "grad")
-    require_scalar(problem, "grad")
+    complex_rules.validate(problem, GRAD.name)
+    require_scalar(problem, GRAD.name)
 
     def g(primals: tuple[Any, ...]) -> Any:
         h = problem.of_diff(primals, with_aux=True)
@@ -140,7 +140,7 @@ def plan_grad(problem: Problem) -> Plan:
         return value_aux, grads
 
     return Plan(
-        "grad",
+        GRAD.name,
         g,
         (problem.primals,),
         lambda o: _outputs(o[0], grad=by_arg(problem, o[1])),
@@ -151,7 +151,7 @@ def plan_grad(problem: Problem) -> Plan:
 
 def plan_jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None = None) -> Plan:
     """∂f(x), nested as layout.nest_jacobian names it, each block with output axes first."""
-    complex_rules.validate(problem, "jacobian")
+    complex_rules.validate(problem, JACOBIAN.name)
     mode, info = jacobian_mode(problem, mode)
     out_struct = output_shape(problem)  # also: a clean error for a bad function before jacfwd's own
     argnums = tuple(range(len(problem.argnums)))
@@ -171,15 +171,15 @@ def plan_jacobian(problem: Problem, mode: str = "auto", chunk_size: int | None =
         return tuple(out_tree.unflatten([blocks[k] for blocks in per_leaf]) for k in argnums)
 
     def finish(per_arg: Any) -> dict[str, Any]:
-        return {"jacobian": nest_jacobian(problem, out_struct, per_arg)}
+        return {JACOBIAN.result: nest_jacobian(problem, out_struct, per_arg)}
 
-    return Plan("jacobian", g, (problem.primals,), finish, problem.where, info, max_program=problem.max_program)
+    return Plan(JACOBIAN.name, g, (problem.primals,), finish, problem.where, info, max_program=problem.max_program)
 
 
 def plan_hessian(problem: Problem) -> Plan:
     """∂²f(x) for scalar f (forward-over-reverse), as layout.nest_hessian names it."""
-    complex_rules.validate(problem, "hessian")
-    require_scalar(problem, "hessian")
+    complex_rules.validate(problem, HESSIAN.name)
+    require_scalar(problem, HESSIAN.name)
     argnums = tuple(range(len(problem.argnums)))
     diff_struct = problem.diff(problem.primals)
 
@@ -191,17 +191,17 @@ def plan_hessian(problem: Problem) -> Plan:
             tree: Any = jax.tree.structure(diff_struct[i])
             return tree.unflatten([per_j[j] for per_j in tree.flatten_up_to(hess[i])])
 
-        return {"hessian": nest_hessian(problem, diff_struct, block)}
+        return {HESSIAN.result: nest_hessian(problem, diff_struct, block)}
 
-    return Plan("hessian", g, (problem.primals,), finish, problem.where, {"mode": "fwd-rev"}, max_program=problem.max_program)
+    return Plan(HESSIAN.name, g, (problem.primals,), finish, problem.where, {"mode": "fwd-rev"}, max_program=problem.max_program)
 
 
 def plan_hvp(problem: Problem, tangents: tuple[Any, ...], mode: str = "fwd-rev", batch: int | None = None) -> Plan:
     """∂²f(x)·v for scalar f, per differentiated argument, without forming the Hessian."""
-    if mode not in HVP_MODES:
-        raise UsageError(f"unknown hvp mode {mode!r}", hint=", ".join(HVP_MODES))
-    complex_rules.validate(problem, "hvp")
-    require_scalar(problem, "hvp")
+    if mode not in HVP.modes:
+        raise UsageError(f"unknown hvp mode {mode!r}", hint=", ".join(HVP.modes))
+    complex_rules.validate(problem, HVP.name)
+    require_scalar(problem, HVP.name)
 
     def g(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
         h = problem.of_diff(primals)
@@ -210,10 +210,10 @@ def plan_hvp(problem: Problem, tangents: tuple[Any, ...], mode: str = "fwd-rev",
 
     info = {"mode": mode, "batch": batch}
     return Plan(
-        "hvp",
+        HVP.name,
         g,
         (problem.primals, tangents),
-        lambda o: {"hvp": by_arg(problem, o)},
+        lambda o: {HVP.result: by_arg(problem, o)},
         problem.where,
         info,
         max_program=problem.max_program,

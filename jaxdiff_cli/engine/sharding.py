@@ -27,6 +27,7 @@ from jaxdiff_cli.engine.layout import flat_function, nest_hessian, nest_jacobian
 from jaxdiff_cli.engine.plans import hvp_product, jacobian_mode, plan_hvp, plan_jvp, plan_vjp
 from jaxdiff_cli.engine.problem import Plan, Problem, output_shape, require_scalar
 from jaxdiff_cli.errors import DeviceError
+from jaxdiff_cli.ops import HESSIAN, HVP, JACOBIAN, JVP, VJP
 
 AXIS = "d"
 
@@ -142,21 +143,21 @@ def shard_plan(
     """
     primals = replicate(problem.primals, mesh)
     info = {"devices": mesh.size}
-    if op in ("jvp", "vjp", "hvp"):
+    if op in (JVP.name, VJP.name, HVP.name):
         if batch is None:
             return None
         sharded, length = shard_leading(vectors, mesh)
         padded = length + (-length) % mesh.size
-        if op == "jvp":
+        if op == JVP.name:
             plan = plan_jvp(problem, sharded, padded)
-        elif op == "vjp":
+        elif op == VJP.name:
             plan = plan_vjp(problem, sharded, padded)
         else:
-            plan = plan_hvp(problem, sharded, mode or "fwd-rev", padded)
+            plan = plan_hvp(problem, sharded, mode or str(HVP.default), padded)
         return _sliced(plan, op, length, (primals, sharded), info)
-    if op == "jacobian":
-        return _jacobian_plan(problem, primals, mode or "auto", chunk, mesh)
-    if op == "hessian":
+    if op == JACOBIAN.name:
+        return _jacobian_plan(problem, primals, mode or str(JACOBIAN.default), chunk, mesh)
+    if op == HESSIAN.name:
         return _hessian_plan(problem, primals, chunk, mesh)
     return None
 
@@ -180,16 +181,16 @@ def _jacobian_plan(problem: Problem, primals: Any, mode: str, chunk: int | None,
     def finish(rows: Any) -> dict[str, Any]:
         rows = gather(rows)[:total]
         flat = rows.T if mode == "fwd" else rows
-        return {"jacobian": nest_jacobian(problem, out_struct, unflatten_jacobian(flat, out_struct, diff))}
+        return {JACOBIAN.result: nest_jacobian(problem, out_struct, unflatten_jacobian(flat, out_struct, diff))}
 
     info.update(devices=mesh.size, **({"chunk_size": chunk} if chunk else {}))
     return Plan(
-        "jacobian", g, (primals, basis_indices(total, mesh)), finish, problem.where, info, max_program=problem.max_program
+        JACOBIAN.name, g, (primals, basis_indices(total, mesh)), finish, problem.where, info, max_program=problem.max_program
     )
 
 
 def _hessian_plan(problem: Problem, primals: Any, chunk: int | None, mesh: Mesh) -> Plan:
-    require_scalar(problem, "hessian")
+    require_scalar(problem, HESSIAN.name)
     diff = problem.diff(problem.primals)
     _, _, n, _ = flat_function(problem.of_diff(problem.primals), diff)
 
@@ -206,7 +207,7 @@ def _hessian_plan(problem: Problem, primals: Any, chunk: int | None, mesh: Mesh)
         # A Hessian is the Jacobian of the gradient, whose structure is the differentiated arguments':
         # per_arg[j][i] is argument i's tree of argument j's trees.
         per_arg = unflatten_jacobian(h, diff, diff)
-        return {"hessian": nest_hessian(problem, diff, lambda i, j: per_arg[j][i])}
+        return {HESSIAN.result: nest_hessian(problem, diff, lambda i, j: per_arg[j][i])}
 
     info = {"mode": "fwd-rev", "devices": mesh.size, **({"chunk_size": chunk} if chunk else {})}
-    return Plan("hessian", g, (primals, basis_indices(n, mesh)), finish, problem.where, info, max_program=problem.max_program)
+    return Plan(HESSIAN.name, g, (primals, basis_indices(n, mesh)), finish, problem.where, info, max_program=problem.max_program)

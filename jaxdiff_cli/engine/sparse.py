@@ -41,9 +41,10 @@ from jaxdiff_cli.engine.layout import Matrix, leaves_with_names
 from jaxdiff_cli.engine.problem import Plan, Problem, output_shape, require_scalar
 from jaxdiff_cli.engine.sealed import SealedFolder, cache_secret
 from jaxdiff_cli.errors import FunctionError, UsageError
+from jaxdiff_cli.ops import HESSIAN, JACOBIAN, MATRICES
 
 INSTALL_HINT = "pip install 'jaxdiff[sparse]' (make install includes it)"
-KINDS = ("jacobian", "hessian")
+KINDS = MATRICES
 CACHE_FORMAT = 3  # bump when what a cache file holds changes
 DENSIFY_MAX = 2**27  # entries: the largest matrix turned dense for a file, a picture or a check (512 MiB of float32)
 _NO_RULE = re.compile(r"No handler for primitive '([^']+)'")
@@ -119,7 +120,7 @@ class SparseMatrix:
     outputs (or inputs for a Hessian) by rows, inputs by columns, each argument and pytree leaf a block.
     """
 
-    kind: str  # "jacobian" | "hessian"
+    kind: str  # ops.MATRICES: jacobian or hessian
     shape: tuple[int, int]
     row: np.ndarray
     col: np.ndarray
@@ -239,7 +240,7 @@ def blocks(problem: Problem, kind: str) -> tuple[list[tuple[str, int]], list[tup
         for arg_name, arg in zip(problem.wrt, problem.diff(problem.primals))
         for name, leaf in leaves_with_names(arg, arg_name)
     ]
-    if kind == "hessian":
+    if kind == HESSIAN.name:
         return cols, cols
     rows = [(name, max(1, int(np.prod(leaf.shape)))) for name, leaf in leaves_with_names(output_shape(problem), "f")]
     return rows, cols
@@ -254,7 +255,7 @@ def named_blocks(problem: Problem, kind: str) -> dict[str, Block]:
         for arg_name, arg in zip(problem.wrt, problem.diff(problem.primals))
         for name, leaf in leaves_with_names(arg, arg_name)
     ]
-    hessian = kind == "hessian"
+    hessian = kind == HESSIAN.name
     rows = cols if hessian else [(name, tuple(leaf.shape)) for name, leaf in leaves_with_names(output_shape(problem), "f")]
     out: dict[str, Block] = {}
     r0 = 0
@@ -264,7 +265,7 @@ def named_blocks(problem: Problem, kind: str) -> dict[str, Block]:
         for col, col_shape in cols:
             c1 = c0 + max(1, math.prod(col_shape))
             # A Hessian's rows are inputs (hessian.p.a.p.b); a Jacobian's the output "f" and its path (f[0] -> jacobian[0]).
-            name = f"hessian.{row}.{col}" if hessian else f"jacobian{row[1:]}.{col}"
+            name = f"{HESSIAN.result}.{row}.{col}" if hessian else f"{JACOBIAN.result}{row[1:]}.{col}"
             out[name] = Block(name, row, col, (r0, r1), (c0, c1), row_shape + col_shape)
             c0 = c1
         r0 = r1
@@ -302,7 +303,7 @@ def detect(problem: Problem, kind: str) -> Any:
     asdex = asdex_module()
     h, diff = _function(problem)
     argnums = tuple(range(len(diff)))
-    detector = asdex.jacobian_sparsity if kind == "jacobian" else asdex.hessian_sparsity
+    detector = asdex.jacobian_sparsity if kind == JACOBIAN.name else asdex.hessian_sparsity
     try:
         with _no_cyclic_gc():
             return detector(h, *diff, argnums=argnums)
@@ -353,7 +354,7 @@ def color(pattern: Any, kind: str, mode: str) -> tuple[Any, Coloring]:
     with warnings.catch_warnings(), _no_cyclic_gc():  # coloring builds dicts of lists, one entry per row or column
         # asdex warns when coloring saves nothing; jaxdiff says so in the reason instead.
         warnings.simplefilter("ignore", asdex.DenseColoringWarning)
-        if kind == "hessian":
+        if kind == HESSIAN.name:
             colored = asdex.hessian_coloring_from_sparsity(pattern, mode="fwd_over_rev")
             method, ours, reason = "star", "fwd-rev", None
         elif mode == "auto":
@@ -475,7 +476,7 @@ def colored_pattern(problem: Problem, kind: str, mode: str, cache: Path | None) 
     asdex_module()
     store = _store(cache)
     key = cache_key(problem, kind) if store is not None else None
-    request = "hessian" if kind == "hessian" else mode
+    request = HESSIAN.name if kind == HESSIAN.name else mode
     if store is not None and key is not None:
         found = _load_colored(store, f"{key}.{request}")
         if found is not None and found[0].sparsity.shape == _expected_shape(problem, kind):
@@ -498,7 +499,7 @@ def colored_pattern(problem: Problem, kind: str, mode: str, cache: Path | None) 
 
 def _expected_shape(problem: Problem, kind: str) -> tuple[int, int]:
     n, m = problem.sizes()
-    return (n, n) if kind == "hessian" else (m, n)
+    return (n, n) if kind == HESSIAN.name else (m, n)
 
 
 def pattern_matrix(problem: Problem, kind: str, mode: str, cache: Path | None) -> SparseMatrix:
@@ -525,11 +526,11 @@ def plan_sparse(problem: Problem, kind: str, mode: str = "auto", chunk: int | No
     colors are pushed at a time (``lax.map``); None pushes them all at once (``vmap``).
     """
     asdex = asdex_module()
-    if kind == "hessian":
-        require_scalar(problem, "hessian")
+    if kind == HESSIAN.name:
+        require_scalar(problem, HESSIAN.name)
     colored, coloring = colored_pattern(problem, kind, mode, cache)
     empty = _matrix(problem, kind, colored, coloring)
-    compress = asdex.compressed_jacobian_from_coloring if kind == "jacobian" else asdex.compressed_hessian_from_coloring
+    compress = asdex.compressed_jacobian_from_coloring if kind == JACOBIAN.name else asdex.compressed_hessian_from_coloring
 
     def g(primals: tuple[Any, ...]) -> Any:
         h = problem.of_diff(primals)
@@ -558,7 +559,7 @@ def dense_bytes(problem: Problem, kind: str) -> int:
     """What the dense Jacobian (outputs x inputs) or Hessian (inputs x inputs) takes."""
     n, m = problem.sizes()
     item = max((leaf.dtype.itemsize for leaf in jax.tree.leaves(problem.diff(problem.primals))), default=4)
-    return (n * n if kind == "hessian" else m * n) * int(item)
+    return (n * n if kind == HESSIAN.name else m * n) * int(item)
 
 
 # --------------------------------------------------------------------------- facts about a sparse matrix
@@ -584,7 +585,7 @@ def summary(sm: SparseMatrix) -> dict[str, Any]:
         "density": sm.density,
         "colors": sm.coloring.colors,
     }
-    if sm.kind == "hessian" and sm.shape[0] == sm.shape[1] and sm.nnz:
+    if sm.kind == HESSIAN.name and sm.shape[0] == sm.shape[1] and sm.nnz:
         n = sm.shape[0]
         key = sm.row.astype(np.int64) * n + sm.col
         order = np.argsort(key)

@@ -15,6 +15,7 @@ import numpy as np
 from jaxdiff_cli.engine.layout import Matrix, flat_function
 from jaxdiff_cli.engine.plans import hvp_product
 from jaxdiff_cli.engine.problem import Problem
+from jaxdiff_cli.ops import HESSIAN
 
 EIG_DENSE_MAX = 500  # up to this size a Hessian's spectrum comes from the matrix, above from HVPs
 
@@ -84,7 +85,7 @@ def summary(m: Matrix, hvp: Callable[[np.ndarray], np.ndarray] | None = None) ->
         "frobenius_norm": float(np.linalg.norm(finite)),
         "max_abs": float(np.max(np.abs(finite), initial=0.0)),
     }
-    if m.kind == "hessian" and d.shape[0] == d.shape[1] and d.size:
+    if m.kind == HESSIAN.name and d.shape[0] == d.shape[1] and d.size:
         norm = np.linalg.norm(d)
         out["symmetry_defect"] = float(np.linalg.norm(d - d.T) / norm) if norm else 0.0
         n = d.shape[0]

@@ -31,10 +31,11 @@ from jax.experimental import jet as jet_module
 from jaxdiff_cli.engine import complex_rules
 from jaxdiff_cli.engine.problem import Plan, Problem, output_shape
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, function_failed
+from jaxdiff_cli.ops import DERIVATIVE, TAYLOR
 
 # jet carries no annotations; typed here once.
 jet: Callable[..., tuple[Any, Any]] = jet_module.jet
-METHODS = ("auto", "jet", "jvp")
+METHODS = DERIVATIVE.modes  # and taylor's: auto, jet (Taylor mode), jvp (nested forward mode)
 NESTED_MAX_ORDER = 10  # nested jvp of a 64-wide MLP: 0.3 s to compile at order 2, 8 s at 8, 55 s at 10
 # auto takes nested forward mode up to this order: there it compiled 1.6-2.8x faster than jet and ran
 # as fast or faster (BENCHMARKS.md), and it rounds less (x³ at 2, order 2: 12 exactly; jet 11.999994
@@ -180,7 +181,7 @@ def plan_derivative(
     problem: Problem, tangents: tuple[Any, ...], order: int, mode: str = "auto", batch: int | None = None
 ) -> Plan:
     """f(x) and f⁽ᴷ⁾(x)[v, ..., v], the K-th derivative of s ↦ f(x + s·v), shaped like the output."""
-    _check_problem(problem, "derivative", order)
+    _check_problem(problem, DERIVATIVE.name, order)
     method, info = choose_method(problem, tangents, order, mode, batch)
 
     def g(primals: tuple[Any, ...], vectors: tuple[Any, ...]) -> Any:
@@ -195,11 +196,11 @@ def plan_derivative(
 
     def finish(o: Any) -> dict[str, Any]:
         (value, aux), deriv = o
-        return {"value": value, "derivative": deriv, **({"aux": aux} if aux is not None else {})}
+        return {"value": value, DERIVATIVE.result: deriv, **({"aux": aux} if aux is not None else {})}
 
     info = {"order": order, **info, "batch": batch}
     return Plan(
-        "derivative", g, (problem.primals, tangents), finish, problem.where, info, max_program=order_bound(problem, order)
+        DERIVATIVE.name, g, (problem.primals, tangents), finish, problem.where, info, max_program=order_bound(problem, order)
     )
 
 
@@ -210,7 +211,7 @@ def factorials(order: int) -> np.ndarray:
 def plan_taylor(problem: Problem, tangents: tuple[Any, ...], order: int, mode: str = "auto", batch: int | None = None) -> Plan:
     """f(x) and the Taylor coefficients f⁽ᵏ⁾(x)[v, ..., v] / k! for k = 0..K, each output leaf stacked
     along a new leading axis of K + 1 (after the batch axis, if any)."""
-    _check_problem(problem, "taylor", order)
+    _check_problem(problem, TAYLOR.name, order)
     method, info = choose_method(problem, tangents, order, mode, batch)
     scale = factorials(order)
 
@@ -232,7 +233,10 @@ def plan_taylor(problem: Problem, tangents: tuple[Any, ...], order: int, mode: s
 
     def finish(o: Any) -> dict[str, Any]:
         (value, aux), coefficients = o
-        return {"value": value, "taylor": coefficients, **({"aux": aux} if aux is not None else {})}
+        return {"value": value, TAYLOR.result: coefficients, **({"aux": aux} if aux is not None else {})}
 
     info = {"order": order, **info, "batch": batch}
-    return Plan("taylor", g, (problem.primals, tangents), finish, problem.where, info, max_program=order_bound(problem, order))
+    return Plan(TAYLOR.name, g, (problem.primals, tangents), finish, problem.where, info, max_program=order_bound(problem, order))
+
+
+PLANNERS = {DERIVATIVE.name: plan_derivative, TAYLOR.name: plan_taylor}  # prepare's lookup, by operation

@@ -12,8 +12,9 @@ import numpy as np
 
 from jaxdiff_cli.dtypes import is_complex, needs_x64
 from jaxdiff_cli.errors import SpecError, suggest
+from jaxdiff_cli.inputs.files import CLI
 from jaxdiff_cli.inputs.functions import LoadedFunction
-from jaxdiff_cli.inputs.spec import CLI, Spec
+from jaxdiff_cli.inputs.spec import Spec
 
 
 def bind_primals(spec: Spec, loaded: LoadedFunction) -> tuple[str, ...]:

@@ -28,8 +28,14 @@ from jaxdiff_cli.errors import FunctionError, describe_user_error, register_user
 from jaxdiff_cli.inputs.expressions import check_expression, compile_expression
 
 __all__ = [
-    "LoadedFunction", "Params", "check_expression", "classify", "compile_expression", "file_reference", "load_function",
-]  # fmt: skip
+    "LoadedFunction",
+    "Params",
+    "check_expression",
+    "classify",
+    "compile_expression",
+    "file_reference",
+    "load_function",
+]
 
 # What user code raises is an error of the function, never a request to stop jaxdiff: a function
 # calling sys.exit() must not end `jaxdiff check` silently with its status, nor a BaseException of

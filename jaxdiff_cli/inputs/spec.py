@@ -1,27 +1,24 @@
-"""YAML spec -> a frozen :class:`Spec`, every error naming the file and the key path.
+"""A spec's keys -> a frozen :class:`Spec`, every error naming the file and the key path.
 
-No JAX here: values stay as parsed YAML (lists, numbers, constructor mappings) until
-``arrays.py`` turns them into arrays, after the runtime (x64, device) is configured.
+The mapping comes from ``files.read_source`` (which reads YAML with ``yamlfile.parse_yaml``); a spec
+with ``cases:`` is built case by case by ``cases.py``. No JAX here: values stay as parsed YAML
+(lists, numbers, constructor mappings) until ``values.py`` turns them into arrays, after the
+runtime (x64, device) is configured.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import math
 import os
-import re
-import stat
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, TypeVar
 
 from jaxdiff_cli import switches
 from jaxdiff_cli.dtypes import DTYPES
-from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, Where, suggest
+from jaxdiff_cli.errors import FunctionError, SpecError, UsageError, join, suggest, where
+from jaxdiff_cli.inputs.files import CLI, CommandLinePath, refuse_odd_file, spec_path
+from jaxdiff_cli.inputs.yamlfile import parse_yaml
 
 DEVICES = ("cpu", "gpu", "tpu", "auto")
 
@@ -51,289 +48,7 @@ SPEC_KEYS: dict[str, str] = {
     "name": "a case's name",
     "description": "free text",
 }
-OPERATIONS = ("eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "derivative", "taylor")
-STEP_OPTIONS = ("mode", "chunk_size", "order", "sparse")
 MAX_ORDER = 32  # derivative / taylor: Taylor mode costs O(K²); beyond this the numbers mean little in floating point
-
-
-def where(source: str, keypath: str) -> str:
-    """Where an error is, as ``file: key.path`` (the key path may be empty).
-
-    A :class:`Where`: the file and the key path stay readable apart, a case's (``cases[0]``) too.
-    """
-    text = f"{source}: {keypath}" if keypath else str(source)
-    if isinstance(source, Where):
-        key = ".".join(k for k in (source.key, keypath) if k)
-        return Where(source.file, key, text)
-    return Where(source, keypath, text)
-
-
-def join(keypath: str, key: object) -> str:
-    """Extend a key path: ``primals`` + ``x`` -> ``primals.x``; + 2 -> ``primals.x[2]``."""
-    if isinstance(key, int):
-        return f"{keypath}[{key}]"
-    return f"{keypath}.{key}" if keypath else str(key)
-
-
-# --------------------------------------------------------------------------- YAML loading
-
-# Bounds on what a spec may make jaxdiff do before anything is computed (README: Hard inputs).
-MAX_SPEC_BYTES = 16 * 2**20  # a spec file (or stdin); large arrays belong in .npy / .npz files
-MAX_YAML_DEPTH = 100  # nesting of mappings and lists, after expanding aliases
-MAX_YAML_NODES = 1_000_000  # values, lists and mappings in a document, after expanding aliases
-
-
-class _Refused(yaml.YAMLError):
-    """A document refused while composing (too deep, too large once aliases expand)."""
-
-    def __init__(self, message: str, keypath: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.keypath, self.hint = message, keypath, hint
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader (no python tags) that reads YAML 1.2 floats, rejects duplicate keys, and bounds
-    nesting and alias expansion while composing: a billion laughs, a recursive alias or a list 5,000
-    deep is refused at the key where it starts, before any of it is built."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._path: list[Any] = []  # labels of the nodes being composed: keys, indices (None for keys)
-        self._stats: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, depth) once expanded
-        self._total = 0
-
-    def _keypath(self) -> str:
-        keypath = ""
-        indices = 0
-        for label in self._path:
-            if isinstance(label, int):
-                indices += 1
-                if indices > 3:
-                    if indices == 4:
-                        keypath += "[…]"
-                    continue
-                keypath = join(keypath, label)
-            elif label is not None:
-                indices = 0
-                keypath = join(keypath, label)
-        return keypath
-
-    def _count(self, nodes: int) -> None:
-        self._total += nodes
-        if self._total > MAX_YAML_NODES:
-            raise _Refused(
-                f"the document holds more than {MAX_YAML_NODES:,} values once its aliases (*name) are expanded",
-                self._keypath(),
-                hint="write large arrays to .npy/.npz files; a spec refers to them with {file: ...}",
-            )
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            node = super().compose_node(parent, index)
-            stats = self._stats.get(id(node))
-            if stats is None:  # the anchored collection is still being composed: it contains itself
-                raise _Refused("a recursive alias (a collection that contains itself)", self._keypath())
-            self._count(stats[0])
-            return node
-        label = index.value if isinstance(index, yaml.ScalarNode) else index if isinstance(index, int) else None
-        self._path.append(label if index is not None else None)
-        if sum(1 for p in self._path if p is not None) > MAX_YAML_DEPTH:
-            raise _Refused(f"nested more than {MAX_YAML_DEPTH} levels deep", self._keypath())
-        node = super().compose_node(parent, index)
-        if isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
-        else:
-            children = []
-        nodes = 1 + sum(self._stats[id(c)][0] for c in children)
-        depth = 1 + max(self._stats[id(c)][1] for c in children) if children else 0
-        if depth > MAX_YAML_DEPTH:  # only aliases can get here: nesting itself was checked above
-            raise _Refused(f"nested more than {MAX_YAML_DEPTH} levels deep once its aliases are expanded", self._keypath())
-        self._stats[id(node)] = (nodes, depth)
-        self._count(1)
-        self._path.pop()
-        return node
-
-
-# PyYAML follows YAML 1.1, where `1e-5` (no dot) is a string; users mean a number.
-_FLOAT = re.compile(
-    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""",
-    re.X,
-)
-# YAML 1.1's integers include base 60 (`1:30` is 90), which converting takes time quadratic in the
-# length (a 2 MB `description: 1:0:0:...` took a minute): YAML 1.2's decimal, octal and hex instead.
-_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
-MAX_INT_DIGITS = 400  # far more than any float64 can hold (1.8e308 has 309 digits)
-_Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:int")]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
-_Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
-
-
-class _Overflow(yaml.YAMLError):
-    def __init__(self, message: str, line: int) -> None:
-        super().__init__(message)
-        self.line = line
-
-
-def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
-    text = str(loader.construct_scalar(node))
-    if len(text) > MAX_INT_DIGITS:
-        mark = node.start_mark
-        raise _Overflow(f"line {mark.line + 1}: an integer of {len(text):,} digits; at most {MAX_INT_DIGITS}", mark.line + 1)
-    if text.startswith(("0o", "0x")):
-        return int(text, 0)
-    return int(text)
-
-
-def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
-    text = str(loader.construct_scalar(node))
-    value = float(yaml.SafeLoader.construct_yaml_float(loader, node))
-    # float('1e400') is inf without a word; a finite literal that overflows is a typo.
-    if math.isinf(value) and "inf" not in text.lower():
-        mark = node.start_mark
-        raise _Overflow(
-            f"line {mark.line + 1}: {text} overflows float64 (largest is about 1.8e308); write .inf if you mean infinity",
-            mark.line + 1,
-        )
-    return value
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            hash(key)
-        except TypeError:  # e.g. `{[1]: 2}`: a list as a key (found by fuzzing)
-            raise yaml.constructor.ConstructorError(
-                None, None, f"a {type(key).__name__} cannot be a key", key_node.start_mark
-            ) from None
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        if isinstance(key, str) and _CONTROL.search(key):
-            # A newline in a key would start a line of its own wherever the key is printed (a CI log).
-            raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} holds a control character", key_node.start_mark)
-        seen.add(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
-_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
-
-
-def _at_line(source: str, line: int | None) -> str:
-    """``source`` as the place of an error found at a line of the text rather than at a key."""
-    if line is None:
-        return source
-    return Where(source.file, source.key, str(source), line) if isinstance(source, Where) else Where(source, "", None, line)
-
-
-def parse_yaml(text: str, source: str) -> Any:
-    """Parse YAML text; any problem is a one-line SpecError naming ``source``."""
-    try:
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()
-            return None if node is None else loader.construct_document(node)
-        finally:
-            loader.dispose()
-    except _Refused as exc:
-        raise SpecError(exc.message, where=where(source, exc.keypath), hint=exc.hint) from None
-    except RecursionError:  # not reached within MAX_YAML_DEPTH; a last line of defence
-        raise SpecError("nested too deeply", where=source) from None
-    except _Overflow as exc:
-        raise SpecError(str(exc), where=_at_line(source, exc.line)) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        if "tag:yaml.org,2002:merge" in str(exc):
-            # Merge keys are YAML 1.1 only, and expand aliases where the value counter cannot see them.
-            problem = "merge keys (<<:) are not supported in a spec"
-            hint: str | None = "write the keys out, or use cases: for variations of one spec"
-        elif "could not determine a constructor" in str(exc):
-            problem = f"{problem}; YAML tags such as !!python/... are not allowed in a spec"
-            hint = None
-        else:
-            hint = None
-        raise SpecError(f"{line}{problem}", where=_at_line(source, mark.line + 1 if mark else None), hint=hint) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"invalid YAML: {exc}", where=source) from None
-
-
-# --------------------------------------------------------------------------- lines of keys
-
-_CASE = re.compile(r"^cases\[\d+\]\.?")
-
-
-def source_text(file: str) -> str | None:
-    """A spec's text again, to find the line of a key: the file, or stdin as it was read this run."""
-    if file == STDIN:
-        return _STDIN_TEXT[0] if _STDIN_TEXT else None
-    if file.startswith("<"):
-        return None
-    try:
-        return _read_file(Path(file), file)
-    except SpecError:
-        return None
-
-
-def locate(text: str, keypath: str) -> tuple[int, int] | None:
-    """The line and column (from 1) of ``keypath`` in a spec's YAML text.
-
-    A mapping key is found at the key itself, a list item at the item; where the whole path is not
-    in the text, the deepest part of it that is. A key of a case (``cases[1].function``) that the
-    case does not set is looked up among the shared top-level keys, where it comes from.
-    """
-    try:
-        loader = _Loader(text)
-        try:
-            root = loader.get_single_node()
-        finally:
-            loader.dispose()
-    except (yaml.YAMLError, RecursionError):
-        return None
-    if root is None:
-        return None
-    found, exact = _descend(root, keypath)
-    case = _CASE.match(keypath)
-    if case and not exact and keypath[case.end() :]:
-        shared, shared_exact = _descend(root, keypath[case.end() :])
-        if shared_exact:
-            found = shared
-    return None if found is None else (found.line + 1, found.column + 1)
-
-
-def _descend(node: Any, target: str) -> tuple[Any, bool]:
-    """The mark of the deepest node along ``target`` (a key path as ``join`` builds it), and whether it is all of it."""
-    best, prefix = None, ""
-    while True:
-        if isinstance(node, yaml.MappingNode):
-            children = [(join(prefix, k.value), k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)]
-        elif isinstance(node, yaml.SequenceNode):
-            children = [(join(prefix, i), v, v) for i, v in enumerate(node.value)]
-        else:
-            return best, False
-        for path, at, inner in children:
-            if path == target:
-                return at.start_mark, True
-            if target.startswith((path + ".", path + "[")):
-                best, prefix, node = at.start_mark, path, inner
-                break
-        else:
-            return best, False
 
 
 # --------------------------------------------------------------------------- the spec
@@ -396,66 +111,143 @@ class Overrides:
     cases: tuple[str, ...] = ()  # --case NAME (globs): the cases of a spec with cases: to use
 
 
-CLI = "<command line>"
-STDIN = "<stdin>"
-_STDIN_TEXT: list[str] = []  # the spec read from stdin this run, if any
+_T = TypeVar("_T")
 
 
-class CommandLinePath(str):
-    """A file path typed on the command line (a ``file:`` in -p, -t or -c): trusted, so not
-    confined to the spec's folder as the paths a spec names are."""
+@dataclass(frozen=True)
+class _Keys:
+    """The keys of a spec mapping, each read and checked where its errors name the file and the key
+    (as ``values.Context`` reads values)."""
+
+    data: Mapping[str, Any]
+    source: str
+
+    def at(self, key: str) -> str:
+        return where(self.source, key)
+
+    def error(self, key: str, message: str, hint: str | None = None) -> SpecError:
+        return SpecError(message, where=self.at(key), hint=hint)
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def flag(self, key: str, given: bool = False) -> bool:
+        """A true/false key, on when ``given`` (its option) is. A YAML boolean: any other value (`y`,
+        "on") is an error, even where the option turns the setting on anyway, never read as off."""
+        value = self.data.get(key, False)
+        if not isinstance(value, bool):
+            raise self.error(key, "true or false")
+        return given or value
+
+    def choice(self, key: str, given: str | None, default: str, choices: tuple[str, ...], hint: str) -> str:
+        """One of ``choices``: the option's value (``given``) over the key's; an unknown one is
+        blamed on whichever of the two gave it."""
+        value = given or self.data.get(key, default)
+        if value not in choices:
+            raise SpecError(f"unknown {key} {value!r}", where=where(CLI, key) if given else self.at(key), hint=hint)
+        return str(value)
+
+    def text(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise self.error(key, "must be a string")
+        return value
+
+    def parsed(self, key: str, parse: Callable[[Any, str], _T]) -> _T:
+        """The key read by one of the ``parse_*`` functions, which the options use too."""
+        return parse(self.data.get(key), self.at(key))
 
 
-_OUTSIDE = "a file elsewhere can be given on the command line: -p x='{file: /path/x.npy}', --fn, --plot-file"
+def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrides, path: Path | None = None) -> Spec:
+    """Check a parsed spec mapping, apply command-line overrides, return a Spec.
 
-
-def spec_path(text: str, base_dir: Path, at: str, *, trusted: bool = False) -> Path:
-    """A file a spec names, relative to the spec's folder and inside it.
-
-    A spec from a pull request must not read (or, for plot files, write) outside its folder:
-    absolute paths, ``..`` and symbolic links that lead out are refused. ``trusted`` paths (typed
-    on the command line) may be anywhere, and ``~`` is expanded for them.
+    The keys are read in the order written here, which decides the error a spec with several wrong keys gets.
     """
-    if "\x00" in text:  # no file has one; os calls would raise ValueError deep inside a command
-        raise SpecError(f"{text!a} holds a NUL byte, which no file name can", where=at)
-    if not trusted and _CONTROL.search(text):
-        raise SpecError(f"{text!a} holds a control character: a spec names its files in plain text", where=at)
-    path = Path(text)
-    if trusted:
-        path = path.expanduser()
-        return path if path.is_absolute() else base_dir / path
-    if path.is_absolute() or text.startswith("~"):
-        raise SpecError(f"{text!r} is an absolute path: a spec names files inside its own folder", where=at, hint=_OUTSIDE)
-    if ".." in path.parts:
-        raise SpecError(f"{text!r} goes up with '..': a spec names files inside its own folder", where=at, hint=_OUTSIDE)
-    full = base_dir / path
-    try:
-        inside = full.resolve().is_relative_to(base_dir.resolve())
-    except (OSError, RuntimeError):  # a symbolic link loop
-        inside = False
-    except ValueError:  # a path the system cannot take at all
-        raise SpecError(f"{text!a} is not a usable path", where=at) from None
-    if not inside:
-        raise SpecError(f"{text!r} leads outside the spec's folder through a symbolic link", where=at, hint=_OUTSIDE)
-    return full
+    keys = _Keys(data, source)
+    for key in data:
+        if not isinstance(key, str) or key not in SPEC_KEYS:
+            known = suggest(str(key), list(SPEC_KEYS)) or f"known keys: {', '.join(SPEC_KEYS)}"
+            raise keys.error(str(key), f"unknown key {key!r}", known)  # the key itself: its line, for the CI annotation
+    if "cases" in data:
+        hint = "run them with `jaxdiff run` or `jaxdiff check`, or pick one with --case NAME"
+        raise keys.error("cases", "this spec holds several cases", hint)
+    function = _function(keys, ov, base_dir)
+    primals, cli_primals = _primals(keys, ov)
+    wrt, argnums = _resolve_wrt(keys, ov, list(primals))
+    has_aux, holomorphic = keys.flag("has_aux", ov.has_aux), keys.flag("holomorphic", ov.holomorphic)
+    tangents, cli_tangents = _tangents(keys.get("tangents"), ov, primals)
+    return Spec(
+        source=source,
+        base_dir=base_dir,
+        path=path,
+        function=function,
+        primals=primals,
+        cli_primals=cli_primals,
+        wrt=wrt,
+        argnums=argnums,
+        has_aux=has_aux,
+        holomorphic=holomorphic,
+        tangents=tangents,
+        cli_tangents=cli_tangents,
+        # Read in this order too: keyword arguments are evaluated left to right.
+        cotangents=keys.get("cotangents") if ov.cotangent is None else _command_line_value(ov.cotangent, "--cotangent"),
+        dtype=keys.choice("dtype", ov.dtype, "float32", DTYPES, ", ".join(DTYPES)),
+        device=keys.choice("device", ov.device, "auto", DEVICES, "cpu, gpu, tpu or auto"),
+        mode=keys.text("mode"),
+        chunk_size=keys.parsed("chunk_size", parse_chunk_size),
+        plot=_plot(keys, base_dir),
+        sparse=keys.flag("sparse"),
+        expect=_expect(keys),
+        devices=keys.parsed("devices", parse_devices),
+        order=keys.parsed("order", parse_order),
+    )
 
 
-def refuse_odd_file(path: Path, at: str) -> None:
-    """Refuse a path a spec names that is there but is no regular file: a folder, a FIFO, a device,
-    a socket, or a symbolic link to nothing. A missing file is left to the caller (a file to write,
-    or "no such file" when it is read): reading a FIFO would hang, writing over a folder would fail
-    only after all the work."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        if os.path.lexists(path):
-            raise SpecError(f"{path.name} is a symbolic link to a missing file", where=at) from None
-        return
-    except (OSError, ValueError) as exc:  # a name too long, a loop of links, no permission
-        raise SpecError(f"cannot use {path.name}: {getattr(exc, 'strerror', None) or exc}", where=at) from None
-    if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
-        raise SpecError(f"not a regular file: {path} is {kind}", where=at)
+def _function(keys: _Keys, ov: Overrides, base_dir: Path) -> str:
+    function = ov.function if ov.function is not None else keys.get("function")
+    if function is None:
+        raise keys.error("function", "no function: give 'function:' in the spec or --fn")
+    if not isinstance(function, str) or not function.strip():
+        raise keys.error("function", "must be a string (a lambda, an expression or module:function)")
+    # JAXDIFF_NO_CODE is read here, where every spec is built (CLI, pytest plugin, init), not only by the CLI.
+    no_code = switches.no_code(ov.no_code)
+    _function_form(function.strip(), keys.at("function"), base_dir, no_code=no_code, trusted=ov.function is not None)
+    return function.strip()
+
+
+def _primals(keys: _Keys, ov: Overrides) -> tuple[dict[str, Any], frozenset[str]]:
+    """The spec's primals with --primal's added or replacing them, and the names --primal gave."""
+    primals = keys.get("primals")
+    if primals is None:
+        primals = {}
+    if not isinstance(primals, dict):
+        raise keys.error("primals", "must be a mapping of argument names to values")
+    primals = dict(primals)
+    for name in primals:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise keys.error("primals", f"{name!r} is not a valid argument name")
+    cli_primals = _named_options(ov.primals, "--primal", "primal")
+    primals.update(cli_primals)
+    if not primals:
+        raise keys.error("primals", "no primals: give 'primals:' in the spec or --primal NAME=VALUE")
+    return primals, frozenset(cli_primals)
+
+
+def _tangents(tangents: Any, ov: Overrides, primals: Mapping[str, Any]) -> tuple[Any, frozenset[str]]:
+    """The spec's tangents, or with --tangent: the spec's keyed by argument, which --tangent adds to or
+    replaces; and the names --tangent gave."""
+    if not ov.tangents:
+        return tangents, frozenset()
+    given = dict(tangents) if isinstance(tangents, dict) and set(tangents) <= set(primals) else {}
+    cli_tangents = _named_options(ov.tangents, "--tangent", "tangent")
+    return {**given, **cli_tangents}, frozenset(cli_tangents)
+
+
+def _expect(keys: _Keys) -> dict[str, Any]:
+    expect = keys.get("expect") or {}  # `expect:` with nothing after it expects nothing
+    if not isinstance(expect, dict):
+        raise keys.error("expect", "must be a mapping of operation names to values")
+    return expect
 
 
 def _mark_command_line(value: Any) -> Any:
@@ -467,66 +259,9 @@ def _mark_command_line(value: Any) -> Any:
     return value
 
 
-def _folder_hint(folder: str) -> str:
-    pattern = f"{folder.rstrip('/')}/**/*.yaml"
-    return f"every spec in it: jaxdiff check '{pattern}'"
-
-
-def _read_file(path: Path, source: str) -> str:
-    """A spec file's text. Only a regular file of at most MAX_SPEC_BYTES: /dev/zero or a FIFO would
-    never end. Opened non-blocking, so opening a FIFO does not wait for a writer either."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise SpecError("no such file", where=source) from None
-    except IsADirectoryError:
-        raise SpecError("is a folder, not a spec file", where=source, hint=_folder_hint(source)) from None
-    except OSError as exc:
-        raise SpecError(f"cannot read: {exc.strerror or exc}", where=source) from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        if stat.S_ISDIR(mode):
-            raise SpecError("is a folder, not a spec file", where=source, hint=_folder_hint(source))
-        raise SpecError("is not a regular file (a device, FIFO or socket)", where=source, hint="a spec is a YAML file")
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            data = handle.read(MAX_SPEC_BYTES + 1)
-        except OSError as exc:
-            raise SpecError(f"cannot read: {exc.strerror or exc}", where=source) from None
-    if len(data) > MAX_SPEC_BYTES:
-        raise SpecError(f"larger than {MAX_SPEC_BYTES // 2**20} MiB", where=source, hint=_BIG)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"cannot read: {exc}", where=source) from None
-
-
-_BIG = "put large arrays in .npy/.npz files next to the spec and refer to them with {file: ...}"
-
-
-def read_source(spec_path: str | None) -> tuple[dict[str, Any], str, Path]:
-    """Read a spec file (or stdin for ``-``) into a mapping; no spec gives an empty one."""
-    if spec_path is None:
-        return {}, CLI, Path.cwd()
-    source: str
-    if spec_path == "-":
-        text, source, base = sys.stdin.read(MAX_SPEC_BYTES + 1), Where(STDIN), Path.cwd()
-        if len(text) > MAX_SPEC_BYTES:
-            raise SpecError(f"larger than {MAX_SPEC_BYTES // 2**20} MiB", where=source, hint=_BIG)
-        _STDIN_TEXT[:] = [text]  # stdin cannot be read twice: kept to find the line of an error
-    else:
-        path = Path(spec_path)
-        source = Where(str(path))
-        text = _read_file(path, source)
-        base = path.resolve().parent
-    data = parse_yaml(text, source)
-    if data is None:
-        raise SpecError("the spec is empty; it needs at least 'function' and 'primals'", where=source)
-    if not isinstance(data, dict):
-        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
-        raise SpecError(f"the spec must be a mapping of keys (function, primals, ...), not {kind}", where=source)
-    return data, source, base
+def _command_line_value(text: str, option: str) -> Any:
+    """A value typed after an option (``--cotangent``, ``-p x=``), read as YAML."""
+    return _mark_command_line(parse_yaml(text, where(CLI, option)))
 
 
 def _named_options(texts: tuple[str, ...], option: str, what: str) -> dict[str, Any]:
@@ -545,126 +280,15 @@ def _name_value(text: str, option: str) -> tuple[str, Any]:
     name = name.strip()
     if not sep or not name.isidentifier():
         raise SpecError(f"expected NAME=VALUE, got {text!r}", where=where(CLI, option))
-    return name, _mark_command_line(parse_yaml(value, where(CLI, f"{option} {name}")))
+    return name, _command_line_value(value, f"{option} {name}")
 
 
-def _string_list(value: Any, source: str, key: str) -> list[str]:
+def _string_list(value: Any, at: str) -> list[str]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError("must be a list of argument names", where=where(source, key))
+        raise SpecError("must be a list of argument names", where=at)
     return value
-
-
-def build_spec(data: Mapping[str, Any], source: str, base_dir: Path, ov: Overrides, path: Path | None = None) -> Spec:
-    """Check a parsed spec mapping, apply command-line overrides, return a Spec."""
-    for key in data:
-        if not isinstance(key, str) or key not in SPEC_KEYS:
-            raise SpecError(
-                f"unknown key {key!r}",
-                where=where(source, str(key)),  # the key itself: its line, for the CI annotation
-                hint=suggest(str(key), list(SPEC_KEYS)) or f"known keys: {', '.join(SPEC_KEYS)}",
-            )
-
-    if "cases" in data:
-        raise SpecError(
-            "this spec holds several cases",
-            where=where(source, "cases"),
-            hint="run them with `jaxdiff run` or `jaxdiff check`, or pick one with --case NAME",
-        )
-    function = ov.function if ov.function is not None else data.get("function")
-    if function is None:
-        raise SpecError("no function: give 'function:' in the spec or --fn", where=where(source, "function"))
-    if not isinstance(function, str) or not function.strip():
-        raise SpecError("must be a string (a lambda, an expression or module:function)", where=where(source, "function"))
-    # JAXDIFF_NO_CODE is read here, where every spec is built (CLI, pytest plugin, init), not only by the CLI.
-    no_code = switches.no_code(ov.no_code)
-    _function_form(function.strip(), where(source, "function"), base_dir, no_code=no_code, trusted=ov.function is not None)
-
-    primals = data.get("primals", {})
-    if primals is None:
-        primals = {}
-    if not isinstance(primals, dict):
-        raise SpecError("must be a mapping of argument names to values", where=where(source, "primals"))
-    primals = dict(primals)
-    for name in primals:
-        if not isinstance(name, str) or not name.isidentifier():
-            raise SpecError(f"{name!r} is not a valid argument name", where=where(source, "primals"))
-    cli_primals = _named_options(ov.primals, "--primal", "primal")
-    primals.update(cli_primals)
-    if not primals:
-        raise SpecError("no primals: give 'primals:' in the spec or --primal NAME=VALUE", where=where(source, "primals"))
-
-    wrt, argnums = _resolve_wrt(data, source, ov, list(primals))
-    # A spec's true/false keys are YAML booleans: any other value (`y`, "on") is an error, even where an
-    # option turns the setting on anyway, never read as off.
-    has_aux, holomorphic = data.get("has_aux", False), data.get("holomorphic", False)
-    if not isinstance(has_aux, bool):
-        raise SpecError("true or false", where=where(source, "has_aux"))
-    if not isinstance(holomorphic, bool):
-        raise SpecError("true or false", where=where(source, "holomorphic"))
-    has_aux, holomorphic = ov.has_aux or has_aux, ov.holomorphic or holomorphic
-
-    tangents = data.get("tangents")
-    if ov.tangents:
-        # Spec tangents keyed by argument stay, and --tangent adds or replaces entries.
-        given = dict(tangents) if isinstance(tangents, dict) and set(tangents) <= set(primals) else {}
-        cli_tangents = _named_options(ov.tangents, "--tangent", "tangent")
-        tangents = {**given, **cli_tangents}
-        tangent_options = frozenset(cli_tangents)
-    else:
-        tangent_options = frozenset()
-    cotangents = (
-        _mark_command_line(parse_yaml(ov.cotangent, where(CLI, "--cotangent")))
-        if ov.cotangent is not None
-        else data.get("cotangents")
-    )
-
-    dtype = ov.dtype or data.get("dtype", "float32")
-    if dtype not in DTYPES:
-        raise SpecError(f"unknown dtype {dtype!r}", where=where(source if not ov.dtype else CLI, "dtype"), hint=", ".join(DTYPES))
-    device = ov.device or data.get("device", "auto")
-    if device not in DEVICES:
-        raise SpecError(
-            f"unknown device {device!r}", where=where(source if not ov.device else CLI, "device"), hint="cpu, gpu, tpu or auto"
-        )
-
-    mode = data.get("mode")
-    if mode is not None and not isinstance(mode, str):
-        raise SpecError("must be a string", where=where(source, "mode"))
-    chunk = parse_chunk_size(data.get("chunk_size"), where(source, "chunk_size"))
-    plot = _plot(data.get("plot"), source, base_dir)
-    sparse = data.get("sparse", False)
-    if not isinstance(sparse, bool):
-        raise SpecError("true or false", where=where(source, "sparse"))
-    expect = data.get("expect") or {}
-    if not isinstance(expect, dict):
-        raise SpecError("must be a mapping of operation names to values", where=where(source, "expect"))
-
-    return Spec(
-        source=source,
-        base_dir=base_dir,
-        function=function.strip(),
-        primals=primals,
-        wrt=wrt,
-        tangents=tangents,
-        cotangents=cotangents,
-        dtype=dtype,
-        device=device,
-        mode=mode,
-        chunk_size=chunk,
-        expect=expect,
-        path=path,
-        plot=plot,
-        devices=parse_devices(data.get("devices"), where(source, "devices")),
-        argnums=argnums,
-        has_aux=has_aux,
-        sparse=sparse,
-        cli_primals=frozenset(cli_primals),
-        cli_tangents=tangent_options,
-        holomorphic=holomorphic,
-        order=parse_order(data.get("order"), where(source, "order")),
-    )
 
 
 NO_CODE_HINT = (
@@ -727,219 +351,67 @@ def parse_devices(raw: Any, where_: str) -> str | int | None:
 PLOT_KEYS = ("terminal", "file", "spy", "summary")
 
 
-def _plot(raw: Any, source: str, base_dir: Path) -> dict[str, Any]:
+def _plot(keys: _Keys, base_dir: Path) -> dict[str, Any]:
+    raw = keys.get("plot")
     if raw is None or raw is False:
         return {}
     if raw is True:
         return {"terminal": True}
     if not isinstance(raw, dict):
-        raise SpecError("true, or a mapping with terminal, file, spy, summary", where=where(source, "plot"))
+        raise keys.error("plot", "true, or a mapping with terminal, file, spy, summary")
     for key, value in raw.items():
         if key not in PLOT_KEYS:
-            raise SpecError(f"unknown key {key!r}", where=where(source, join("plot", key)), hint=suggest(str(key), PLOT_KEYS))
+            raise keys.error(join("plot", key), f"unknown key {key!r}", suggest(str(key), PLOT_KEYS))
         if key == "file" and not isinstance(value, str):
-            raise SpecError("an image file name (.png or .svg)", where=where(source, "plot.file"))
+            raise keys.error("plot.file", "an image file name (.png or .svg)")
         if key != "file" and not isinstance(value, bool):
-            raise SpecError("true or false", where=where(source, join("plot", key)))
+            raise keys.error(join("plot", key), "true or false")
     out = dict(raw)
     if "file" in out:  # relative to the spec's folder and inside it, like its data files
-        target = spec_path(out["file"], base_dir, where(source, "plot.file"))
+        target = spec_path(out["file"], base_dir, keys.at("plot.file"))
         # Refused here, before any work, as --plot-file is (not after a long Jacobian).
         if target.suffix.lower() not in (".png", ".svg"):
             shown = target.suffix or "(none)"
-            raise SpecError(f"unknown image format {shown!r}", where=where(source, "plot.file"), hint=".png, .svg")
-        refuse_odd_file(target, where(source, "plot.file"))  # written over only after the Jacobian
+            raise keys.error("plot.file", f"unknown image format {shown!r}", ".png, .svg")
+        refuse_odd_file(target, keys.at("plot.file"))  # written over only after the Jacobian
         if not os.path.isdir(target.parent):
-            raise SpecError(f"folder {target.parent} does not exist", where=where(source, "plot.file"))
+            raise keys.error("plot.file", f"folder {target.parent} does not exist")
         out["file"] = str(target)
     return out
 
 
-def _resolve_wrt(
-    data: Mapping[str, Any], source: str, ov: Overrides, names: list[str]
-) -> tuple[tuple[str, ...], tuple[int, ...] | None]:
+def _resolve_wrt(keys: _Keys, ov: Overrides, names: list[str]) -> tuple[tuple[str, ...], tuple[int, ...] | None]:
     """The names given to differentiate, or the argnums given (checked against the function's
     signature once it is loaded), or neither (then the function's first parameter)."""
     if ov.wrt:
-        wrt, key, src = [w for item in ov.wrt for w in _string_list(item, CLI, "--wrt")], "--wrt", CLI
-    elif "wrt" in data and "argnums" in data:
-        raise SpecError("give 'wrt' or 'argnums', not both", where=where(source, "wrt"))
-    elif "argnums" in data:
-        nums = data["argnums"]
-        nums = [nums] if isinstance(nums, int) and not isinstance(nums, bool) else nums
-        if nums == []:
-            raise SpecError("names no argument", where=where(source, "argnums"), hint="leave argnums out for the first parameter")
-        if not isinstance(nums, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):
-            raise SpecError("must be a whole number or a list of them", where=where(source, "argnums"))
-        if len(set(nums)) != len(nums):
-            raise SpecError("names an argument twice", where=where(source, "argnums"))
-        return (), tuple(nums)
-    elif "wrt" in data:
-        wrt, key, src = _string_list(data["wrt"], source, "wrt"), "wrt", source
+        at = where(CLI, "--wrt")
+        wrt = [w for item in ov.wrt for w in _string_list(item, at)]
+    elif "wrt" in keys.data and "argnums" in keys.data:
+        raise keys.error("wrt", "give 'wrt' or 'argnums', not both")
+    elif "argnums" in keys.data:
+        return (), _argnums(keys)
+    elif "wrt" in keys.data:
+        at = keys.at("wrt")
+        wrt = _string_list(keys.get("wrt"), at)
     else:
         return (), None
     if not wrt:
-        raise SpecError("names no argument", where=where(src, key))
+        raise SpecError("names no argument", where=at)
     for name in wrt:
         if name not in names:
-            raise SpecError(
-                f"{name!r} is not a primal; primals are {', '.join(names)}",
-                where=where(src, key),
-                hint=suggest(name, names),
-            )
+            raise SpecError(f"{name!r} is not a primal; primals are {', '.join(names)}", where=at, hint=suggest(name, names))
     if len(set(wrt)) != len(wrt):
-        raise SpecError("names an argument twice", where=where(src, key))
+        raise SpecError("names an argument twice", where=at)
     return tuple(wrt), None
 
 
-def load_spec(spec_path: str | None, ov: Overrides) -> Spec:
-    """Read, check and override a spec: the one entry point of this module.
-
-    With ``--case`` (``ov.cases``), the one case of a spec with ``cases:`` that it picks.
-    """
-    data, source, base = read_source(spec_path)
-    if not ov.cases:
-        return build_spec(data, source, base, ov, _file(spec_path))
-    if "cases" not in data:
-        raise UsageError("this spec has no cases: to pick from", where="--case", hint=f"{source} is one spec")
-    chosen = cases_of(data, source, base, ov, spec_path, need_steps=False)
-    if len(chosen) != 1:
-        picked = f" ({', '.join(c.name for c in chosen)})" if chosen else ""
-        raise UsageError(
-            f"{' '.join(ov.cases)} picks {len(chosen)} cases{picked}; this command computes one",
-            where="--case",
-            hint=None if chosen else f"cases: {', '.join(case_names(data))}",
-        )
-    return chosen[0].spec
-
-
-def _file(spec_path: str | None) -> Path | None:
-    return Path(spec_path) if spec_path not in (None, "-") else None
-
-
-# --------------------------------------------------------------------------- cases (jaxdiff run)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One operation of a case, with its own mode / chunk size."""
-
-    op: str
-    mode: str | None = None
-    chunk_size: int | str | None = None
-    order: int | None = None  # derivative / taylor
-    sparse: bool | None = None  # None: the spec's sparse:
-    key: str = field(default="", compare=False)  # the step's key path (run[0]), for errors about its options
-
-    @property
-    def label(self) -> str:
-        """The step's name in `run`'s results and files: unique within a case (``jacobian[mode=fwd]``)."""
-        options = [
-            f"{k}={v}" for k, v in (("mode", self.mode), ("chunk_size", self.chunk_size), ("order", self.order)) if v is not None
-        ]
-        options += [f"sparse={str(self.sparse).lower()}"] if self.sparse is not None else []
-        return f"{self.op}[{','.join(options)}]" if options else self.op
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    spec: Spec
-    steps: tuple[Step, ...]
-
-
-def _steps(raw: Any, source: str, keypath: str) -> tuple[Step, ...]:
-    if raw is None:
-        raise SpecError(
-            "which operations to run?", where=where(source, keypath), hint="e.g. run: [jvp, vjp, {jacobian: {mode: rev}}]"
-        )
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list) or not raw:
-        raise SpecError("must be a list of operations", where=where(source, keypath))
-    steps: list[Step] = []
-    for i, item in enumerate(raw):
-        kp = join(keypath, i)
-        options: Any = {}
-        if isinstance(item, dict) and len(item) == 1:
-            item, options = next(iter(item.items()))
-            options = options or {}
-        if not isinstance(item, str) or item not in OPERATIONS:
-            raise SpecError(
-                f"unknown operation {item!r}",
-                where=where(source, kp),
-                hint=suggest(str(item), OPERATIONS) or ", ".join(OPERATIONS),
-            )
-        if not isinstance(options, dict) or set(options) - set(STEP_OPTIONS):
-            raise SpecError(f"options of {item} are {', '.join(STEP_OPTIONS)}", where=where(source, kp))
-        chunk = parse_chunk_size(options.get("chunk_size"), where(source, join(join(kp, item), "chunk_size")))
-        order = parse_order(options.get("order"), where(source, join(join(kp, item), "order")))
-        sparse = options.get("sparse")
-        if sparse is not None and not isinstance(sparse, bool):
-            raise SpecError("true or false", where=where(source, join(join(kp, item), "sparse")))
-        step = Step(item, options.get("mode"), chunk, order=order, sparse=sparse, key=join(kp, item))
-        if any(s.label == step.label for s in steps):
-            raise SpecError(f"{step.label} is listed twice", where=where(source, kp), hint="give each step other options")
-        steps.append(step)
-    return tuple(steps)
-
-
-def load_cases(spec_path: str | None, ov: Overrides, *, need_steps: bool = True) -> list[Case]:
-    """The cases of a spec: its ``cases:`` list over the shared top-level keys, or the spec itself.
-
-    With ``--case`` (``ov.cases``), only the cases whose names match one of its globs: none for a
-    spec without ``cases:``. The cases left out are not built, so their errors do not count.
-    """
-    data, source, base = read_source(spec_path)
-    return cases_of(data, source, base, ov, spec_path, need_steps=need_steps)
-
-
-def case_names(data: Mapping[str, Any]) -> list[str]:
-    """The names of a spec's cases, as ``load_cases`` gives them (for messages)."""
-    raw = data.get("cases")
-    if not isinstance(raw, list):
-        return []
-    return [str(c.get("name", f"case {i}")) if isinstance(c, dict) else f"case {i}" for i, c in enumerate(raw)]
-
-
-def picked(name: str, patterns: tuple[str, ...]) -> bool:
-    """Whether --case picks a case: its name matches one of the globs (``fast*``, ``vec?``)."""
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
-
-
-def cases_of(
-    data: dict[str, Any], source: str, base: Path, ov: Overrides, spec_path: str | None, *, need_steps: bool
-) -> list[Case]:
-    """The cases of a spec already read (``read_source``): see ``load_cases``."""
-    if ov.cases and "cases" not in data:
-        return []
-    shared = {k: v for k, v in data.items() if k != "cases"}
-    raw_cases = data.get("cases")
-    if raw_cases is None:
-        cases_in: list[Any] = [{}]
-    elif not isinstance(raw_cases, list) or not raw_cases:
-        raise SpecError("must be a non-empty list of cases", where=where(source, "cases"))
-    else:
-        cases_in = raw_cases
-    out = []
-    names: set[str] = set()
-    for i, case in enumerate(cases_in):
-        kp = f"cases[{i}]" if raw_cases is not None else ""
-        if not isinstance(case, dict):
-            raise SpecError("a case must be a mapping", where=where(source, kp))
-        merged = {**shared, **case}
-        name = str(merged.pop("name", f"case {i}" if raw_cases is not None else Path(source).stem))
-        if _CONTROL.search(name):
-            raise SpecError(f"the case name {name!r} holds a control character", where=where(source, join(kp, "name")))
-        if name in names:
-            raise SpecError(f"two cases are named {name!r}", where=where(source, kp))
-        names.add(name)
-        if ov.cases and not picked(name, ov.cases):
-            continue
-        run = merged.pop("run", None)
-        case_source = where(source, kp) if kp else source
-        steps = _steps(run, case_source, "run") if need_steps or run is not None else ()
-        path = _file(spec_path) if raw_cases is None else None  # --update rewrites whole-file specs only
-        spec = build_spec(merged, case_source, base, ov, path)
-        out.append(Case(name=name, spec=replace(spec, case=name) if raw_cases is not None else spec, steps=steps))
-    return out
+def _argnums(keys: _Keys) -> tuple[int, ...]:
+    nums = keys.get("argnums")
+    nums = [nums] if isinstance(nums, int) and not isinstance(nums, bool) else nums
+    if nums == []:
+        raise keys.error("argnums", "names no argument", "leave argnums out for the first parameter")
+    if not isinstance(nums, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):
+        raise keys.error("argnums", "must be a whole number or a list of them")
+    if len(set(nums)) != len(nums):
+        raise keys.error("argnums", "names an argument twice")
+    return tuple(nums)

@@ -23,10 +23,10 @@ import numpy as np
 
 from jaxdiff_cli.dtypes import complex_dtype, is_complex, needs_x64, real_dtype
 from jaxdiff_cli.encoding import shape_text
-from jaxdiff_cli.errors import SpecError, suggest
+from jaxdiff_cli.errors import SpecError, join, suggest, where
 from jaxdiff_cli.inputs import datafiles, sparsefile
+from jaxdiff_cli.inputs.files import CommandLinePath, spec_path
 from jaxdiff_cli.inputs.sparsefile import SparseValue
-from jaxdiff_cli.inputs.spec import CommandLinePath, join, spec_path, where
 
 # Constructor name -> the other keys it accepts.
 CONSTRUCTORS: dict[str, frozenset[str]] = {
@@ -368,13 +368,16 @@ def _random(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.n
     return np.asarray(out)
 
 
+MAX_SPLIT = 2**16  # num of a split: [num, index]
+
+
 def _split_steps(split: Any, ctx: Context, keypath: str) -> list[tuple[int, int]]:
     if not isinstance(split, list):
         raise ctx.error(keypath, "a list of [num, index] pairs: key = split(key, num)[index], in order")
     steps = []
     for i, step in enumerate(split):
         ok = isinstance(step, list) and len(step) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in step)
-        if not ok or not (1 <= step[0] <= 2**16 and 0 <= step[1] < step[0]):
+        if not ok or not (1 <= step[0] <= MAX_SPLIT and 0 <= step[1] < step[0]):
             raise ctx.error(join(keypath, i), f"expected [num, index] with 0 <= index < num, got {step!r}")
         steps.append((step[0], step[1]))
     return steps

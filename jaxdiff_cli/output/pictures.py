@@ -11,6 +11,7 @@ from jaxdiff_cli.atomic import atomic_open
 from jaxdiff_cli.engine.layout import Matrix
 from jaxdiff_cli.engine.sparse import SparseMatrix, binned
 from jaxdiff_cli.errors import OutputError, UsageError
+from jaxdiff_cli.ops import HESSIAN
 
 SIZE = (6.4, 4.8)  # inches; at DPI the image is 640 x 480 pixels
 DPI = 100
@@ -38,8 +39,8 @@ def check_figure_path(path: Path, source: str = "--plot-file") -> None:
 def _axis_labels(ax: Any, kind: str, n_col_blocks: int) -> None:
     if n_col_blocks > 3:
         ax.tick_params(axis="x", labelrotation=30)
-    ax.set_xlabel("inputs" if kind == "hessian" else "inputs (columns)", fontsize=8)
-    ax.set_ylabel("inputs" if kind == "hessian" else "outputs (rows)", fontsize=8)
+    ax.set_xlabel("inputs" if kind == HESSIAN.name else "inputs (columns)", fontsize=8)
+    ax.set_ylabel("inputs" if kind == HESSIAN.name else "outputs (rows)", fontsize=8)
 
 
 def _name_blocks(ax: Any, rows: list[tuple[str, int]], cols: list[tuple[str, int]], color: str) -> None:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxdiff_cli import __version__
-from jaxdiff_cli.encoding import array_json, json_number, printable, shape_text
+from jaxdiff_cli.encoding import array_doc, array_json, json_number, printable, shape_text
 from jaxdiff_cli.engine.layout import named_leaves
 from jaxdiff_cli.engine.sparse import SparseMatrix
-from jaxdiff_cli.inputs.spec import CLI, STDIN
-from jaxdiff_cli.output.reports import error_fields, number
+from jaxdiff_cli.inputs.files import CLI, STDIN
+from jaxdiff_cli.output.reports import error_fields, numbers
 
 if TYPE_CHECKING:
     from jaxdiff_cli.checks.check import Report
@@ -33,6 +33,55 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 F64 = np.dtype(np.float64)
+
+
+# --------------------------------------------------------------------------- titles and warnings
+
+
+def _function(spec: Spec, width: int) -> str:
+    """The spec's function on one line, cut to ``width`` characters."""
+    fn = " ".join(spec.function.split())
+    return fn if len(fn) <= width else fn[: width - 3] + "..."
+
+
+def outcome_title(outcome: Outcome) -> str:
+    """The heading of a computing command's result: what, of which function, with respect to what."""
+    return f"{outcome.command} of {_function(outcome.spec, 80)}  (wrt {', '.join(outcome.prep.problem.wrt)})"
+
+
+def sparsity_title(outcome: SparsityOutcome) -> str:
+    return f"sparsity of the {outcome.op} of {_function(outcome.spec, 80)}  (wrt {', '.join(outcome.prep.problem.wrt)})"
+
+
+def file_title(what: str, spec: Spec) -> str:
+    """The shorter title of a picture, a Matrix Market comment or a table: ``what of f``."""
+    return f"{what} of {' '.join(spec.function.split())[:60]}"
+
+
+def lost_precision(what: str, at: str = "") -> str:
+    """The warning where float32 is likely to lose the answer (``at``: the case, or case and step, of run)."""
+    return f"{at + ': ' if at else ''}float32 may lose the answer: {what} (try dtype: float64)"
+
+
+NOT_DRAWN = {
+    "streamed": "a streamed Jacobian is not drawn; load the .npy to plot it",
+    "complex": "a complex matrix is not drawn or summarised (pictures and summaries are of real matrices)",
+}
+
+
+def outcome_warnings(outcome: Outcome) -> list[str]:
+    """A computing command's warnings, in the order they are printed and listed in its document."""
+    fallback = outcome.result.info.get("sparse_fallback")
+    return (
+        [lost_precision(w) for w in outcome.lost_precision]
+        + outcome.notes
+        + ([f"not sparse: {fallback}"] if fallback else [])
+        + ([NOT_DRAWN[outcome.not_drawn]] if outcome.not_drawn is not None else [])
+    )
+
+
+def run_warnings(outcome: RunOutcome) -> list[str]:
+    return [lost_precision(what, at) for at, what in outcome.lost_precision]
 
 
 # --------------------------------------------------------------------------- JSON
@@ -66,27 +115,33 @@ def document(
         device=device,
         dtype=dtype,
         info={k: v for k, v in info.items() if v is not None},
-        inputs={name: array_json(a) for name, a in named_leaves(dict(inputs))},
-        outputs={name: output_json(a) for name, a in named_leaves(dict(outputs))},
+        inputs={name: array_doc(a) for name, a in named_leaves(dict(inputs))},
+        outputs={name: output_json(a, native=True) for name, a in named_leaves(dict(outputs))},
         timing={k: round(v, 6) for k, v in timing.items()},
     )
 
 
-def output_json(a: Any) -> dict[str, Any]:
-    """An output as JSON: an array as {shape, dtype, data}; a sparse Jacobian or Hessian as COO."""
-    return coo_json(a) if isinstance(a, SparseMatrix) else array_json(a)
+def output_json(a: Any, native: bool = False) -> dict[str, Any]:
+    """An output as JSON: an array as {shape, dtype, data}; a sparse Jacobian or Hessian as COO.
+
+    Plain lists; ``native``: NumPy arrays where ``encoding.dumps`` writes them as the lists would
+    read (a printed or saved document: several times faster for a large result)."""
+    if isinstance(a, SparseMatrix):
+        return coo_json(a, native)
+    return array_doc(a) if native else array_json(a)
 
 
-def coo_json(sm: SparseMatrix) -> dict[str, Any]:
+def coo_json(sm: SparseMatrix, native: bool = False) -> dict[str, Any]:
     """``{"format": "coo", "shape", "dtype", "row", "col", "data"}``: ``data[k]`` is the entry at
     ``(row[k], col[k])``, row-major sorted. A pattern without values has no dtype and no data."""
     doc: dict[str, Any] = {"format": "coo", "shape": list(sm.shape)}
     if sm.data is not None:
         doc["dtype"] = str(sm.data.dtype)
-    doc["row"] = sm.row.tolist()
-    doc["col"] = sm.col.tolist()
+    encode = array_doc if native else array_json
+    doc["row"] = encode(sm.row)["data"]
+    doc["col"] = encode(sm.col)["data"]
     if sm.data is not None:
-        doc["data"] = array_json(sm.data)["data"]
+        doc["data"] = encode(sm.data)["data"]
     return doc
 
 
@@ -99,13 +154,13 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         spec=spec_name(spec),
         device=outcome.prep.runtime.device_name,
         dtype=spec.dtype,
-        inputs=outcome.prep.inputs,
+        inputs=outcome.inputs,
         outputs=result.outputs,
         info={"wrt": list(outcome.prep.problem.wrt), **result.info},
         timing={"compile_s": result.timing.compile_s, "run_s": result.timing.run_s},
         versions=outcome.versions,
     )
-    doc["warnings"] = outcome.warnings + ([outcome.nonfinite] if outcome.nonfinite else [])
+    doc["warnings"] = outcome_warnings(outcome) + ([outcome.nonfinite] if outcome.nonfinite else [])
     if spec.case is not None:
         doc["case"] = spec.case
     if outcome.summary is not None:
@@ -124,8 +179,8 @@ def spec_name(spec: Spec) -> str | None:
 
 def arrays(outcome: Outcome) -> dict[str, Any]:
     """What -o saves: every output by name (.npz), or the one array of .npy."""
-    if outcome.npy is not None:
-        return {outcome.result.op: outcome.npy[0]}
+    if outcome.single_array is not None:
+        return {outcome.result.op: outcome.single_array[0]}
     return dict(named_leaves(outcome.result.outputs))
 
 
@@ -148,14 +203,14 @@ def run_json(outcome: RunOutcome) -> dict[str, Any]:
                     "op": step.op,
                     "name": step.label,
                     "info": {k: v for k, v in result.info.items() if v is not None},
-                    "outputs": {n: output_json(a) for n, a in named_leaves(result.outputs)},
+                    "outputs": {n: output_json(a, native=True) for n, a in named_leaves(result.outputs)},
                     "timing": {"compile_s": round(result.timing.compile_s, 6), "run_s": round(result.timing.run_s, 6)},
                 }
             )
         if case.error is not None:
             item["error"] = error_fields(case.error)
         cases.append(item)
-    warnings = outcome.warnings + ([outcome.nonfinite] if outcome.nonfinite else [])
+    warnings = run_warnings(outcome) + ([outcome.nonfinite] if outcome.nonfinite else [])
     spec = STDIN if outcome.spec_path == "-" else outcome.spec_path
     return envelope("run", outcome.versions, spec=spec, cases=cases, warnings=warnings)
 
@@ -173,7 +228,7 @@ def sparsity_json(outcome: SparsityOutcome) -> dict[str, Any]:
         device=outcome.prep.runtime.device_name,
         dtype=spec.dtype,
         info=outcome.info,
-        pattern=coo_json(sm),
+        pattern=coo_json(sm, native=True),
         coloring={"method": c.method, "mode": c.mode, "colors": c.colors, "assignment": c.assignment.tolist()},
         timing={"detect_s": round(c.detect_s, 6), "color_s": round(c.color_s, 6)},
     )
@@ -290,10 +345,6 @@ def devices_table(rows: list[dict[str, Any]]) -> Any:
 # --------------------------------------------------------------------------- check reports
 
 
-def _num(v: float) -> str:
-    return number(v)
-
-
 def check_json(reports: Sequence[Report], versions: Mapping[str, str]) -> dict[str, Any]:
     """The `check --json` document: every spec, every finding, the worst entry of each failure."""
 
@@ -362,9 +413,9 @@ def check_table(reports: Sequence[Report]) -> Any:
                 else Text("FAIL", style="bold red")
             )
             w = f.worst
-            cells = (
-                ["", "", "", ""] if w is None else [f"{w.output}{list(w.index)}", _num(w.ad), _num(w.reference), f"{w.error:.2g}"]
-            )
+            cells = ["", "", "", ""]
+            if w is not None:
+                cells = [f"{w.output}{list(w.index)}", *numbers(w.ad, w.reference), f"{w.error:.2g}"]
             # Text, not str: a str cell is Rich markup, and names and details come from the spec.
             table.add_row(status, *(Text(printable(c)) for c in (f.name, f.detail, *cells)))
         parts.append(table)

@@ -1,4 +1,4 @@
-"""Results -> .npz / .npy / .json, written atomically.
+"""Results -> .npz / .npy / .json (the -o Target's kind), written atomically; and init's new file.
 
 Each file is written to a temporary file in the same folder and renamed over the target, so
 a run killed mid-write leaves the old file or none, never half of one.
@@ -6,8 +6,6 @@ a run killed mid-write leaves the old file or none, never half of one.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,23 +13,9 @@ from typing import Any
 import numpy as np
 
 from jaxdiff_cli.atomic import atomic_open, write_new
+from jaxdiff_cli.encoding import dumps
 from jaxdiff_cli.errors import OutputError
-
-FORMATS = (".npz", ".npy", ".json")
-
-
-def check_output_path(path: Path, formats: tuple[str, ...] = FORMATS) -> None:
-    """Fail before any work if the output cannot be written (checked again when writing)."""
-    if path.suffix.lower() not in formats:
-        raise OutputError(f"unknown output format {path.suffix or '(none)'!r}", where=f"-o {path}", hint=", ".join(formats))
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"folder {folder} does not exist", where=f"-o {path}")
-    if path.is_dir():
-        raise OutputError("is a folder", where=f"-o {path}")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"folder {folder} is not writable", where=f"-o {path}")
-
+from jaxdiff_cli.target import Target
 
 _NEVER_OVER = "exists: jaxdiff init never overwrites a file"
 
@@ -55,28 +39,30 @@ def write_new_file(path: Path, text: str) -> None:
         raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"-o {path}") from None
 
 
-def save(path: Path, arrays: Mapping[str, Any], doc: Mapping[str, Any]) -> None:
+def save(target: Target, arrays: Mapping[str, Any], doc: Mapping[str, Any]) -> None:
     """Save named arrays (.npz all, .npy one) or the JSON document (.json)."""
-    check_output_path(path)
-    suffix = path.suffix.lower()
+    target.check()
+    path = target.path
     try:
-        if suffix == ".json":
-            with atomic_open(path, "w") as f:
-                json.dump(doc, f, indent=2, allow_nan=False)
-                f.write("\n")
-        elif suffix == ".npy":
-            if len(arrays) != 1:
-                names = ", ".join(arrays)
-                raise OutputError(
-                    f".npy holds one array but there are {len(arrays)} ({names})",
-                    where=f"-o {path}",
-                    hint="use .npz for several",
-                )
-            with atomic_open(path) as f:
-                np.save(f, np.asarray(next(iter(arrays.values()))), allow_pickle=False)
-        else:
-            with atomic_open(path) as f:
-                savez: Any = np.savez  # numpy's stub types **kwds as its own options
-                savez(f, **{name: np.asarray(a) for name, a in arrays.items()})
+        match target.kind:
+            case "json":
+                with atomic_open(path, "wb") as f:
+                    f.write(dumps(doc, indent=True) + b"\n")
+            case "npy":
+                if len(arrays) != 1:
+                    names = ", ".join(arrays)
+                    raise OutputError(
+                        f".npy holds one array but there are {len(arrays)} ({names})",
+                        where=target.where,
+                        hint="use .npz for several",
+                    )
+                with atomic_open(path) as f:
+                    np.save(f, np.asarray(next(iter(arrays.values()))), allow_pickle=False)
+            case "npz":
+                with atomic_open(path) as f:
+                    savez: Any = np.savez  # numpy's stub types **kwds as its own options
+                    savez(f, **{name: np.asarray(a) for name, a in arrays.items()})
+            case _:  # Matrix Market is matrixfile's
+                raise OutputError(f"not an array format: .{target.kind}", where=target.where)
     except OSError as exc:
-        raise OutputError(f"cannot write: {exc.strerror or exc}", where=f"-o {path}") from None
+        raise OutputError(f"cannot write: {exc.strerror or exc}", where=target.where) from None

@@ -15,6 +15,7 @@ import numpy as np
 
 from jaxdiff_cli.engine.layout import Matrix
 from jaxdiff_cli.engine.sparse import SparseMatrix, binned
+from jaxdiff_cli.ops import JACOBIAN
 from jaxdiff_cli.safetext import printable
 
 LEVELS = ("··", "░░", "▒▒", "▓▓")  # |v| up to 25, 50, 75, 100 % of the largest magnitude
@@ -88,7 +89,7 @@ def heatmap(m: Matrix, width: int = 100, max_rows: int = 40) -> Any:
         legend.append(glyph, style=NEGATIVE)
         legend.append(f" ≤{25 * (k + 1)}%  ")
     legend.append(f"of max |v| = {vmax:.4g}; red > 0, blue < 0, blank = exact 0", style="dim")
-    axes = "rows: outputs, columns: inputs" if m.kind == "jacobian" else "rows and columns: inputs"
+    axes = "rows: outputs, columns: inputs" if m.kind == JACOBIAN.name else "rows and columns: inputs"
     return Group(
         *lines,
         legend,
@@ -213,7 +214,7 @@ def spy(sm: SparseMatrix, width: int = 100, max_lines: int = 16) -> Any:
         out.append(line)
         if i + 1 in row_cuts:
             out.append(Text(" " * label_w + "─" * (chars_n + len(col_cuts)), style="dim"))
-    axes = "rows: outputs, columns: inputs" if sm.kind == "jacobian" else "rows and columns: inputs"
+    axes = "rows: outputs, columns: inputs" if sm.kind == JACOBIAN.name else "rows and columns: inputs"
     scale = "each dot one entry" if fr == 1 and fc == 1 else f"each dot a {fr:,}x{fc:,} block, shown when it holds a nonzero"
     out.append(
         Text(

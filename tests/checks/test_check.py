@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from jaxdiff_cli.checks import fd
+from jaxdiff_cli.errors import ExitCode
 
-from ..conftest import ASSETS, CONFIGS
+from ..conftest import ASSETS, CONFIGS, Cli
 
 WRONG = [
     # (function, primal, what must fail)
@@ -33,7 +33,7 @@ RIGHT = [
 ]
 
 
-def spec(tmp_path: Path, fn: str, primal: str, dtype: str = "float32") -> Path:
+def teeth_spec(tmp_path: Path, fn: str, primal: str, dtype: str = "float32") -> Path:
     path = tmp_path / f"{fn}_{dtype}.yaml"
     shutil.copy(ASSETS / "teeth.py", tmp_path / "teeth.py")  # a spec names files inside its folder
     path.write_text(f"function: teeth.py:{fn}\nprimals:\n  x: {primal}\ndtype: {dtype}\n")
@@ -42,9 +42,9 @@ def spec(tmp_path: Path, fn: str, primal: str, dtype: str = "float32") -> Path:
 
 @pytest.mark.parametrize(("fn", "primal", "failing"), WRONG, ids=[w[0] for w in WRONG])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_wrong_rules_are_flagged(cli: Any, tmp_path: Path, fn: str, primal: str, failing: str, dtype: str) -> None:
-    ran = cli("check", spec(tmp_path, fn, primal, dtype), "--json")
-    assert ran.exit_code == 1, ran.stderr
+def test_wrong_rules_are_flagged(cli: Cli, tmp_path: Path, fn: str, primal: str, failing: str, dtype: str) -> None:
+    ran = cli("check", teeth_spec(tmp_path, fn, primal, dtype), "--json")
+    assert ran.exit_code == ExitCode.CHECK_FAILED, ran.stderr
     doc = ran.json()
     assert doc["passed"] is False
     checks = {c["name"].split(" (")[0]: c for c in doc["specs"][0]["checks"]}
@@ -53,17 +53,17 @@ def test_wrong_rules_are_flagged(cli: Any, tmp_path: Path, fn: str, primal: str,
     assert worst["ad"] != pytest.approx(worst["reference"], rel=1e-4)
 
 
-def test_wrong_in_one_entry_names_that_entry(cli: Any, tmp_path: Path) -> None:
-    doc = cli("check", spec(tmp_path, "square_one_entry", "[1.0, 2.0, 3.0, 4.0]", "float64"), "--json").json()
+def test_wrong_in_one_entry_names_that_entry(cli: Cli, tmp_path: Path) -> None:
+    doc = cli("check", teeth_spec(tmp_path, "square_one_entry", "[1.0, 2.0, 3.0, 4.0]", "float64"), "--json").json()
     worst = next(c for c in doc["specs"][0]["checks"] if c["name"] == "jacobian fwd vs FD")["worst"]
     assert worst["index"] == [2, 2] and worst["ad"] == pytest.approx(2.02 * 3) and worst["reference"] == pytest.approx(6.0)
-    doc = cli("check", spec(tmp_path, "scale_bad_reverse_one_entry", "[1.0, 2.0, 3.0, 4.0, 5.0]"), "--json").json()
+    doc = cli("check", teeth_spec(tmp_path, "scale_bad_reverse_one_entry", "[1.0, 2.0, 3.0, 4.0, 5.0]"), "--json").json()
     worst = next(c for c in doc["specs"][0]["checks"] if c["name"] == "jacobian rev vs FD")["worst"]
     assert worst["index"] == [3, 3]
 
 
-def test_reverse_only_rule_skips_forward_checks_with_a_reason(cli: Any, tmp_path: Path) -> None:
-    doc = cli("check", spec(tmp_path, "tanh_good", "[0.3]"), "--json").json()
+def test_reverse_only_rule_skips_forward_checks_with_a_reason(cli: Cli, tmp_path: Path) -> None:
+    doc = cli("check", teeth_spec(tmp_path, "tanh_good", "[0.3]"), "--json").json()
     checks = doc["specs"][0]["checks"]
     assert all(c["name"] != "jacobian fwd vs FD" for c in checks)
     adjoint = next(c for c in checks if c["name"].startswith("adjoint"))
@@ -71,37 +71,37 @@ def test_reverse_only_rule_skips_forward_checks_with_a_reason(cli: Any, tmp_path
 
 
 @pytest.mark.parametrize(("fn", "primal", "dtype"), RIGHT, ids=[f"{r[0]}-{r[2]}" for r in RIGHT])
-def test_right_rules_pass(cli: Any, tmp_path: Path, fn: str, primal: str, dtype: str) -> None:
-    ran = cli("check", spec(tmp_path, fn, primal, dtype), "--json")
-    assert ran.exit_code == 0, ran.stdout
+def test_right_rules_pass(cli: Cli, tmp_path: Path, fn: str, primal: str, dtype: str) -> None:
+    ran = cli("check", teeth_spec(tmp_path, fn, primal, dtype), "--json")
+    assert ran.exit_code == ExitCode.OK, ran.stdout
     assert ran.json()["passed"] is True
 
 
 @pytest.mark.slow
-def test_every_config_passes_check(cli: Any) -> None:
+def test_every_config_passes_check(cli: Cli) -> None:
     ran = cli("check", str(CONFIGS / "*.yaml"), "--json")
     failed = [
         (s["spec"], [c for c in s["checks"] if not c["passed"]], s.get("error")) for s in ran.json()["specs"] if not s["passed"]
     ]
-    assert ran.exit_code == 0, failed
+    assert ran.exit_code == ExitCode.OK, failed
     files = {s["spec"].split(":")[0].split(" (")[0] for s in ran.json()["specs"]}
     assert files == {str(p) for p in CONFIGS.glob("*.yaml")}
 
 
-def test_expect_mismatch_fails_with_the_entry(cli: Any, tmp_path: Path) -> None:
+def test_expect_mismatch_fails_with_the_entry(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("function: x**2\nprimals: {x: [1.0, 2.0]}\ntangents: [1.0, 1.0]\nexpect:\n  jvp: [2.0, 4.5]\n")
     ran = cli("check", path)
-    assert ran.exit_code == 1
+    assert ran.exit_code == ExitCode.CHECK_FAILED
     text = " ".join(ran.stdout.split())
     assert "FAIL expect jvp" in text and "jvp[1] 4 4.5" in text
 
 
-def test_a_misspelt_expect_key_is_a_bad_spec(cli: Any, tmp_path: Path) -> None:
+def test_a_misspelt_expect_key_is_a_bad_spec(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("function: x**2\nprimals: {x: [1.0, 2.0]}\ntangents: [1.0, 1.0]\nexpect:\n  jvp.y: [2.0, 4.0]\n")
     ran = cli("check", path, "--json")
-    assert ran.exit_code == 3
+    assert ran.exit_code == ExitCode.BAD_INPUT
     message = ran.json()["specs"][0]["error"]["message"]
     assert message.endswith("s.yaml: expect.jvp.y: no output named 'jvp.y' (did you mean 'jvp'?)")
     path.write_text("function: x**2\nprimals: {x: [1.0, 2.0]}\nexpect:\n  jacobain.x: [[2.0, 0], [0, 4.0]]\n")
@@ -109,17 +109,17 @@ def test_a_misspelt_expect_key_is_a_bad_spec(cli: Any, tmp_path: Path) -> None:
     assert "expect.jacobain.x: no output named 'jacobain.x' (did you mean 'jacobian'?)" in message
 
 
-def test_check_at_a_point_where_f_is_not_finite(cli: Any, tmp_path: Path) -> None:
+def test_check_at_a_point_where_f_is_not_finite(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("function: jnp.sum(jnp.log(x))\nprimals: {x: [-1.0, 2.0]}\n")
     ran = cli("check", path, "--json")
-    assert ran.exit_code == 1
+    assert ran.exit_code == ExitCode.CHECK_FAILED
     checks = {c["name"]: c for c in ran.json()["specs"][0]["checks"]}
     assert checks["value finite"]["passed"] is False and "value is nan" in checks["value finite"]["detail"]
     assert checks["AD vs FD"]["skipped"] is True
 
 
-def test_nonfinite_results_fail(cli: Any, tmp_path: Path) -> None:
+def test_nonfinite_results_fail(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("function: jnp.sqrt(x)\nprimals: {x: [0.0, 1.0]}\n")
     doc = cli("check", path, "--json").json()
@@ -127,14 +127,14 @@ def test_nonfinite_results_fail(cli: Any, tmp_path: Path) -> None:
     assert finite["passed"] is False and "inf" in finite["detail"]
 
 
-def test_bad_spec_among_good_ones_exits_3_and_reports_each(cli: Any, tmp_path: Path) -> None:
+def test_bad_spec_among_good_ones_exits_3_and_reports_each(cli: Cli, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("function: x\nprimals: {x: [1, 2]}\nwrt: [y]\n")
     ran = cli("check", CONFIGS / "seed002_adder.yaml", bad, "--json")
-    assert ran.exit_code == 3
+    assert ran.exit_code == ExitCode.BAD_INPUT
     specs = ran.json()["specs"]
     assert specs[0]["passed"] is True and specs[1]["error"]["exit_code"] == 3
-    assert cli("check", str(tmp_path / "none*.yaml")).exit_code == 3
+    assert cli("check", str(tmp_path / "none*.yaml")).exit_code == ExitCode.BAD_INPUT
 
 
 def test_fd_estimates_are_accurate_and_honest() -> None:
@@ -155,7 +155,8 @@ def test_every_finding_belongs_to_a_test_of_the_pytest_plugin(tmp_path: Path) ->
     """Each finding check gives is gathered by one of the plugin's items (groups_of), so none is lost there."""
     from jaxdiff_cli.checks.check import Settings, check_spec
     from jaxdiff_cli.checks.findings import DERIVATIVE_GROUPS, groups_of
-    from jaxdiff_cli.inputs.spec import Overrides, load_spec
+    from jaxdiff_cli.inputs.cases import load_spec
+    from jaxdiff_cli.inputs.spec import Overrides
 
     shutil.copy(ASSETS / "teeth.py", tmp_path / "teeth.py")
     specs = {
@@ -186,19 +187,19 @@ def test_every_finding_belongs_to_a_test_of_the_pytest_plugin(tmp_path: Path) ->
     "fn",
     ["jnp.sum(jnp.sin(x)**2 + jnp.cos(x)**2)", "jnp.sum(jax.nn.softmax(5 * x))", "jnp.sum(jnp.exp(10*x) * jnp.exp(-10*x))"],
 )
-def test_a_function_constant_in_x_passes(cli: Any, tmp_path: Path, fn: str, dtype: str) -> None:
+def test_a_function_constant_in_x_passes(cli: Cli, tmp_path: Path, fn: str, dtype: str) -> None:
     """J = 0 exactly, and AD returns rounding noise of the terms' size: the adjoint identity compared
     that noise against a bound relative to J (zero), and failed correct AD whatever --atol said."""
     path = tmp_path / "s.yaml"
     path.write_text(f"function: '{fn}'\nprimals: {{x: [0.3, -1.2, 2.5]}}\ndtype: {dtype}\n")
     ran = cli("check", path, "--json")
-    assert ran.exit_code == 0, ran.stdout
+    assert ran.exit_code == ExitCode.OK, ran.stdout
     checks = {c["name"]: c for c in ran.json()["specs"][0]["checks"]}
     assert not checks["adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩"]["skipped"]
 
 
 def test_the_adjoint_still_convicts_reverse_mode_off_by_a_little_at_a_small_jacobian(
-    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The absolute slack is atol on J's entries (1e-12 in float64): reverse mode off by 0.1% of a J
     of size 1e-3 still fails the adjoint identity."""
@@ -210,4 +211,4 @@ def test_the_adjoint_still_convicts_reverse_mode_off_by_a_little_at_a_small_jaco
     path.write_text("function: 1e-3 * jnp.sin(x)\nprimals: {x: [0.3, -0.7, 1.1]}\ndtype: float64\n")
     ran = cli("check", path, "--json")
     failed = {c["name"] for c in ran.json()["specs"][0]["checks"] if not c["passed"]}
-    assert ran.exit_code == 1 and "adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩" in failed
+    assert ran.exit_code == ExitCode.CHECK_FAILED and "adjoint ⟨u, Jv⟩ = ⟨Jᵀu, v⟩" in failed

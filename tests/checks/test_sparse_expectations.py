@@ -13,6 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
+from jaxdiff_cli.errors import ExitCode
+
+from ..conftest import Cli
+
 pytest.importorskip("asdex")
 
 # f(q, w) = (q0 * w, sum(q1²) * w) at q0 = [1, 2], q1 = [3], w = [2, -1]: every block in closed form.
@@ -58,12 +62,12 @@ def checks(ran: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("text", [TWO, DICT], ids=["jacobian blocks", "hessian blocks"])
-def test_one_expect_block_holds_with_sparse_on_and_off(cli: Any, tmp_path: Path, text: str) -> None:
+def test_one_expect_block_holds_with_sparse_on_and_off(cli: Cli, tmp_path: Path, text: str) -> None:
     for sparse in ("true", "false"):
         spec = tmp_path / f"{sparse}.yaml"
         spec.write_text(text.replace("SPARSE", sparse))
         ran = cli("check", spec, "--json")
-        assert ran.exit_code == 0, (sparse, ran.stdout, ran.stderr)
+        assert ran.exit_code == ExitCode.OK, (sparse, ran.stdout, ran.stderr)
         found = checks(ran)
         expected = [k for k in yaml.safe_load(text)["expect"]]
         assert all(found[f"expect {name}"]["passed"] for name in expected)
@@ -73,30 +77,30 @@ def test_one_expect_block_holds_with_sparse_on_and_off(cli: Any, tmp_path: Path,
         wrong = wrong.replace("[4.0, 0.0, 0.0]]    #", "[4.5, 0.0, 0.0]]    #")
         spec.write_text(wrong)
         ran = cli("check", spec, "--json")
-        assert ran.exit_code == 1
+        assert ran.exit_code == ExitCode.CHECK_FAILED
         failed = {n: c for n, c in checks(ran).items() if not c["passed"]}
         name = "expect jacobian[1].q[1]" if "q[1]" in text else "expect hessian.p.a.p.b"
         assert list(failed) == [name]
         assert failed[name]["worst"]["index"] == [1, 0]
 
 
-def test_the_sparse_names_are_the_dense_ones_and_a_misspelt_one_is_named(cli: Any, tmp_path: Path) -> None:
+def test_the_sparse_names_are_the_dense_ones_and_a_misspelt_one_is_named(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text(TWO.replace("SPARSE", "true") + "  jacobian[0].x: [[1.0]]\n")
     ran = cli("check", spec)
-    assert ran.exit_code == 3
+    assert ran.exit_code == ExitCode.BAD_INPUT
     assert "expect.jacobian[0].x: no output named 'jacobian[0].x' (did you mean 'jacobian[0].w'?)" in " ".join(ran.stdout.split())
 
 
 @pytest.mark.slow
-def test_check_update_records_a_large_sparse_result_that_check_reads_back(cli: Any, tmp_path: Path) -> None:
+def test_check_update_records_a_large_sparse_result_that_check_reads_back(cli: Cli, tmp_path: Path) -> None:
     """1100 x 1100: past the 10⁶ dense entries --update records, so only its nonzeros can be recorded."""
     import scipy.sparse
 
     spec = tmp_path / "big.yaml"
     spec.write_text(f"function: '{BANDED}'\nprimals: {{x: {{linspace: [-1, 2, 1100]}}}}\ndtype: float64\nsparse: true\n")
     ran = cli("check", "--update", spec, "--json")
-    assert ran.exit_code == 0, ran.stdout
+    assert ran.exit_code == ExitCode.OK, ran.stdout
     doc = ran.json()["specs"][0]
     golden = tmp_path / "big.golden.jacobian.npz"
     assert str(golden) in doc["updated"] and doc["not_recorded"] == []
@@ -105,25 +109,27 @@ def test_check_update_records_a_large_sparse_result_that_check_reads_back(cli: A
     assert recorded.nnz == 3 * 1100 - 2
     np.testing.assert_allclose(recorded.toarray(), banded_closed(np.linspace(-1, 2, 1100)), rtol=1e-14)
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 0 and checks(ran)["expect jacobian"]["detail"] == "3298 entries on the union of both patterns"
+    assert (
+        ran.exit_code == ExitCode.OK and checks(ran)["expect jacobian"]["detail"] == "3298 entries on the union of both patterns"
+    )
     # A changed derivative fails, found at its entry.
     arrays = dict(np.load(golden))
     arrays["data"] = arrays["data"].copy()
     arrays["data"][5] += 1e-3  # entry 5, row-major: (0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 1)
     np.savez(golden, **arrays)
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 1 and checks(ran)["expect jacobian"]["worst"]["index"] == [2, 1]
+    assert ran.exit_code == ExitCode.CHECK_FAILED and checks(ran)["expect jacobian"]["worst"]["index"] == [2, 1]
     # Dense, the same matrix is too large to record: said, with what would record it.
     spec.write_text(f"function: '{BANDED}'\nprimals: {{x: {{linspace: [-1, 2, 1100]}}}}\ndtype: float64\n")
     ran = cli("check", "--update", spec)
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     text = " ".join(ran.stdout.split())
     assert "not recorded: jacobian: 1.2e6 dense entries, more than the 1.0e6 dense entries recorded" in text
     assert "(sparse: true records its nonzeros)" in text
     assert "jacobian" not in yaml.safe_load(spec.read_text())["expect"]
 
 
-def test_jaxdiffs_own_sparse_npz_and_scipys_are_expected_values(cli: Any, tmp_path: Path) -> None:
+def test_jaxdiffs_own_sparse_npz_and_scipys_are_expected_values(cli: Cli, tmp_path: Path) -> None:
     import scipy.sparse
 
     x = np.linspace(-1, 2, 30)
@@ -131,7 +137,7 @@ def test_jaxdiffs_own_sparse_npz_and_scipys_are_expected_values(cli: Any, tmp_pa
     ran = cli(
         "jacobian", "--sparse", "-f", BANDED, "-p", "x={linspace: [-1, 2, 30]}", "--dtype", "float64", "-o", tmp_path / "J.npz"
     )
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     closed = banded_closed(x)
     scipy.sparse.save_npz(tmp_path / "csr.npz", scipy.sparse.csr_matrix(closed))
     scipy.sparse.save_npz(tmp_path / "csc.npz", scipy.sparse.csc_matrix(closed))
@@ -142,16 +148,16 @@ def test_jaxdiffs_own_sparse_npz_and_scipys_are_expected_values(cli: Any, tmp_pa
         spec = tmp_path / "s.yaml"
         spec.write_text(head + f"sparse: {sparse}\nexpect:\n  jacobian: {{file: J.npz}}\n  jacobian.x: {{file: csr.npz}}\n")
         ran = cli("check", spec, "--json")
-        assert ran.exit_code == 0, (sparse, ran.stdout)
+        assert ran.exit_code == ExitCode.OK, (sparse, ran.stdout)
         assert {"expect jacobian", "expect jacobian.x"} <= {n for n, c in checks(ran).items() if c["passed"]}
         spec.write_text(head + f"sparse: {sparse}\nexpect:\n  jacobian.x: {{file: csc.npz}}\n  jacobian: {{file: wrong.npz}}\n")
         ran = cli("check", spec, "--json")
-        assert ran.exit_code == 1
+        assert ran.exit_code == ExitCode.CHECK_FAILED
         failed = {n: c for n, c in checks(ran).items() if not c["passed"]}
         assert list(failed) == ["expect jacobian"] and failed["expect jacobian"]["worst"]["index"] == [4, 5]
 
 
-def test_a_sparse_file_that_cannot_be_an_expected_value_says_what_it_is(cli: Any, tmp_path: Path) -> None:
+def test_a_sparse_file_that_cannot_be_an_expected_value_says_what_it_is(cli: Cli, tmp_path: Path) -> None:
     import scipy.sparse
 
     head = f"function: '{BANDED}'\nprimals: {{x: [1.0, 2.0]}}\nsparse: true\n"
@@ -171,9 +177,9 @@ def test_a_sparse_file_that_cannot_be_an_expected_value_says_what_it_is(cli: Any
     for entry, message in cases.items():
         spec.write_text(head + f"expect:\n  {entry}\n")
         ran = cli("check", spec)
-        assert ran.exit_code == 3 and message in " ".join(ran.stdout.split()), ran.stdout
+        assert ran.exit_code == ExitCode.BAD_INPUT and message in " ".join(ran.stdout.split()), ran.stdout
     ran = cli("eval", "-f", "x", "-p", f"x={{file: {tmp_path / 'coo.npz'}}}")
-    assert ran.exit_code == 3
+    assert ran.exit_code == ExitCode.BAD_INPUT
     assert "coo.npz holds a scipy sparse matrix (scipy.sparse.save_npz), not arrays by name" in ran.stderr
 
 

@@ -148,3 +148,26 @@ def test_a_right_value_with_a_large_entry_still_passes(cli: Any, tmp_path: Path)
     )
     ran = cli("check", write(tmp_path, text), "--json")
     assert ran.exit_code == ExitCode.OK, ran.stdout + ran.stderr
+
+
+@pytest.mark.parametrize(
+    ("expected", "tolerance"),
+    [("[.inf, -.inf]", ""), ("{value: [-.inf, 6.0], rtol: 1.0e-9}", ""), ("[.inf, 6.0]", "\n  rtol: 1.0e-2")],
+)
+def test_an_infinite_expected_entry_fails_any_finite_value(cli: Any, tmp_path: Path, expected: str, tolerance: str) -> None:
+    # rtol * |inf| is infinite and |3 - inf| <= inf held: any finite result passed (red team, issue 19).
+    text = f"function: 'lambda x: x * 3.0'\nprimals: {{x: [1.0, 2.0]}}\nexpect:\n  value: {expected}{tolerance}\n"
+    ran = cli("check", write(tmp_path, text), "--json")
+    assert ran.exit_code == ExitCode.CHECK_FAILED, ran.stdout + ran.stderr
+    (failed,) = [c for c in ran.json()["specs"][0]["checks"] if not c["passed"]]
+    assert failed["name"] == "expect value" and failed["worst"]["index"] == [0]
+
+
+def test_an_infinite_expected_entry_passes_the_same_infinity_only(cli: Any, tmp_path: Path) -> None:
+    text = "function: 'lambda x: x * jnp.inf'\nprimals: {x: [1.0, -2.0]}\nexpect:\n  value: VALUE\n"
+    same = cli("check", write(tmp_path, text.replace("VALUE", "[.inf, -.inf]")), "--json")
+    flipped = cli("check", write(tmp_path, text.replace("VALUE", "[.inf, .inf]")), "--json")
+    checks = {c["name"]: c["passed"] for c in same.json()["specs"][0]["checks"]}
+    assert checks["expect value"] is True  # (the finiteness check fails it anyway: f is infinite there)
+    flipped_checks = {c["name"]: c for c in flipped.json()["specs"][0]["checks"]}
+    assert flipped_checks["expect value"]["passed"] is False and flipped_checks["expect value"]["worst"]["index"] == [1]

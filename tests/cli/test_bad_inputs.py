@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ..conftest import ASSETS
+from jaxdiff_cli.errors import ExitCode
+
+from ..conftest import ASSETS, Cli
 
 POLY = "function: x * 2\nprimals:\n  x: [1.0, 2.0, 3.0]\n"
 SCALAR = "function: jnp.sum(x**2)\nprimals:\n  x: [1.0, 2.0, 3.0]\n"
@@ -602,7 +604,7 @@ def test_catalogue_is_big_enough() -> None:
 
 @pytest.mark.parametrize(("name", "text", "args", "code", "message"), CATALOGUE, ids=[c[0] for c in CATALOGUE])
 def test_bad_input(
-    cli: Any,
+    cli: Cli,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     name: str,
@@ -636,18 +638,18 @@ def test_bad_input(
     assert os.getcwd() == str(tmp_path)
 
 
-def test_nan_and_inf_strings_are_read_as_ieee_values(cli: Any) -> None:
+def test_nan_and_inf_strings_are_read_as_ieee_values(cli: Cli) -> None:
     """`nan`, `inf`, `-inf` (and YAML's .nan, .inf) are IEEE values: the result says where they lead."""
     ran = cli("eval", "-f", "x * 1", "-p", "x=[nan, inf, -inf, .nan, 1]", "--json")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     doc = ran.json()
     assert doc["inputs"]["primals.x"]["data"] == ["NaN", "Infinity", "-Infinity", "NaN", 1.0]
     assert doc["warnings"] == ["value[0] is nan (the first non-finite entry)"]
-    assert cli("eval", "-f", "x * 1", "-p", "x=[nan]", "--check-finite").exit_code == 5
+    assert cli("eval", "-f", "x * 1", "-p", "x=[nan]", "--check-finite").exit_code == ExitCode.NON_FINITE
 
 
 @pytest.mark.parametrize("kind", ["/dev/zero", "fifo"])
-def test_a_spec_that_is_not_a_regular_file_is_refused_without_reading(cli: Any, tmp_path: Path, kind: str) -> None:
+def test_a_spec_that_is_not_a_regular_file_is_refused_without_reading(cli: Cli, tmp_path: Path, kind: str) -> None:
     path = "/dev/zero"
     if kind == "fifo":
         path = str(tmp_path / "spec.yaml")
@@ -655,20 +657,20 @@ def test_a_spec_that_is_not_a_regular_file_is_refused_without_reading(cli: Any, 
     t0 = time.monotonic()
     ran = cli("eval", path)
     assert time.monotonic() - t0 < 5
-    assert ran.exit_code == 3, ran.stderr
+    assert ran.exit_code == ExitCode.BAD_INPUT, ran.stderr
     assert ran.stderr == f"error: {path}: is not a regular file (a device, FIFO or socket) (a spec is a YAML file)\n"
     ran = cli("check", path, "--json")  # check reports it and goes on
-    assert ran.exit_code == 3 and "is not a regular file" in ran.json()["specs"][0]["error"]["message"]
+    assert ran.exit_code == ExitCode.BAD_INPUT and "is not a regular file" in ran.json()["specs"][0]["error"]["message"]
 
 
-def test_a_spec_above_the_size_limit_is_refused_before_parsing(cli: Any, tmp_path: Path) -> None:
-    from jaxdiff_cli.inputs.spec import MAX_SPEC_BYTES
+def test_a_spec_above_the_size_limit_is_refused_before_parsing(cli: Cli, tmp_path: Path) -> None:
+    from jaxdiff_cli.inputs.files import MAX_SPEC_BYTES
 
     spec = tmp_path / "big.yaml"
     with spec.open("wb") as f:
         f.truncate(MAX_SPEC_BYTES + 1)  # sparse: no 16 MiB written
     ran = cli("eval", str(spec))
-    assert ran.exit_code == 3
+    assert ran.exit_code == ExitCode.BAD_INPUT
     assert ran.stderr.startswith(f"error: {spec}: larger than 16 MiB (put large arrays in .npy/.npz files")
 
 
@@ -683,30 +685,30 @@ def test_a_spec_above_the_size_limit_is_refused_before_parsing(cli: Any, tmp_pat
         ("value: {value: [2.0], atol: .inf}", "expect.value.atol", "a tolerance is a finite number"),
     ],
 )
-def test_a_spec_cannot_switch_its_checks_off(cli: Any, tmp_path: Path, expect: str, where: str, message: str) -> None:
+def test_a_spec_cannot_switch_its_checks_off(cli: Cli, tmp_path: Path, expect: str, where: str, message: str) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(f"function: x * 2\nprimals: {{x: [1.0]}}\nexpect:\n  {expect}\n")
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 3, ran.stdout
+    assert ran.exit_code == ExitCode.BAD_INPUT, ran.stdout
     assert ran.json()["specs"][0]["error"]["message"].startswith(f"{spec}: {where}: {message}")
 
 
-def test_golden_values_stay_inside_the_spec_folder(cli: Any, tmp_path: Path) -> None:
+def test_golden_values_stay_inside_the_spec_folder(cli: Cli, tmp_path: Path) -> None:
     np.savez(tmp_path / "g.golden.npz", value=np.array([2.0]))
     (tmp_path / "sub").mkdir()
     spec = tmp_path / "sub" / "spec.yaml"
     spec.write_text("function: x * 2\nprimals: {x: [1.0]}\nexpect:\n  value: {file: ../g.golden.npz, key: value}\n")
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 3
+    assert ran.exit_code == ExitCode.BAD_INPUT
     assert "expect.value.file: '../g.golden.npz' goes up with '..'" in ran.json()["specs"][0]["error"]["message"]
     spec.write_text("function: x * 2\nprimals: {x: [1.0]}\nexpect:\n  value: {file: g.golden.npz, key: value}\n")
     (tmp_path / "sub" / "g.golden.npz").symlink_to(tmp_path / "g.golden.npz")
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 3 and "leads outside the spec's folder" in ran.stdout
+    assert ran.exit_code == ExitCode.BAD_INPUT and "leads outside the spec's folder" in ran.stdout
 
 
 def test_files_inside_the_folder_and_on_the_command_line_are_read(
-    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "data").mkdir()
     np.save(tmp_path / "data" / "x.npy", np.array([1.0, 2.0]))
@@ -719,10 +721,10 @@ def test_files_inside_the_folder_and_on_the_command_line_are_read(
     assert cli("eval", spec, "--json").outputs()["value"].tolist() == [2.0, 4.0]
     monkeypatch.chdir(elsewhere)
     ran = cli("eval", spec, "-p", f"w={{file: {elsewhere / 'w.npy'}}}", "--json")  # typed by the user: trusted
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert ran.outputs()["value"].tolist() == [4.0, 6.0]
     ran = cli("eval", "-f", f"{ASSETS}/funcs.py:cube", "-p", "x=2.0", "--json")
-    assert ran.exit_code == 0 and ran.outputs()["value"].tolist() == 8.0
+    assert ran.exit_code == ExitCode.OK and ran.outputs()["value"].tolist() == 8.0
 
 
 @pytest.mark.parametrize(
@@ -735,14 +737,14 @@ def test_files_inside_the_folder_and_on_the_command_line_are_read(
     ],
     ids=["laughs in description", "laughs in expect", "5000 deep", "recursive"],
 )
-def test_yaml_bombs_are_refused_within_a_second(cli: Any, tmp_path: Path, text: str) -> None:
+def test_yaml_bombs_are_refused_within_a_second(cli: Cli, tmp_path: Path, text: str) -> None:
     spec = tmp_path / "bomb.yaml"
     spec.write_text(text)
     for command in (["eval", str(spec)], ["check", str(spec), "--json"]):
         t0 = time.monotonic()
         ran = cli(*command)
         assert time.monotonic() - t0 < 5  # generous for a loaded machine: about 0.2 s here
-        assert ran.exit_code == 3, ran.stderr + ran.stdout
+        assert ran.exit_code == ExitCode.BAD_INPUT, ran.stderr + ran.stdout
 
 
 # --------------------------------------------------------------------------- a function JAX cannot trace
@@ -751,9 +753,9 @@ BRANCH_HINT = "a Python branch on them is not differentiable here: use jnp.where
 
 
 @pytest.mark.parametrize("command", ["grad", "eval", "jacobian"])
-def test_a_python_if_on_a_traced_value_is_one_line_with_the_rewrite(cli: Any, command: str) -> None:
+def test_a_python_if_on_a_traced_value_is_one_line_with_the_rewrite(cli: Cli, command: str) -> None:
     ran = cli(command, "-f", "lambda x: x ** 2 if x > 0 else 0", "-p", "x=1.0")
-    assert ran.exit_code == 4 and ran.stderr.count("\n") == 1, ran.stderr
+    assert ran.exit_code == ExitCode.FUNCTION and ran.stderr.count("\n") == 1, ran.stderr
     assert ran.stderr.startswith(
         "error: <command line>: function: the function failed to trace: a Python if, and, or, not or bool() on a"
         " traced value (TracerBoolConversionError; <jaxdiff expression>, line 1)"
@@ -763,11 +765,11 @@ def test_a_python_if_on_a_traced_value_is_one_line_with_the_rewrite(cli: Any, co
         assert internal not in ran.stderr, internal
 
 
-def test_the_same_in_a_file_function_checked_names_its_line(cli: Any, tmp_path: Path) -> None:
+def test_the_same_in_a_file_function_checked_names_its_line(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "f.py").write_text("def f(x):\n    if x.sum() > 0:\n        return x.sum() ** 2\n    return x.sum()\n")
     (tmp_path / "s.yaml").write_text("function: f.py:f\nprimals: {x: [1.0, 2.0]}\n")
     ran = cli("check", tmp_path / "s.yaml", "--json")
-    assert ran.exit_code == 4
+    assert ran.exit_code == ExitCode.FUNCTION
     message = ran.json()["specs"][0]["error"]["message"]
     assert "(TracerBoolConversionError; f.py, line 2)" in message and BRANCH_HINT in message, message
 
@@ -779,27 +781,27 @@ def test_the_same_in_a_file_function_checked_names_its_line(cli: Any, tmp_path: 
         ("lambda x: jnp.zeros(x)", "Shapes must be 1D sequences of concrete values", "shapes and Python control flow"),
     ],
 )
-def test_other_concrete_values_from_traced_ones_get_their_remedy(cli: Any, fn: str, said: str, hint: str) -> None:
+def test_other_concrete_values_from_traced_ones_get_their_remedy(cli: Cli, fn: str, said: str, hint: str) -> None:
     ran = cli("grad", "-f", fn, "-p", "x=[1.0, 2.0]" if "[" in fn else "x=2.0")
-    assert ran.exit_code == 4 and ran.stderr.count("\n") == 1
+    assert ran.exit_code == ExitCode.FUNCTION and ran.stderr.count("\n") == 1
     assert said in ran.stderr and hint in ran.stderr, ran.stderr
     assert "\\n" not in ran.stderr and "If using `jit`" not in ran.stderr
 
 
-def test_an_integer_argument_in_a_float_operation_says_it_is_an_integer(cli: Any) -> None:
+def test_an_integer_argument_in_a_float_operation_says_it_is_an_integer(cli: Cli) -> None:
     ran = cli("grad", "-f", "lambda x, s: jnp.sum(x * s**-1)", "-p", "x=[1.0,2.0]", "-p", "s=2")
-    assert ran.exit_code == 4 and ran.stderr.count("\n") == 1
+    assert ran.exit_code == ExitCode.FUNCTION and ran.stderr.count("\n") == 1
     assert "Integers cannot be raised to negative powers" in ran.stderr
     assert "(s holds int32: whole numbers for an argument that is not differentiated keep an integer dtype" in ran.stderr
     assert "write s: 2.0 in the spec (-p s=2.0))" in ran.stderr
     # the rewrite the hint gives works: d/dx sum(x / 2) = 1/2
     fixed = cli("grad", "-f", "lambda x, s: jnp.sum(x * s**-1)", "-p", "x=[1.0,2.0]", "-p", "s=2.0", "--json")
-    assert fixed.exit_code == 0 and list(fixed.outputs()["grad.x"]) == [0.5, 0.5]
+    assert fixed.exit_code == ExitCode.OK and list(fixed.outputs()["grad.x"]) == [0.5, 0.5]
 
 
-def test_no_integer_hint_where_no_argument_is_an_integer(cli: Any) -> None:
+def test_no_integer_hint_where_no_argument_is_an_integer(cli: Cli) -> None:
     ran = cli("grad", "-f", "lambda x: jnp.sum(x * jnp.arange(2) ** -1)", "-p", "x=[1.0,2.0]")
-    assert ran.exit_code == 4 and "Integers cannot be raised" in ran.stderr and "holds int32" not in ran.stderr
+    assert ran.exit_code == ExitCode.FUNCTION and "Integers cannot be raised" in ran.stderr and "holds int32" not in ran.stderr
 
 
 # --------------------------------------------------------------------------- every path a spec names, attacked
@@ -864,7 +866,7 @@ def _bad_path(kind: str, tmp: Path, suffix: str) -> str:
 @pytest.mark.parametrize("kind", BAD_PATHS)
 @pytest.mark.parametrize("key", list(PATH_KEYS))
 def test_every_path_a_spec_names_refuses_every_odd_file(
-    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, kind: str
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, kind: str
 ) -> None:
     """NUL and control characters, folders, dangling links, FIFOs, devices and over-long names, in each
     path-like key: exit 3 within seconds (a FIFO is not waited on), one line naming the key, no traceback."""
@@ -889,7 +891,7 @@ def test_every_path_a_spec_names_refuses_every_odd_file(
     assert "\x00" not in shown and "\x1b" not in shown and "\n::error::" not in shown
 
 
-def test_a_bad_path_in_one_spec_of_a_check_leaves_the_others_checked(cli: Any, tmp_path: Path) -> None:
+def test_a_bad_path_in_one_spec_of_a_check_leaves_the_others_checked(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text('function: x * 2\nprimals: {x: [1.0]}\nplot: {file: "a\\0.png"}\n')
     (tmp_path / "b.yaml").write_text('function: x * 2\nprimals: {x: [1.0]}\nexpect: {value: {file: "b\\0.npy"}}\n')
     (tmp_path / "c.yaml").write_text('function: "c\\0.py:f"\nprimals: {x: 1.0}\n')
@@ -907,7 +909,7 @@ def test_a_bad_path_in_one_spec_of_a_check_leaves_the_others_checked(cli: Any, t
     assert specs[4]["passed"] and "error" not in specs[4]
 
 
-def test_a_folder_named_like_a_golden_file_is_a_bad_spec_folder(cli: Any, tmp_path: Path) -> None:
+def test_a_folder_named_like_a_golden_file_is_a_bad_spec_folder(cli: Cli, tmp_path: Path) -> None:
     """check --update writes SPEC.golden.npz (values of more than 64 entries) and SPEC.golden.NAME.npz
     (sparse results): a folder or FIFO in their place is exit 3 naming expect, before anything is written."""
     spec = tmp_path / "big.yaml"
@@ -1043,7 +1045,7 @@ DATA_ATTACKS: list[tuple[str, str, Any, str]] = [
 @pytest.mark.parametrize(("name", "file", "content", "message"), DATA_ATTACKS, ids=[a[0] for a in DATA_ATTACKS])
 @pytest.mark.parametrize("where", ["primals", "expect"])
 def test_data_files_are_refused_from_their_headers(
-    cli: Any, tmp_path: Path, where: str, name: str, file: str, content: Any, message: str
+    cli: Cli, tmp_path: Path, where: str, name: str, file: str, content: Any, message: str
 ) -> None:
     """Each refused within seconds and a few MiB (the 4 GiB ones from the header alone: nothing is
     allocated or inflated), exit 3 naming the key, the same as a primal and as an expected value."""
@@ -1079,7 +1081,7 @@ def test_data_files_are_refused_from_their_headers(
     assert f"{where}." in out and "Traceback" not in out
 
 
-def test_a_zip_bomb_member_is_refused_by_its_size_and_never_inflated_past_its_header(cli: Any, tmp_path: Path) -> None:
+def test_a_zip_bomb_member_is_refused_by_its_size_and_never_inflated_past_its_header(cli: Cli, tmp_path: Path) -> None:
     """A member whose header says 8 bytes, followed by 64 MiB of zeros (a 64 KB deflated member): the
     read stops after the 8 bytes and refuses the rest (np.save never writes it; np.load ignored it)."""
     import tracemalloc

@@ -9,6 +9,7 @@ wrong expected value. Each place a user could be told to put the cache gets the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +23,12 @@ import pytest
 from jaxdiff_cli.engine import runtime, sealed
 
 from .test_smoke import _jaxdiff
+
+
+def _value(stdout: str) -> Any:
+    """The value eval printed with --json (its data, as a list)."""
+    return json.loads(stdout)["outputs"]["value"]["data"]
+
 
 TWO = 'function: "x * 2.0"\nprimals: {x: [1.0, 2.0]}\n'
 # expect: the values x * 2.0 gives, a lie for x * 3.0 that only a poisoned cache could make pass
@@ -123,7 +130,7 @@ def test_a_planted_program_is_never_run(poison: dict[str, Any], tmp_path: Path, 
         )
         if command == "eval":
             assert ran.returncode == 0, ran.stderr
-            assert '"data": [3.0, 6.0]' in ran.stdout  # x * 3.0, not the planted x * 2.0
+            assert _value(ran.stdout) == [3.0, 6.0]  # x * 3.0, not the planted x * 2.0
         else:
             assert ran.returncode == 1, ran.stderr  # the lie in expect: is caught
             assert "expect value" in ran.stdout + ran.stderr
@@ -164,7 +171,7 @@ def test_the_plant_works_when_sealed_with_the_victims_key(poison: dict[str, Any]
         extra = ("--no-code", "--output-format", "text") if command == "check" else ("--json",)
         ran = _run(command, "three.yaml", *extra, cache=folder, config=tmp_path / "config", cwd=tmp_path, key=victim)
         if command == "eval":
-            assert ran.returncode == 0 and '"data": [2.0, 4.0]' in ran.stdout  # the planted x * 2.0 ran
+            assert ran.returncode == 0 and _value(ran.stdout) == [2.0, 4.0]  # the planted x * 2.0 ran
         else:
             assert ran.returncode == 0, ran.stdout  # the lie passed
 
@@ -336,7 +343,7 @@ def test_a_planted_typer_in_the_current_folder_is_not_imported(tmp_path: Path, h
     (tmp_path / "s.yaml").write_text(TWO)
     ran = subprocess.run([*command, "eval", "s.yaml", "--json"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert not (tmp_path / "CANARY").exists()
-    assert ran.returncode == 0 and '"data": [2.0, 4.0]' in ran.stdout, ran.stderr
+    assert ran.returncode == 0 and _value(ran.stdout) == [2.0, 4.0], ran.stderr
 
 
 def test_the_planted_typer_would_be_imported_by_python_itself(tmp_path: Path) -> None:

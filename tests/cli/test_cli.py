@@ -14,31 +14,25 @@ import pytest
 from jaxdiff_cli import __version__
 from jaxdiff_cli.errors import ExitCode
 
-from ..conftest import ASSETS, CONFIGS
+from ..conftest import ASSETS, CONFIGS, Cli, SpecFile, app_commands
 
 POLY = CONFIGS / "seed000_poly.yaml"
-COMMANDS = ["eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "devices", "sparsity"]
+COMMANDS = app_commands()
 
 
-def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def test_version_and_help(cli: Any) -> None:
+def test_version_and_help(cli: Cli) -> None:
     ran = cli("--version")
-    assert ran.exit_code == 0 and ran.stdout.strip() == f"jaxdiff {__version__}"
+    assert ran.exit_code == ExitCode.OK and ran.stdout.strip() == f"jaxdiff {__version__}"
     ran = cli("--help")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     for command in COMMANDS:
         assert command in ran.stdout
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_help_with_an_example(cli: Any, command: str) -> None:
+def test_every_command_has_help_with_an_example(cli: Cli, command: str) -> None:
     ran = cli(command, "--help")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     assert "Example: jaxdiff" in ran.stdout
 
 
@@ -56,20 +50,20 @@ def test_help_does_not_import_jax(args: list[str]) -> None:
     assert out.stdout.strip().endswith("NO JAX"), out.stdout + out.stderr
 
 
-def test_rich_output_names_shapes_dtypes_and_footer(cli: Any) -> None:
+def test_rich_output_names_shapes_dtypes_and_footer(cli: Cli) -> None:
     ran = cli("jvp", POLY)
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     for text in ("value", "jvp", "(3,)", "float32", "65.353714", "device cpu", "compile", "run"):
         assert text in ran.stdout
 
 
-def test_large_arrays_are_summarised(cli: Any) -> None:
+def test_large_arrays_are_summarised(cli: Cli) -> None:
     ran = cli("eval", "-f", "x * 2", "-p", "x={ones: [1000]}")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     assert "..." in ran.stdout and len(ran.stdout) < 3000
 
 
-def test_json_schema(cli: Any) -> None:
+def test_json_schema(cli: Cli) -> None:
     doc = cli("vjp", POLY, "--json").json()
     assert set(doc) == {
         "schema",
@@ -93,22 +87,22 @@ def test_json_schema(cli: Any) -> None:
     assert set(doc["timing"]) == {"compile_s", "run_s"} and set(doc["versions"]) == {"jax", "jaxlib"}
 
 
-def test_json_float32_values_read_back_bit_exact(cli: Any) -> None:
+def test_json_float32_values_read_back_bit_exact(cli: Cli) -> None:
     doc = cli("jvp", POLY, "--json").json()
     out = doc["outputs"]["jvp"]["data"]
     assert np.array_equal(np.asarray(out, dtype=np.float32), np.asarray([65.353714, 35.943752, 80.87344], dtype=np.float32))
 
 
-def test_stdin_spec(cli: Any) -> None:
+def test_stdin_spec(cli: Cli) -> None:
     ran = cli("jvp", "-", "--json", input=POLY.read_text())
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert ran.json()["spec"] == "<stdin>"  # as errors and check name it (null is for no spec: the command line)
     assert ran.json()["outputs"]["jvp"]["data"] == [65.353714, 35.943752, 80.87344]
 
 
-def test_command_line_only(cli: Any) -> None:
+def test_command_line_only(cli: Cli) -> None:
     ran = cli("grad", "-f", "lambda x: jnp.sum(jnp.tanh(x)**2)", "-p", "x=[1,2,3]", "--json", "--dtype", "float64")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     x = np.array([1.0, 2.0, 3.0])
     expected = 2 * np.tanh(x) * (1 - np.tanh(x) ** 2)
     np.testing.assert_allclose(ran.outputs()["grad.x"], expected, rtol=1e-14)
@@ -117,51 +111,51 @@ def test_command_line_only(cli: Any) -> None:
     assert ran.outputs()["jvp"].tolist() == [3.0, 2.0]
 
 
-def test_overrides_win_over_the_spec(cli: Any) -> None:
+def test_overrides_win_over_the_spec(cli: Cli) -> None:
     ran = cli("jvp", POLY, "-t", "x=[1,0,0,0]", "--json")
     np.testing.assert_allclose(ran.outputs()["jvp"], [57.66504, 15.1875, 42.714844], rtol=1e-6)
 
 
-def test_auto_mode_reports_its_choice(cli: Any) -> None:
+def test_auto_mode_reports_its_choice(cli: Cli) -> None:
     text = " ".join(cli("jacobian", POLY).stdout.split())
     assert "auto chose rev (4 inputs > 3 outputs: reverse mode pulls one cotangent per output)" in text
     doc = cli("jacobian", CONFIGS / "seed002_exp_reducer.yaml", "--mode", "auto", "--json").json()
     assert doc["info"]["mode"] == "rev" and doc["info"]["auto"] is True
 
 
-def test_grad_value_flag(cli: Any) -> None:
+def test_grad_value_flag(cli: Cli) -> None:
     out = cli("grad", CONFIGS / "seed001_simplefun_scalar.yaml", "--value", "--json").outputs()
     assert float(out["value"]) == 36.0 and float(out["grad.x"]) == 33.0 and float(out["grad.w"]) == 9.0
 
 
-def test_outputs_to_files(cli: Any, tmp_path: Path) -> None:
+def test_outputs_to_files(cli: Cli, tmp_path: Path) -> None:
     ran = cli("vjp", POLY, "-o", tmp_path / "r.npz", "-q")
-    assert ran.exit_code == 0 and ran.stdout == ""
+    assert ran.exit_code == ExitCode.OK and ran.stdout == ""
     with np.load(tmp_path / "r.npz") as f:
         assert set(f.files) == {"value", "vjp.x"}
         np.testing.assert_allclose(f["vjp.x"], [83.697365, 194.49492, 88.94971, 39.546825], rtol=1e-7)
-    assert cli("jvp", POLY, "-o", tmp_path / "j.npy", "-q").exit_code == 0
+    assert cli("jvp", POLY, "-o", tmp_path / "j.npy", "-q").exit_code == ExitCode.OK
     np.testing.assert_allclose(np.load(tmp_path / "j.npy"), [65.353714, 35.943752, 80.87344], rtol=1e-7)
-    assert cli("jvp", POLY, "-o", tmp_path / "j.json", "-q").exit_code == 0
+    assert cli("jvp", POLY, "-o", tmp_path / "j.json", "-q").exit_code == ExitCode.OK
     assert json.loads((tmp_path / "j.json").read_text())["command"] == "jvp"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["j.json", "j.npy", "r.npz"]  # no temp files left
 
 
-def test_npy_of_several_results_is_their_flat_join(cli: Any, tmp_path: Path) -> None:
+def test_npy_of_several_results_is_their_flat_join(cli: Cli, tmp_path: Path) -> None:
     spec = CONFIGS / "seed001_dot_vjp.yaml"
     ran = cli("vjp", spec, "-o", tmp_path / "two.npy", "--json")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert ran.json()["info"]["npy_layout"] == "leaves raveled and joined: vjp.x1, vjp.x2"
-    assert cli("vjp", spec, "-o", tmp_path / "two.npz", "-q").exit_code == 0
+    assert cli("vjp", spec, "-o", tmp_path / "two.npz", "-q").exit_code == ExitCode.OK
     with np.load(tmp_path / "two.npz") as f:
         joined = np.concatenate([f["vjp.x1"].ravel(), f["vjp.x2"].ravel()])
     np.testing.assert_array_equal(np.load(tmp_path / "two.npy"), joined)
 
 
-def test_nonfinite_results(cli: Any) -> None:
+def test_nonfinite_results(cli: Cli) -> None:
     args = ("eval", "-f", "jnp.log(x)", "-p", "x=[1.0, -1.0, 0.0]")
     ran = cli(*args, "--json")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     assert ran.json()["outputs"]["value"]["data"] == [0.0, "NaN", "-Infinity"]
     ran = cli(*args, "--check-finite")
     assert ran.exit_code == ExitCode.NON_FINITE
@@ -196,13 +190,15 @@ ERRORS = [
 
 
 @pytest.mark.parametrize(("args", "code", "text"), ERRORS, ids=[str(e[2]) for e in ERRORS])
-def test_errors_are_one_line_with_exit_code(cli: Any, tmp_path: Path, args: list[Any], code: int, text: str) -> None:
-    write(tmp_path, "function: [unclosed\n", "bad.yaml")
-    write(tmp_path, "- 1\n- 2\n", "list.yaml")
-    write(tmp_path, "function: x\nprimals: {x: [1, 2, 3]}\ntangents: [1, 2, 3, 4]\n", "shape.yaml")
-    write(tmp_path, "function: x * 2\nprimals: {x: [1, 2, 3]}\n", "notan.yaml")
-    write(tmp_path, "function: x\nprimals: {x: {arange: 3, dtype: int32}}\ntangents: [1, 2, 3]\n", "int.yaml")
-    write(tmp_path, "function: jnp.sum(x**2)\nprimals: {x: [1, 2]}\ntangents: [1, 0]\nmode: fwd\n", "badmode.yaml")
+def test_errors_are_one_line_with_exit_code(
+    cli: Cli, tmp_path: Path, args: list[Any], code: int, text: str, spec_file: SpecFile
+) -> None:
+    spec_file("function: [unclosed\n", "bad.yaml")
+    spec_file("- 1\n- 2\n", "list.yaml")
+    spec_file("function: x\nprimals: {x: [1, 2, 3]}\ntangents: [1, 2, 3, 4]\n", "shape.yaml")
+    spec_file("function: x * 2\nprimals: {x: [1, 2, 3]}\n", "notan.yaml")
+    spec_file("function: x\nprimals: {x: {arange: 3, dtype: int32}}\ntangents: [1, 2, 3]\n", "int.yaml")
+    spec_file("function: jnp.sum(x**2)\nprimals: {x: [1, 2]}\ntangents: [1, 0]\nmode: fwd\n", "badmode.yaml")
     argv = [str(a).format(tmp=tmp_path, assets=ASSETS) for a in args]
     ran = cli(*argv)
     assert ran.exit_code == code, (ran.stdout, ran.stderr)
@@ -225,23 +221,46 @@ def test_debug_shows_the_traceback() -> None:
     assert "Traceback" in debug.stderr and 'raise RuntimeError("user code failed here")' in debug.stderr
 
 
-def test_devices(cli: Any) -> None:
+def test_devices(cli: Cli) -> None:
     doc = cli("devices", "--json").json()
     assert doc["devices"][0]["platform"] == "cpu" and doc["devices"][0]["default"] is True
     ran = cli("devices", "--platform", "tpu")
-    assert ran.exit_code == 3 and "tpu" in ran.stderr
+    assert ran.exit_code == ExitCode.BAD_INPUT and "tpu" in ran.stderr
 
 
-def test_float64_turns_on_x64(cli: Any) -> None:
+def test_float64_turns_on_x64(cli: Cli) -> None:
     ran = cli("eval", "-f", "x / 3", "-p", "x=1", "--dtype", "float64", "--json")
     assert ran.json()["outputs"]["value"] == {"shape": [], "dtype": "float64", "data": 1 / 3}
 
 
-def test_float32_precision_warning_reaches_the_user(cli: Any) -> None:
+def test_float32_precision_warning_reaches_the_user(cli: Cli) -> None:
     ran = cli("eval", "-f", "x * 1e34", "-p", "x=[1.0, 2.0]", "--json")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     assert ran.json()["warnings"] == [
         "float32 may lose the answer: value reaches 2e+34, near float32's largest value 3.4e+38 (try dtype: float64)"
     ]
     assert "warning: float32 may lose the answer" in ran.stderr
     assert cli("eval", "-f", "x * 1e34", "-p", "x=[1.0, 2.0]", "--dtype", "float64", "--json").json()["warnings"] == []
+
+
+def test_every_option_takes_its_type_and_default_from_the_option_table() -> None:
+    """The hand-written commands spell their options' types for mypy; they must be FLAGS' (the
+    generated commands take them from FLAGS)."""
+    import inspect
+    import typing
+
+    from jaxdiff_cli.cli import app
+    from jaxdiff_cli.helptext import FLAGS, REQUIRED
+
+    by_words = {(f.names, f.help): f for f in FLAGS.values()}
+    for command in app.registered_commands:
+        assert command.callback is not None
+        for param in inspect.signature(command.callback, eval_str=True).parameters.values():
+            hint = typing.get_type_hints(command.callback, include_extras=True)[param.name]
+            kind, info = typing.get_args(hint)[:2]
+            # Annotated[..., typer.Option("--fn", "-f")]: Typer keeps the first name as the OptionInfo's default
+            said = (info.default, *(info.param_decls or ()))
+            names = tuple(n for n in said if isinstance(n, str) and n.startswith("-"))
+            flag = by_words[(names, info.help)]
+            default = REQUIRED if param.default is inspect.Parameter.empty else param.default
+            assert (kind, default) == (flag.type, flag.default), (command.name, param.name)

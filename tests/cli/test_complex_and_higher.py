@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ..conftest import Ran
+from jaxdiff_cli.errors import ExitCode
+
+from ..conftest import Cli, Ran
 
 
 def complex_data(entry: dict[str, Any]) -> np.ndarray:
@@ -24,14 +26,14 @@ def complex_data(entry: dict[str, Any]) -> np.ndarray:
 
 
 def ok(ran: Ran) -> dict[str, Any]:
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     return ran.json()
 
 
 # --------------------------------------------------------------------------- complex values
 
 
-def test_complex_json_has_real_and_imag_parts_in_the_array_shape(cli: Any) -> None:
+def test_complex_json_has_real_and_imag_parts_in_the_array_shape(cli: Cli) -> None:
     doc = ok(cli("jacobian", "-f", "z**2", "-p", "z=[1+2j, 3j]", "--dtype", "complex64", "--holomorphic", "--json"))
     out = doc["outputs"]["jacobian.z"]
     assert out["dtype"] == "complex64" and out["shape"] == [2, 2]
@@ -40,7 +42,7 @@ def test_complex_json_has_real_and_imag_parts_in_the_array_shape(cli: Any) -> No
     assert doc["info"]["holomorphic"] is True and doc["dtype"] == "complex64"
 
 
-def test_complex_json_reads_back_to_the_same_bits(cli: Any) -> None:
+def test_complex_json_reads_back_to_the_same_bits(cli: Cli) -> None:
     doc = ok(cli("eval", "-f", "jnp.exp(z) / 3", "-p", "z=[0.1+0.7j, -2.3j]", "--dtype", "complex64", "--json"))
     got = complex_data(doc["outputs"]["value"]).astype(np.complex64)
     want = np.exp(np.array([0.1 + 0.7j, -2.3j], np.complex64)) / np.complex64(3)
@@ -51,7 +53,7 @@ def test_complex_json_reads_back_to_the_same_bits(cli: Any) -> None:
             assert float(str(np.float32(v))) == v
 
 
-def test_the_readme_worked_example_of_jax_gradient_convention(cli: Any) -> None:
+def test_the_readme_worked_example_of_jax_gradient_convention(cli: Cli) -> None:
     """f(z) = |z|² at z = 1+2j: JAX's grad is ∂f/∂x − i·∂f/∂y = 2 − 4j; the ascent direction is 2z = 2 + 4j."""
     doc = ok(cli("grad", "-f", "jnp.abs(z)**2", "-p", "z=1+2j", "--dtype", "complex128", "--json"))
     assert complex_data(doc["outputs"]["grad.z"]) == 2 - 4j
@@ -59,14 +61,14 @@ def test_the_readme_worked_example_of_jax_gradient_convention(cli: Any) -> None:
     assert complex_data(doc["outputs"]["grad.z"]) == 2 + 4j  # f'(z) = 2z
 
 
-def test_terminal_shows_a_plus_bj(cli: Any) -> None:
+def test_terminal_shows_a_plus_bj(cli: Cli) -> None:
     ran = cli("eval", "-f", "z * 2", "-p", "z=[1+2j, -3.5j]", "--dtype", "complex128")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     assert "[2.+4.j 0.-7.j]" in ran.stdout
     assert "complex128" in ran.stdout
 
 
-def test_complex_npz_and_npy(cli: Any, tmp_path: Path) -> None:
+def test_complex_npz_and_npy(cli: Cli, tmp_path: Path) -> None:
     out = tmp_path / "r.npz"
     assert (
         cli("vjp", "-f", "jnp.conj(z) * z**2", "-p", "z=[1+1j, 2]", "-c", "[1j, 1]", "--dtype", "complex128", "-o", out).exit_code
@@ -81,13 +83,13 @@ def test_complex_npz_and_npy(cli: Any, tmp_path: Path) -> None:
     spec.write_text(
         "function: 'lambda z, w: z * w'\nprimals: {z: '1+1j', w: [1, '2j']}\nwrt: [z, w]\ndtype: complex64\nholomorphic: true\n"
     )
-    assert cli("jacobian", spec, "-o", npy).exit_code == 0
+    assert cli("jacobian", spec, "-o", npy).exit_code == ExitCode.OK
     flat = np.load(npy)  # several blocks: the flat (outputs, inputs) matrix, complex kept
     assert flat.dtype == np.complex64
     np.testing.assert_allclose(flat, [[1, 1 + 1j, 0], [2j, 0, 1 + 1j]])
 
 
-def test_complex_value_files(cli: Any, tmp_path: Path) -> None:
+def test_complex_value_files(cli: Cli, tmp_path: Path) -> None:
     np.save(tmp_path / "z.npy", np.array([1 + 2j, -1j]))
     spec = tmp_path / "s.yaml"
     spec.write_text("function: jnp.sum(jnp.abs(z)**2)\nprimals: {z: {file: z.npy}}\ndtype: complex128\n")
@@ -99,7 +101,7 @@ HOLOMORPHIC = "function: z**3 + jnp.sin(z)\nprimals: {z: ['1+2j', '-0.5j', 0.3]}
 NOT_HOLOMORPHIC = "function: z * jnp.conj(z) + z\nprimals: {z: ['1+2j', '-0.5j', 0.3]}\ndtype: complex128\nholomorphic: true\n"
 
 
-def test_check_passes_a_holomorphic_function_and_catches_one_that_is_not(cli: Any, tmp_path: Path) -> None:
+def test_check_passes_a_holomorphic_function_and_catches_one_that_is_not(cli: Cli, tmp_path: Path) -> None:
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(HOLOMORPHIC)
     bad.write_text(NOT_HOLOMORPHIC)
@@ -108,7 +110,7 @@ def test_check_passes_a_holomorphic_function_and_catches_one_that_is_not(cli: An
     assert names["Cauchy-Riemann ∂f/∂y = i·∂f/∂x (FD)"]["passed"]
     assert names["jacobian fwd vs FD (both real directions)"]["passed"]
     ran = cli("check", bad, "--json")
-    assert ran.exit_code == 1
+    assert ran.exit_code == ExitCode.CHECK_FAILED
     checks = {c["name"]: c for c in ran.json()["specs"][0]["checks"]}
     cr = checks["Cauchy-Riemann ∂f/∂y = i·∂f/∂x (FD)"]
     assert not cr["passed"] and "f is not holomorphic" in cr["detail"]
@@ -125,7 +127,7 @@ def test_check_passes_a_holomorphic_function_and_catches_one_that_is_not(cli: An
     ],
     ids=["complex to real", "real to complex", "complex to complex, 80 real directions"],
 )
-def test_check_of_functions_with_complex_values(cli: Any, tmp_path: Path, text: str) -> None:
+def test_check_of_functions_with_complex_values(cli: Cli, tmp_path: Path, text: str) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text(text)
     doc = ok(cli("check", spec, "--json"))
@@ -133,7 +135,7 @@ def test_check_of_functions_with_complex_values(cli: Any, tmp_path: Path, text: 
     assert any(c["name"].startswith("jvp vs FD") and not c["skipped"] for c in doc["specs"][0]["checks"])
 
 
-def test_check_convicts_a_wrong_complex_gradient(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_convicts_a_wrong_complex_gradient(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A grad that returned the steepest-ascent direction (PyTorch's convention) instead of JAX's fails check."""
     import jax.numpy as jnp
 
@@ -155,21 +157,21 @@ def test_check_convicts_a_wrong_complex_gradient(cli: Any, tmp_path: Path, monke
 
     monkeypatch.setattr(plans, "plan_grad", conjugated)
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 1
+    assert ran.exit_code == ExitCode.CHECK_FAILED
     checks = {c["name"]: c for c in ran.json()["specs"][0]["checks"]}
     assert not checks["grad vs FD (∂f/∂x − i·∂f/∂y)"]["passed"]
     assert "imag part" in checks["grad vs FD (∂f/∂x − i·∂f/∂y)"]["worst"]["output"]
 
 
-def test_check_update_records_complex_values_that_read_back(cli: Any, tmp_path: Path) -> None:
+def test_check_update_records_complex_values_that_read_back(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text(HOLOMORPHIC)
-    assert cli("check", spec, "--update").exit_code == 0
+    assert cli("check", spec, "--update").exit_code == ExitCode.OK
     text = spec.read_text()
     assert "re:" in text and "im:" in text
     assert ok(cli("check", spec, "--json"))["passed"]
     spec.write_text(text.replace("-7.834221486783832", "-7.8342"))
-    assert cli("check", spec).exit_code == 1
+    assert cli("check", spec).exit_code == ExitCode.CHECK_FAILED
 
 
 # --------------------------------------------------------------------------- derivative and taylor
@@ -178,7 +180,7 @@ X0 = 0.37
 
 
 @pytest.mark.parametrize("dtype", ["complex64", "complex128"])
-def test_cotangents_are_real_or_complex_as_the_output_is(cli: Any, dtype: str, tmp_path: Path) -> None:
+def test_cotangents_are_real_or_complex_as_the_output_is(cli: Cli, dtype: str, tmp_path: Path) -> None:
     # A real output of complex inputs takes a real cotangent (the default 1.0, a list, a constructor):
     # the run's complex dtype used to make it complex and then refuse it. Closed forms: for
     # f(z) = |z|^2 JAX's vjp is 2·conj(z)·u; for f(x) = c·x of real x it is Re(u·c).
@@ -191,7 +193,7 @@ def test_cotangents_are_real_or_complex_as_the_output_is(cli: Any, dtype: str, t
         assert out["value"]["dtype"] == {"complex64": "float32", "complex128": "float64"}[dtype]
         np.testing.assert_allclose(complex_data(out["vjp.z"]), 2 * np.conj(z) * [1.0, 2.0], rtol=rtol)
     ran = cli("vjp", "-f", "lambda z: jnp.abs(z)**2", "-p", prim, "-c", "[1+1j, 2.0]", "--dtype", dtype)
-    assert ran.exit_code == 3 and "cotangents: complex values where the output holds float" in ran.stderr
+    assert ran.exit_code == ExitCode.BAD_INPUT and "cotangents: complex values where the output holds float" in ran.stderr
     # A complex output of real inputs in a real run takes a complex cotangent.
     real = {"complex64": "float32", "complex128": "float64"}[dtype]
     out = ok(cli("vjp", "-f", "lambda x: x * (1+2j)", "-p", "x=[1.0, 2.0]", "-c", "[1+1j, 2.0]", "--dtype", real, "--json"))
@@ -199,12 +201,12 @@ def test_cotangents_are_real_or_complex_as_the_output_is(cli: Any, dtype: str, t
     # And check --update of such a spec records vjp (it stopped at the default cotangent).
     spec = tmp_path / "c.yaml"
     spec.write_text(f"function: 'lambda z: jnp.sum(jnp.abs(z)**2)'\nprimals: {{{prim.replace('=', ': ', 1)}}}\ndtype: {dtype}\n")
-    assert cli("check", "--update", spec).exit_code == 0
-    assert "vjp.z:" in spec.read_text() and cli("check", spec).exit_code == 0
+    assert cli("check", "--update", spec).exit_code == ExitCode.OK
+    assert "vjp.z:" in spec.read_text() and cli("check", spec).exit_code == ExitCode.OK
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_derivative_of_scalar_to_vector_and_matrix(cli: Any, dtype: str) -> None:
+def test_derivative_of_scalar_to_vector_and_matrix(cli: Cli, dtype: str) -> None:
     doc = ok(
         cli(
             "derivative",
@@ -242,7 +244,7 @@ def test_derivative_of_scalar_to_vector_and_matrix(cli: Any, dtype: str) -> None
     np.testing.assert_allclose(doc["outputs"]["derivative"]["data"], want2, rtol=1e-12 if dtype == "float64" else 2e-5)
 
 
-def test_derivative_along_a_tangent_and_complex128(cli: Any) -> None:
+def test_derivative_along_a_tangent_and_complex128(cli: Cli) -> None:
     doc = ok(
         cli(
             "derivative",
@@ -264,7 +266,7 @@ def test_derivative_along_a_tangent_and_complex128(cli: Any) -> None:
     assert complex_data(doc["outputs"]["derivative"]) == pytest.approx(math.factorial(8) / (1 - (0.3 + 0.4j)) ** 9, rel=1e-12)
 
 
-def test_derivative_says_when_it_falls_back(cli: Any) -> None:
+def test_derivative_says_when_it_falls_back(cli: Cli) -> None:
     doc = ok(cli("derivative", "-f", "tan(x)", "-p", "x=0.5", "--order", "3", "--dtype", "float64", "--json"))
     assert doc["info"]["method"] == "nested forward mode (jvp of jvp ...)" and "fallback" not in doc["info"]
     sec2, tan2 = 1 / math.cos(0.5) ** 2, math.tan(0.5) ** 2
@@ -280,7 +282,7 @@ def test_derivative_says_when_it_falls_back(cli: Any) -> None:
     assert "fallback: jet has no Taylor rule" in " ".join(ran.stdout.split())
 
 
-def test_taylor_json_npy_and_npz(cli: Any, tmp_path: Path) -> None:
+def test_taylor_json_npy_and_npz(cli: Cli, tmp_path: Path) -> None:
     doc = ok(
         cli(
             "taylor",
@@ -302,15 +304,15 @@ def test_taylor_json_npy_and_npz(cli: Any, tmp_path: Path) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-13)
     assert doc["outputs"]["taylor"]["shape"] == [5, 2]
     npy = tmp_path / "t.npy"
-    assert cli("taylor", "-f", "sin(x)", "-p", "x=0.5", "--order", "3", "--dtype", "float64", "-o", npy).exit_code == 0
+    assert cli("taylor", "-f", "sin(x)", "-p", "x=0.5", "--order", "3", "--dtype", "float64", "-o", npy).exit_code == ExitCode.OK
     np.testing.assert_allclose(np.load(npy), [math.sin(0.5), math.cos(0.5), -math.sin(0.5) / 2, -math.cos(0.5) / 6], rtol=1e-13)
     npz = tmp_path / "t.npz"
-    assert cli("derivative", "-f", "sin(x)", "-p", "x=0.5", "--order", "2", "-o", npz, "-q").exit_code == 0
+    assert cli("derivative", "-f", "sin(x)", "-p", "x=0.5", "--order", "2", "-o", npz, "-q").exit_code == ExitCode.OK
     with np.load(npz) as saved:
         assert set(saved.files) == {"value", "derivative"}
 
 
-def test_derivative_and_taylor_from_a_spec_with_run(cli: Any, tmp_path: Path) -> None:
+def test_derivative_and_taylor_from_a_spec_with_run(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text(
         "function: jnp.stack([sin(x), x**3])\nprimals: {x: 0.5}\ndtype: float64\n"
@@ -328,7 +330,7 @@ def test_derivative_and_taylor_from_a_spec_with_run(cli: Any, tmp_path: Path) ->
     )
 
 
-def test_spec_order_key_and_check(cli: Any, tmp_path: Path) -> None:
+def test_spec_order_key_and_check(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text(
         "function: jnp.stack([sin(x), exp(2*x), 1/(1 + x)])\nprimals: {x: 0.3}\ndtype: float64\norder: 5\n"
@@ -343,7 +345,7 @@ def test_spec_order_key_and_check(cli: Any, tmp_path: Path) -> None:
         assert names[name]["passed"] and not names[name]["skipped"], name
 
 
-def test_check_convicts_a_wrong_taylor_mode(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_convicts_a_wrong_taylor_mode(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """If jet's derivatives were off by a factor (the k! of a Taylor coefficient, say), check fails."""
     from jaxdiff_cli.engine import taylor
 
@@ -357,12 +359,12 @@ def test_check_convicts_a_wrong_taylor_mode(cli: Any, tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(taylor, "jet_derivatives", off)
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 1
+    assert ran.exit_code == ExitCode.CHECK_FAILED
     failed = {c["name"] for c in ran.json()["specs"][0]["checks"] if not c["passed"]}
     assert {"derivative: jet vs nested jvp", "derivative vs FD of order 2"} <= failed
 
 
-def test_check_of_a_fallback_skips_jet_and_still_differences(cli: Any, tmp_path: Path) -> None:
+def test_check_of_a_fallback_skips_jet_and_still_differences(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("function: jax.nn.softplus(x) * x\nprimals: {x: [0.3, 0.1]}\ntangents: {x: [[1, 0], [0, 1]]}\norder: 4\n")
     doc = ok(cli("check", spec, "--json"))
@@ -427,7 +429,7 @@ BAD: list[tuple[str, str | None, list[str], int, str]] = [
 
 
 @pytest.mark.parametrize(("name", "text", "args", "code", "message"), BAD, ids=[b[0] for b in BAD])
-def test_bad_input(cli: Any, tmp_path: Path, name: str, text: str | None, args: list[str], code: int, message: str) -> None:
+def test_bad_input(cli: Cli, tmp_path: Path, name: str, text: str | None, args: list[str], code: int, message: str) -> None:
     spec = tmp_path / "spec.yaml"
     if text is not None:
         spec.write_text(text)
@@ -454,7 +456,7 @@ def test_help_never_imports_jax_for_the_new_commands() -> None:
     assert json.loads(out.stdout) is False
 
 
-def test_bench_times_taylor_mode_against_nested_forward_mode(cli: Any) -> None:
+def test_bench_times_taylor_mode_against_nested_forward_mode(cli: Cli) -> None:
     doc = ok(
         cli("bench", "-f", "sin(x) * exp(x)", "-p", "x=0.3", "--op", "taylor", "--order", "4", "--min-time", "0.01", "--json")
     )
@@ -464,7 +466,7 @@ def test_bench_times_taylor_mode_against_nested_forward_mode(cli: Any) -> None:
     assert "jet not timed" in doc["auto"] and "'tan'" in doc["auto"]
 
 
-def test_complex_pytree_arguments_in_any_order(cli: Any, tmp_path: Path) -> None:
+def test_complex_pytree_arguments_in_any_order(cli: Cli, tmp_path: Path) -> None:
     """f(w, p) = Σ |p.a·w + p.b|², u = p.a·w + p.b: JAX's gradients are 2·w·ū (p.a), 2·ū (p.b), 2·Σ p.a·ū (w)."""
     spec = tmp_path / "s.yaml"
     spec.write_text(
@@ -490,7 +492,7 @@ def test_complex_pytree_arguments_in_any_order(cli: Any, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("order", [2, 3, 4])
-def test_check_passes_a_derivative_that_cancels_to_zero_along_v(cli: Any, tmp_path: Path, order: int, dtype: str) -> None:
+def test_check_passes_a_derivative_that_cancels_to_zero_along_v(cli: Cli, tmp_path: Path, order: int, dtype: str) -> None:
     """Along ones, softmax(5x)·x has K-th derivative 0 while its terms are ~5^K: both methods return
     rounding noise of that size (float32, K = 4: jet 3e-4, nested jvp 1.7e-3), which is not a failure."""
     spec = tmp_path / "s.yaml"
@@ -499,12 +501,12 @@ def test_check_passes_a_derivative_that_cancels_to_zero_along_v(cli: Any, tmp_pa
         f"tangents: {{x: {{ones: 10}}}}\norder: {order}\ndtype: {dtype}\n"
     )
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 0, [c for c in ran.json()["specs"][0]["checks"] if not c["passed"]]
+    assert ran.exit_code == ExitCode.OK, [c for c in ran.json()["specs"][0]["checks"] if not c["passed"]]
 
 
 @pytest.mark.parametrize(("dtype", "off"), [("float32", 1e-3), ("float64", 1e-6)])
 def test_check_convicts_a_taylor_mode_off_by_a_little(
-    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: str, off: float
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: str, off: float
 ) -> None:
     """The rounding allowance is a few hundred eps of the derivative's size, not a blanket: a jet off
     by 1e-3 (float32) or 1e-6 (float64) relative still fails against nested jvp and differences."""
@@ -521,4 +523,4 @@ def test_check_convicts_a_taylor_mode_off_by_a_little(
     monkeypatch.setattr(taylor, "jet_derivatives", slightly_off)
     ran = cli("check", spec, "--json")
     failed = {c["name"] for c in ran.json()["specs"][0]["checks"] if not c["passed"]}
-    assert ran.exit_code == 1 and {"derivative: jet vs nested jvp", "derivative vs FD of order 2"} <= failed
+    assert ran.exit_code == ExitCode.CHECK_FAILED and {"derivative: jet vs nested jvp", "derivative vs FD of order 2"} <= failed

@@ -14,9 +14,10 @@ import pytest
 import yaml
 
 from jaxdiff_cli.checks.expectations import check_outputs, parse
+from jaxdiff_cli.errors import ExitCode
 from jaxdiff_cli.inputs.values import Context
 
-from ..conftest import CONFIGS
+from ..conftest import CONFIGS, Cli
 from ..oracles import fd_jacobian, mlp, poly, poly_jacobian, sigmoid_predict, sigmoid_predict_jacobian
 
 # config -> the command lines that reproduce its seed computation
@@ -54,10 +55,10 @@ def test_every_config_is_run() -> None:
 
 
 @pytest.mark.parametrize(("name", "args"), CASES, ids=[f"{n}:{' '.join(a)}" for n, a in CASES])
-def test_config_matches_seed(cli: Any, name: str, args: list[str]) -> None:
+def test_config_matches_seed(cli: Cli, name: str, args: list[str]) -> None:
     path = CONFIGS / name
     ran = cli(args[0], path, *args[1:], "--json")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert ran.stderr == ""
     spec = yaml.safe_load(path.read_text())
     expectations = parse(spec.get("expect", {}), Context(spec.get("dtype", "float32"), path.parent, str(path)))
@@ -73,7 +74,7 @@ def _inputs(ran: Any) -> dict[str, np.ndarray]:
     return {k: np.asarray(v["data"], dtype=np.float64) for k, v in ran.json()["inputs"].items()}
 
 
-def test_poly_against_closed_form(cli: Any) -> None:
+def test_poly_against_closed_form(cli: Cli) -> None:
     x = np.array([1.0, 0.5, 1.5, 2.0])
     jac = poly_jacobian(x)
     out = cli("jvp", CONFIGS / "seed000_poly.yaml", "--json", "--dtype", "float64").outputs()
@@ -83,14 +84,14 @@ def test_poly_against_closed_form(cli: Any) -> None:
     np.testing.assert_allclose(out["vjp.x"], np.array([0.5, 0.8, 1.0]) @ jac, rtol=1e-13)
 
 
-def test_logistic_vjp_against_closed_form(cli: Any) -> None:
+def test_logistic_vjp_against_closed_form(cli: Cli) -> None:
     ran = cli("vjp", CONFIGS / "seed001_logistic_vjp.yaml", "--json")
     inp = _inputs(ran)
     jac = sigmoid_predict_jacobian(inp["primals.W"], float(inp["primals.b"]), inp["primals.inputs"])
     np.testing.assert_allclose(ran.outputs()["vjp.W"], inp["cotangents"] @ jac, rtol=1e-5, atol=1e-7)
 
 
-def test_batched_products_against_closed_form(cli: Any) -> None:
+def test_batched_products_against_closed_form(cli: Cli) -> None:
     ran = cli("vjp", CONFIGS / "seed003_batched_vjp.yaml", "--json")
     inp = _inputs(ran)
     jac = sigmoid_predict_jacobian(inp["primals.W"], float(inp["primals.b"]), inp["primals.inputs"])
@@ -106,7 +107,7 @@ def test_batched_products_against_closed_form(cli: Any) -> None:
     )
 
 
-def test_tanh_hvp_modes_agree_with_hessian_and_closed_form(cli: Any) -> None:
+def test_tanh_hvp_modes_agree_with_hessian_and_closed_form(cli: Cli) -> None:
     path = CONFIGS / "seed003_tanh_hvp.yaml"
     hvps = {m: cli("hvp", path, "--mode", m, "--json") for m in ("fwd-rev", "rev-fwd", "rev-rev")}
     inp = _inputs(hvps["fwd-rev"])
@@ -138,7 +139,7 @@ def _mlp_jacobians(params: dict[str, np.ndarray], x: np.ndarray) -> dict[str, np
     return {k: for_leaf(k) for k in params}
 
 
-def test_mlp_parameter_derivatives_against_finite_differences(cli: Any) -> None:
+def test_mlp_parameter_derivatives_against_finite_differences(cli: Cli) -> None:
     params = _mlp_params()
     x = np.array([0.5, -1.0, 0.25, 2.0])
     jacs = _mlp_jacobians(params, x)
@@ -157,7 +158,7 @@ def test_mlp_parameter_derivatives_against_finite_differences(cli: Any) -> None:
             np.testing.assert_allclose(out[f"jacobian.params.{k}"], jacs[k], rtol=1e-4, atol=1e-5)
 
 
-def test_mlp_batched_against_single_products(cli: Any) -> None:
+def test_mlp_batched_against_single_products(cli: Cli) -> None:
     """A batch of 8 equals 8 single products (the loop seed 004 writes by hand)."""
     params = _mlp_params()
     x = np.array([0.5, -1.0, 0.25, 2.0])
@@ -177,10 +178,10 @@ def test_configs_readme_lists_every_config() -> None:
         assert p.name in readme, p.name
 
 
-def test_cases_config_matches_seed(cli: Any) -> None:
+def test_cases_config_matches_seed(cli: Cli) -> None:
     path = CONFIGS / "cases_seed001_simplefun.yaml"
     ran = cli("run", path, "--json")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     spec = yaml.safe_load(path.read_text())
     doc = ran.json()
     assert [c["name"] for c in doc["cases"]] == [c["name"] for c in spec["cases"]]
@@ -195,13 +196,13 @@ def test_cases_config_matches_seed(cli: Any) -> None:
         assert covered == {e.name for e in expectations}, case["name"]
 
 
-def test_sparse_poisson_residual_against_its_closed_form_on_a_larger_grid(cli: Any) -> None:
+def test_sparse_poisson_residual_against_its_closed_form_on_a_larger_grid(cli: Cli) -> None:
     """The config's Jacobian, 16·L + diag(3u²), on a 20x20 grid: 400x400 with five diagonals."""
     pytest.importorskip("asdex")
     path = CONFIGS / "pde_laplacian2d_sparse.yaml"
     u = np.random.default_rng(0).normal(size=(20, 20))
     ran = cli("jacobian", path, "-p", f"u={u.tolist()}", "-p", "f={ones: [20, 20]}", "--dtype", "float64", "--json")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     t = 2 * np.eye(20) - np.eye(20, k=1) - np.eye(20, k=-1)
     closed = 16 * (np.kron(np.eye(20), t) + np.kron(t, np.eye(20))) + np.diag(3 * u.ravel() ** 2)
     np.testing.assert_allclose(ran.outputs()["jacobian"], closed, rtol=1e-14)

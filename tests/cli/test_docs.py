@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any
 
 import pytest
 
-from ..conftest import ROOT
+from jaxdiff_cli.errors import ExitCode
+
+from ..conftest import ROOT, Cli, app_commands
 
 README = (ROOT / "README.md").read_text()
-COMMANDS = [
-    "eval", "jvp", "vjp", "grad", "jacobian", "hessian", "hvp", "derivative", "taylor", "devices", "init", "schema", "sparsity",
-]  # fmt: skip
+COMMANDS = app_commands()
 
 
 def _readme_examples() -> list[list[str]]:
@@ -27,20 +26,20 @@ def test_readme_documents_every_command_and_the_two_setup_commands() -> None:
 
 
 @pytest.mark.parametrize("args", _readme_examples(), ids=" ".join)
-def test_readme_examples_run(cli: Any, args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_examples_run(cli: Cli, args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     ran = cli(*args)
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_help_examples_run(cli: Any, command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_help_examples_run(cli: Cli, command: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     help_text = " ".join(cli(command, "--help").stdout.split())
     example = re.search(r"Example: jaxdiff (.+?)(?: Arguments| Options|$)", help_text)
     assert example, help_text
     ran = cli(*shlex.split(example.group(1)))
-    assert ran.exit_code == 0, (example.group(1), ran.stderr)
+    assert ran.exit_code == ExitCode.OK, (example.group(1), ran.stderr)
 
 
 def test_readme_lists_exactly_the_expression_tables() -> None:

@@ -22,13 +22,9 @@ import pytest
 
 from jaxdiff_cli.errors import ExitCode
 
+from ..conftest import Cli, SpecFile
+
 JAXDIFF = str(Path(sys.executable).parent / "jaxdiff")
-
-
-def spec(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 # --------------------------------------------------------------------------- the CI log
@@ -44,22 +40,24 @@ def spec(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
         ('function: x**2\nprimals: {x: [1.0]}\nexpect: {"value\\n::error::PWNED": [1.0]}\n', "holds a control character"),
     ],
 )
-def test_control_characters_in_names_are_refused(cli: Any, tmp_path: Path, text: str, message: str) -> None:
+def test_control_characters_in_names_are_refused(cli: Cli, tmp_path: Path, text: str, message: str, spec_file: SpecFile) -> None:
     for command in ("run", "check"):
-        ran = cli(command, spec(tmp_path, text))
+        ran = cli(command, spec_file(text, "s.yaml"))
         out = ran.stdout + ran.stderr
         assert ran.exit_code == ExitCode.BAD_INPUT and message in " ".join(out.split())
         assert not any(line.startswith("::error") for line in out.splitlines()), out
 
 
-def test_a_control_character_in_a_message_is_escaped(cli: Any, tmp_path: Path) -> None:
-    ran = cli("eval", spec(tmp_path, 'function: x\nprimals: {x: {file: "a\\n::error::PWNED.npy"}}\n'))
+def test_a_control_character_in_a_message_is_escaped(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    ran = cli("eval", spec_file('function: x\nprimals: {x: {file: "a\\n::error::PWNED.npy"}}\n', "s.yaml"))
     assert ran.exit_code == ExitCode.BAD_INPUT
     assert ran.stderr.count("\n") == 1 and "a\\n::error::PWNED.npy" in ran.stderr
 
 
-def test_rich_markup_in_a_name_is_shown_not_rendered(cli: Any, tmp_path: Path) -> None:
-    ran = cli("check", spec(tmp_path, "function: x**2\nprimals: {x: [1.0]}\nexpect: {'value[link=file:///etc/passwd]': [1.0]}\n"))
+def test_rich_markup_in_a_name_is_shown_not_rendered(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    ran = cli(
+        "check", spec_file("function: x**2\nprimals: {x: [1.0]}\nexpect: {'value[link=file:///etc/passwd]': [1.0]}\n", "s.yaml")
+    )
     assert "[link=file:///etc/passwd]" in ran.stdout + ran.stderr
 
 
@@ -74,17 +72,17 @@ def test_rich_markup_in_a_name_is_shown_not_rendered(cli: Any, tmp_path: Path) -
         ("{value: {value: 99.0, atol: 5.0}}", "atol 5 would accept"),
     ],
 )
-def test_tolerances_cannot_accept_anything(cli: Any, tmp_path: Path, expect: str, message: str) -> None:
-    ran = cli("check", spec(tmp_path, f"function: jnp.sum(x)\nprimals: {{x: [1.0]}}\nexpect: {expect}\n"), "--json")
+def test_tolerances_cannot_accept_anything(cli: Cli, tmp_path: Path, expect: str, message: str, spec_file: SpecFile) -> None:
+    ran = cli("check", spec_file(f"function: jnp.sum(x)\nprimals: {{x: [1.0]}}\nexpect: {expect}\n", "s.yaml"), "--json")
     assert ran.exit_code == ExitCode.BAD_INPUT
     assert message in ran.json()["specs"][0]["error"]["message"]
 
 
-def test_a_derivative_without_any_usable_reference_does_not_pass(cli: Any, tmp_path: Path) -> None:
+def test_a_derivative_without_any_usable_reference_does_not_pass(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     # f is finite at x = 1 and NaN at every other point, so no finite difference exists; its AD
     # derivative (1) is wrong (the true one is cos 1). Comparing nothing must not pass.
     text = "function: 'lambda x: jnp.where(x == 1.0, x + lax.stop_gradient(jnp.sin(x) - x), jnp.nan)'\nprimals: {x: 1.0}\n"
-    ran = cli("check", spec(tmp_path, text), "--json")
+    ran = cli("check", spec_file(text, "s.yaml"), "--json")
     assert ran.exit_code == ExitCode.CHECK_FAILED
     failed = [c for c in ran.json()["specs"][0]["checks"] if not c["passed"]]
     assert failed and all("no entry has a usable reference" in c["detail"] for c in failed if "FD" in c["name"])
@@ -93,30 +91,32 @@ def test_a_derivative_without_any_usable_reference_does_not_pass(cli: Any, tmp_p
 # --------------------------------------------------------------------------- one spec, one module
 
 
-def test_each_spec_gets_the_module_next_to_it(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_spec_gets_the_module_next_to_it(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec_file: SpecFile
+) -> None:
     monkeypatch.chdir(tmp_path)
     for folder, factor in (("a", 2.0), ("b", 3.0)):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "redmod.py").write_text(f"def f(x):\n    return {factor} * x\n")
-        spec(tmp_path / folder, f"function: redmod:f\nprimals: {{x: 1.0}}\nexpect: {{value: {factor}}}\n")
+        spec_file(f"function: redmod:f\nprimals: {{x: 1.0}}\nexpect: {{value: {factor}}}\n", "s.yaml", folder=tmp_path / folder)
     ran = cli("check", "a/s.yaml", "b/s.yaml", "--json")
-    assert ran.exit_code == 0, ran.stdout
+    assert ran.exit_code == ExitCode.OK, ran.stdout
     sys.modules.pop("redmod", None)
 
 
 # --------------------------------------------------------------------------- what a spec's YAML can cost
 
 
-def test_yaml_integers_are_yaml_1_2(cli: Any, tmp_path: Path) -> None:
+def test_yaml_integers_are_yaml_1_2(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     # YAML 1.1's base 60 (1:30 is 90) converts in time quadratic in its length: not an integer here.
-    ran = cli("eval", spec(tmp_path, "function: x\nprimals: {x: [1:30]}\n"))
+    ran = cli("eval", spec_file("function: x\nprimals: {x: [1:30]}\n", "s.yaml"))
     assert ran.exit_code == ExitCode.BAD_INPUT and "'1:30' is not a number" in ran.stderr
     t0 = time.monotonic()
-    ran = cli("eval", spec(tmp_path, "function: x\nprimals: {x: 1.0}\ndescription: " + ":".join(["1"] * 200_000) + "\n"))
-    assert ran.exit_code == 0 and time.monotonic() - t0 < 10
-    ran = cli("eval", spec(tmp_path, "function: x\nprimals: {x: 1.0}\ndescription: " + "9" * 5000 + "\n"))
+    ran = cli("eval", spec_file("function: x\nprimals: {x: 1.0}\ndescription: " + ":".join(["1"] * 200_000) + "\n", "s.yaml"))
+    assert ran.exit_code == ExitCode.OK and time.monotonic() - t0 < 10
+    ran = cli("eval", spec_file("function: x\nprimals: {x: 1.0}\ndescription: " + "9" * 5000 + "\n", "s.yaml"))
     assert ran.exit_code == ExitCode.BAD_INPUT and "an integer of 5,000 digits" in ran.stderr
-    ran = cli("eval", spec(tmp_path, "function: x\nprimals: {x: [0x10, 0o7, 12]}\n"), "--json")
+    ran = cli("eval", spec_file("function: x\nprimals: {x: [0x10, 0o7, 12]}\n", "s.yaml"), "--json")
     assert ran.outputs()["value"].tolist() == [16.0, 7.0, 12.0]
 
 
@@ -136,21 +136,23 @@ def _npz_declaring(path: Path, shape: tuple[int, ...], members: int = 1) -> None
         ((2,), 20_000, "holds 20,000 arrays; at most 10,000"),
     ],
 )
-def test_data_files_are_sized_from_their_headers(cli: Any, tmp_path: Path, shape: Any, members: int, message: str) -> None:
+def test_data_files_are_sized_from_their_headers(
+    cli: Cli, tmp_path: Path, shape: Any, members: int, message: str, spec_file: SpecFile
+) -> None:
     _npz_declaring(tmp_path / "d.npz", shape, members)
-    ran = cli("eval", spec(tmp_path, "function: 'lambda x: x'\nprimals: {x: {file: d.npz}}\n"))
+    ran = cli("eval", spec_file("function: 'lambda x: x'\nprimals: {x: {file: d.npz}}\n", "s.yaml"))
     assert ran.exit_code == ExitCode.BAD_INPUT and message in ran.stderr
 
 
-def test_a_broken_archive_or_name_is_bad_input(cli: Any, tmp_path: Path) -> None:
+def test_a_broken_archive_or_name_is_bad_input(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
-    ran = cli("eval", spec(tmp_path, "function: 'lambda x: x'\nprimals: {x: {file: bad.npz}}\n"))
+    ran = cli("eval", spec_file("function: 'lambda x: x'\nprimals: {x: {file: bad.npz}}\n", "s.yaml"))
     assert ran.exit_code == ExitCode.BAD_INPUT and "cannot read bad.npz" in ran.stderr
-    ran = cli("eval", spec(tmp_path, "function: 'lambda x: x'\nprimals: {x: {file: " + "a" * 5000 + ".npy}}\n"))
+    ran = cli("eval", spec_file("function: 'lambda x: x'\nprimals: {x: {file: " + "a" * 5000 + ".npy}}\n", "s.yaml"))
     assert ran.exit_code == ExitCode.BAD_INPUT
 
 
-def test_all_the_primals_together_are_bounded(cli: Any) -> None:
+def test_all_the_primals_together_are_bounded(cli: Cli) -> None:
     args = [a for k in range(3) for a in ("-p", f"p{k}={{zeros: [200000000]}}")]
     ran = cli("eval", "-f", "lambda p0, p1, p2: p0[0]", *args)
     assert ran.exit_code == ExitCode.BAD_INPUT and "at most 268,435,456 in all" in ran.stderr
@@ -159,7 +161,7 @@ def test_all_the_primals_together_are_bounded(cli: Any) -> None:
 # --------------------------------------------------------------------------- globs
 
 
-def test_a_glob_does_not_follow_a_link_out_of_its_folder(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_glob_does_not_follow_a_link_out_of_its_folder(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     outside = tmp_path / "secret.yaml"
     outside.write_text("GITHUB_TOKEN: abc\n")
     specs = tmp_path / "repo" / "specs"
@@ -170,16 +172,18 @@ def test_a_glob_does_not_follow_a_link_out_of_its_folder(cli: Any, tmp_path: Pat
     assert ran.exit_code == ExitCode.BAD_INPUT and "is a link to" in ran.stderr and "GITHUB_TOKEN" not in ran.stderr
 
 
-def test_a_recursive_glob_does_not_walk_links_to_folders(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_recursive_glob_does_not_walk_links_to_folders(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec_file: SpecFile
+) -> None:
     specs = tmp_path / "specs"
     specs.mkdir()
     (specs / "a").symlink_to(tmp_path)
     (specs / "b").symlink_to(tmp_path)
-    spec(specs, "function: jnp.sum(x**2)\nprimals: {x: [1.0]}\n")
+    spec_file("function: jnp.sum(x**2)\nprimals: {x: [1.0]}\n", "s.yaml", folder=specs)
     monkeypatch.chdir(tmp_path)
     t0 = time.monotonic()
     ran = cli("check", "specs/**/*.yaml", "--json")
-    assert ran.exit_code == 0 and len(ran.json()["specs"]) == 1 and time.monotonic() - t0 < 60
+    assert ran.exit_code == ExitCode.OK and len(ran.json()["specs"]) == 1 and time.monotonic() - t0 < 60
 
 
 # --------------------------------------------------------------------------- what an expression can cost
@@ -194,7 +198,7 @@ def test_a_recursive_glob_does_not_walk_links_to_folders(cli: Any, tmp_path: Pat
         ("jacobian", "lambda x: [[x]*30]*30", "the function returns 900 arrays; at most 256"),
     ],
 )
-def test_work_is_bounded_before_it_grows(cli: Any, command: str, fn: str, message: str) -> None:
+def test_work_is_bounded_before_it_grows(cli: Cli, command: str, fn: str, message: str) -> None:
     t0 = time.monotonic()
     ran = cli(command, "-f", fn, "-p", "x=1.0")
     assert ran.exit_code == ExitCode.FUNCTION and message in ran.stderr, ran.stderr
@@ -209,7 +213,7 @@ def test_a_call_returning_more_arrays_than_one_call_may_is_refused(cli: Any) -> 
     assert ran.exit_code == ExitCode.BAD_INPUT and "map(...) returns 10,000 arrays" in ran.stderr, ran.stderr
 
 
-def test_depth_six_of_grad_still_works(cli: Any) -> None:
+def test_depth_six_of_grad_still_works(cli: Cli) -> None:
     ran = cli("eval", "-f", "lambda x: jax.grad(jax.grad(jnp.sin))(x)", "-p", "x=1.0", "--json")
     np.testing.assert_allclose(ran.outputs()["value"], -np.sin(1.0), rtol=1e-6)
 
@@ -229,14 +233,14 @@ def test_depth_six_of_grad_still_works(cli: Any) -> None:
         ),
     ],
 )
-def test_outputs_that_are_not_numbers(cli: Any, command: str, fn: str, code: int, message: str) -> None:
+def test_outputs_that_are_not_numbers(cli: Cli, command: str, fn: str, code: int, message: str) -> None:
     ran = cli(command, "-f", fn, "-p", "x=[1.0]")
     assert ran.exit_code == code and message in ran.stderr
 
 
-def test_check_of_an_empty_output_compares_nothing_and_says_so(cli: Any, tmp_path: Path) -> None:
-    ran = cli("check", spec(tmp_path, "function: 'lambda x: jnp.zeros((0,)) * x[0]'\nprimals: {x: [1.0]}\n"), "--json")
-    assert ran.exit_code == 0
+def test_check_of_an_empty_output_compares_nothing_and_says_so(cli: Cli, tmp_path: Path, spec_file: SpecFile) -> None:
+    ran = cli("check", spec_file("function: 'lambda x: jnp.zeros((0,)) * x[0]'\nprimals: {x: [1.0]}\n", "s.yaml"), "--json")
+    assert ran.exit_code == ExitCode.OK
     assert any(c["skipped"] and "no entries" in c["detail"] for c in ran.json()["specs"][0]["checks"])
 
 

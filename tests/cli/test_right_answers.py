@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from jaxdiff_cli.errors import ExitCode
 
-from ..conftest import ASSETS, Ran
+from ..conftest import ASSETS, Cli, Ran
 from ..oracles import fd_hessian, fd_jacobian
 
 # --------------------------------------------------------------------------- binding by name
@@ -50,14 +50,14 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _run(cli: Any, folder: Path, spec: dict[str, Any], *args: str) -> Ran:
+def _run(cli: Cli, folder: Path, spec: dict[str, Any], *args: str) -> Ran:
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return cli(*args, path, "--json")
 
 
 def _out(ran: Ran, name: str) -> np.ndarray:
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     return np.asarray(ran.outputs()[name], np.float64)
 
 
@@ -69,7 +69,7 @@ def _out(ran: Ran, name: str) -> np.ndarray:
     dtype=st.sampled_from(["float32", "float64"]),
 )
 def test_order_of_primals_never_changes_a_result(
-    cli: Any, folder: Path, form: str, order: list[str], wrt: list[str] | None, dtype: str
+    cli: Cli, folder: Path, form: str, order: list[str], wrt: list[str] | None, dtype: str
 ) -> None:
     values = {"x": X, "y": Y, "z": Z}
     spec: dict[str, Any] = {
@@ -87,7 +87,7 @@ def test_order_of_primals_never_changes_a_result(
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(["x", "y", "z"])))
-def test_order_of_command_line_primals_never_changes_a_result(cli: Any, order: tuple[str, ...]) -> None:
+def test_order_of_command_line_primals_never_changes_a_result(cli: Cli, order: tuple[str, ...]) -> None:
     values = {"x": X, "y": Y, "z": Z}
     primals = [a for n in order for a in ("-p", f"{n}={values[n].tolist()}")]
     ran = cli("grad", "-f", FORMS["lambda"], *primals, "-w", "y,z", "--json")
@@ -95,7 +95,7 @@ def test_order_of_command_line_primals_never_changes_a_result(cli: Any, order: t
     np.testing.assert_allclose(_out(ran, "grad.z"), GRADS["z"], rtol=1e-6)
 
 
-def test_the_issue_reproductions(cli: Any, folder: Path) -> None:
+def test_the_issue_reproductions(cli: Cli, folder: Path) -> None:
     ran = cli("grad", "-f", "lambda a, b: jnp.sum(a*b**2)", "-p", "b=[3.0]", "-p", "a=[2.0]", "-w", "b", "--json")
     assert _out(ran, "grad.b").tolist() == [12.0]  # 2ab
     ran = _run(cli, folder, {"function": "lambda x, y: x - 2*y", "primals": {"y": 5.0, "x": 1.0}, "wrt": ["y"]}, "grad")
@@ -109,14 +109,14 @@ def test_the_issue_reproductions(cli: Any, folder: Path) -> None:
     assert _out(cli("grad", path, "--json"), "grad.x").tolist() == 33.0  # 3x² + 2wx, the first parameter
 
 
-def test_argnums_count_the_signature_not_the_primals(cli: Any, folder: Path) -> None:
+def test_argnums_count_the_signature_not_the_primals(cli: Cli, folder: Path) -> None:
     spec = {"function": "lambda x, w: x * w**3", "primals": {"w": 2.0, "x": 5.0}, "argnums": [1]}
     assert _out(_run(cli, folder, spec, "grad"), "grad.w").tolist() == 60.0  # 3 x w²
     spec = {"function": "named_fns:f3_kw", "primals": {"z": Z.tolist(), "y": Y.tolist(), "x": X.tolist()}, "argnums": [0]}
     np.testing.assert_allclose(_out(_run(cli, folder, spec, "grad"), "grad.x"), GRADS["x"], rtol=1e-6)
 
 
-def test_a_defaulted_parameter_may_be_left_out(cli: Any, folder: Path) -> None:
+def test_a_defaulted_parameter_may_be_left_out(cli: Cli, folder: Path) -> None:
     spec = {"function": "named_fns:f3_default", "primals": {"y": Y.tolist(), "x": X.tolist()}}
     np.testing.assert_allclose(_out(_run(cli, folder, spec, "grad"), "grad.x"), Y**2 + 3 * 2.0, rtol=1e-6)
 
@@ -135,7 +135,7 @@ def test_a_defaulted_parameter_may_be_left_out(cli: Any, folder: Path) -> None:
     ],
 )
 def test_binding_mistakes_are_bad_input(
-    cli: Any, folder: Path, spec: dict[str, Any], args: list[str], where: str, message: str
+    cli: Cli, folder: Path, spec: dict[str, Any], args: list[str], where: str, message: str
 ) -> None:
     path = folder / "bad.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -152,12 +152,12 @@ def test_binding_mistakes_are_bad_input(
         (["-t", "x=[1, 0]", "-t", "y=[[1, 0], [0, 1]]"], "--tangent y: a batch of 2, but --tangent x is unbatched"),
     ],
 )
-def test_tangent_mistakes_name_the_option(cli: Any, args: list[str], message: str) -> None:
+def test_tangent_mistakes_name_the_option(cli: Cli, args: list[str], message: str) -> None:
     ran = cli("jvp", "-f", "lambda x, y: x * y", "-p", "x=[1, 2]", "-p", "y=[3, 4]", "-w", "x,y", *args)
     assert ran.exit_code == ExitCode.BAD_INPUT and message in ran.stderr, ran.stderr
 
 
-def test_star_args_cannot_take_a_primal(cli: Any, tmp_path: Path) -> None:
+def test_star_args_cannot_take_a_primal(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "va.py").write_text("import jax.numpy as jnp\ndef va(x, *rest):\n    return jnp.sum(x)\n")
     spec = tmp_path / "s.yaml"
     spec.write_text("function: va.py:va\nprimals: {x: [1.0], rest: [2.0]}\n")
@@ -168,7 +168,7 @@ def test_star_args_cannot_take_a_primal(cli: Any, tmp_path: Path) -> None:
     assert ran.exit_code == ExitCode.BAD_INPUT and "argnums: names no argument" in ran.stderr
 
 
-def test_missing_primal_on_the_command_line_names_the_option(cli: Any) -> None:
+def test_missing_primal_on_the_command_line_names_the_option(cli: Cli) -> None:
     ran = cli("eval", "-f", "lambda x, y: x", "-p", "x=1.0")
     assert ran.exit_code == ExitCode.BAD_INPUT
     assert ran.stderr.startswith("error: <command line>: --primal: the function's parameter 'y' has no primal")
@@ -191,7 +191,7 @@ H_FLAT = np.block(
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_pytree_hessian_in_every_output_path(cli: Any, tmp_path: Path, dtype: str) -> None:
+def test_pytree_hessian_in_every_output_path(cli: Cli, tmp_path: Path, dtype: str) -> None:
     base = ("hessian", "-f", PTREE, "-p", "p={a: [1, 2], b: [3]}", "--dtype", dtype)
     ran = cli(*base, "--json", "--summary")
     outputs = {k: v for k, v in ran.outputs().items()}
@@ -204,18 +204,18 @@ def test_pytree_hessian_in_every_output_path(cli: Any, tmp_path: Path, dtype: st
     np.testing.assert_allclose([summary["eigenvalues"]["min"], summary["eigenvalues"]["max"]], [eig[0], eig[-1]], rtol=1e-5)
     assert summary["symmetry_defect"] == 0.0
     terminal = cli(*base, "--plot")
-    assert terminal.exit_code == 0 and "hessian.p.a.p.b" in terminal.stdout and "(2, 1)" in terminal.stdout
+    assert terminal.exit_code == ExitCode.OK and "hessian.p.a.p.b" in terminal.stdout and "(2, 1)" in terminal.stdout
     assert "p.a" in terminal.stdout and "p.b" in terminal.stdout  # the heatmap's blocks
-    assert cli(*base, "-o", tmp_path / "h.npz", "-q").exit_code == 0
+    assert cli(*base, "-o", tmp_path / "h.npz", "-q").exit_code == ExitCode.OK
     with np.load(tmp_path / "h.npz") as f:
         assert set(f.files) == set(H_CLOSED)
         np.testing.assert_allclose(f["hessian.p.a.p.b"], H_CLOSED["hessian.p.a.p.b"], rtol=1e-6)
     ran = cli(*base, "-o", tmp_path / "h.npy", "--json")
     assert ran.json()["info"]["npy_layout"] == "flat (inputs, inputs) matrix: p.a, p.b"
     np.testing.assert_allclose(np.load(tmp_path / "h.npy"), H_FLAT, rtol=1e-6)
-    assert cli(*base, "-o", tmp_path / "h.json", "-q").exit_code == 0
+    assert cli(*base, "-o", tmp_path / "h.json", "-q").exit_code == ExitCode.OK
     assert set(json.loads((tmp_path / "h.json").read_text())["outputs"]) == set(H_CLOSED)
-    assert cli(*base, "--plot-file", tmp_path / "h.png", "-q").exit_code == 0
+    assert cli(*base, "--plot-file", tmp_path / "h.png", "-q").exit_code == ExitCode.OK
     assert (tmp_path / "h.png").stat().st_size > 1000
 
 
@@ -241,7 +241,7 @@ def _flat_blocks(v: np.ndarray) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_nested_and_list_pytrees_against_finite_differences(cli: Any, tmp_path: Path, dtype: str) -> None:
+def test_nested_and_list_pytrees_against_finite_differences(cli: Cli, tmp_path: Path, dtype: str) -> None:
     spec = tmp_path / "two.yaml"
     spec.write_text(
         yaml.safe_dump(
@@ -275,14 +275,14 @@ def test_nested_and_list_pytrees_against_finite_differences(cli: Any, tmp_path: 
     out = cli("hvp", spec, "--json").outputs()
     for name in TWO_NAMES:
         np.testing.assert_allclose(out[f"hvp.{name}"].ravel(), hv[range(*_span(name))], rtol=1e-4, atol=1e-6)
-    assert cli("check", spec).exit_code == 0
+    assert cli("check", spec).exit_code == ExitCode.OK
 
 
 def _span(name: str) -> tuple[int, int]:
     return {"p.u": (0, 2), "p.n.w": (2, 4), "q[0]": (4, 5), "q[1]": (5, 6)}[name]
 
 
-def test_pytree_hessian_in_check_and_run(cli: Any, tmp_path: Path) -> None:
+def test_pytree_hessian_in_check_and_run(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "h.yaml"
     spec.write_text(
         yaml.safe_dump(
@@ -295,19 +295,19 @@ def test_pytree_hessian_in_check_and_run(cli: Any, tmp_path: Path) -> None:
         )
     )
     ran = cli("check", spec, "--json")
-    assert ran.exit_code == 0, ran.stdout
+    assert ran.exit_code == ExitCode.OK, ran.stdout
     names = [c["name"] for c in ran.json()["specs"][0]["checks"]]
     assert "expect hessian.p.a.p.b" in names and "hessian vs FD of the gradient" in names
     broken = spec.read_text().replace("54.0", "55.0", 1)
     spec.write_text(broken)
     assert cli("check", spec).exit_code == ExitCode.CHECK_FAILED
     ran = cli("run", spec, "-o", tmp_path / "all.npz", "-q")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     with np.load(tmp_path / "all.npz") as f:
         np.testing.assert_allclose(f["h/hessian/hessian.p.b.p.b"], H_CLOSED["hessian.p.b.p.b"])
 
 
-def test_jacobian_names_the_output_path_then_the_argument_path(cli: Any) -> None:
+def test_jacobian_names_the_output_path_then_the_argument_path(cli: Cli) -> None:
     # JAX's nesting, J[output path][argnum][input path], with the argnum replaced by its name
     ran = cli(
         "jacobian", "-f", "lambda p: {'s': jnp.sum(p['a']) * p['b'], 't': p['a'] * p['b']}",
@@ -325,11 +325,11 @@ def test_jacobian_names_the_output_path_then_the_argument_path(cli: Any) -> None
     assert out["jacobian[0].q[1]"].tolist() == [[0.0]]  # output 0 with respect to q[1]
 
 
-def test_two_leaves_never_share_a_name(cli: Any, tmp_path: Path) -> None:
+def test_two_leaves_never_share_a_name(cli: Cli, tmp_path: Path) -> None:
     args = ("grad", "-f", "lambda p: jnp.sum(p['a.b']*3) + jnp.sum(p['a']['b']**2)", "-p", 'p={"a.b": [1.0], a: {b: [2.0]}}')
     out = cli(*args, "--json").outputs()
     assert out == {"grad.p.a.b": [4.0], "grad.p['a.b']": [3.0]}
-    assert cli(*args, "-o", tmp_path / "g.npz", "-q").exit_code == 0
+    assert cli(*args, "-o", tmp_path / "g.npz", "-q").exit_code == ExitCode.OK
     with np.load(tmp_path / "g.npz") as f:
         assert sorted(f.files) == ["grad.p.a.b", "grad.p['a.b']"]
 
@@ -337,7 +337,7 @@ def test_two_leaves_never_share_a_name(cli: Any, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- dtypes
 
 
-def test_a_differentiated_value_of_another_dtype_is_refused(cli: Any) -> None:
+def test_a_differentiated_value_of_another_dtype_is_refused(cli: Cli) -> None:
     ran = cli("grad", "-f", "jnp.sum(x**2)", "-p", "x={value: [1, 2], dtype: float32}", "--dtype", "float64")
     assert ran.exit_code == ExitCode.BAD_INPUT
     assert "--primal x: a float32 value in a float64 run" in ran.stderr
@@ -345,7 +345,7 @@ def test_a_differentiated_value_of_another_dtype_is_refused(cli: Any) -> None:
     assert ran.exit_code == ExitCode.BAD_INPUT and "a float64 value in a float32 run" in ran.stderr
 
 
-def test_dtypes_in_the_json_are_what_was_computed(cli: Any) -> None:
+def test_dtypes_in_the_json_are_what_was_computed(cli: Cli) -> None:
     ran = cli(
         "grad", "-f", "lambda x, c: jnp.sum(x**2 * c)", "-p", "x=[1, 2]", "-p", "c={value: [1, 3], dtype: float32}",
         "--dtype", "float64", "--json", "--value",
@@ -359,7 +359,7 @@ def test_dtypes_in_the_json_are_what_was_computed(cli: Any) -> None:
 # --------------------------------------------------------------------------- has_aux
 
 
-def test_has_aux_returns_the_data_beside_the_derivative(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_has_aux_returns_the_data_beside_the_derivative(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ASSETS)  # a module function is imported from the current folder too
     x = np.array([3.0, 4.0])
     base = ("-f", "named_fns:loss_and_stats", "-p", "x=[3, 4]", "--has-aux", "--json")
@@ -381,16 +381,16 @@ def test_has_aux_returns_the_data_beside_the_derivative(cli: Any, monkeypatch: p
     assert plain.exit_code == ExitCode.BAD_INPUT and "pass --has-aux" in plain.stderr
 
 
-def test_has_aux_in_a_spec_and_in_check(cli: Any, tmp_path: Path) -> None:
+def test_has_aux_in_a_spec_and_in_check(cli: Cli, tmp_path: Path) -> None:
     shutil.copy(ASSETS / "named_fns.py", tmp_path / "named_fns.py")
     spec = tmp_path / "aux.yaml"
     spec.write_text("function: named_fns:curve_and_aux\nprimals: {t: 0.5}\nhas_aux: true\nexpect: {aux: 5.0}\n")
     out = cli("jacobian", spec, "--json").outputs()
     np.testing.assert_allclose(out["jacobian.t"], [np.cos(0.5), 3 * 0.25], rtol=1e-6)
-    assert cli("check", spec).exit_code == 0
+    assert cli("check", spec).exit_code == ExitCode.OK
 
 
-def test_has_aux_needs_a_pair(cli: Any) -> None:
+def test_has_aux_needs_a_pair(cli: Cli) -> None:
     ran = cli("grad", "-f", "jnp.sum(x)", "-p", "x=[1, 2]", "--has-aux")
     assert ran.exit_code == ExitCode.FUNCTION and "must return a pair (output, auxiliary data)" in ran.stderr
 
@@ -398,9 +398,9 @@ def test_has_aux_needs_a_pair(cli: Any) -> None:
 # --------------------------------------------------------------------------- integer arguments
 
 
-def test_an_integer_argument_outside_wrt_stays_an_integer(cli: Any) -> None:
+def test_an_integer_argument_outside_wrt_stays_an_integer(cli: Cli) -> None:
     ran = cli("grad", "-f", "lambda x, i: x[i] * 2", "-p", "x=[1, 2, 3]", "-p", "i=1", "--json")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert ran.json()["inputs"]["primals.i"]["dtype"] == "int32"
     assert ran.outputs()["grad.x"].tolist() == [0.0, 2.0, 0.0]
     ran = cli("grad", "-f", "lambda x, i: jnp.sum(x[i])", "-p", "x=[1, 2, 3]", "-p", "i={value: [0, 2], dtype: int32}", "--json")
@@ -409,14 +409,14 @@ def test_an_integer_argument_outside_wrt_stays_an_integer(cli: Any) -> None:
     assert ran.json()["inputs"]["primals.i"]["dtype"] == "int64"
 
 
-def test_a_large_integer_argument_warns_of_int32_overflow(cli: Any) -> None:
+def test_a_large_integer_argument_warns_of_int32_overflow(cli: Cli) -> None:
     ran = cli("grad", "-f", "lambda x, n: n * n * jnp.sum(x)", "-p", "x=[1, 2]", "-p", "n=100000", "--json")
     assert "primals.n holds 100000 as int32, where products overflow" in ran.json()["warnings"][0]
     ran = cli("grad", "-f", "lambda x, n: n * n * jnp.sum(x)", "-p", "x=[1, 2]", "-p", "n=100000.0", "--json")
     assert ran.json()["warnings"] == [] and ran.outputs()["grad.x"].tolist() == [1e10, 1e10]
 
 
-def test_differentiating_an_integer_is_refused(cli: Any) -> None:
+def test_differentiating_an_integer_is_refused(cli: Cli) -> None:
     ran = cli("grad", "-f", "lambda x, i: x[i] * 2", "-p", "x=[1, 2, 3]", "-p", "i={value: 1, dtype: int32}", "-w", "i")
     assert ran.exit_code == ExitCode.BAD_INPUT
     assert "--primal i: int32 values cannot be differentiated (derivatives need floats" in ran.stderr
@@ -425,7 +425,7 @@ def test_differentiating_an_integer_is_refused(cli: Any) -> None:
     assert ran.outputs()["grad.x"].tolist() == [2.0, 4.0]
 
 
-def test_the_value_constructor_checks_its_dtype(cli: Any) -> None:
+def test_the_value_constructor_checks_its_dtype(cli: Cli) -> None:
     for value, message in [
         ("{value: 1.5, dtype: int32}", "dtype int32 takes whole numbers"),
         ("{value: 3000000000, dtype: int32}", "3000000000 does not fit int32"),
@@ -438,13 +438,13 @@ def test_the_value_constructor_checks_its_dtype(cli: Any) -> None:
 # --------------------------------------------------------------------------- run keeps every result
 
 
-def test_run_keeps_results_of_the_same_operation_with_other_options(cli: Any, tmp_path: Path) -> None:
+def test_run_keeps_results_of_the_same_operation_with_other_options(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "r.yaml"
     spec.write_text(
         "function: 'x**2'\nprimals: {x: [1.0, 2.0]}\nrun: [{jacobian: {mode: fwd}}, {jacobian: {mode: rev}}, jacobian]\n"
     )
     ran = cli("run", spec, "-o", tmp_path / "all.npz", "--json")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert [r["name"] for r in ran.json()["cases"][0]["results"]] == ["jacobian[mode=fwd]", "jacobian[mode=rev]", "jacobian"]
     with np.load(tmp_path / "all.npz") as f:
         assert sorted(f.files) == ["r/jacobian/jacobian.x", "r/jacobian[mode=fwd]/jacobian.x", "r/jacobian[mode=rev]/jacobian.x"]
@@ -458,7 +458,7 @@ def test_run_keeps_results_of_the_same_operation_with_other_options(cli: Any, tm
 # --------------------------------------------------------------------------- exit codes
 
 
-def test_a_bug_of_jaxdiff_is_not_blamed_on_the_function(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bug_of_jaxdiff_is_not_blamed_on_the_function(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     from jaxdiff_cli.output import render
 
     def broken(**kwargs: Any) -> Any:
@@ -471,12 +471,12 @@ def test_a_bug_of_jaxdiff_is_not_blamed_on_the_function(cli: Any, monkeypatch: p
     assert "Traceback" not in ran.stderr
 
 
-def test_an_error_raised_in_the_users_code_is_the_functions(cli: Any, tmp_path: Path) -> None:
+def test_an_error_raised_in_the_users_code_is_the_functions(cli: Cli, tmp_path: Path) -> None:
     # raised where jaxdiff does not wrap the call (check's float64 differences): still the function's
     shutil.copy(ASSETS / "funcs.py", tmp_path / "funcs.py")
     spec = tmp_path / "s.yaml"
     spec.write_text("function: funcs.py:float32_only\nprimals: {x: [1.0, 2.0]}\n")
-    assert cli("jacobian", spec).exit_code == 0
+    assert cli("jacobian", spec).exit_code == ExitCode.OK
     ran = cli("check", spec, "--json")  # reported with the spec, the other specs still checked
     assert ran.exit_code == ExitCode.FUNCTION, ran.stderr
     error = ran.json()["specs"][0]["error"]
@@ -503,11 +503,11 @@ def test_blame_looks_at_the_innermost_frame_of_user_or_jaxdiff_code() -> None:
 
 
 @pytest.mark.parametrize("command", ["grad", "jacobian", "hessian", "hvp"])
-def test_a_nonfinite_value_is_reported_beside_a_finite_derivative(cli: Any, command: str) -> None:
+def test_a_nonfinite_value_is_reported_beside_a_finite_derivative(cli: Cli, command: str) -> None:
     args = (command, "-f", "jnp.sum(jnp.log(x))", "-p", "x=[-1, 2]", "-t", "x=[1, 0]")
     args = args if command == "hvp" else args[:-2]
     ran = cli(*args, "--json")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     outputs = ran.outputs()
     derivative = next(v for k, v in outputs.items() if k != "value")
     assert np.isfinite(derivative).all()  # e.g. grad = 1/x = [-1, 0.5]: finite, and meaningless
@@ -518,6 +518,6 @@ def test_a_nonfinite_value_is_reported_beside_a_finite_derivative(cli: Any, comm
     assert ran.exit_code == ExitCode.NON_FINITE and "value is nan" in ran.stderr
 
 
-def test_a_nan_scalar_result_is_reported(cli: Any) -> None:
+def test_a_nan_scalar_result_is_reported(cli: Cli) -> None:
     ran = cli("eval", "-f", "jnp.log(x)", "-p", "x=-1.0", "--check-finite")
     assert ran.exit_code == ExitCode.NON_FINITE and "value is nan" in ran.stderr

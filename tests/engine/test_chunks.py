@@ -14,7 +14,9 @@ from jaxdiff_cli.engine import bench
 from jaxdiff_cli.engine.chunking import auto_chunk, block_starts, free_bytes
 from jaxdiff_cli.engine.plans import plan_jacobian
 from jaxdiff_cli.engine.problem import Problem, call, compile_plan
+from jaxdiff_cli.errors import ExitCode
 
+from ..conftest import Cli
 from ..oracles import fd_jacobian
 
 FN = "jnp.cumsum(jnp.sin(x)) * x[::-1]"
@@ -47,11 +49,11 @@ def test_block_starts_cover_everything_once_without_padding(total: int, chunk: i
 
 @pytest.mark.parametrize("mode", ["fwd", "rev"])
 @pytest.mark.parametrize("chunk", ["7", "auto"])
-def test_streamed_npy_matches_the_closed_form(cli: Any, tmp_path: Path, mode: str, chunk: str) -> None:
+def test_streamed_npy_matches_the_closed_form(cli: Cli, tmp_path: Path, mode: str, chunk: str) -> None:
     out = tmp_path / "jac.npy"
     ran = cli("jacobian", "-f", FN, "-p", "x={linspace: [0.1, 1.0, 50]}", "--dtype", "float64", "--mode", mode,
               "--chunk-size", chunk, "-o", out, "--json")  # fmt: skip
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     info = ran.json()["info"]
     assert info["streamed_to"] == str(out) and info["mode"] == mode
     if chunk == "auto":
@@ -62,20 +64,20 @@ def test_streamed_npy_matches_the_closed_form(cli: Any, tmp_path: Path, mode: st
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jac.npy"]
 
 
-def test_streamed_pytree_jacobian_is_flat_in_leaf_order(cli: Any, tmp_path: Path) -> None:
+def test_streamed_pytree_jacobian_is_flat_in_leaf_order(cli: Cli, tmp_path: Path) -> None:
     out = tmp_path / "j.npy"
     ran = cli("jacobian", "-f", "lambda p: {'s': jnp.sum(p['a']) * jnp.sum(p['b']), 'v': p['a'] ** 2}",
               "-p", "p={a: [1.0, 2.0], b: [3.0, 4.0, 5.0]}", "--chunk-size", "2", "-o", out, "--json")  # fmt: skip
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert ran.json()["info"]["layout"].startswith("flat (outputs, inputs)")
     # outputs in leaf order: s (1), v (2); inputs: a (2), b (3)
     expected = np.array([[12, 12, 3, 3, 3], [2, 0, 0, 0, 0], [0, 4, 0, 0, 0]], float)
     np.testing.assert_allclose(np.load(out), expected)
 
 
-def test_chunk_size_auto_in_memory(cli: Any) -> None:
+def test_chunk_size_auto_in_memory(cli: Cli) -> None:
     ran = cli("jacobian", "-f", FN, "-p", "x={linspace: [0.1, 1.0, 20]}", "--chunk-size", "auto", "--mode", "fwd", "--json")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     np.testing.assert_allclose(ran.outputs()["jacobian.x"], closed_form(np.linspace(0.1, 1.0, 20)), rtol=2e-5, atol=1e-5)
     assert ran.json()["info"]["chunk_size"].startswith("auto: 20 of 20 basis vectors")
 
@@ -90,9 +92,9 @@ def test_auto_chunk_shrinks_when_memory_is_short(monkeypatch: pytest.MonkeyPatch
     assert free_bytes(jax.devices()[0]) > 0
 
 
-def test_bad_chunk_size(cli: Any) -> None:
+def test_bad_chunk_size(cli: Cli) -> None:
     ran = cli("jacobian", "-f", FN, "-p", "x=[1.0, 2.0]", "--chunk-size", "lots")
-    assert ran.exit_code == 2 and "not a positive whole number or auto" in ran.stderr
+    assert ran.exit_code == ExitCode.USAGE and "not a positive whole number or auto" in ran.stderr
 
 
 def test_bench_times_each_mode_without_retracing() -> None:
@@ -114,10 +116,10 @@ def test_bench_times_each_mode_without_retracing() -> None:
     assert bench.recommend(timings) is not None
 
 
-def test_bench_command(cli: Any) -> None:
+def test_bench_command(cli: Cli) -> None:
     ran = cli("bench", "-f", "jnp.sum(jnp.tanh(x)**2)", "-p", "x={ones: [10]}", "-t", "x={ones: [10]}",
               "--op", "hvp", "--min-time", "0.01", "--json")  # fmt: skip
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     doc = ran.json()
     assert [t["mode"] for t in doc["timings"]] == ["fwd-rev", "rev-fwd", "rev-rev"]
     assert doc["recommendation"].split(":")[0] in ("fwd-rev", "rev-fwd", "rev-rev")
@@ -127,23 +129,23 @@ def test_bench_command(cli: Any) -> None:
 
 
 @pytest.mark.parametrize("command", ["jvp", "vjp", "jacobian"])
-def test_baked_primals_give_the_same_numbers(cli: Any, command: str) -> None:
+def test_baked_primals_give_the_same_numbers(cli: Cli, command: str) -> None:
     from ..conftest import CONFIGS
 
     plain = cli(command, CONFIGS / "seed004_mlp.yaml", "--json", "--dtype", "float64")
     baked = cli(command, CONFIGS / "seed004_mlp.yaml", "--json", "--dtype", "float64", "--bake-primals")
-    assert baked.exit_code == 0, baked.stderr
+    assert baked.exit_code == ExitCode.OK, baked.stderr
     assert baked.json()["info"]["baked_primals"] is True
     for name, value in plain.outputs().items():
         np.testing.assert_allclose(baked.outputs()[name], value, rtol=1e-12, atol=1e-14)
 
 
-def test_streamed_npy_replaces_a_file_keeping_its_permissions(cli: Any, tmp_path: Path) -> None:
+def test_streamed_npy_replaces_a_file_keeping_its_permissions(cli: Cli, tmp_path: Path) -> None:
     out = tmp_path / "jac.npy"
     np.save(out, np.zeros(1))
     out.chmod(0o640)
     ran = cli("jacobian", "-f", FN, "-p", "x={linspace: [0.1, 1.0, 9]}", "--chunk-size", "4", "-o", out, "-q")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert out.stat().st_mode & 0o777 == 0o640
     assert np.load(out).shape == (9, 9)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jac.npy"]

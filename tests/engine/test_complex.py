@@ -16,9 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff_cli.engine.plans import HVP_MODES, grad, hessian, hvp, jacobian, jvp, vjp
+from jaxdiff_cli.engine.plans import grad, hessian, hvp, jacobian, jvp, vjp
 from jaxdiff_cli.engine.problem import Problem
 from jaxdiff_cli.errors import SpecError
+from jaxdiff_cli.ops import HVP
 
 Z = np.array([1.0 + 2.0j, -0.5j, 0.3 - 0.1j])
 
@@ -62,7 +63,7 @@ def test_holomorphic_grad_jacobian_hessian_hvp(dtype: str) -> None:
     np.testing.assert_allclose(grad(p).outputs["grad"]["z"], first, **tol(dtype))
     np.testing.assert_allclose(hessian(p).outputs["hessian"]["z"]["z"], np.diag(second), **tol(dtype))
     v = jnp.asarray([1.0, 2.0 - 1.0j, 0.5j], dtype)
-    for mode in HVP_MODES:
+    for mode in HVP.modes:
         np.testing.assert_allclose(hvp(p, (v,), mode).outputs["hvp"]["z"], second * np.asarray(v), **tol(dtype), err_msg=mode)
     q = problem(lambda z: z**3 + jnp.sin(z), Z, dtype=dtype, holomorphic=True)
     for mode in ("fwd", "rev"):

@@ -9,12 +9,13 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from ..conftest import ASSETS, ROOT
+from jaxdiff_cli.errors import ExitCode
+
+from ..conftest import ASSETS, ROOT, Cli
 
 JAXDIFF = str(Path(sys.executable).parent / "jaxdiff")
 FN = ["-f", "jnp.cumsum(jnp.sin(x)) * x[::-1]", "-p", "x={linspace: [0.1, 1.0, 7]}"]
@@ -135,18 +136,18 @@ def test_unreachable_coordinator_is_a_clean_error(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
-def test_device_errors(cli: Any) -> None:
+def test_device_errors(cli: Cli) -> None:
     ran = cli("jacobian", *FN, "--devices", "9")
-    assert ran.exit_code == 3 and "9 devices asked for, but JAX sees 1" in ran.stderr
-    assert cli("jacobian", *FN, "--devices", "none").exit_code == 2
+    assert ran.exit_code == ExitCode.BAD_INPUT and "9 devices asked for, but JAX sees 1" in ran.stderr
+    assert cli("jacobian", *FN, "--devices", "none").exit_code == ExitCode.USAGE
     ran = cli("jacobian", *FN, "--coordinator", "127.0.0.1:1")
-    assert ran.exit_code == 2 and "need --coordinator, --num-processes and --process-id together" in ran.stderr
+    assert ran.exit_code == ExitCode.USAGE and "need --coordinator, --num-processes and --process-id together" in ran.stderr
     ran = cli("eval", *FN[:2], "-p", "x=[1.0]", "--json")
-    assert ran.exit_code == 0  # eval has nothing to shard and no --devices
+    assert ran.exit_code == ExitCode.OK  # eval has nothing to shard and no --devices
 
 
-def test_one_device_mesh_and_unbatched_products(cli: Any) -> None:
+def test_one_device_mesh_and_unbatched_products(cli: Cli) -> None:
     ran = cli("jacobian", *FN, "--devices", "all", "--json")
-    assert ran.exit_code == 0 and ran.json()["info"]["devices"] == 1
+    assert ran.exit_code == ExitCode.OK and ran.json()["info"]["devices"] == 1
     ran = cli("jvp", *FN, "-t", "x={ones: [7]}", "--devices", "all", "--json")
-    assert ran.exit_code == 0 and ran.json()["info"]["devices"].startswith("1 (nothing to shard")
+    assert ran.exit_code == ExitCode.OK and ran.json()["info"]["devices"].startswith("1 (nothing to shard")

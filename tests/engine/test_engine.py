@@ -11,9 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdiff_cli.engine.plans import HVP_MODES, evaluate, grad, hessian, hvp, jacobian, jvp, vjp
+from jaxdiff_cli.engine.plans import evaluate, grad, hessian, hvp, jacobian, jvp, vjp
 from jaxdiff_cli.engine.problem import Problem
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError
+from jaxdiff_cli.ops import HVP
 
 from ..oracles import fd_hessian, fd_jacobian
 
@@ -114,7 +115,7 @@ def test_grad_hessian_hvp_match_finite_differences(dtype: str) -> None:
     tol = dict(rtol=max(TOL[dtype]["rtol"], 1e-6), atol=1e-6)  # second differences are good to ~1e-7
     np.testing.assert_allclose(hessian(p).outputs["hessian"]["x"]["x"], hess, **tol)
     v = np.array([1.0, 0.5, -2.0])
-    for mode in HVP_MODES:
+    for mode in HVP.modes:
         out = hvp(p, (jnp.asarray(v, dtype),), mode).outputs["hvp"]["x"]
         np.testing.assert_allclose(out, hess @ v, **tol)
         assert out.dtype == np.dtype(dtype)

@@ -44,16 +44,16 @@ def _specs(tmp_path: Path, *texts: str) -> list[str]:
 
 
 def test_several_specs_leave_the_platforms_alone(tmp_path: Path, platform_calls: list[Any]) -> None:
-    reports = operations.check(_specs(tmp_path, CPU, AUTO), Settings(use_cache=False))
+    reports = operations.check(_specs(tmp_path, CPU, AUTO), Settings(no_cache=True))
     assert all(r.passed for r in reports) and platform_calls == []
 
 
 def test_cases_on_several_devices_leave_them_alone(tmp_path: Path, platform_calls: list[Any]) -> None:
     text = CPU + "run: [eval]\ncases: [{name: a}, {name: b, device: auto}]\n"
-    reports = operations.check(_specs(tmp_path, text), Settings(use_cache=False))
+    reports = operations.check(_specs(tmp_path, text), Settings(no_cache=True))
     assert len(reports) == 2 and all(r.passed for r in reports) and platform_calls == []
 
 
 def test_the_only_spec_on_the_cpu_skips_the_accelerators(tmp_path: Path, platform_calls: list[Any]) -> None:
-    reports = operations.check(_specs(tmp_path, CPU), Settings(use_cache=False))
+    reports = operations.check(_specs(tmp_path, CPU), Settings(no_cache=True))
     assert reports[0].passed and platform_calls == ["cpu"]

@@ -9,7 +9,8 @@ import pytest
 
 from jaxdiff_cli.errors import SpecError, UsageError
 from jaxdiff_cli.inputs.binding import fit_dtypes
-from jaxdiff_cli.inputs.spec import MAX_ORDER, Overrides, build_spec, load_cases
+from jaxdiff_cli.inputs.cases import load_cases
+from jaxdiff_cli.inputs.spec import MAX_ORDER, Overrides, build_spec
 from jaxdiff_cli.inputs.values import Context, build_like, build_value
 
 

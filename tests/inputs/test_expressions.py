@@ -28,11 +28,11 @@ import numpy as np
 import pytest
 import yaml
 
-from jaxdiff_cli.errors import FunctionError
+from jaxdiff_cli.errors import ExitCode, FunctionError
 from jaxdiff_cli.inputs import expressions
 from jaxdiff_cli.inputs.functions import load_function
 
-from ..conftest import ASSETS, CONFIGS
+from ..conftest import ASSETS, CONFIGS, Cli
 
 REJECTED = "expression rejected"
 
@@ -169,23 +169,23 @@ def test_catalogue_is_big_enough() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), ESCAPES, ids=[e[0][:60] for e in ESCAPES])
-def test_escape_is_refused(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str) -> None:
+def test_escape_is_refused(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str) -> None:
     monkeypatch.chdir(tmp_path)
     ran = cli("eval", "-f", text, "-p", "x=[1.0, 2.0]")
-    assert ran.exit_code == 4, ran.stderr
+    assert ran.exit_code == ExitCode.FUNCTION, ran.stderr
     assert message in ran.stderr, ran.stderr
     assert ran.stderr.startswith("error: <command line>: function: ") and ran.stderr.count("\n") == 1, ran.stderr
     assert "Traceback" not in ran.stderr and ran.stdout == ""
     assert list(tmp_path.iterdir()) == []  # no CANARY, nothing at all
 
 
-def test_escapes_in_a_spec_are_refused_by_check(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_escapes_in_a_spec_are_refused_by_check(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`jaxdiff check` on specs from a pull request: each escape is exit 4, the others still checked."""
     monkeypatch.chdir(tmp_path)
     for i, (text, _) in enumerate(ESCAPES[:20]):
         (tmp_path / f"s{i:02}.yaml").write_text(yaml.safe_dump({"function": text, "primals": {"x": [1.0, 2.0]}}))
     ran = cli("check", "s*.yaml", "--json")
-    assert ran.exit_code == 4, ran.stderr
+    assert ran.exit_code == ExitCode.FUNCTION, ran.stderr
     specs = ran.json()["specs"]
     assert len(specs) == 20 and all(s["error"]["exit_code"] == 4 for s in specs)
     assert not (tmp_path / "CANARY").exists()
@@ -269,7 +269,8 @@ def test_legitimate_expressions_load_and_trace(text: str, names: tuple[str, ...]
 
 def test_every_config_function_still_loads() -> None:
     """Every function in configs/ passes the new checker (test_configs and test_check run them all)."""
-    from jaxdiff_cli.inputs.spec import Overrides, load_cases
+    from jaxdiff_cli.inputs.cases import load_cases
+    from jaxdiff_cli.inputs.spec import Overrides
 
     for path in sorted(CONFIGS.glob("*.yaml")):
         for case in load_cases(str(path), Overrides(no_code=False), need_steps=False):
@@ -283,12 +284,12 @@ def test_the_tables_resolve_in_this_jax() -> None:
         assert value is None or isinstance(value, (float, str)) or callable(value), key
 
 
-def test_lambda_parameters_are_checked_before_anything_runs(cli: Any) -> None:
+def test_lambda_parameters_are_checked_before_anything_runs(cli: Cli) -> None:
     # Primals bind by name: a lambda parameter without a primal is bad input (exit 3), found before any call.
     ran = cli("eval", "-f", "lambda x, w: jnp.save('CANARY', x)", "-p", "x=1.0")
-    assert ran.exit_code == 4 and "expression rejected" in ran.stderr  # the checker runs first of all
+    assert ran.exit_code == ExitCode.FUNCTION and "expression rejected" in ran.stderr  # the checker runs first of all
     ran = cli("eval", "-f", "lambda x, w: x", "-p", "x=1.0")
-    assert ran.exit_code == 3 and "parameter 'w' has no primal" in ran.stderr
+    assert ran.exit_code == ExitCode.BAD_INPUT and "parameter 'w' has no primal" in ran.stderr
     with pytest.raises(FunctionError, match="lambdas take plain parameters only"):
         load_function("lambda x, y=jnp.save('CANARY', 1): x", ("x", "y"), ASSETS, "f")
 
@@ -340,11 +341,11 @@ BOUNDED = [
 
 
 @pytest.mark.parametrize(("text", "message"), BOUNDED, ids=[b[0][:50] for b in BOUNDED])
-def test_unbounded_work_is_refused_fast(cli: Any, text: str, message: str) -> None:
+def test_unbounded_work_is_refused_fast(cli: Cli, text: str, message: str) -> None:
     t0 = time.monotonic()
     ran = cli("eval", "-f", text, "-p", "x={zeros: [1000]}")
     assert time.monotonic() - t0 < 5  # generous: well under a second on an idle machine
-    assert ran.exit_code == 4, ran.stderr
+    assert ran.exit_code == ExitCode.FUNCTION, ran.stderr
     assert message in ran.stderr, ran.stderr
     assert ran.stderr.count("\n") == 1 and "Traceback" not in ran.stderr
 
@@ -352,23 +353,23 @@ def test_unbounded_work_is_refused_fast(cli: Any, text: str, message: str) -> No
 # --------------------------------------------------------------------------- module and file functions
 
 
-def test_no_code_refuses_module_and_file_functions(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_code_refuses_module_and_file_functions(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "f.py").write_text("import pathlib\n\ndef f(x):\n    pathlib.Path('CANARY').touch()\n    return x\n")
     (tmp_path / "spec.yaml").write_text("function: f.py:f\nprimals: {x: 1.0}\nrun: [eval]\n")
     for args in (["eval", "spec.yaml", "--no-code"], ["eval", "-f", "f.py:f", "-p", "x=1", "--no-code"]):
         ran = cli(*args)
-        assert ran.exit_code == 4 and "is a file function and --no-code is on" in ran.stderr, ran.stderr
+        assert ran.exit_code == ExitCode.FUNCTION and "is a file function and --no-code is on" in ran.stderr, ran.stderr
     ran = cli("eval", "-f", "userpkg.model:loss", "-p", "x=1", "--no-code")
-    assert ran.exit_code == 4 and "is a module function and --no-code is on" in ran.stderr
+    assert ran.exit_code == ExitCode.FUNCTION and "is a module function and --no-code is on" in ran.stderr
     monkeypatch.setenv("JAXDIFF_NO_CODE", "1")
     for args in (["check", "spec.yaml"], ["run", "spec.yaml"], ["bench", "spec.yaml"], ["jacobian", "spec.yaml"]):
         ran = cli(*args)
-        assert ran.exit_code == 4 and "--no-code" in ran.stderr + ran.stdout, (args, ran.stderr)
+        assert ran.exit_code == ExitCode.FUNCTION and "--no-code" in ran.stderr + ran.stdout, (args, ran.stderr)
     assert not (tmp_path / "CANARY").exists()
-    assert cli("eval", "-f", "x * 2", "-p", "x=1").exit_code == 0  # expressions still run
+    assert cli("eval", "-f", "x * 2", "-p", "x=1").exit_code == ExitCode.OK  # expressions still run
     monkeypatch.setenv("JAXDIFF_NO_CODE", "0")
-    assert cli("eval", "spec.yaml").exit_code == 0 and (tmp_path / "CANARY").exists()  # trusted: runs
+    assert cli("eval", "spec.yaml").exit_code == ExitCode.OK and (tmp_path / "CANARY").exists()  # trusted: runs
 
 
 @pytest.mark.parametrize(
@@ -380,21 +381,21 @@ def test_no_code_refuses_module_and_file_functions(cli: Any, tmp_path: Path, mon
         ("booms", "the function raised Boom: its own BaseException (exits.py, line 33)"),
     ],
 )
-def test_a_function_ending_the_process_is_its_error(cli: Any, fn: str, message: str) -> None:
+def test_a_function_ending_the_process_is_its_error(cli: Cli, fn: str, message: str) -> None:
     ran = cli("eval", "-f", f"{ASSETS}/exits.py:{fn}", "-p", "x=1.0")
-    assert ran.exit_code == 4, ran.stderr
+    assert ran.exit_code == ExitCode.FUNCTION, ran.stderr
     assert message in ran.stderr and ran.stderr.count("\n") == 1, ran.stderr
 
 
-def test_a_module_exiting_on_import_is_its_error(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_module_exiting_on_import_is_its_error(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ran = cli("eval", "-f", f"{ASSETS}/exits_on_import.py:f", "-p", "x=1.0")
-    assert ran.exit_code == 4 and "exits_on_import.py failed to import: SystemExit: 7" in ran.stderr, ran.stderr
+    assert ran.exit_code == ExitCode.FUNCTION and "exits_on_import.py failed to import: SystemExit: 7" in ran.stderr, ran.stderr
     monkeypatch.chdir(tmp_path)
     (tmp_path / "exits.py").write_text((ASSETS / "exits.py").read_text())
     (tmp_path / "a.yaml").write_text("function: exits.py:exits\nprimals: {x: 1.0}\n")
     (tmp_path / "b.yaml").write_text("function: x * 2\nprimals: {x: 1.0}\n")
     ran = cli("check", "a.yaml", "b.yaml", "--json")
-    assert ran.exit_code == 4  # reported for a.yaml; b.yaml still checked
+    assert ran.exit_code == ExitCode.FUNCTION  # reported for a.yaml; b.yaml still checked
     a, b = ran.json()["specs"]
     assert "SystemExit" in a["error"]["message"] and b["passed"] is True
 
@@ -697,22 +698,22 @@ HABITS = [
 
 
 @pytest.mark.parametrize(("text", "instead", "value"), HABITS, ids=[h[0] for h in HABITS])
-def test_modules_from_habit_get_the_table_entry_of_that_name(cli: Any, text: str, instead: str, value: object) -> None:
+def test_modules_from_habit_get_the_table_entry_of_that_name(cli: Cli, text: str, instead: str, value: object) -> None:
     ran = cli("eval", "-f", text, "-p", "x=1.0", "--json")
-    assert ran.exit_code == 4
+    assert ran.exit_code == ExitCode.FUNCTION
     message = ran.json()["error"]["message"]
     assert f"write {instead}:" in message or f"did you mean '{instead}'?" in message, message
     if text.split(".")[0] in ("math", "numpy", "np", "scipy", "cmath"):
         assert "expressions see jnp (jax.numpy), jax and lax, not math, numpy or scipy" in message
     root = text.split("(")[0].split(" ")[0]
     fixed = cli("eval", "-f", text.replace(root, instead, 1), "-p", "x=1.0", "--json")
-    assert fixed.exit_code == 0, fixed.stderr
+    assert fixed.exit_code == ExitCode.OK, fixed.stderr
     assert fixed.outputs()["value"] == pytest.approx(value, rel=1e-6)
 
 
-def test_a_module_path_without_a_counterpart_says_so(cli: Any) -> None:
+def test_a_module_path_without_a_counterpart_says_so(cli: Cli) -> None:
     ran = cli("eval", "-f", "math.factorial(3) * x", "-p", "x=1.0")
-    assert ran.exit_code == 4
+    assert ran.exit_code == ExitCode.FUNCTION
     assert "unknown name 'math'" in ran.stderr and "math.factorial has no counterpart in the tables" in ran.stderr
 
 
@@ -725,25 +726,25 @@ def test_a_module_path_without_a_counterpart_says_so(cli: Any) -> None:
         ("y = x ** 2", "put the code in a file.py:function"),
     ],
 )
-def test_statements_get_a_hint(cli: Any, text: str, hint: str) -> None:
+def test_statements_get_a_hint(cli: Cli, text: str, hint: str) -> None:
     ran = cli("eval", "-f", text, "-p", "x=1.0")
-    assert ran.exit_code == 4 and ran.stderr.count("\n") == 1
+    assert ran.exit_code == ExitCode.FUNCTION and ran.stderr.count("\n") == 1
     assert "not a valid Python expression: invalid syntax" in ran.stderr and hint in ran.stderr, ran.stderr
 
 
-def test_a_syntax_error_that_is_no_statement_gets_no_statement_hint(cli: Any) -> None:
+def test_a_syntax_error_that_is_no_statement_gets_no_statement_hint(cli: Cli) -> None:
     ran = cli("eval", "-f", "x +* 2", "-p", "x=1.0")
-    assert ran.exit_code == 4 and "statements" not in ran.stderr
+    assert ran.exit_code == ExitCode.FUNCTION and "statements" not in ran.stderr
 
 
-def test_print_is_explained_not_matched_to_int(cli: Any) -> None:
+def test_print_is_explained_not_matched_to_int(cli: Cli) -> None:
     ran = cli("eval", "-f", "print(x)", "-p", "x=1.0")
-    assert ran.exit_code == 4
+    assert ran.exit_code == ExitCode.FUNCTION
     assert "unknown name 'print'" in ran.stderr and "nothing is printed" in ran.stderr
     assert "did you mean" not in ran.stderr
 
 
-def test_a_typo_still_gets_its_did_you_mean(cli: Any) -> None:
+def test_a_typo_still_gets_its_did_you_mean(cli: Cli) -> None:
     assert "did you mean 'sin'?" in cli("eval", "-f", "sine(x)", "-p", "x=1.0").stderr
     assert "did you mean 'jnp.sin'?" in cli("eval", "-f", "jnp.sinn(x)", "-p", "x=1.0").stderr
 
@@ -758,9 +759,9 @@ def test_a_typo_still_gets_its_did_you_mean(cli: Any) -> None:
         ("jnp.frobnicate(x)", "outside the tables: write the formula out, use jax.vmap, or put the code in a file.py:function"),
     ],
 )
-def test_refused_names_get_the_readmes_rewrite(cli: Any, text: str, rewrite: str) -> None:
+def test_refused_names_get_the_readmes_rewrite(cli: Cli, text: str, rewrite: str) -> None:
     ran = cli("eval", "-f", text, "-p", "x=1.0")
-    assert ran.exit_code == 4 and "is not available in expressions" in ran.stderr
+    assert ran.exit_code == ExitCode.FUNCTION and "is not available in expressions" in ran.stderr
     assert rewrite in ran.stderr, ran.stderr
 
 

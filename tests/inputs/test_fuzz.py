@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 from jaxdiff_cli.errors import ExitCode, SpecError
 from jaxdiff_cli.inputs import expressions
-from jaxdiff_cli.inputs.spec import SPEC_KEYS, Overrides, build_spec, parse_yaml
+from jaxdiff_cli.inputs.spec import SPEC_KEYS, Overrides, build_spec
 from jaxdiff_cli.inputs.values import CONSTRUCTORS, Context, build_like, build_value
+from jaxdiff_cli.inputs.yamlfile import parse_yaml
 
 settings.register_profile("ci", max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 settings.register_profile("fuzz", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jaxdiff_cli.errors import Where
-from jaxdiff_cli.inputs.spec import locate, where
+from jaxdiff_cli.errors import Where, where
+from jaxdiff_cli.inputs.yamlfile import locate
 
 TEXT = """\
 # comment

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from jaxdiff_cli.errors import SpecError
-from jaxdiff_cli.inputs.spec import Overrides, build_spec, parse_yaml
+from jaxdiff_cli.inputs.spec import Overrides, build_spec
 from jaxdiff_cli.inputs.values import Context, build_like, build_value
+from jaxdiff_cli.inputs.yamlfile import parse_yaml
 
 
 def ctx(tmp_path: Path, dtype: str = "float32") -> Context:

@@ -8,10 +8,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+
+from jaxdiff_cli.errors import ExitCode
+
+from ..conftest import Cli
 
 SMALL = ["eval", "-f", "x * 2", "-p", "x={ones: [100, 100]}", "-q"]
 # The write waits this long once its temporary file exists (a hook for tests in save.atomic_path):
@@ -94,7 +97,7 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("columns", ["60", "80"])
-def test_check_table_never_splits_a_number(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, columns: str) -> None:
+def test_check_table_never_splits_a_number(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, columns: str) -> None:
     """In a narrow CI log a number split over two lines (-4.247665e-1 / 8) reads as another number."""
     monkeypatch.setenv("COLUMNS", columns)
     spec = tmp_path / "s.yaml"
@@ -102,7 +105,7 @@ def test_check_table_never_splits_a_number(cli: Any, tmp_path: Path, monkeypatch
         "function: x * 1.0e-9\nprimals: {x: [-4.247665, 6.479936]}\ndtype: float64\nexpect:\n  value: [-4.0e-9, 6.0e-9]\n"
     )
     ran = cli("check", spec)
-    assert ran.exit_code == 1
+    assert ran.exit_code == ExitCode.CHECK_FAILED
     lines = ran.stdout.splitlines()
     assert any("6.479936e-09" in line and "6e-09" in line for line in lines), ran.stdout
 

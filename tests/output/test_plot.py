@@ -16,9 +16,10 @@ from jaxdiff_cli.engine.layout import Matrix, hessian_matrix, jacobian_matrix
 from jaxdiff_cli.engine.plans import hessian, jacobian
 from jaxdiff_cli.engine.problem import Problem, output_shape
 from jaxdiff_cli.engine.summary import definiteness, lanczos_extremes, summary
+from jaxdiff_cli.errors import ExitCode
 from jaxdiff_cli.output.terminal import downsample, heatmap
 
-from ..conftest import CONFIGS
+from ..conftest import CONFIGS, Cli
 from ..oracles import fd_hessian, fd_jacobian
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -34,9 +35,9 @@ def render(renderable: Any, width: int = 80, color: bool = False) -> str:
     return console.export_text(styles=color)
 
 
-def test_terminal_heatmap_matches_golden_text(cli: Any) -> None:
+def test_terminal_heatmap_matches_golden_text(cli: Cli) -> None:
     ran = cli("jacobian", CONFIGS / "seed001_simplefun_vector.yaml", "--plot", "--mode", "fwd")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     start = ran.stdout.index("  x      w")
     text = ran.stdout[start:]
     golden = GOLDEN / "heatmap_simplefun_vector.txt"
@@ -127,10 +128,10 @@ def test_lanczos_finds_the_extreme_eigenvalues_without_the_matrix() -> None:
     assert definiteness(0.0, 2.0, 2.0) == "positive semidefinite"
 
 
-def test_large_hessian_summary_uses_hvps(cli: Any) -> None:
+def test_large_hessian_summary_uses_hvps(cli: Cli) -> None:
     ran = cli("hessian", "-f", "jnp.sum(jnp.tanh(x) ** 2) + 0.5 * jnp.sum(x**2)", "-p", "x={linspace: [-2, 2, 600]}",
               "--summary", "--json", "--dtype", "float64")  # fmt: skip
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     s = ran.json()["summary"]
     assert s["eigenvalues"]["method"].startswith("Lanczos")
     x = np.linspace(-2, 2, 600)
@@ -148,42 +149,43 @@ def _png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_png_and_svg_files(cli: Any, tmp_path: Path) -> None:
+def test_png_and_svg_files(cli: Cli, tmp_path: Path) -> None:
     ran = cli("jacobian", CONFIGS / "seed004_mlp.yaml", "--plot-file", tmp_path / "j.png", "-q")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     assert _png_size(tmp_path / "j.png") == (640, 480)
     assert (
-        cli("hessian", "-f", "jnp.sum(x**4)", "-p", "x=[1,2,3]", "--plot-file", tmp_path / "h.svg", "--spy", "-q").exit_code == 0
+        cli("hessian", "-f", "jnp.sum(x**4)", "-p", "x=[1,2,3]", "--plot-file", tmp_path / "h.svg", "--spy", "-q").exit_code
+        == ExitCode.OK
     )
     assert (tmp_path / "h.svg").read_text().lstrip().startswith("<?xml")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["h.svg", "j.png"]
 
 
-def test_plot_errors(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plot_errors(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ran = cli("jacobian", "-f", "x * 2", "-p", "x=[1,2]", "--plot-file", tmp_path / "j.gif")
-    assert ran.exit_code == 3 and "unknown image format '.gif'" in ran.stderr
+    assert ran.exit_code == ExitCode.BAD_INPUT and "unknown image format '.gif'" in ran.stderr
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     ran = cli("jacobian", "-f", "x * 2", "-p", "x=[1,2]", "--plot-file", tmp_path / "j.png")
-    assert ran.exit_code == 2 and "--plot-file needs matplotlib" in ran.stderr and "jaxdiff[plot]" in ran.stderr
+    assert ran.exit_code == ExitCode.USAGE and "--plot-file needs matplotlib" in ran.stderr and "jaxdiff[plot]" in ran.stderr
 
 
-def test_plot_with_json_keeps_stdout_one_document(cli: Any) -> None:
+def test_plot_with_json_keeps_stdout_one_document(cli: Cli) -> None:
     ran = cli("jacobian", CONFIGS / "seed001_simplefun_vector.yaml", "--plot", "--json")
-    assert ran.exit_code == 0
+    assert ran.exit_code == ExitCode.OK
     doc = ran.json()  # parses: the heatmap went to stderr
     assert doc["summary"]["zeros"] == pytest.approx(12 / 18)
     assert "legend:" in ran.stderr
 
 
-def test_plot_key_in_the_spec(cli: Any, tmp_path: Path) -> None:
+def test_plot_key_in_the_spec(cli: Cli, tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("function: x**2\nprimals: {x: [1.0, 2.0]}\nplot: {terminal: true, file: pic.png}\n")
     ran = cli("jacobian", spec)
-    assert ran.exit_code == 0 and "legend:" in ran.stdout
+    assert ran.exit_code == ExitCode.OK and "legend:" in ran.stdout
     assert _png_size(tmp_path / "pic.png") == (640, 480)
     spec.write_text("function: x**2\nprimals: {x: [1.0]}\nplot: {colour: true}\n")
     ran = cli("jacobian", spec)
-    assert ran.exit_code == 3 and "plot.colour: unknown key" in ran.stderr
+    assert ran.exit_code == ExitCode.BAD_INPUT and "plot.colour: unknown key" in ran.stderr
 
 
 def test_index_ticks_count_within_each_block() -> None:

@@ -13,7 +13,10 @@ import pytest
 
 from jaxdiff_cli.engine.diagnostics import first_nonfinite, precision_warnings
 from jaxdiff_cli.engine.sparse import Coloring, SparseMatrix
+from jaxdiff_cli.errors import ExitCode
 from jaxdiff_cli.output.render import coo_json, output_json, sparse_text
+
+from ..conftest import Cli
 
 
 def matrix(row: Any, col: Any, data: Any, shape: tuple[int, int], **more: Any) -> SparseMatrix:
@@ -137,11 +140,11 @@ def test_spy_image_of_a_matrix_too_large_to_densify(tmp_path: Path) -> None:
     assert data[:4] == b"\x89PNG" and int.from_bytes(data[16:20], "big") == 640
 
 
-def test_a_dense_jacobian_can_be_saved_as_matrix_market(cli: Any, tmp_path: Path) -> None:
+def test_a_dense_jacobian_can_be_saved_as_matrix_market(cli: Cli, tmp_path: Path) -> None:
     import scipy.io
 
     ran = cli("jacobian", "-f", "x**2", "-p", "x=[1.0, 2.0, 3.0]", "-o", tmp_path / "J.mtx", "-q")
-    assert ran.exit_code == 0, ran.stderr
+    assert ran.exit_code == ExitCode.OK, ran.stderr
     np.testing.assert_array_equal(scipy.io.mmread(tmp_path / "J.mtx").toarray(), np.diag([2.0, 4.0, 6.0]))
     ran = cli("jvp", "-f", "x**2", "-p", "x=[1.0]", "-t", "x=[1.0]", "-o", tmp_path / "v.mtx")
-    assert ran.exit_code == 3 and "unknown output format '.mtx'" in ran.stderr
+    assert ran.exit_code == ExitCode.BAD_INPUT and "unknown output format '.mtx'" in ran.stderr
