@@ -234,9 +234,9 @@ def check_derivatives(prep: Prepared, report: Report, rtol: float | None, atol: 
     else:
         dirs = rng.standard_normal((DIRECTIONS, flat.n))
         if flat.forward:
-            programs.ask("jvp", _jvp_plan(flat, dirs))
+            programs.ask("J v", _jvp_plan(flat, dirs))
         u = rng.standard_normal((DIRECTIONS, flat.m))
-        programs.ask("vjp", _vjp_plan(flat, u))
+        programs.ask("Jt u", _vjp_plan(flat, u))
     if flat.forward:
         adjoint_vectors = _adjoint_vectors(flat, rng)
         u64, v64 = adjoint_vectors
@@ -247,7 +247,7 @@ def check_derivatives(prep: Prepared, report: Report, rtol: float | None, atol: 
         if hessian_full:
             from jaxdiff_cli.engine.plans import plan_hessian
 
-            programs.ask("hessian", plan_hessian(problem))
+            programs.ask("H", plan_hessian(problem))
     programs.run()
 
     if full:
@@ -264,12 +264,12 @@ def check_derivatives(prep: Prepared, report: Report, rtol: float | None, atol: 
     else:
         ref = fd.directional(flat.f64_batch, x64, dirs)  # (k, m)
         if flat.forward:
-            jv = _jvp_rows(programs["jvp"])
+            jv = _jvp_rows(programs["J v"])
             ad_results.append(("jvp", jv))
             report.findings.append(
                 compare_arrays(f"jvp vs FD ({DIRECTIONS} random directions)", "jvp", jv, ref.value, ref.error, spec.dtype, tol)
             )
-        jtu = _vjp_rows(flat, programs["vjp"])
+        jtu = _vjp_rows(flat, programs["Jt u"])
         ad_results.append(("vjp", jtu))
         ad_scalar = np.einsum("kn,kn->k", jtu, dirs)  # (Jᵀu)·v
         ref_scalar = np.einsum("km,km->k", u, ref.value)  # u·(J v)
@@ -407,7 +407,7 @@ def _hessian_check(
     from jaxdiff_cli.engine.layout import hessian_matrix
 
     problem = prep.problem
-    ad = hessian_matrix(programs["hessian"].outputs["hessian"], _diff_struct(problem), problem.wrt).data
+    ad = hessian_matrix(programs["H"].outputs["hessian"], _diff_struct(problem), problem.wrt).data
     ref = fd.jacobian(grad64, np.asarray(flat.x, np.float64))
     return compare_arrays("hessian vs FD of the gradient", "hessian", ad, ref.value, ref.error, flat.dtype, tol), ad
 
