@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from jaxdiff_cli.inputs.expressions.tables import (
     TABLE_ROOTS,
     VALUE_ATTRS,
     WHY,
+    refusal,
 )
 
 # Limits (README: Expressions). Each is far above what a derivative spec needs.
@@ -77,6 +79,21 @@ def _translate(module: str, chain: Sequence[str]) -> str | None:
             if path in DOTTED:
                 return path + "".join(f".{a}" for a in chain[n:])
     return _qualified(chain[-1]) if len(chain) == 1 else None
+
+
+def _not_in_jax(path: str) -> str | None:
+    """The NumPy or SciPy function a path that JAX lacks names (jax.scipy.special.rgamma -> scipy.special.rgamma),
+    if there is one: a different function of JAX is then never offered as a "did you mean". Only on
+    the way to an error (it imports NumPy or SciPy)."""
+    for alias, module in (("jax.scipy.", "scipy."), ("jax.numpy.", "numpy."), ("jnp.", "numpy.")):
+        if path.startswith(alias):
+            parent, name = (module + path[len(alias) :]).rsplit(".", 1)
+            try:
+                found = getattr(importlib.import_module(parent), name, None)
+            except ImportError:
+                return None
+            return f"{parent}.{name}" if callable(found) else None
+    return None
 
 
 def _close(name: str, choices: Sequence[str]) -> str | None:
@@ -234,12 +251,23 @@ class _Checker:
                     out = ast.Attribute(value=out, attr=attr, ctx=ast.Load())
                 return out
             if path not in PREFIXES:
+                reason = refusal(path)
+                if reason is not None:  # a real JAX name: say so and why, never "did you mean" another one
+                    self.fail(
+                        node,
+                        f"{path} is not available in expressions: it is not allowed because {reason}",
+                        hint=f"{WHY.get(part, '')}use a module function (file.py:function), or see README: Expressions",
+                    )
                 parent = path.rsplit(".", 1)[0]
                 offered = sorted({p[len(parent) + 1 :].split(".")[0] for p in DOTTED if p.startswith(parent + ".")})
                 close = difflib.get_close_matches(part, offered, n=1, cutoff=0.75)
                 elsewhere = _qualified(part)
+                original = _not_in_jax(path)
                 if part in WHY:
                     why = WHY[part]
+                elif original is not None:  # SciPy's rgamma is not jax.scipy.special.gamma: no "did you mean"
+                    owner = "SciPy" if original.startswith("scipy.") else "NumPy"
+                    why = f"JAX has no {part}: {original} is {owner}'s; "
                 elif elsewhere is not None and elsewhere != path:  # jnp.relu: jax.nn.relu, not jnp.real
                     why = f"did you mean '{elsewhere}'? "
                 elif close:

@@ -97,7 +97,9 @@ def resolve(module: str, attr: str, where: str = "function") -> Any:
     if wrapped is not None:
         return plain(wrapped, attr)
     try:
-        obj = getattr(importlib.import_module(module), attr)
+        obj: Any = importlib.import_module(module)
+        for part in attr.split("."):  # jax.scipy.stats's "norm.logpdf": the function of a distribution
+            obj = getattr(obj, part)
     except (ImportError, AttributeError):
         raise FunctionError(f"{module}.{attr} is not in this version of JAX", where=where) from None
     if obj is None or isinstance(obj, (int, float)):  # pi, e, inf, nan, newaxis
@@ -196,6 +198,12 @@ def _einsum(
     )
 
 
+def _polyval(p: Any, x: Any) -> Any:
+    import jax.numpy as jnp
+
+    return jnp.polyval(p, x)  # not unroll: unroll=True copies the loop's body once per coefficient when lowering
+
+
 def _sum(a: Any, *args: Any, **kwargs: Any) -> Any:
     import jax.numpy as jnp
 
@@ -225,6 +233,7 @@ _WRAPPERS: dict[tuple[str, str], Callable[..., Any]] = {
     ("jax.lax", "fori_loop"): _fori_loop,
     ("jax.numpy", "einsum"): _einsum,
     ("jax.numpy", "diff"): _diff,
+    ("jax.numpy", "polyval"): _polyval,
 }
 _FLAT_WRAPPERS: dict[str, Callable[..., Any]] = {"sum": _sum}  # bare names that differ from jnp.<name>
 for _key, _fn in _WRAPPERS.items():
@@ -335,7 +344,7 @@ def _g_mod(a: Any, b: Any) -> Any:
     return a % b
 
 
-_SPLITS = frozenset(("split", "hsplit", "vsplit", "dsplit"))
+_SPLITS = frozenset(("split", "array_split", "hsplit", "vsplit", "dsplit"))
 _ONE_PER_ARGUMENT = frozenset(("meshgrid", "broadcast_arrays", "atleast_1d", "atleast_2d", "atleast_3d"))
 
 
