@@ -737,6 +737,16 @@ def test_modules_from_habit_get_the_table_entry_of_that_name(cli: Cli, text: str
     assert fixed.outputs()["value"] == pytest.approx(value, rel=1e-6)
 
 
+def test_sorted_of_a_dicts_keys(cli: Cli) -> None:
+    # Issue 20.1: a pytree's leaves in a fixed order; sorted items are charged like list().
+    fn = "lambda p: jnp.stack([p[k] for k in sorted(p.keys(), reverse=True)]) * jnp.arange(1.0, 3.0)"
+    ran = cli("eval", "-f", fn, "-p", "p={a: 1.0, b: 2.0}", "--json")
+    assert ran.exit_code == ExitCode.OK, ran.stderr
+    assert ran.outputs()["value"].tolist() == [2.0, 2.0]  # [p['b'], p['a']] * [1, 2]
+    ran = cli("eval", "-f", "x + len(sorted(range(10**6)))", "-p", "x=1.0")
+    assert ran.exit_code == ExitCode.FUNCTION and "range() of 1000000 items" in ran.stderr, ran.stderr
+
+
 def test_a_module_path_without_a_counterpart_says_so(cli: Cli) -> None:
     # (math.factorial was the example until jax.scipy.special.factorial joined the tables, issue 20.)
     ran = cli("eval", "-f", "math.isqrt(3) * x", "-p", "x=1.0")

@@ -425,6 +425,11 @@ def _enumerate(iterable: Any, start: int = 0) -> Iterator[tuple[int, Any]]:
     return enumerate(_g_iter(iterable, 1), start)
 
 
+def _sorted(iterable: Iterable[Any] = (), *, key: Callable[..., Any] | None = None, reverse: bool = False) -> list[Any]:
+    # sorted(params.keys()): each item is charged as it is read (a key function, a lambda, charges its own calls).
+    return sorted(_g_iter(iterable, 1), key=key, reverse=reverse)
+
+
 def _len(obj: Any) -> int:
     return len(obj)
 
@@ -437,6 +442,7 @@ _BUILTINS: dict[str, Any] = {
     "tuple": _tuple,
     "list": _list,
     "dict": _dict,
+    "sorted": _sorted,
     "float": float,
     "int": int,
 }

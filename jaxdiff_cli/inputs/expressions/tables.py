@@ -86,6 +86,7 @@ BUILTIN_NAMES: tuple[str, ...] = (
     "dict",
     "float",
     "int",
+    "sorted",
 )
 
 # jnp.<name> (also jax.numpy.<name>): numerical functions only. Left out on purpose: file I/O
@@ -1025,7 +1026,6 @@ NAME_WHY = {
     **dict.fromkeys(("type", "isinstance"), "types are not values: use x.ndim or x.shape; "),
     "breakpoint": "to debug, put the code in a file.py:function; ",
     **dict.fromkeys(("map", "filter"), "use a comprehension or jax.vmap; "),
-    "sorted": "use jnp.sort; ",
     "bool": "a bool() of a traced value fails: compare arrays (x > 0) and use jnp.where; ",
 }
 # Modules people write from habit. Expressions see jnp, jax and lax only: each path is offered under
