@@ -175,12 +175,9 @@ def _items(tree: Mapping[Any, Any] | list[Any] | tuple[Any, ...]) -> list[tuple[
 def _check_function(text: str, primals: list[str]) -> None:
     """A lambda or an expression through the expression checker now (no JAX needed): a rejected one
     is refused here, not at the first check. Module and file functions are loaded when checked."""
-    from jaxdiff_cli.inputs.expressions import check_expression
-    from jaxdiff_cli.inputs.functions import classify, expression_params
+    from jaxdiff_cli.inputs import expressions
+    from jaxdiff_cli.inputs.functions import classify
 
     kind = classify(text)
-    at = where(CLI, "function")
-    if kind == "lambda":
-        check_expression(text, primals, at, is_lambda=True)
-    elif kind == "expression":
-        check_expression(text, expression_params(text, primals, at), at, is_lambda=False)
+    if kind in ("lambda", "expression"):
+        expressions.check(text, primals, where(CLI, "function"), is_lambda=kind == "lambda")

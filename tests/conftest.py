@@ -33,6 +33,23 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))  # the cache key file: not the real one
 
 
+@pytest.fixture
+def xla_compiles(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every XLA compilation from here on (jax.stages.Lowered.compile, which every plan goes through):
+    a refusal that must come before the expensive step asserts this stays empty, instead of a time."""
+    import jax.stages
+
+    compiled: list[Any] = []
+    original = jax.stages.Lowered.compile
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", counting)
+    return compiled
+
+
 @dataclass
 class Ran:
     exit_code: int

@@ -202,8 +202,12 @@ NAMED_ELSEWHERE: dict[str, tuple[int, str]] = {
         6,
         "'jvp' here is the mode of derivative and taylor (nested forward mode), not the operation",
     ),
-    "jaxdiff_cli/inputs/expressions.py": (4, "Python's eval and JAX's grad, as names an expression may not (or may) call"),
-    "jaxdiff_cli/inputs/functions.py": (1, "ast.parse(mode='eval')"),
+    "jaxdiff_cli/inputs/expressions/tables.py": (
+        5,
+        "JAX's transformations an expression may call (jax.grad, jax.jvp, ...) and Python's eval, which it may not",
+    ),
+    "jaxdiff_cli/inputs/expressions/checker.py": (2, "ast.parse(mode='eval'), and jax.grad named in a hint"),
+    "jaxdiff_cli/inputs/expressions/runtime.py": (1, "compile(mode='eval')"),
     "jaxdiff_cli/checks/findings.py": (8, "check's group names in its JSON report and JUnit tests (hvp, hessian, higher_order)"),
     "jaxdiff_cli/checks/higher.py": (
         25,
@@ -339,7 +343,9 @@ INPUT_FLOORS: dict[str, int] = {
 
 
 def test_every_input_module_has_a_floor() -> None:
-    assert {m for m in GRAPH if m.startswith("jaxdiff_cli.inputs")} == set(INPUT_FLOORS)
+    # The expression package's own modules have their rooms (EXPRESSION_ROOMS, below).
+    inputs = {m for m in GRAPH if m.startswith("jaxdiff_cli.inputs") and not m.startswith("jaxdiff_cli.inputs.expressions.")}
+    assert inputs == set(INPUT_FLOORS)
 
 
 @pytest.mark.parametrize("module", sorted(INPUT_FLOORS))
@@ -420,3 +426,41 @@ def test_only_the_bounded_reader_reads_yaml() -> None:
                 assert node.attr not in _YAML_READERS, f"{name} reads YAML with yaml.{node.attr}: use yamlfile.parse_yaml"
             if isinstance(node, ast.ImportFrom) and node.module == "yaml":
                 assert not {a.name for a in node.names} & _YAML_READERS, f"{name} imports a YAML reader"
+
+
+# The expression language's rooms (inputs/expressions/): data, then the checker, then the run time;
+# the package's face on top. Each imports only rooms before it.
+EXPRESSIONS = "jaxdiff_cli.inputs.expressions"
+EXPRESSION_ROOMS = [f"{EXPRESSIONS}.tables", f"{EXPRESSIONS}.checker", f"{EXPRESSIONS}.runtime", EXPRESSIONS]
+
+
+def test_the_expression_rooms_import_one_way() -> None:
+    rooms = {m for m in GRAPH if m == EXPRESSIONS or m.startswith(EXPRESSIONS + ".")}
+    assert rooms - {f"{EXPRESSIONS}.__main__"} == set(EXPRESSION_ROOMS), "give a new module a place in EXPRESSION_ROOMS"
+    for rank, module in enumerate(EXPRESSION_ROOMS):
+        for target, _, line in GRAPH[module]:
+            if target in EXPRESSION_ROOMS:
+                assert EXPRESSION_ROOMS.index(target) < rank, f"{module} imports {target} at line {line}: against the rooms"
+
+
+def test_the_expression_tables_are_data_only() -> None:
+    # Nothing of jaxdiff and no JAX: a change to what expressions may use is a diff to data alone.
+    path = PACKAGE / "inputs" / "expressions" / "tables.py"
+    assert GRAPH[f"{EXPRESSIONS}.tables"] == []
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported <= {"__future__", "collections.abc", "dataclasses"}, imported
+
+
+def test_checking_an_expression_imports_no_jax() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from jaxdiff_cli.inputs import expressions as e; "
+        "e.check('lambda x: jnp.sum(jnp.sin(x))', ('x',), 'f', is_lambda=True); "
+        "assert 'jax' not in sys.modules, 'jax imported'"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert ran.returncode == 0, ran.stderr

@@ -187,6 +187,11 @@ def _glob(pattern: str) -> list[str]:
     root = Path(*parts[:fixed]) if fixed else Path(".")
     rest = str(Path(*parts[fixed:]))
     inside = root.resolve()
+    here = Path.cwd().resolve()
+    if not root.is_absolute() and Path(os.path.abspath(root)).is_relative_to(here) and not inside.is_relative_to(here):
+        # The pattern's own folder is in this checkout as written, but a link in it leads out: the pull
+        # request made specs/sub a link, and its specs would come from anywhere (red team, issue 19).
+        raise SpecError(f"is a link to {inside}, outside {here}", where=str(root), hint="specs stay in their folder")
     found = []
     for match in sorted(root.glob(rest)):  # pathlib's ** skips links to folders
         if not match.is_file():

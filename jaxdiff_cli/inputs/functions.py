@@ -9,7 +9,6 @@ refuses them (``spec.build_spec``).
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import functools
 import importlib
@@ -25,17 +24,9 @@ from typing import Any
 
 from jaxdiff_cli import signals
 from jaxdiff_cli.errors import FunctionError, describe_user_error, register_user_code, suggest
-from jaxdiff_cli.inputs.expressions import check_expression, compile_expression
+from jaxdiff_cli.inputs import expressions
 
-__all__ = [
-    "LoadedFunction",
-    "Params",
-    "check_expression",
-    "classify",
-    "compile_expression",
-    "file_reference",
-    "load_function",
-]
+__all__ = ["LoadedFunction", "Params", "classify", "file_reference", "load_function"]
 
 # What user code raises is an error of the function, never a request to stop jaxdiff: a function
 # calling sys.exit() must not end `jaxdiff check` silently with its status, nor a BaseException of
@@ -121,15 +112,9 @@ def load_function(text: str, argnames: Sequence[str], base_dir: Path, where: str
             assert m is not None
             fn = _load_from_module(m["mod"], m["attr"], base_dir, where)
         return LoadedFunction(fn=_guard_user_code(fn, where), source=text, kind=kind, params=signature_params(fn, text, where))
-    if kind == "lambda":
-        # The checker refuses defaults, *args, **kwargs, keyword- and positional-only parameters.
-        tree = check_expression(text, argnames, where, is_lambda=True)
-        assert isinstance(tree.body, ast.Lambda)
-        names = tuple(a.arg for a in tree.body.args.args)
-    else:
-        names = expression_params(text, argnames, where)
-    fn = compile_expression(text, names, where, is_lambda=kind == "lambda")
-    params = Params(names=names, required=frozenset(names))
+    checked = expressions.check(text, argnames, where, is_lambda=kind == "lambda")  # parsed and checked once
+    fn = expressions.compile(checked, where)
+    params = Params(names=checked.params, required=frozenset(checked.params))
     return LoadedFunction(fn=_guard_user_code(fn, where), source=text, kind=kind, params=params)
 
 
@@ -167,33 +152,6 @@ def signature_params(fn: Callable[..., Any], text: str, where: str) -> Params:
         var_keyword=var_keyword,
         var_positional=var_positional,
     )
-
-
-def expression_params(text: str, argnames: Sequence[str], where: str) -> tuple[str, ...]:
-    """The primals a bare expression uses, in order of first use (its parameters).
-
-    Free names that are not primals are left to the checker (an unknown name is a rejected
-    expression, exit 4). Names bound inside the expression (lambdas, comprehensions) are skipped.
-    """
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return tuple(argnames)  # the checker reports the syntax error with its position
-    primals = set(argnames)
-    bound: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.arg):
-            bound.add(node.arg)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            bound.add(node.id)
-    used: list[str] = []
-    for node in sorted(
-        (n for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)),
-        key=lambda n: (n.lineno, n.col_offset),
-    ):
-        if node.id in primals and node.id not in bound and node.id not in used:
-            used.append(node.id)
-    return tuple(used)
 
 
 def _guard_user_code(fn: Callable[..., Any], where: str) -> Callable[..., Any]:

@@ -486,9 +486,9 @@ def test_an_error_raised_in_the_users_code_is_the_functions(cli: Cli, tmp_path: 
 
 def test_blame_looks_at_the_innermost_frame_of_user_or_jaxdiff_code() -> None:
     from jaxdiff_cli.errors import FunctionError, InternalError, blame
-    from jaxdiff_cli.inputs.functions import compile_expression
+    from jaxdiff_cli.inputs import expressions
 
-    fn = compile_expression("lambda x: x['a']", ("x",), "f", is_lambda=True)
+    fn = expressions.compile(expressions.check("lambda x: x['a']", ("x",), "f", is_lambda=True), "f")
     try:
         fn(1.0)
     except TypeError as exc:  # raised in the expression's own frame

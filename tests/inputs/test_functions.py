@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from jaxdiff_cli.errors import FunctionError
-from jaxdiff_cli.inputs.functions import check_expression, classify, load_function
+from jaxdiff_cli.inputs import expressions
+from jaxdiff_cli.inputs.functions import classify, load_function
 
 from ..conftest import ASSETS
 
@@ -146,4 +147,4 @@ def test_checker_allows_what_differentiation_needs() -> None:
         "{'a': x}['a']",
         "jnp.stack([x[i] for i in range(3)])",
     ]:
-        check_expression(text, ("x", "W"), "f", is_lambda=False)
+        expressions.check(text, ("x", "W"), "f", is_lambda=False)
