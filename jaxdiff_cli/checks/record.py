@@ -15,6 +15,7 @@ ruamel.yaml is imported here only: the other commands never pay for it.
 
 from __future__ import annotations
 
+import copy
 import io
 import itertools
 import math
@@ -69,9 +70,11 @@ def record(
     if not isinstance(block, CommentedMap):
         shared = root.get("expect") if case else None
         block = CommentedMap()
-        for tol in ("rtol", "atol"):  # a case's own block replaces the shared one: keep its tolerances
-            if isinstance(shared, Mapping) and tol in shared:
-                block[tol] = shared[tol]
+        # A case's own block replaces the shared one: it starts as a copy of it (entries and tolerances),
+        # so a shared entry that is wrong is updated there, and one that holds stays as it was.
+        for key, value in shared.items() if isinstance(shared, Mapping) else ():
+            if key != "recorded":
+                block[key] = copy.deepcopy(value)
         holder["expect"] = block
     if not block:
         block.fa.set_block_style()  # `expect: {}` (jaxdiff init) grows one entry a line

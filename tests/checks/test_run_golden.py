@@ -223,3 +223,20 @@ def test_only_update_imports_ruamel(tmp_path: Path) -> None:
     for args, want in ((["check", "-q", str(spec)], "NO RUAMEL"), (["check", "--update", "-q", str(spec)], "RUAMEL")):
         out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
         assert out.stdout.splitlines()[-1] == want, out.stdout + out.stderr
+
+
+def test_check_update_of_a_case_that_uses_a_wrong_shared_expect(cli: Cli, tmp_path: Path) -> None:
+    # The case's own block began with the shared tolerances only, so the shared wrong entry it was
+    # checked against was missing there: KeyError, exit 70, the file half rewritten (new-user report).
+    spec = tmp_path / "shared.yaml"
+    spec.write_text(
+        'function: "lambda x: jnp.sum(x * x)"\nexpect:\n  grad.x: [1.0, 1.0]\n  rtol: 1.0e-4\n'
+        "cases:\n  - name: small\n    primals: {x: [0.5, 1.0]}\n"
+    )
+    ran = cli("check", "--update", spec)
+    assert ran.exit_code == ExitCode.OK, ran.stdout + ran.stderr
+    assert "expect grad.x: grad.x[1] 1 → 2 (1 of 2 entries changed)" in " ".join(ran.stdout.split())
+    data = yaml.safe_load(spec.read_text())
+    assert data["cases"][0]["expect"]["grad.x"] == [1.0, 2.0] and data["cases"][0]["expect"]["rtol"] == 1e-4
+    assert data["expect"]["grad.x"] == [1.0, 1.0]  # the shared block is the other cases' still
+    assert cli("check", spec, "-q").exit_code == ExitCode.OK
