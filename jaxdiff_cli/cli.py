@@ -159,8 +159,12 @@ def exit_codes(debug: bool, *, json_: bool = False) -> Iterator[None]:
     except OutputClosed:  # `| head`: the reader has what it wanted; not an error, nothing to say
         raise typer.Exit(int(ExitCode.OUTPUT_CLOSED)) from None
     except BaseException as exc:  # never a traceback (nor a silent exit: SystemExit too) without --debug
-        if debug:
+        if debug and not isinstance(exc, Exception):
             raise
+        if debug:  # the traceback, then the same line and exit status as without --debug (not Python's 1)
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
         error = exc if isinstance(exc, JaxdiffError) else blame(exc)
         say("error", error.render())
         if json_ and not error.in_json:  # stdout holds one JSON document, always
