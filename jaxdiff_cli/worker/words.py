@@ -11,5 +11,5 @@ WORKER = {
     "start": "Start a worker for your current settings (one per user and settings); it exits after --idle without a call.",
     "stop": "Stop the worker for your current settings; calls under way finish first. Nothing is left behind.",
     "status": "Whether a worker serves your calls with the current settings, and if not, why. Exit 0 if it does, 1 if not.",
-    "idle": "Exit after this long without a call: 900, 90s, 15m, 2h.  [default: 15m]",
+    "idle": "Exit after this long without a call: 900, 90s, 15m, 2h.",
 }
