@@ -494,9 +494,10 @@ def main() -> None:
     unwinds as an exception, so temporary files are removed, and ends in one line and its status.
     Once the status is decided, later signals are ignored while the interpreter shuts down.
     """
-    from jaxdiff_cli.output.console import say
+    from jaxdiff_cli.output.console import say, show_cache_warnings
 
     code: int | str | None = 0
+    show_cache_warnings()
     startup.pause_gc()  # until JAX is set up (startup.settled, from prepare)
     signals.install()
     _completion_for_named_shell(sys.argv[1:])

@@ -99,6 +99,10 @@ class JaxdiffError(Exception):
         return printable(text)
 
 
+class CacheWarning(UserWarning):
+    """A cache jaxdiff will not use this run (the run goes on without it): ``warning:`` on stderr."""
+
+
 class UsageError(JaxdiffError):
     """Options that do not fit together."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 from jaxdiff_cli.dtypes import needs_x64
 from jaxdiff_cli.engine import sealed
-from jaxdiff_cli.errors import DeviceError, UsageError
+from jaxdiff_cli.errors import CacheWarning, DeviceError, UsageError
 
 
 def cache_dir() -> Path:
@@ -86,6 +87,12 @@ def _use_cache(platform: str, spec_dir: Path | None) -> Path | None:
 
     secret = sealed.cache_secret()
     cache = cache_dir()
+    if (linked := linked_folder(cache, pattern_cache_dir())) is not None:
+        _warn_once(
+            f"the cache folder {linked} is a symbolic link (or lies under one) to {linked.resolve()}: "
+            "running without a persistent cache"
+        )
+        return None
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -101,6 +108,35 @@ def _use_cache(platform: str, spec_dir: Path | None) -> Path | None:
     return cache
 
 
+def linked_folder(*folders: Path) -> Path | None:
+    """The first of ``folders`` (or of their parents) reached through a symbolic link that leads
+    elsewhere; None when each is where its plain absolute path says.
+
+    A pull request can commit ``.cache`` (or the cache folder, or its ``sparsity`` folder) as a link
+    to any path: jaxdiff would then create folders there and write entries there, and the GPU's
+    autotune decision (xla_caches) would judge the link's target, not the checkout the path is in.
+    A link is only an inconvenience to an honest user (no cache), never a way out.
+    """
+    for folder in folders:
+        plain = Path(os.path.abspath(folder))
+        if plain != plain.resolve():
+            # Name the outermost link, the one a pull request committed.
+            for part in (*reversed(plain.parents), plain):
+                if part.is_symlink():
+                    return part
+            return plain
+    return None
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:  # once per process: `check` configures once per spec
+        _WARNED.add(message)
+        warnings.warn(message, CacheWarning, stacklevel=2)
+
+
 def xla_caches(platform: str, cache: Path, spec_dir: Path | None = None) -> str:
     """Which of XLA's own caches JAX may keep in the cache folder: none on the CPU; on a GPU the
     autotuning results, unless the folder lies in a git work tree or a spec's folder.
@@ -112,10 +148,14 @@ def xla_caches(platform: str, cache: Path, spec_dir: Path | None = None) -> str:
     read without a seal, so they are used only where no checkout can ship them. Once a spec's folder
     holds the cache, they stay off for the rest of the process (its other specs too).
     """
-    where = cache.resolve()
-    if spec_dir is not None and where.is_relative_to(spec_dir.resolve()):
-        _XLA_CACHES_OFF.add(where)
-    if platform == "cpu" or where in _XLA_CACHES_OFF or _in_git_work_tree(where):
+    # Judged at both the path as written and the path it resolves to: a link (refused in _use_cache,
+    # see linked_folder) must not move the folder out of a checkout or a spec's folder unnoticed.
+    places = {Path(os.path.abspath(cache)), cache.resolve()}
+    if spec_dir is not None:
+        specs = {Path(os.path.abspath(spec_dir)), spec_dir.resolve()}
+        if any(where.is_relative_to(s) for where in places for s in specs):
+            _XLA_CACHES_OFF.update(places)
+    if platform == "cpu" or places & _XLA_CACHES_OFF or any(_in_git_work_tree(where) for where in places):
         return ""
     return "xla_gpu_per_fusion_autotune_cache_dir"
 

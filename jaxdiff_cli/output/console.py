@@ -78,6 +78,25 @@ def say(prefix: str, text: str) -> None:
     stderr().print(printable(f"{prefix}: {text}" if prefix else text), markup=False, highlight=False, soft_wrap=True)
 
 
+def show_cache_warnings() -> None:
+    """The engine's CacheWarning (a cache it will not use: engine/runtime.py) as one ``warning:``
+    line on stderr; every other Python warning as before."""
+    import warnings
+
+    from jaxdiff_cli.errors import CacheWarning
+
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        if issubclass(category, CacheWarning):
+            say("warning", str(message))
+        else:
+            shown(message, category, *rest, **kw)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", CacheWarning)  # once is runtime's own rule, whatever -W says
+
+
 def print_json(doc: Mapping[str, Any]) -> None:
     """One JSON document on stdout, UTF-8 (RFC 8259: non-finite numbers were encoded as strings before)."""
     from jaxdiff_cli.encoding import dumps

@@ -351,3 +351,52 @@ def test_the_planted_typer_would_be_imported_by_python_itself(tmp_path: Path) ->
     (tmp_path / "typer.py").write_text(PLANTED_TYPER)
     ran = subprocess.run([sys.executable, "-c", "import typer"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert ran.returncode == 99 and (tmp_path / "CANARY").exists()
+
+
+# --------------------------------------------------------------------------- a cache folder that is a link
+
+LINKS = {  # what a pull request commits as a link, relative to the checkout; the cache is .cache/jaxdiff/xla
+    ".cache": ".cache",
+    "the cache folder": ".cache/jaxdiff/xla",
+    "its sparsity folder": ".cache/jaxdiff/xla/sparsity",
+}
+
+
+@pytest.mark.parametrize("link", LINKS, ids=list(LINKS))
+def test_a_cache_folder_linked_out_of_the_checkout_is_not_used(tmp_path: Path, link: str) -> None:
+    """GitLab's recipe: JAXDIFF_CACHE_DIR=$PWD/.cache/jaxdiff/xla. A link committed at any level must
+    not make jaxdiff create folders or write entries where the link points; the run goes on without a
+    cache, with one warning naming the folder, and the right answer."""
+    repo, outside = tmp_path / "repo", tmp_path / "outside"
+    (repo / ".git").mkdir(parents=True)
+    outside.mkdir()
+    placed = repo / LINKS[link]
+    placed.parent.mkdir(parents=True, exist_ok=True)
+    placed.symlink_to(outside / "chosen", target_is_directory=True)  # a folder that does not exist yet
+    if link == "its sparsity folder":
+        (outside / "chosen").mkdir()
+    (repo / "three.yaml").write_text('function: "x * 3.0"\nprimals: {x: [1.0, 2.0]}\nexpect:\n  value: [3.0, 6.0]\n')
+    cache = repo / ".cache" / "jaxdiff" / "xla"
+    ran = _run("check", "three.yaml", "--no-code", cache=cache, config=tmp_path / "config", cwd=repo)
+    assert ran.returncode == 0, ran.stderr
+    assert sorted(p.relative_to(outside) for p in outside.rglob("*")) == (
+        [Path("chosen")] if link == "its sparsity folder" else []
+    )
+    warned = [line for line in ran.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and str(repo / LINKS[link]) in warned[0] and "without a persistent cache" in warned[0], ran.stderr
+    assert "Traceback" not in ran.stderr
+    value = _run("eval", "three.yaml", "--no-code", "--json", cache=cache, config=tmp_path / "config", cwd=repo)
+    assert value.returncode == 0, value.stderr
+    assert _value(value.stdout) == [3.0, 6.0]
+    assert list(outside.rglob("*.sealed")) == []
+
+
+def test_a_link_moves_no_cache_out_of_a_checkout_for_the_autotune_files(tmp_path: Path) -> None:
+    """xla_caches judges both the written path and the one it resolves to."""
+    repo, outside = tmp_path / "repo", tmp_path / "outside"
+    (repo / ".git").mkdir(parents=True)
+    outside.mkdir()
+    (repo / ".cache").symlink_to(outside, target_is_directory=True)
+    assert runtime.xla_caches("gpu", repo / ".cache" / "xla") == ""
+    assert runtime.linked_folder(repo / ".cache" / "xla") == repo / ".cache"
+    assert runtime.linked_folder(outside / "xla", tmp_path / "plain" / "sparsity") is None
