@@ -18,6 +18,7 @@ import numpy as np
 from jaxdiff_cli import startup
 from jaxdiff_cli.errors import FunctionError, SpecError, UsageError
 from jaxdiff_cli.inputs.binding import bind_primals, check_sizes, fit_dtypes, resolve_wrt
+from jaxdiff_cli.inputs.datafiles import Budget
 from jaxdiff_cli.inputs.files import CLI
 from jaxdiff_cli.inputs.spec import Spec
 from jaxdiff_cli.inputs.values import Context, build_like, build_value, per_argument
@@ -95,10 +96,11 @@ def prepare(
     names = bind_primals(spec, loaded)
     wrt = resolve_wrt(spec, loaded, names)
     values = []
+    budget = Budget()  # the data files of all the primals together (YAML aliases can name one many times)
     for n in names:
         # A --primal value's errors name the option; a spec primal's, the spec and its key.
         cli = n in spec.cli_primals
-        ctx = Context(spec.dtype, spec.base_dir, CLI if cli else spec.source)
+        ctx = Context(spec.dtype, spec.base_dir, CLI if cli else spec.source, budget)
         value = build_value(spec.primals[n], ctx, f"--primal {n}" if cli else f"primals.{n}", integers=n not in wrt)
         values.append(fit_dtypes(value, spec, n, differentiated=n in wrt))
         check_sizes(dict(zip(names, values)), spec)  # as they are built: refused before all are in memory

@@ -25,6 +25,7 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,7 +37,9 @@ MAX_RANK = 64  # NumPy's limit on dimensions (and so JAX's, which builds arrays 
 MAX_ELEMENTS = 2**28  # entries of one array: 1 GiB of float32
 MAX_BYTES = 2**31  # bytes of the arrays read from one file (2^28 float64 entries)
 MAX_ARRAYS = 10_000  # arrays in one .npz (and in all the primals of a spec)
-MAX_CSV_BYTES = 256 * 2**20
+# NumPy's loadtxt needs about 17 bytes per byte of a CSV that is one long row (its field offsets), so
+# 64 MiB of CSV peaks near 1.1 GB while it is parsed: larger arrays belong in .npy or .npz.
+MAX_CSV_BYTES = 64 * 2**20
 MAX_HEADER_BYTES = 10_000  # NumPy's own limit on an .npy header (np.save writes about 128 bytes)
 NUMBER_KINDS = "biufc"  # bool, integers, floats, complex
 # The one text member allowed: scipy's sparse .npz names its format (b'coo') in a member of its own.
@@ -56,6 +59,31 @@ READ_ERRORS = (
     zlib.error,
     lzma.LZMAError,
 )
+
+
+@dataclass
+class Budget:
+    """What the data files of one spec may still bring into memory, charged from each file's header
+    before its data is read (a CSV: as it is parsed), and the files already read, by (path, key).
+
+    One file's limits are not the spec's: five primals bound by YAML aliases to one 64 MiB array
+    would be five arrays. A second read of the same (path, key) reuses the first, but is charged
+    again, as each primal is an array of its own in every program.
+    """
+
+    elements: int = MAX_ELEMENTS
+    nbytes: int = MAX_BYTES
+    loaded: dict[tuple[str, str | None], Any] = field(default_factory=dict)
+
+    def charge(self, count: int, nbytes: int, name: str, member: str | None = None) -> None:
+        if count > self.elements or nbytes > self.nbytes:
+            raise Refused(
+                f"{name} takes the data files of this spec past {MAX_ELEMENTS:,} entries or {MAX_BYTES:,} bytes in all",
+                member=member,
+                hint="use fewer or smaller files",
+            )
+        self.elements -= count
+        self.nbytes -= nbytes
 
 
 class Refused(Exception):
@@ -142,13 +170,18 @@ def _dtype_text(dtype: np.dtype[Any]) -> str:
     return f"{names.get(dtype.kind, 'non-numeric')} ({dtype.str[:40]})"
 
 
+_PIECE = 1 << 20  # bytes read at a time into an array
+
+
 def _data(stream: IO[bytes], shape: tuple[int, ...], fortran: bool, dtype: np.dtype[Any], nbytes: int, name: str) -> np.ndarray:
     """Exactly ``nbytes`` from ``stream`` as the array its header declared; a stream that is shorter,
     or longer (data after the array, which np.save never writes), is refused."""
     buffer = bytearray(nbytes)
     view, got = memoryview(buffer), 0
     while got < nbytes:
-        n = stream.readinto(view[got:])  # type: ignore[attr-defined]
+        # In pieces: a zip member's readinto reads (and inflates) all it is asked for into a bytes
+        # first, so one call for the whole array held it three times over.
+        n = stream.readinto(view[got : got + _PIECE])  # type: ignore[attr-defined]
         if not n:
             raise Refused(f"{name} is truncated: {got:,} of its {nbytes:,} bytes of data")
         got += n
@@ -158,10 +191,12 @@ def _data(stream: IO[bytes], shape: tuple[int, ...], fortran: bool, dtype: np.dt
     return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
 
 
-def read_npy(path: Path) -> np.ndarray:
+def read_npy(path: Path, budget: Budget | None = None) -> np.ndarray:
     with open_regular(path) as stream:
         shape, fortran, dtype = _header(stream, path.name)
         nbytes = _size(shape, dtype, path.name, None)
+        if budget is not None:
+            budget.charge(math.prod(shape), nbytes, path.name)
         return _data(stream, shape, fortran, dtype, nbytes, path.name)
 
 
@@ -217,7 +252,7 @@ def _members(archive: zipfile.ZipFile, name: str) -> dict[str, zipfile.ZipInfo]:
     return members
 
 
-def read_npz(path: Path, key: str | None) -> dict[str, np.ndarray]:
+def read_npz(path: Path, key: str | None, budget: Budget | None = None) -> dict[str, np.ndarray]:
     """The arrays of an .npz (only the one named ``key``, if given), by name.
 
     Every member's header is checked (sizes added up over the members read) before any data is
@@ -225,11 +260,11 @@ def read_npz(path: Path, key: str | None) -> dict[str, np.ndarray]:
     with open_regular(path) as handle:
         _directory_fits(handle, path.name)
         with zipfile.ZipFile(handle) as archive:
-            return _read_members(archive, _members(archive, path.name), path, key)
+            return _read_members(archive, _members(archive, path.name), path, key, budget)
 
 
 def _read_members(
-    archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], path: Path, key: str | None
+    archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], path: Path, key: str | None, budget: Budget | None
 ) -> dict[str, np.ndarray]:
     """The arrays of ``members`` (only ``key``, if given): every header checked, sizes added up, before any data is read."""
     if key is not None and key not in members:
@@ -251,6 +286,8 @@ def _read_members(
         if total > MAX_BYTES:
             raise Refused(f"{path.name} holds more than {MAX_BYTES:,} bytes of arrays", member=member, hint="split it up")
         headers[member] = (shape, fortran, dtype, nbytes)
+        if budget is not None:
+            budget.charge(math.prod(shape), nbytes, label, member)
     out = {}
     for member, (shape, fortran, dtype, nbytes) in headers.items():
         label = f"{path.name}[{member}]"
@@ -264,7 +301,7 @@ def _read_members(
 # --------------------------------------------------------------------------- .csv
 
 
-def read_csv(path: Path) -> np.ndarray:
+def read_csv(path: Path, budget: Budget | None = None) -> np.ndarray:
     """A CSV of numbers (``#`` starts a comment) as float64, its size bounded before it is parsed.
 
     A number too large for float64 (1e400) is an error, as it is in a spec, not infinity; an
@@ -274,11 +311,14 @@ def read_csv(path: Path) -> np.ndarray:
         data = stream.read(min(size, MAX_CSV_BYTES) + 1)
     if size > MAX_CSV_BYTES or len(data) > MAX_CSV_BYTES:
         raise Refused(f"{path.name} is larger than {MAX_CSV_BYTES // 2**20} MiB", hint="use .npy or .npz")
-    text = data.decode("utf-8", errors="replace")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an empty file is an empty array, not a line on stderr
-        value = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float64, ndmin=1, comments="#")
+        # From the bytes: a decoded str in a StringIO doubles what the parse needs.
+        value = np.loadtxt(io.BytesIO(data), delimiter=",", dtype=np.float64, ndmin=1, comments="#", encoding="utf-8")
+    if budget is not None:
+        budget.charge(value.size, value.nbytes, path.name)
     if np.isinf(value).any():
+        text = data.decode("utf-8", errors="replace")
         for number, line in enumerate(text.splitlines(), 1):
             for cell in line.split("#")[0].split(","):
                 cell = cell.strip()

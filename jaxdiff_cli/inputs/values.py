@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,8 @@ class Context:
     dtype: str
     base_dir: Path
     source: str
+    # What data files may still bring into memory: share one across a spec's values (see datafiles.Budget).
+    budget: datafiles.Budget = field(default_factory=datafiles.Budget, compare=False, repr=False)
 
     def at(self, keypath: str) -> str:
         return where(self.source, keypath)
@@ -108,7 +110,7 @@ def to_array(raw: Any, ctx: Context, keypath: str, *, integers: bool = False) ->
         # A complex number anywhere makes the array complex, in the run's precision; binding then
         # refuses it for a differentiated argument of a real run (the hint names the complex dtype).
         numbers = np.array([complex(v) for v in flat], dtype=np.complex128).reshape(shape)
-        return cast_float(numbers, Context(complex_dtype(ctx.dtype), ctx.base_dir, ctx.source), keypath)
+        return cast_float(numbers, replace(ctx, dtype=complex_dtype(ctx.dtype)), keypath)
     values = np.array([float(v) for v in flat], dtype=np.float64).reshape(shape)
     return cast_float(values, ctx, keypath)
 
@@ -293,10 +295,10 @@ def _value(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.nd
         if arr.dtype.kind not in "iu":
             raise ctx.error(path, f"dtype {dtype} takes whole numbers")
         return cast_int(arr.astype(object), dtype, ctx, path)
-    arr = to_array(inner, Context("float64", ctx.base_dir, ctx.source), path)
+    arr = to_array(inner, replace(ctx, dtype="float64"), path)
     if arr.dtype == bool:
         raise ctx.error(path, f"dtype {dtype} takes numbers, not true/false")
-    return cast_float(arr, Context(dtype, ctx.base_dir, ctx.source), path)
+    return cast_float(arr, replace(ctx, dtype=dtype), path)
 
 
 def _parts(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.ndarray:
@@ -310,7 +312,7 @@ def _parts(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.nd
             where = join(keypath, "dtype")
             raise ctx.error(where, f"{{re, im}} makes a complex value, not {dtype}", hint="complex64 or complex128")
         dtype = complex_dtype(dtype)
-    real = Context(real_dtype(dtype), ctx.base_dir, ctx.source)
+    real = replace(ctx, dtype=real_dtype(dtype))
     parts = {}
     for name in ("re", "im"):
         if name in raw:
@@ -326,7 +328,7 @@ def _parts(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.nd
     value = np.zeros(first.shape, np.complex128)
     value.real = re if re is not None else 0.0
     value.imag = im if im is not None else 0.0
-    return cast_float(value, Context(dtype, ctx.base_dir, ctx.source), keypath)
+    return cast_float(value, replace(ctx, dtype=dtype), keypath)
 
 
 def _random(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> np.ndarray:
@@ -437,13 +439,25 @@ def _read(path: Path, key: Any, ctx: Context, keypath: str) -> Any:
     """A data file's array (or an .npz's arrays by name): every refusal a spec error at its key."""
     fpath = join(keypath, "file")
     suffix = path.suffix.lower()
+    budget = ctx.budget
+    seen = (str(path), None if key is None else str(key))
     try:
+        if seen in budget.loaded:  # the same file and key again (YAML aliases): read once, charged each time
+            value = budget.loaded[seen]
+            for arr in value.values() if isinstance(value, dict) else [value]:
+                budget.charge(arr.size, arr.nbytes, path.name if key is None else f"{path.name}[{key}]")
+            return value
         if suffix == ".npy":
-            return datafiles.read_npy(path)
-        if suffix == ".npz":
-            return datafiles.read_npz(path, None if key is None else str(key))
-        if suffix == ".csv":
-            return datafiles.read_csv(path)
+            value = datafiles.read_npy(path, budget)
+        elif suffix == ".npz":
+            value = datafiles.read_npz(path, seen[1], budget)
+        elif suffix == ".csv":
+            value = datafiles.read_csv(path, budget)
+        else:
+            value = None
+        if value is not None:
+            budget.loaded[seen] = value
+            return value
     except datafiles.Refused as exc:
         if exc.at_key:
             raise ctx.error(join(keypath, "key"), exc.message, hint=exc.hint) from None
@@ -490,7 +504,7 @@ def _file(raw: dict[str, Any], ctx: Context, keypath: str, dtype: str) -> Any:
         if "dtype" in raw:
             return arr.astype(dtype)
         if arr.dtype.kind == "c":  # complex data in the run's precision, as real data takes the run's float dtype
-            return cast_float(arr.astype(np.complex128), Context(complex_dtype(ctx.dtype), ctx.base_dir, ctx.source), kp)
+            return cast_float(arr.astype(np.complex128), replace(ctx, dtype=complex_dtype(ctx.dtype)), kp)
         if arr.dtype.kind == "f":
             return cast_float(arr.astype(np.float64), ctx, kp)
         return arr  # integers and bools stay as they are (indices, labels)
@@ -583,7 +597,7 @@ def _guided(raw: Any, like: Any, ctx: Context, keypath: str, what: str, leaves: 
         run_kind = "c" if is_complex(ctx.dtype) else "f"
         leaf_ctx = ctx
         if dtype.kind in "fc" and dtype.kind != run_kind:
-            leaf_ctx = Context(real_dtype(ctx.dtype) if dtype.kind == "f" else complex_dtype(ctx.dtype), ctx.base_dir, ctx.source)
+            leaf_ctx = replace(ctx, dtype=real_dtype(ctx.dtype) if dtype.kind == "f" else complex_dtype(ctx.dtype))
         try:
             arr = construct(raw, leaf_ctx, keypath) if is_constructor(raw) else to_array(raw, leaf_ctx, keypath)
         except SpecError as exc:
@@ -597,9 +611,9 @@ def _guided(raw: Any, like: Any, ctx: Context, keypath: str, what: str, leaves: 
     if dtype.kind == "f" and np.iscomplexobj(arr):
         raise ctx.error(keypath, f"complex values where the {what} holds {dtype} numbers")
     if dtype.kind == "f":
-        arr = cast_float(np.asarray(arr, dtype=np.float64), Context(str(dtype), ctx.base_dir, ctx.source), keypath)
+        arr = cast_float(np.asarray(arr, dtype=np.float64), replace(ctx, dtype=str(dtype)), keypath)
     if dtype.kind == "c":
-        arr = cast_float(np.asarray(arr, dtype=np.complex128), Context(str(dtype), ctx.base_dir, ctx.source), keypath)
+        arr = cast_float(np.asarray(arr, dtype=np.complex128), replace(ctx, dtype=str(dtype)), keypath)
     leaves.append((keypath, arr, like))
     return arr
 

@@ -1097,3 +1097,81 @@ def test_a_zip_bomb_member_is_refused_by_its_size_and_never_inflated_past_its_he
         tracemalloc.stop()
     assert ran.exit_code == 3 and "bomb.npz[x] has data after its array" in ran.stderr, ran.stderr
     assert peak < 2**24, peak  # nothing near the 64 MiB was inflated
+
+
+# --------------------------------------------------------------------------- a spec's data files together
+
+ALIASES = {
+    # check_sizes refuses the total once a primal is built: at the fourth alias (x is the fifth entry)
+    "five primals": (
+        "function: x + a + b + c + d + e\nwrt: [x]\nprimals:\n  x: 1.0\n  a: &f {file: big.npz, key: a}\n"
+        "  b: *f\n  c: *f\n  d: *f\n  e: *f\n",
+        "the primals hold 268,435,457 entries",
+    ),
+    # within one primal only the budget sees the total, charged from the header before each read
+    "one primal's list": (
+        "function: x + a[0]\nwrt: [x]\nprimals:\n  x: 1.0\n  a: [&f {file: big.npz, key: a}, *f, *f, *f, *f]\n",
+        "big.npz[a] takes the data files of this spec past 268,435,456 entries",
+    ),
+}
+
+
+@pytest.mark.parametrize("form", ALIASES)
+def test_one_file_named_many_times_is_read_once_and_charged_each_time(cli: Cli, tmp_path: Path, form: str) -> None:
+    """YAML aliases binding one 65 KB .npz of 2^26 int8 zeros five times: each file was bounded alone
+    and the total only after all were read (571 MB). Now the file is read once and each use is
+    charged to the spec's budget: refused with one array in memory."""
+    import tracemalloc
+
+    spec, message = ALIASES[form]
+    np.savez_compressed(tmp_path / "big.npz", a=np.zeros(2**26, np.int8))
+    assert (tmp_path / "big.npz").stat().st_size < 2**17
+    (tmp_path / "spec.yaml").write_text(spec)
+    cli("eval", "-f", "x", "-p", "x=1.0")  # the imports of a first run are not the file's
+    tracemalloc.start()
+    ran = cli("eval", tmp_path / "spec.yaml")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert ran.exit_code == 3, ran.stderr
+    assert message in ran.stderr and "primals" in ran.stderr, ran.stderr
+    assert ran.stderr.count("\n") == 1 and "Traceback" not in ran.stderr
+    assert peak < 2**26 + 2**24, peak  # one copy of the 64 MiB array (before: one a use, 320 MiB and more)
+
+
+def test_a_spec_may_read_one_file_twice(cli: Cli, tmp_path: Path) -> None:
+    np.save(tmp_path / "v.npy", np.array([1.0, 2.0, 4.0]))
+    np.savez(tmp_path / "w.npz", a=np.array([3.0, 5.0, 7.0]), b=np.array([1, 1, 1]))
+    (tmp_path / "spec.yaml").write_text(
+        "function: a * b + c * d\nprimals:\n  a: &v {file: v.npy}\n  b: *v\n"
+        "  c: {file: w.npz, key: a}\n  d: {file: w.npz, key: a}\n"
+    )
+    ran = cli("eval", tmp_path / "spec.yaml", "--dtype", "float64", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    assert ran.json()["outputs"]["value"]["data"] == [1.0 + 9.0, 4.0 + 25.0, 16.0 + 49.0]
+
+
+def test_a_csv_over_the_limit_is_refused_by_its_size(cli: Cli, tmp_path: Path) -> None:
+    big = tmp_path / "big.csv"
+    with open(big, "wb") as f:
+        f.truncate(64 * 2**20 + 1)  # sparse: no disk, and refused before a byte is read
+    (tmp_path / "spec.yaml").write_text("function: x * 2\nprimals: {x: {file: big.csv}}\n")
+    ran = cli("eval", tmp_path / "spec.yaml")
+    assert ran.exit_code == 3 and "primals.x.file" in ran.stderr and "larger than 64 MiB" in ran.stderr, ran.stderr
+
+
+def test_a_long_csv_row_is_parsed_in_bounded_memory(cli: Cli, tmp_path: Path) -> None:
+    """One row of 2^21 zeros (4 MiB): NumPy's parser needs about 17 bytes a byte for one long row (its
+    field offsets) and 21 from a decoded str, plus the array; the 64 MiB limit keeps the worst file near 1.1 GB."""
+    import tracemalloc
+
+    row = tmp_path / "row.csv"
+    row.write_bytes(b"0," * (2**21 - 1) + b"0\n")
+    (tmp_path / "spec.yaml").write_text("function: jnp.sum(x)\nprimals: {x: {file: row.csv}}\n")
+    cli("eval", "-f", "x", "-p", "x=1.0")
+    tracemalloc.start()
+    ran = cli("eval", tmp_path / "spec.yaml", "--json")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert ran.exit_code == 0, ran.stderr
+    assert ran.json()["outputs"]["value"]["data"] == 0.0
+    assert peak < 22 * row.stat().st_size, peak / row.stat().st_size  # 25 from a decoded str

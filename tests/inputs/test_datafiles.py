@@ -69,3 +69,25 @@ def test_sizes_add_up_over_the_members_of_one_file(tmp_path: Path, monkeypatch: 
         datafiles.read_npz(tmp_path / "a.npz", None)
     assert refused.value.member == "y"
     assert datafiles.read_npz(tmp_path / "a.npz", "y")["y"].shape == (10,)
+
+
+def test_a_budget_refuses_a_file_from_its_header_before_its_data(tmp_path: Path) -> None:
+    """A spec's budget is charged from each header: the file that would pass it is refused before a
+    byte of its data is read (this one's data is missing: its refusal would say 'truncated')."""
+    np.save(tmp_path / "a.npy", np.zeros(60))
+    full = io.BytesIO()
+    np.save(full, np.zeros(60))
+    (tmp_path / "b.npy").write_bytes(full.getvalue()[: -8 * 60])  # the header alone
+    budget = datafiles.Budget(elements=100)
+    assert datafiles.read_npy(tmp_path / "a.npy", budget).shape == (60,)
+    assert budget.elements == 40 and budget.nbytes == datafiles.MAX_BYTES - 480
+    with pytest.raises(datafiles.Refused, match=r"b\.npy takes the data files of this spec past"):
+        datafiles.read_npy(tmp_path / "b.npy", budget)
+    np.savez(tmp_path / "c.npz", x=np.zeros(30), y=np.zeros(30))
+    with pytest.raises(datafiles.Refused, match=r"c\.npz\[y\] takes"):
+        datafiles.read_npz(tmp_path / "c.npz", None, datafiles.Budget(elements=50))
+    assert datafiles.read_npz(tmp_path / "c.npz", "x", datafiles.Budget(elements=50))["x"].shape == (30,)
+    (tmp_path / "d.csv").write_text("1,2,3\n4,5,6\n")
+    with pytest.raises(datafiles.Refused, match=r"d\.csv takes"):
+        datafiles.read_csv(tmp_path / "d.csv", datafiles.Budget(elements=5))
+    np.testing.assert_array_equal(datafiles.read_csv(tmp_path / "d.csv", datafiles.Budget(elements=6)), [[1, 2, 3], [4, 5, 6]])
