@@ -117,14 +117,17 @@ def linked_folder(*folders: Path) -> Path | None:
     autotune decision (xla_caches) would judge the link's target, not the checkout the path is in.
     A link is only an inconvenience to an honest user (no cache), never a way out.
     """
+    # Only links a checkout can hold count: those inside the git work tree around the current folder
+    # (or the current folder). A link above it (/home -> /var/home) is the machine's, not a pull request's.
+    here = Path(os.path.abspath(os.getcwd()))
+    top = next((p for p in (here, *here.parents) if (p / ".git").exists()), here)
     for folder in folders:
         plain = Path(os.path.abspath(folder))
         if plain != plain.resolve():
             # Name the outermost link, the one a pull request committed.
             for part in (*reversed(plain.parents), plain):
-                if part.is_symlink():
+                if part.is_symlink() and part != top and part.is_relative_to(top):
                     return part
-            return plain
     return None
 
 

@@ -391,12 +391,17 @@ def test_a_cache_folder_linked_out_of_the_checkout_is_not_used(tmp_path: Path, l
     assert list(outside.rglob("*.sealed")) == []
 
 
-def test_a_link_moves_no_cache_out_of_a_checkout_for_the_autotune_files(tmp_path: Path) -> None:
+def test_a_link_moves_no_cache_out_of_a_checkout_for_the_autotune_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """xla_caches judges both the written path and the one it resolves to."""
     repo, outside = tmp_path / "repo", tmp_path / "outside"
     (repo / ".git").mkdir(parents=True)
+    (repo / "sub").mkdir()
     outside.mkdir()
     (repo / ".cache").symlink_to(outside, target_is_directory=True)
+    monkeypatch.chdir(repo / "sub")  # a working-directory: step: the checkout is the git tree around it
     assert runtime.xla_caches("gpu", repo / ".cache" / "xla") == ""
     assert runtime.linked_folder(repo / ".cache" / "xla") == repo / ".cache"
     assert runtime.linked_folder(outside / "xla", tmp_path / "plain" / "sparsity") is None
+    # A link above the checkout is the machine's (/home -> /var/home), not a pull request's: the cache stays.
+    (tmp_path / "home").symlink_to(outside, target_is_directory=True)
+    assert runtime.linked_folder(tmp_path / "home" / "cache") is None
