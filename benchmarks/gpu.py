@@ -28,17 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-HAND_JVP = """
-import json, sys
-import jax, jax.numpy as jnp
-def fn(x):
-    return jnp.stack([x[0]**6 * x[1]**4 * x[2]**9 * x[3]**2, x[0]**2 * x[1]**3 * x[2]**5 * x[3]**3,
-                      x[0]**5 * x[1]**7 * x[2]**7 * x[3]**6])
-x = jnp.array([1.0, 0.5, 1.5, 2.0]); v = jnp.array([0.2, 0.3, 0.4, 0.8])
-y, t = jax.jit(lambda x, v: jax.jvp(fn, (x,), (v,)))(x, v)
-json.dump({"value": y.tolist(), "jvp": t.tolist()}, sys.stdout)
-"""
-
 # A program with matrix products, so that XLA's GPU autotuner has something to choose.
 CACHE_PROBE = """
 import os, sys, time
@@ -66,7 +55,9 @@ def entries(folder: Path) -> int:
 
 def whole_process(runs: int, tmp: Path) -> dict[str, Any]:
     py = sys.executable
-    (tmp / "hand.py").write_text(HAND_JVP)
+    from suite import HANDWRITTEN  # the CPU table's hand-written jvp script, the same program
+
+    (tmp / "hand.py").write_text(HANDWRITTEN)
     cache = tmp / "cli-cache"
     env = dict(os.environ, JAXDIFF_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT), JAXDIFF_NO_WORKER="1")
     spec = str(ROOT / "configs" / "seed000_poly.yaml")
